@@ -1,0 +1,115 @@
+// Package connectors defines how the sync engine and the controller talk to
+// an ERP: the Connector interface every vendor implements, the Config a
+// connector is built from, the typed errors that become Ready reasons, and a
+// Registry keyed by connector type.
+//
+// Each vendor lives in its own folder (connectors/<vendor>) with its client,
+// mapping, simulator and tests; adding a vendor touches that folder and one
+// registration line (see connectors/all).
+package connectors
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/erpsync/erpsync-operator/connectors/model"
+)
+
+// Connector reads one company's records from one vendor's API. It is built
+// per run from a Config and is used by one goroutine at a time; state that
+// must be shared across runs and ErpSyncs (rate limiters, quota counters,
+// token caches) lives in the vendor package, keyed by credential.
+type Connector interface {
+	// Entities lists the entity streams the connector offers, in the order a
+	// run reads them (reference data first, documents last).
+	Entities() []EntityInfo
+	// ListPage reads one page of an entity stream. Since is the watermark to
+	// pass as the vendor's modified-since filter; the zero time asks for
+	// everything (a full read). Pages are numbered from 1.
+	ListPage(ctx context.Context, req PageRequest) (*Page, error)
+}
+
+// EntityInfo describes one entity stream of a connector.
+type EntityInfo struct {
+	// Name is the canonical kind of the stream's main records; it is what users
+	// list in spec.connector.entities and the key of the per-entity status.
+	Name model.Kind
+	// Incremental is true when the vendor has a modified-since filter for the
+	// stream. A stream without one is re-read in full on every run.
+	Incremental bool
+	// Also lists other canonical kinds the stream emits from the same vendor
+	// documents (for example contacts inside customers).
+	Also []model.Kind
+	// Endpoint is the vendor endpoint the stream reads, for docs and logs.
+	Endpoint string
+}
+
+// PageRequest asks for one page of an entity stream.
+type PageRequest struct {
+	Entity model.Kind
+	// Since is the modified-since watermark; zero means no filter.
+	Since time.Time
+	// Page is the 1-based page number.
+	Page int
+}
+
+// Page is one page of an entity stream, already mapped to canonical records.
+type Page struct {
+	Records []model.Record
+	// More is true when the vendor's end-of-data signal says another page
+	// follows.
+	More bool
+	// Total is the number of records the vendor reports for the whole filtered
+	// list, or -1 where the response carries no count. The engine repeats a
+	// pass whose total changed underneath it.
+	Total int
+	// ServerTime is the vendor's clock at the response (its HTTP Date header),
+	// or zero when the response carries none.
+	ServerTime time.Time
+	// Calls is the number of HTTP requests the page cost, retries included.
+	Calls int
+}
+
+// Config is everything a connector is built from for one ErpSync.
+type Config struct {
+	// Type is the connector type (the registry key).
+	Type string
+	// CompanyID is the ErpSync's spec.companyId, stamped on every record.
+	CompanyID string
+	// BaseURL overrides the vendor's API root (regional endpoints, simulators).
+	// Empty means the vendor's default.
+	BaseURL string
+	// TenantID selects one organisation behind a credential that reaches
+	// several (Xero), where the Secret does not name it.
+	TenantID string
+	// Credentials is the data of the ErpSync's credentials Secret.
+	Credentials map[string][]byte
+	// CredentialStore reads and rewrites the credentials Secret, for vendors
+	// whose credentials rotate (Xero's refresh tokens). Nil where the caller
+	// cannot write Secrets.
+	CredentialStore CredentialStore
+	// HTTPClient is the client to send requests with; nil means a default.
+	HTTPClient *http.Client
+	// Log receives structured logs; it never gets credentials.
+	Log logr.Logger
+}
+
+// CredentialStore reads and updates a credentials Secret with optimistic
+// concurrency.
+type CredentialStore interface {
+	// Key names the Secret ("namespace/name"), for serialising refreshes.
+	Key() string
+	// Get returns the Secret's data and its resource version.
+	Get(ctx context.Context) (data map[string][]byte, version string, err error)
+	// Update writes data if the Secret is still at version, and returns the
+	// new version; it fails with a conflict otherwise.
+	Update(ctx context.Context, data map[string][]byte, version string) (string, error)
+}
+
+// Factory builds a connector from a Config. It checks the credentials it
+// needs are present (returning an Error of KindSecretKeyMissing or
+// KindInvalidConfig) but makes no network call.
+type Factory func(ctx context.Context, cfg Config) (Connector, error)

@@ -1,0 +1,103 @@
+// Package model holds the canonical CRM-side records: the shared vocabulary of
+// the sync engine, the connectors (which map vendor documents into it) and the
+// sinks (which store it). Change it deliberately: every connector's golden
+// tests and every sink's schema follow it.
+package model
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Kind names a canonical record type. It is also the name users write in
+// spec.connector.entities and the key of the per-entity status.
+type Kind string
+
+// The canonical kinds, in the order a run syncs them: reference data first,
+// then parties, products and their stock and prices, then documents.
+const (
+	KindTaxRate     Kind = "tax_rates"
+	KindCurrency    Kind = "currencies"
+	KindWarehouse   Kind = "warehouses"
+	KindSalesPerson Kind = "sales_people"
+	KindSupplier    Kind = "suppliers"
+	KindCustomer    Kind = "customers"
+	KindContact     Kind = "contacts"
+	KindProduct     Kind = "products"
+	KindStockLevel  Kind = "stock_levels"
+	KindPriceRule   Kind = "price_rules"
+	KindSalesOrder  Kind = "sales_orders"
+	KindInvoice     Kind = "invoices"
+	KindCreditNote  Kind = "credit_notes"
+	KindShipment    Kind = "shipments"
+)
+
+// Kinds lists every canonical kind in sync order.
+var Kinds = []Kind{
+	KindTaxRate, KindCurrency, KindWarehouse, KindSalesPerson, KindSupplier,
+	KindCustomer, KindContact, KindProduct, KindStockLevel, KindPriceRule,
+	KindSalesOrder, KindInvoice, KindCreditNote, KindShipment,
+}
+
+// Order returns the position of k in the sync order, or len(Kinds) for an
+// unknown kind.
+func (k Kind) Order() int {
+	for i, x := range Kinds {
+		if x == k {
+			return i
+		}
+	}
+	return len(Kinds)
+}
+
+// Valid reports whether k is a canonical kind.
+func (k Kind) Valid() bool { return k.Order() < len(Kinds) }
+
+// Decimal is an exact decimal number in its canonical text form ("12.5",
+// "-0.01"), used for money so that no amount passes through a float. The
+// empty Decimal means "not given".
+type Decimal string
+
+// Record is one canonical record with the metadata every sink stores.
+type Record struct {
+	// Company is the ErpSync's spec.companyId: records of different companies
+	// never overwrite each other, even with equal vendor ids.
+	Company string `json:"company"`
+	// Vendor is the connector type (unleashed, cin7core, ...).
+	Vendor string `json:"vendor"`
+	// Kind is the canonical kind of Data.
+	Kind Kind `json:"kind"`
+	// VendorID is the record's identity in the vendor's system (a GUID, an id,
+	// or a composite such as "<product>/<warehouse>" for stock levels).
+	VendorID string `json:"vendorId"`
+	// ModifiedAt is the vendor's last-modified time of the record; sinks never
+	// replace a record with one whose ModifiedAt is older.
+	ModifiedAt time.Time `json:"modifiedAt"`
+	// Deleted is set for records the vendor marks deleted, obsolete, inactive,
+	// archived or voided.
+	Deleted bool `json:"deleted"`
+	// Raw is the vendor's own JSON document for the record.
+	Raw json.RawMessage `json:"raw,omitempty"`
+	// Data is the typed canonical payload: one of the types in this package
+	// (*Product, *StockLevel, ...), matching Kind.
+	Data Payload `json:"data"`
+}
+
+// Payload is implemented by every canonical payload type.
+type Payload interface {
+	// Kind returns the canonical kind of the payload.
+	Kind() Kind
+}
+
+// Key identifies a record in a sink.
+type Key struct {
+	Company  string
+	Vendor   string
+	Kind     Kind
+	VendorID string
+}
+
+// Key returns the record's identity.
+func (r *Record) Key() Key {
+	return Key{Company: r.Company, Vendor: r.Vendor, Kind: r.Kind, VendorID: r.VendorID}
+}
