@@ -1,0 +1,527 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/erpsync/erpsync-operator/connectors"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxRetries     = 4
+	DefaultBackoffBase    = 500 * time.Millisecond
+	DefaultBackoffMax     = 30 * time.Second
+	DefaultMaxRetryWait   = 2 * time.Minute
+	DefaultAttemptTimeout = 60 * time.Second
+	DefaultMaxBodyBytes   = 64 << 20
+)
+
+// Options configure a Client. The zero value of every field has a sensible
+// default; a connector usually sets Connector, Limits, HTTPClient (from
+// connectors.Config), Log and, for Xero, ProblemHeader.
+type Options struct {
+	// Connector names the vendor in metrics and logs ("xero", "katana").
+	Connector string
+	// Limits are the metered scopes every request of this client passes
+	// through, from the widest to the most specific (for Xero: the app's
+	// minute limit, then the tenant's limits). A throttling answer that does
+	// not name its limit pauses the most specific (last) one.
+	Limits []Limit
+	// HTTPClient sends the requests; nil means a new http.Client. Do not set
+	// its Timeout: AttemptTimeout bounds each attempt.
+	HTTPClient *http.Client
+	// Registry holds the shared limiters; nil means SharedRegistry.
+	Registry *Registry
+	// Clock measures limits, quotas, Retry-After and backoff; nil means the
+	// wall clock, or ScaledClock(TimeScale) when TimeScale > 1.
+	Clock Clock
+	// TimeScale > 1 compresses time: with 60, a 60/min limit admits 60 calls
+	// a second and Retry-After: 60 waits a second. Ignored when Clock is set.
+	TimeScale float64
+	// MaxRetries bounds the retries of one request (so it is sent at most
+	// MaxRetries+1 times); 0 means DefaultMaxRetries, negative means none.
+	MaxRetries int
+	// BackoffBase and BackoffMax shape the jittered exponential backoff after
+	// 5xx answers, timeouts and connection errors: attempt n waits a random
+	// time between half and all of min(BackoffBase*2^(n-1), BackoffMax).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// MaxRetryWait is the longest Retry-After the client waits within one
+	// call; a longer one fails the call at once with RetryAt set (the
+	// controller schedules the retry). 0 means DefaultMaxRetryWait.
+	MaxRetryWait time.Duration
+	// ThrottleCodes are the statuses that mean "slow down"; nil means 429.
+	// Cin7 Core, whose older servers throttle with 503, adds 503.
+	ThrottleCodes []int
+	// ThrottleWait is how long to wait after a throttling answer without
+	// Retry-After; 0 means the backoff schedule.
+	ThrottleWait time.Duration
+	// ProblemHeader names the header in which the vendor says which limit a
+	// throttling answer is about (Xero: "X-Rate-Limit-Problem"). A value that
+	// names a Quota (or is "day"/"month") fails the call with
+	// KindQuotaExhausted and blocks the quota until Retry-After; a value that
+	// names a Window pauses the limiter holding it.
+	ProblemHeader string
+	// AttemptTimeout bounds one attempt, in real time, body included; a
+	// timed-out attempt is retried. 0 means DefaultAttemptTimeout.
+	AttemptTimeout time.Duration
+	// MaxBodyBytes bounds a response body; a longer one is an invalid
+	// response. 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// AcceptStatus lists statuses >= 400 that Do returns as a Response
+	// instead of an error (for example 404 for "no such page").
+	AcceptStatus []int
+	// Classify, when set, sees every response first. A non-nil error ends
+	// the call with it (a *connectors.Error of KindQuotaExhausted also blocks
+	// the most specific limit's quotas until its RetryAt); nil falls through
+	// to the default handling. It must not keep resp.
+	Classify func(resp *Response) error
+	// Observer receives metrics; nil means DefaultObserver.
+	Observer Observer
+	// Log receives retries and waits at V(1). It never gets credentials,
+	// query strings or bodies.
+	Log logr.Logger
+	// Jitter returns a number in [0,1); nil means math/rand/v2.
+	Jitter func() float64
+}
+
+// Client sends a connector's HTTP requests through its vendor's limits,
+// quotas and retry policy. It is safe for concurrent use; build one per
+// connector instance (limits are shared through the Registry anyway).
+type Client struct {
+	opts     Options
+	hc       *http.Client
+	clock    Clock
+	observer Observer
+	log      logr.Logger
+	jitter   func() float64
+	throttle []int
+	retries  int
+	// limiters in Options order (most specific last) and in key order (for
+	// locking).
+	ordered []*limiter
+	sorted  []*limiter
+	calls   atomic.Int64
+}
+
+// New returns a Client for opts. It fails with KindInvalidConfig when a
+// Limit is malformed.
+func New(opts Options) (*Client, error) {
+	c := &Client{opts: opts, hc: opts.HTTPClient, clock: opts.Clock, observer: opts.Observer, log: opts.Log, jitter: opts.Jitter}
+	if c.hc == nil {
+		c.hc = &http.Client{}
+	}
+	if c.clock == nil {
+		c.clock = ScaledClock(opts.TimeScale)
+	}
+	if c.observer == nil {
+		c.observer = DefaultObserver
+	}
+	if c.jitter == nil {
+		c.jitter = rand.Float64
+	}
+	c.throttle = opts.ThrottleCodes
+	if c.throttle == nil {
+		c.throttle = []int{http.StatusTooManyRequests}
+	}
+	switch {
+	case opts.MaxRetries == 0:
+		c.retries = DefaultMaxRetries
+	case opts.MaxRetries < 0:
+		c.retries = 0
+	default:
+		c.retries = opts.MaxRetries
+	}
+	if c.opts.BackoffBase <= 0 {
+		c.opts.BackoffBase = DefaultBackoffBase
+	}
+	if c.opts.BackoffMax <= 0 {
+		c.opts.BackoffMax = DefaultBackoffMax
+	}
+	if c.opts.MaxRetryWait <= 0 {
+		c.opts.MaxRetryWait = DefaultMaxRetryWait
+	}
+	if c.opts.AttemptTimeout <= 0 {
+		c.opts.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if c.opts.MaxBodyBytes <= 0 {
+		c.opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = SharedRegistry
+	}
+	seen := map[string]bool{}
+	for _, l := range opts.Limits {
+		if err := l.validate(); err != nil {
+			return nil, connectors.Wrap(connectors.KindInvalidConfig, err, "invalid rate limits")
+		}
+		if seen[l.Key] {
+			continue
+		}
+		seen[l.Key] = true
+		c.ordered = append(c.ordered, reg.limiter(l))
+	}
+	c.sorted = slices.Clone(c.ordered)
+	slices.SortFunc(c.sorted, func(a, b *limiter) int { return strings.Compare(a.key, b.key) })
+	return c, nil
+}
+
+// Calls returns the number of HTTP requests the client has sent, retries
+// included. A connector fills connectors.Page.Calls with the difference
+// across a page.
+func (c *Client) Calls() int64 { return c.calls.Load() }
+
+// Clock returns the client's clock.
+func (c *Client) Clock() Clock { return c.clock }
+
+// Response is a complete HTTP answer, its body read.
+type Response struct {
+	StatusCode int
+	Header     http.Header
+	Body       []byte
+	// ServerTime is the vendor's clock at the answer (its Date header), or
+	// zero.
+	ServerTime time.Time
+	// Attempts is how many times the request was sent to get this answer.
+	Attempts int
+	// Method and Path name the request, without query string.
+	Method, Path string
+}
+
+// DecodeJSON decodes the body into v; a body that does not parse is a
+// KindInvalidResponse error naming the request (never its content).
+func (r *Response) DecodeJSON(v any) error {
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		return connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("%s %s: the response does not parse", r.Method, r.Path))
+	}
+	return nil
+}
+
+// Get sends a GET request for rawURL with the given headers. op names the
+// operation in metrics ("list_products"); keep it low-cardinality.
+func (c *Client) Get(ctx context.Context, op, rawURL string, header http.Header) (*Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		// The URL may carry secrets in its query: do not echo it.
+		return nil, connectors.Errorf(connectors.KindInvalidConfig, "invalid request URL for %s", op)
+	}
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	return c.Do(ctx, op, req)
+}
+
+// GetJSON is Get followed by DecodeJSON.
+func (c *Client) GetJSON(ctx context.Context, op, rawURL string, header http.Header, v any) (*Response, error) {
+	resp, err := c.Get(ctx, op, rawURL, header)
+	if err != nil {
+		return nil, err
+	}
+	return resp, resp.DecodeJSON(v)
+}
+
+// Do sends req through the client's limits and retry policy and returns the
+// first acceptable answer (status < 400 or listed in AcceptStatus). Errors
+// are *connectors.Error values (context errors excepted, wrapped as they
+// are) that name the request by method and path only:
+//
+//   - 401, 403: KindAuthenticationFailed, not retried.
+//   - a quota used up, by our count or the vendor's word: KindQuotaExhausted
+//     with RetryAt at the reset, not sent / not retried.
+//   - throttling (429, ThrottleCodes): waits Retry-After (pausing the shared
+//     limiter) and retries; KindRateLimited with RetryAt once MaxRetries or
+//     MaxRetryWait is exceeded.
+//   - 5xx, 408, timeouts, connection errors: jittered exponential backoff
+//     (at least Retry-After where given); KindERPUnavailable after
+//     MaxRetries.
+//   - other 4xx: KindInvalidResponse.
+//
+// The request's body, if any, is buffered so it can be resent.
+func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Response, error) {
+	method, path := req.Method, safePath(req.URL)
+	target := method + " " + path
+	var body []byte
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		b, err := io.ReadAll(req.Body)
+		_ = req.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading request body: %w", target, err)
+		}
+		body = b
+	}
+	var wait time.Duration
+	for attempt := 1; ; attempt++ {
+		if wait > 0 {
+			if err := c.clock.Sleep(ctx, wait); err != nil {
+				return nil, fmt.Errorf("%s: %w", target, err)
+			}
+		}
+		wait = 0
+		resp, err := c.attempt(ctx, op, req, body, target)
+		if err != nil {
+			var ce *connectors.Error
+			if errors.As(err, &ce) {
+				return nil, err
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%s: %w", target, ctx.Err())
+			}
+			if attempt > c.retries {
+				return nil, connectors.Wrap(connectors.KindERPUnavailable, err, fmt.Sprintf("%s: no answer after %d attempts", target, attempt))
+			}
+			wait = c.backoff(attempt)
+			c.log.V(1).Info("retrying after a failed attempt", "connector", c.opts.Connector, "request", target, "attempt", attempt, "wait", wait, "error", err.Error())
+			continue
+		}
+		resp.Attempts = attempt
+		resp.Method, resp.Path = method, path
+		if c.opts.Classify != nil {
+			if err := c.opts.Classify(resp); err != nil {
+				var ce *connectors.Error
+				if errors.As(err, &ce) && ce.Kind == connectors.KindQuotaExhausted {
+					c.blockQuota(ctx, c.mostSpecific(), "", ce.RetryAt)
+				}
+				return nil, fmt.Errorf("%s: %w", target, err)
+			}
+		}
+		code := resp.StatusCode
+		se := &StatusError{Method: method, Path: path, StatusCode: code, Attempts: attempt}
+		switch {
+		case code < 400 || slices.Contains(c.opts.AcceptStatus, code):
+			return resp, nil
+		case code == http.StatusUnauthorized || code == http.StatusForbidden:
+			return nil, connectors.Wrap(connectors.KindAuthenticationFailed, se, "the vendor refused the credentials")
+		case slices.Contains(c.throttle, code):
+			now := c.clock.Now()
+			ra, hasRA := RetryAfter(resp.Header, now)
+			problem := ""
+			if c.opts.ProblemHeader != "" {
+				problem = strings.TrimSpace(resp.Header.Get(c.opts.ProblemHeader))
+			}
+			if l, name, ok := c.quotaProblem(problem); ok {
+				until := now.Add(ra)
+				if !hasRA {
+					p := Monthly
+					if !strings.HasPrefix(strings.ToLower(name), "month") {
+						p = Daily
+					}
+					until = periodEnd(periodStart(now, p), p)
+				}
+				c.blockQuota(ctx, l, name, until)
+				return nil, &connectors.Error{Kind: connectors.KindQuotaExhausted, Msg: fmt.Sprintf("the vendor's %s call quota is used up", name), RetryAt: until, Err: se}
+			}
+			d := ra
+			if !hasRA {
+				d = c.opts.ThrottleWait
+				if d <= 0 {
+					d = c.backoff(attempt)
+				}
+			}
+			l := c.windowLimiter(problem)
+			if l != nil {
+				// Every client of this credential holds off, not just us;
+				// the next admit waits for it.
+				l.pause(now.Add(d))
+			}
+			if attempt > c.retries || d > c.opts.MaxRetryWait {
+				return nil, &connectors.Error{Kind: connectors.KindRateLimited, Msg: "the vendor kept throttling", RetryAt: now.Add(d), Err: se}
+			}
+			c.log.V(1).Info("throttled by the vendor", "connector", c.opts.Connector, "request", target, "status", code, "problem", problem, "wait", d)
+			if l == nil {
+				c.observer.ObserveRateLimitWait(c.opts.Connector, d)
+				wait = d
+			}
+		case code >= 500 || code == http.StatusRequestTimeout:
+			now := c.clock.Now()
+			d := c.backoff(attempt)
+			ra, hasRA := RetryAfter(resp.Header, now)
+			if hasRA && ra > d {
+				d = ra
+			}
+			if attempt > c.retries || d > c.opts.MaxRetryWait {
+				e := &connectors.Error{Kind: connectors.KindERPUnavailable, Msg: "the vendor kept failing", Err: se}
+				if hasRA {
+					e.RetryAt = now.Add(ra)
+				}
+				return nil, e
+			}
+			c.log.V(1).Info("retrying after a server error", "connector", c.opts.Connector, "request", target, "status", code, "attempt", attempt, "wait", d)
+			wait = d
+		default:
+			return nil, connectors.Wrap(connectors.KindInvalidResponse, se, "the vendor rejected the request")
+		}
+	}
+}
+
+// attempt waits for the limits, sends the request once and reads the body.
+// A *connectors.Error result is final; other errors are retriable transport
+// failures (already stripped of the URL).
+func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body []byte, target string) (*Response, error) {
+	for _, l := range c.sorted {
+		if err := l.load(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, connectors.Wrap(connectors.KindERPUnavailable, err, "reading the call quota failed")
+		}
+	}
+	start := c.clock.Now()
+	release, err := acquireSlots(ctx, c.sorted)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	_, counted, err := admit(ctx, c.clock, c.sorted, c.opts.MaxRetryWait)
+	if w := c.clock.Now().Sub(start); w >= time.Millisecond {
+		c.observer.ObserveRateLimitWait(c.opts.Connector, w)
+	}
+	if err != nil {
+		var qe *quotaError
+		if errors.As(err, &qe) {
+			return nil, &connectors.Error{Kind: connectors.KindQuotaExhausted, Msg: target + " not sent: " + qe.Error(), RetryAt: qe.until}
+		}
+		var we *waitError
+		if errors.As(err, &we) {
+			return nil, &connectors.Error{Kind: connectors.KindRateLimited, Msg: target + " not sent: " + we.Error(), RetryAt: we.until}
+		}
+		return nil, err
+	}
+	for _, l := range counted {
+		if err := l.save(ctx); err != nil {
+			c.log.Error(err, "saving the call quota failed; counting goes on in memory", "connector", c.opts.Connector)
+		}
+	}
+
+	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
+	defer cancel()
+	r := req.Clone(actx)
+	if body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		r.ContentLength = int64(len(body))
+	} else if req.GetBody != nil {
+		b, err := req.GetBody()
+		if err != nil {
+			return nil, connectors.Wrap(connectors.KindInvalidConfig, err, target+": rebuilding the request body failed")
+		}
+		r.Body = b
+	}
+	c.calls.Add(1)
+	sent := time.Now()
+	hr, err := c.hc.Do(r)
+	if err != nil {
+		c.observer.ObserveRequest(c.opts.Connector, op, 0, time.Since(sent))
+		return nil, stripURL(err)
+	}
+	b, err := io.ReadAll(io.LimitReader(hr.Body, c.opts.MaxBodyBytes+1))
+	_ = hr.Body.Close()
+	c.observer.ObserveRequest(c.opts.Connector, op, hr.StatusCode, time.Since(sent))
+	if err != nil {
+		return nil, fmt.Errorf("reading the response body: %w", stripURL(err))
+	}
+	if int64(len(b)) > c.opts.MaxBodyBytes {
+		return nil, connectors.Errorf(connectors.KindInvalidResponse, "%s: the response is larger than %d bytes", target, c.opts.MaxBodyBytes)
+	}
+	return &Response{StatusCode: hr.StatusCode, Header: hr.Header, Body: b, ServerTime: ServerTime(hr.Header)}, nil
+}
+
+// backoff returns the wait before retry n (n >= 1): a random time between
+// half and all of min(base*2^(n-1), max).
+func (c *Client) backoff(n int) time.Duration {
+	d := c.opts.BackoffBase
+	for i := 1; i < n && d < c.opts.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.opts.BackoffMax)
+	return d/2 + time.Duration(c.jitter()*float64(d/2))
+}
+
+func (c *Client) mostSpecific() *limiter {
+	if len(c.ordered) == 0 {
+		return nil
+	}
+	return c.ordered[len(c.ordered)-1]
+}
+
+// quotaProblem finds the limiter whose quota a vendor's problem header
+// names; "day" and "month" name a quota even where none was declared (the
+// most specific limiter then holds the block).
+func (c *Client) quotaProblem(problem string) (*limiter, string, bool) {
+	if problem == "" {
+		return nil, "", false
+	}
+	for i := len(c.ordered) - 1; i >= 0; i-- {
+		if c.ordered[i].hasQuota(problem) {
+			return c.ordered[i], problem, true
+		}
+	}
+	switch strings.ToLower(problem) {
+	case "day", "daily", "month", "monthly":
+		return c.mostSpecific(), strings.ToLower(problem), true
+	}
+	return nil, "", false
+}
+
+// windowLimiter finds the limiter a throttling answer is about: the one with
+// a window named by the problem header, else the most specific.
+func (c *Client) windowLimiter(problem string) *limiter {
+	if problem != "" {
+		for i := len(c.ordered) - 1; i >= 0; i-- {
+			if c.ordered[i].hasWindow(problem) {
+				return c.ordered[i]
+			}
+		}
+	}
+	return c.mostSpecific()
+}
+
+// blockQuota records the vendor's word that a quota is used up, so no client
+// of the credential sends before until, even after a restart.
+func (c *Client) blockQuota(ctx context.Context, l *limiter, name string, until time.Time) {
+	if l == nil || until.IsZero() {
+		return
+	}
+	l.block(name, until)
+	if err := l.save(ctx); err != nil {
+		c.log.Error(err, "saving the call quota failed", "connector", c.opts.Connector)
+	}
+}
+
+// safePath returns the request path without query, fragment or user info.
+func safePath(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	p := u.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	return p
+}
+
+// stripURL drops the URL (which may carry secrets in its query) from
+// net/http's errors and keeps the cause.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,106 @@
+// Package httpapi is the one place every connector sends HTTP through. It
+// enforces a vendor's documented limits per credential (and per tenant where
+// the vendor meters per tenant), shared by every ErpSync that uses the
+// credential; counts daily and monthly call quotas so that they survive a
+// restart; honours Retry-After and vendor throttling headers; retries 5xx
+// answers, timeouts and connection errors with jittered exponential backoff a
+// bounded number of times; and turns failures into classified
+// *connectors.Error values that never contain credentials, query strings or
+// response bodies.
+//
+// # Limits
+//
+// A Limit is one metered scope: its Key (build it with Key, from the vendor
+// and the credential's id, never the secret itself), its rate Windows, its
+// Concurrency cap and its Quotas. Limits live in a Registry keyed by Key;
+// SharedRegistry is process-wide, so two ErpSyncs with the same credential
+// share one limiter. Windows are sliding windows; quotas count calls per UTC
+// day or month in a QuotaStore (MemoryQuotaStore, FileQuotaStore, or the
+// controller's Kubernetes-backed store set with SharedRegistry.SetQuotaStore).
+// When a quota is used up a call fails with KindQuotaExhausted and RetryAt at
+// the reset, without being sent.
+//
+// The vendors' documented limits, as a connector passes them (see
+// ../shared/vendor-apis.md):
+//
+//	// Cin7 Core: 60 calls/min per API application; throttles with 429 or 503.
+//	httpapi.Limit{Key: httpapi.Key("cin7core", accountID, appKeyID),
+//		Windows: []httpapi.Window{{Name: "minute", Limit: 60, Per: time.Minute}}}
+//	// Options: ThrottleCodes: []int{429, 503}, ThrottleWait: time.Minute
+//
+//	// Cin7 Omni: 3/s, 60/min, 5000/day.
+//	httpapi.Limit{Key: httpapi.Key("cin7omni", username),
+//		Windows: []httpapi.Window{{Name: "second", Limit: 3, Per: time.Second}, {Name: "minute", Limit: 60, Per: time.Minute}},
+//		Quotas:  []httpapi.Quota{{Name: "day", Limit: 5000, Period: httpapi.Daily}}}
+//
+//	// Xero: 10,000/min per app, then per tenant 60/min, 5000/day, 5 in flight.
+//	[]httpapi.Limit{
+//		{Key: httpapi.Key("xero-app", clientID), Windows: []httpapi.Window{{Name: "appminute", Limit: 10000, Per: time.Minute}}},
+//		{Key: httpapi.Key("xero", clientID, tenantID), Concurrency: 5,
+//			Windows: []httpapi.Window{{Name: "minute", Limit: 60, Per: time.Minute}},
+//			Quotas:  []httpapi.Quota{{Name: "day", Limit: 5000, Period: httpapi.Daily}}},
+//	}
+//	// Options: ProblemHeader: "X-Rate-Limit-Problem"
+//
+//	// Katana: 60 per 60 s.
+//	httpapi.Limit{Key: httpapi.Key("katana", apiKeyID),
+//		Windows: []httpapi.Window{{Name: "minute", Limit: 60, Per: time.Minute}}}
+//
+//	// Unleashed: a monthly quota set by the plan (0: count, do not enforce).
+//	httpapi.Limit{Key: httpapi.Key("unleashed", apiID),
+//		Quotas: []httpapi.Quota{{Name: "month", Limit: planQuota, Period: httpapi.Monthly}}}
+//
+// # Time
+//
+// Every limit, period, Retry-After and backoff is measured on the client's
+// Clock. Options{TimeScale: 60} compresses time sixty-fold (a 60/min limit
+// admits 60 calls a second), for simulators and benchmarks; FakeClock makes
+// waits instant and observable in unit tests.
+//
+// # Usage
+//
+// A connector builds one Client per instance and fills connectors.Page from
+// each Response:
+//
+//	func newClient(cfg connectors.Config, apiKeyID string) (*httpapi.Client, error) {
+//		return httpapi.New(httpapi.Options{
+//			Connector:  "katana",
+//			HTTPClient: cfg.HTTPClient, // nil is fine
+//			Log:        cfg.Log,
+//			Limits: []httpapi.Limit{{
+//				Key:     httpapi.Key("katana", apiKeyID),
+//				Windows: []httpapi.Window{{Name: "minute", Limit: 60, Per: time.Minute}},
+//			}},
+//		})
+//	}
+//
+//	func (k *katana) ListPage(ctx context.Context, req connectors.PageRequest) (*connectors.Page, error) {
+//		q := url.Values{"page": {strconv.Itoa(req.Page)}, "limit": {"250"}}
+//		if !req.Since.IsZero() {
+//			q.Set("updated_at_min", req.Since.UTC().Format("2006-01-02T15:04:05.000Z"))
+//		}
+//		h := http.Header{"Authorization": {"Bearer " + k.apiKey}}
+//		before := k.client.Calls()
+//		var body struct{ Data []json.RawMessage `json:"data"` }
+//		resp, err := k.client.GetJSON(ctx, "list_products", k.base+"/products?"+q.Encode(), h, &body)
+//		if err != nil {
+//			return nil, err // already a classified *connectors.Error (or a context error)
+//		}
+//		page := &connectors.Page{
+//			ServerTime: resp.ServerTime,
+//			Calls:      int(k.client.Calls() - before),
+//			Total:      -1,
+//		}
+//		// ... map body.Data into page.Records, set page.More and page.Total
+//		return page, nil
+//	}
+//
+// Errors from Do, Get and GetJSON are *connectors.Error values of kind
+// AuthenticationFailed (401/403), QuotaExhausted (RetryAt: reset),
+// RateLimited (RetryAt: the vendor's Retry-After), ERPUnavailable (5xx,
+// timeouts, connection errors after the retries) or InvalidResponse (other
+// 4xx, a body that does not parse), or wrapped context errors when ctx ends.
+// Options.Classify lets a vendor map its own answers first (for example an
+// Unleashed 403 whose body says the monthly limit is reached, returned as
+// KindQuotaExhausted).
+package httpapi

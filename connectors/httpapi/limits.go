@@ -1,0 +1,468 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Window is a rate limit: at most Limit calls in any span of Per. Windows are
+// enforced as sliding windows (a log of the last Limit send times), which
+// never exceeds a vendor's fixed or sliding window of the same size.
+type Window struct {
+	// Name identifies the window in a vendor's throttling answer, for
+	// example "minute" or "appminute" in Xero's X-Rate-Limit-Problem header.
+	Name  string
+	Limit int
+	Per   time.Duration
+}
+
+// Period is the span over which a Quota counts calls.
+type Period string
+
+const (
+	// Daily quotas reset at 00:00 UTC.
+	Daily Period = "day"
+	// Monthly quotas reset at 00:00 UTC on the 1st of the month.
+	Monthly Period = "month"
+)
+
+// Quota is a call budget per period, counted per Limit key and persisted in a
+// QuotaStore so that it survives a restart. When it runs out, calls fail with
+// connectors.KindQuotaExhausted and RetryAt set to the reset, without being
+// sent.
+type Quota struct {
+	// Name identifies the quota in a vendor's throttling answer (Xero's
+	// X-Rate-Limit-Problem: day) and in the store.
+	Name string
+	// Limit is the number of calls allowed per period. Zero or less counts
+	// calls without enforcing a limit (the vendor's blocking answer, mapped
+	// through Options.ProblemHeader or Options.Classify, still stops calls).
+	Limit  int64
+	Period Period
+}
+
+// Limit is one metered scope of a vendor: the limits the vendor applies to one
+// credential, tenant or application. Every Client whose Options name the
+// same Key (in the same Registry) shares one limiter, one concurrency cap and
+// one quota counter.
+type Limit struct {
+	// Key identifies the scope process-wide. Build it with Key(); never put a
+	// secret in it in clear.
+	Key string
+	// Windows are the rate limits of the scope.
+	Windows []Window
+	// Concurrency caps the calls in flight; 0 means no cap.
+	Concurrency int
+	// Quotas are the daily or monthly budgets of the scope.
+	Quotas []Quota
+}
+
+// Key builds a limiter key from a vendor name and the parts that identify a
+// metered scope (a credential id, a tenant id). The parts are hashed, so even
+// a secret passed by mistake never shows in keys, logs or stores.
+func Key(vendor string, parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return vendor + ":" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func (l Limit) validate() error {
+	if l.Key == "" {
+		return fmt.Errorf("limit without a key")
+	}
+	for _, w := range l.Windows {
+		if w.Limit <= 0 || w.Per <= 0 {
+			return fmt.Errorf("limit %s: window %q needs a positive limit and span", l.Key, w.Name)
+		}
+	}
+	if l.Concurrency < 0 {
+		return fmt.Errorf("limit %s: negative concurrency", l.Key)
+	}
+	for _, q := range l.Quotas {
+		if q.Name == "" || (q.Period != Daily && q.Period != Monthly) {
+			return fmt.Errorf("limit %s: quota needs a name and a period of %q or %q", l.Key, Daily, Monthly)
+		}
+	}
+	return nil
+}
+
+// Registry holds the process's limiters by key. SharedRegistry is the one
+// every Client uses unless its Options name another; tests use their own.
+type Registry struct {
+	mu       sync.Mutex
+	store    QuotaStore
+	limiters map[string]*limiter
+}
+
+// SharedRegistry is the process-wide registry. Its quota store is in memory
+// until the manager calls SetQuotaStore at start-up.
+var SharedRegistry = NewRegistry(nil)
+
+// NewRegistry returns an empty registry counting quotas in store (nil: a
+// fresh in-memory store).
+func NewRegistry(store QuotaStore) *Registry {
+	if store == nil {
+		store = NewMemoryQuotaStore()
+	}
+	return &Registry{store: store, limiters: map[string]*limiter{}}
+}
+
+// SetQuotaStore replaces the store in which quotas are counted. Limiters
+// already created keep the store they loaded from, so call it before the
+// first request.
+func (r *Registry) SetQuotaStore(s QuotaStore) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s != nil {
+		r.store = s
+	}
+}
+
+// QuotaUsage returns a copy of the quota counters of a key, as last counted
+// in this process, or nil when the key has no limiter yet.
+func (r *Registry) QuotaUsage(key string) map[string]QuotaUsage {
+	r.mu.Lock()
+	l := r.limiters[key]
+	r.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return cloneUsage(l.usage)
+}
+
+// limiter returns the limiter of spec.Key, creating it on first use. The
+// windows and concurrency cap of the first spec win for the life of the
+// process; quota limits follow the latest spec (a plan change).
+func (r *Registry) limiter(spec Limit) *limiter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l, ok := r.limiters[spec.Key]; ok {
+		l.mu.Lock()
+		l.quotas = slices.Clone(spec.Quotas)
+		l.mu.Unlock()
+		return l
+	}
+	l := &limiter{key: spec.Key, store: r.store, quotas: slices.Clone(spec.Quotas)}
+	for _, w := range spec.Windows {
+		l.windows = append(l.windows, &window{Window: w, times: make([]time.Time, w.Limit)})
+	}
+	if spec.Concurrency > 0 {
+		l.sem = make(chan struct{}, spec.Concurrency)
+	}
+	r.limiters[spec.Key] = l
+	return l
+}
+
+// limiter enforces one Limit. Its fields after mu are guarded by mu.
+type limiter struct {
+	key   string
+	store QuotaStore
+	sem   chan struct{}
+
+	loadMu sync.Mutex // serialises the first load from the store
+	saveMu sync.Mutex // serialises saves, so the last save is the newest
+
+	mu          sync.Mutex
+	windows     []*window
+	quotas      []Quota
+	pausedUntil time.Time
+	loaded      bool
+	usage       map[string]QuotaUsage
+}
+
+// window is a ring of the last Limit send times.
+type window struct {
+	Window
+	times []time.Time
+	next  int
+	n     int
+}
+
+// freeAt is the earliest time one more call fits in the window.
+func (w *window) freeAt() time.Time {
+	if w.n < w.Limit {
+		return time.Time{}
+	}
+	return w.times[w.next].Add(w.Per)
+}
+
+func (w *window) record(t time.Time) {
+	w.times[w.next] = t
+	w.next = (w.next + 1) % w.Limit
+	if w.n < w.Limit {
+		w.n++
+	}
+}
+
+// pause holds every call of the limiter until t (a vendor's Retry-After).
+func (l *limiter) pause(t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t.After(l.pausedUntil) {
+		l.pausedUntil = t
+	}
+}
+
+func (l *limiter) hasWindow(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.windows, func(w *window) bool { return strings.EqualFold(w.Name, name) })
+}
+
+func (l *limiter) hasQuota(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.quotas, func(q Quota) bool { return strings.EqualFold(q.Name, name) })
+}
+
+// load reads the quota counters from the store once.
+func (l *limiter) load(ctx context.Context) error {
+	l.mu.Lock()
+	loaded := l.loaded
+	l.mu.Unlock()
+	if loaded {
+		return nil
+	}
+	l.loadMu.Lock()
+	defer l.loadMu.Unlock()
+	l.mu.Lock()
+	loaded = l.loaded
+	l.mu.Unlock()
+	if loaded {
+		return nil
+	}
+	u, err := l.store.Load(ctx, l.key)
+	if err != nil {
+		return fmt.Errorf("loading quota usage: %w", err)
+	}
+	l.mu.Lock()
+	l.usage = cloneUsage(u)
+	if l.usage == nil {
+		l.usage = map[string]QuotaUsage{}
+	}
+	l.loaded = true
+	l.mu.Unlock()
+	return nil
+}
+
+// save writes the current counters to the store.
+func (l *limiter) save(ctx context.Context) error {
+	l.saveMu.Lock()
+	defer l.saveMu.Unlock()
+	l.mu.Lock()
+	snap := cloneUsage(l.usage)
+	l.mu.Unlock()
+	return l.store.Save(ctx, l.key, snap)
+}
+
+// quotaBlockLocked returns, for the first quota that is used up or blocked
+// at now, its name and when it resets. It rolls counters into the current
+// period as a side effect. l.mu must be held.
+func (l *limiter) quotaBlockLocked(now time.Time) (name string, until time.Time, blocked bool) {
+	for _, q := range l.quotas {
+		u := l.rollLocked(q, now)
+		if u.BlockedUntil.After(now) {
+			return q.Name, u.BlockedUntil, true
+		}
+		if q.Limit > 0 && u.Used >= q.Limit {
+			return q.Name, periodEnd(u.PeriodStart, q.Period), true
+		}
+	}
+	// Blocks the vendor reported for quotas the connector did not declare.
+	for n, u := range l.usage {
+		if u.BlockedUntil.After(now) {
+			return n, u.BlockedUntil, true
+		}
+	}
+	return "", time.Time{}, false
+}
+
+// rollLocked returns the usage of q in the period containing now, resetting
+// the count when a new period began.
+func (l *limiter) rollLocked(q Quota, now time.Time) QuotaUsage {
+	ps := periodStart(now, q.Period)
+	u := l.usage[q.Name]
+	if !u.PeriodStart.Equal(ps) {
+		u.PeriodStart = ps
+		u.Used = 0
+		l.usage[q.Name] = u
+	}
+	return u
+}
+
+// countLocked adds one call to every quota. l.mu must be held.
+func (l *limiter) countLocked(now time.Time) bool {
+	if len(l.quotas) == 0 {
+		return false
+	}
+	for _, q := range l.quotas {
+		u := l.rollLocked(q, now)
+		u.Used++
+		l.usage[q.Name] = u
+	}
+	return true
+}
+
+// block marks the named quota (every declared quota when name is empty)
+// exhausted until t, as the vendor said.
+func (l *limiter) block(name string, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.usage == nil {
+		l.usage = map[string]QuotaUsage{}
+	}
+	names := []string{name}
+	if name == "" {
+		names = names[:0]
+		for _, q := range l.quotas {
+			names = append(names, q.Name)
+		}
+		if len(names) == 0 {
+			names = []string{"vendor"}
+		}
+	}
+	for _, n := range names {
+		for _, q := range l.quotas {
+			if strings.EqualFold(q.Name, n) {
+				n = q.Name
+			}
+		}
+		u := l.usage[n]
+		if t.After(u.BlockedUntil) {
+			u.BlockedUntil = t
+		}
+		l.usage[n] = u
+	}
+}
+
+func periodStart(t time.Time, p Period) time.Time {
+	t = t.UTC()
+	if p == Monthly {
+		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	}
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+func periodEnd(start time.Time, p Period) time.Time {
+	if p == Monthly {
+		return start.AddDate(0, 1, 0)
+	}
+	return start.AddDate(0, 0, 1)
+}
+
+// lockAll locks the limiters in key order, so that clients sharing some of
+// them never deadlock.
+func lockAll(ls []*limiter) {
+	for _, l := range ls {
+		l.mu.Lock()
+	}
+}
+
+func unlockAll(ls []*limiter) {
+	for i := len(ls) - 1; i >= 0; i-- {
+		ls[i].mu.Unlock()
+	}
+}
+
+// quotaError reports a quota block; admit returns it without sending.
+type quotaError struct {
+	key, name string
+	until     time.Time
+}
+
+func (e *quotaError) Error() string {
+	return fmt.Sprintf("the %s call quota is used up until %s", e.name, e.until.UTC().Format(time.RFC3339))
+}
+
+// waitError reports that admitting a call would take longer than the caller
+// is willing to wait.
+type waitError struct{ until time.Time }
+
+func (e *waitError) Error() string {
+	return "the vendor's rate limit holds calls until " + e.until.UTC().Format(time.RFC3339)
+}
+
+// admit waits until every limiter (sorted by key) admits one call now, then
+// records it in their windows and quotas. It returns how long it waited. A
+// wait longer than maxWait fails at once with a *waitError. Concurrency slots
+// must already be held.
+func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duration) (waited time.Duration, counted []*limiter, err error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return waited, nil, err
+		}
+		lockAll(ls)
+		now := clock.Now()
+		var until time.Time
+		for _, l := range ls {
+			if name, t, blocked := l.quotaBlockLocked(now); blocked {
+				unlockAll(ls)
+				return waited, nil, &quotaError{key: l.key, name: name, until: t}
+			}
+			if l.pausedUntil.After(until) {
+				until = l.pausedUntil
+			}
+			for _, w := range l.windows {
+				if t := w.freeAt(); t.After(until) {
+					until = t
+				}
+			}
+		}
+		if !until.After(now) {
+			for _, l := range ls {
+				for _, w := range l.windows {
+					w.record(now)
+				}
+				if l.countLocked(now) {
+					counted = append(counted, l)
+				}
+			}
+			unlockAll(ls)
+			return waited, counted, nil
+		}
+		unlockAll(ls)
+		d := until.Sub(now)
+		if d > maxWait {
+			return waited, nil, &waitError{until: until}
+		}
+		if err := clock.Sleep(ctx, d); err != nil {
+			return waited, nil, err
+		}
+		waited += d
+	}
+}
+
+// acquireSlots takes one concurrency slot of every capped limiter, in key
+// order, and returns a func that gives them back.
+func acquireSlots(ctx context.Context, ls []*limiter) (release func(), err error) {
+	var held []*limiter
+	release = func() {
+		for _, l := range held {
+			<-l.sem
+		}
+	}
+	for _, l := range ls {
+		if l.sem == nil {
+			continue
+		}
+		select {
+		case l.sem <- struct{}{}:
+			held = append(held, l)
+		case <-ctx.Done():
+			release()
+			return func() {}, ctx.Err()
+		}
+	}
+	return release, nil
+}

@@ -1,0 +1,154 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// QuotaUsage is the count of one quota in its current period.
+type QuotaUsage struct {
+	// PeriodStart is the start of the period Used counts.
+	PeriodStart time.Time `json:"periodStart"`
+	// Used is the number of calls sent in the period, retries included.
+	Used int64 `json:"used"`
+	// BlockedUntil is set when the vendor said the quota is used up; no call
+	// is sent before it.
+	BlockedUntil time.Time `json:"blockedUntil,omitzero"`
+}
+
+// QuotaStore keeps quota counters across restarts, by limiter key and quota
+// name. The Client saves after every counted call; an implementation backed
+// by a slow store (a Kubernetes object) may coalesce saves, at the price of
+// under-counting the calls of its last moments after a crash. Keys are
+// hashes (see Key): they never carry secrets.
+type QuotaStore interface {
+	// Load returns the counters saved for key, or an empty map when there are
+	// none.
+	Load(ctx context.Context, key string) (map[string]QuotaUsage, error)
+	// Save replaces the counters of key.
+	Save(ctx context.Context, key string, usage map[string]QuotaUsage) error
+}
+
+// MemoryQuotaStore is a QuotaStore in memory: counters survive a new Client
+// or Registry in the same process, not a restart.
+type MemoryQuotaStore struct {
+	mu sync.Mutex
+	m  map[string]map[string]QuotaUsage
+}
+
+// NewMemoryQuotaStore returns an empty MemoryQuotaStore.
+func NewMemoryQuotaStore() *MemoryQuotaStore {
+	return &MemoryQuotaStore{m: map[string]map[string]QuotaUsage{}}
+}
+
+// Load implements QuotaStore.
+func (s *MemoryQuotaStore) Load(_ context.Context, key string) (map[string]QuotaUsage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return cloneUsage(s.m[key]), nil
+}
+
+// Save implements QuotaStore.
+func (s *MemoryQuotaStore) Save(_ context.Context, key string, usage map[string]QuotaUsage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[key] = cloneUsage(usage)
+	return nil
+}
+
+// FileQuotaStore is a QuotaStore in one JSON file, rewritten atomically
+// (write to a temporary file, then rename) on every save. It suits a single
+// process with a persistent volume and local runs.
+type FileQuotaStore struct {
+	path string
+	mu   sync.Mutex
+}
+
+// NewFileQuotaStore returns a store kept at path; the file is created on the
+// first save.
+func NewFileQuotaStore(path string) *FileQuotaStore { return &FileQuotaStore{path: path} }
+
+func (s *FileQuotaStore) read() (map[string]map[string]QuotaUsage, error) {
+	b, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]map[string]QuotaUsage{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading quota file: %w", err)
+	}
+	all := map[string]map[string]QuotaUsage{}
+	if len(b) == 0 {
+		return all, nil
+	}
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, fmt.Errorf("parsing quota file %s: %w", s.path, err)
+	}
+	return all, nil
+}
+
+// Load implements QuotaStore.
+func (s *FileQuotaStore) Load(ctx context.Context, key string) (map[string]QuotaUsage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	return cloneUsage(all[key]), nil
+}
+
+// Save implements QuotaStore.
+func (s *FileQuotaStore) Save(ctx context.Context, key string, usage map[string]QuotaUsage) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all, err := s.read()
+	if err != nil {
+		return err
+	}
+	all[key] = cloneUsage(usage)
+	b, err := json.MarshalIndent(all, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding quota file: %w", err)
+	}
+	dir := filepath.Dir(s.path)
+	f, err := os.CreateTemp(dir, ".quota-*.json")
+	if err != nil {
+		return fmt.Errorf("writing quota file: %w", err)
+	}
+	tmp := f.Name()
+	_, werr := f.Write(b)
+	cerr := f.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("writing quota file: %w", werr)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("replacing quota file: %w", err)
+	}
+	return nil
+}
+
+func cloneUsage(m map[string]QuotaUsage) map[string]QuotaUsage {
+	if m == nil {
+		return map[string]QuotaUsage{}
+	}
+	return maps.Clone(m)
+}
