@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
 	"github.com/erpsync/erpsync-operator/connectors"
 )
 
@@ -280,4 +282,29 @@ func TestRequestBodyResent(t *testing.T) {
 	if len(bodies) != 2 || bodies[0] != "payload" || bodies[1] != "payload" {
 		t.Errorf("bodies %q", bodies)
 	}
+}
+
+func TestDefaultObserverFeedsMetrics(t *testing.T) {
+	srv := newScript(t, reply{code: 418})
+	c, _ := New(Options{Registry: NewRegistry(nil), Clock: NewFakeClock(t0), Connector: "observer-test"})
+	_, _ = c.Get(context.Background(), "teapot", srv.srv.URL, nil)
+	mfs, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "erpsync_upstream_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["connector"] == "observer-test" && labels["operation"] == "teapot" && labels["code"] == "418" && m.GetCounter().GetValue() == 1 {
+				return
+			}
+		}
+	}
+	t.Error("the request is not in erpsync_upstream_requests_total")
 }

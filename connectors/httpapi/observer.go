@@ -1,6 +1,10 @@
 package httpapi
 
-import "time"
+import (
+	"time"
+
+	"github.com/erpsync/erpsync-operator/internal/metrics"
+)
 
 // Observer receives a Client's measurements; internal/metrics implements it
 // with Prometheus metrics. Implementations must be safe for concurrent use
@@ -16,8 +20,10 @@ type Observer interface {
 	ObserveRateLimitWait(connector string, d time.Duration)
 }
 
-// DefaultObserver is used by clients whose Options name none.
-var DefaultObserver Observer = NopObserver{}
+// DefaultObserver is used by clients whose Options name none: the
+// operator's Prometheus metrics (erpsync_upstream_requests_total,
+// erpsync_upstream_request_duration_seconds, erpsync_rate_limit_wait_seconds).
+var DefaultObserver Observer = metrics.HTTPObserver{}
 
 // NopObserver discards every measurement.
 type NopObserver struct{}

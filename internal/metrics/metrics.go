@@ -1,0 +1,174 @@
+// Package metrics defines the operator's Prometheus metrics (named as in
+// operator-conventions.md §9) and registers them on controller-runtime's
+// registry, which the manager serves on its metrics endpoint.
+//
+// Per-object labels (namespace, name) appear on gauges only: counters and
+// histograms are labelled by connector, mode, entity and operation, so their
+// series count does not grow with the number of ErpSyncs. DeleteObject drops
+// an object's series when it is deleted.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Record operations, the values of the records_total "operation" label.
+const (
+	OpUpserted = "upserted"
+	OpSkipped  = "skipped"
+	OpFailed   = "failed"
+)
+
+var (
+	syncDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "erpsync_sync_duration_seconds",
+		Help:    "Duration of one sync run, by connector, mode (incremental/full) and result.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 13), // 1s .. ~68m
+	}, []string{"connector", "mode", "result"})
+
+	syncsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "erpsync_syncs_total",
+		Help: "Sync runs, by connector, mode (incremental/full) and result.",
+	}, []string{"connector", "mode", "result"})
+
+	recordsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "erpsync_records_total",
+		Help: "Records handled, by connector, entity and operation (upserted/skipped/failed).",
+	}, []string{"connector", "entity", "operation"})
+
+	upstreamRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "erpsync_upstream_requests_total",
+		Help: "HTTP requests sent to ERP APIs, retries included, by connector, operation and status code (\"error\" when no response arrived).",
+	}, []string{"connector", "operation", "code"})
+
+	upstreamDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "erpsync_upstream_request_duration_seconds",
+		Help:    "Duration of HTTP requests to ERP APIs, by connector, operation and status code.",
+		Buckets: prometheus.ExponentialBuckets(0.025, 2, 13), // 25ms .. ~100s
+	}, []string{"connector", "operation", "code"})
+
+	rateLimitWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "erpsync_rate_limit_wait_seconds",
+		Help:    "Time a request waited for a vendor rate limit, concurrency cap or Retry-After before being sent, by connector.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 4, 10), // 10ms .. ~44m
+	}, []string{"connector"})
+
+	lastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "erpsync_last_success_timestamp_seconds",
+		Help: "Unix time of the end of the last successful sync of an ErpSync.",
+	}, []string{"namespace", "name", "connector"})
+
+	condition = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "erpsync_condition",
+		Help: "The status of an ErpSync's condition, one-hot over True/False/Unknown.",
+	}, []string{"namespace", "name", "type", "status"})
+
+	suspended = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "erpsync_suspended",
+		Help: "1 while an ErpSync is suspended, else 0.",
+	}, []string{"namespace", "name"})
+)
+
+// Collectors lists every metric of the package.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{syncDuration, syncsTotal, recordsTotal, upstreamRequests, upstreamDuration, rateLimitWait, lastSuccess, condition, suspended}
+}
+
+func init() {
+	crmetrics.Registry.MustRegister(Collectors()...)
+}
+
+// ObserveSync records one finished run: its duration and count, by
+// connector, mode ("incremental" or "full") and result.
+func ObserveSync(connector, mode, result string, d time.Duration) {
+	syncDuration.WithLabelValues(connector, mode, result).Observe(d.Seconds())
+	syncsTotal.WithLabelValues(connector, mode, result).Inc()
+}
+
+// AddRecords counts n records of an entity by operation (OpUpserted,
+// OpSkipped, OpFailed).
+func AddRecords(connector, entity, operation string, n int) {
+	if n <= 0 {
+		return
+	}
+	recordsTotal.WithLabelValues(connector, entity, operation).Add(float64(n))
+}
+
+// ObserveUpstreamRequest records one HTTP attempt to an ERP; code 0 means no
+// response arrived.
+func ObserveUpstreamRequest(connector, operation string, code int, d time.Duration) {
+	c := "error"
+	if code > 0 {
+		c = strconv.Itoa(code)
+	}
+	upstreamRequests.WithLabelValues(connector, operation, c).Inc()
+	upstreamDuration.WithLabelValues(connector, operation, c).Observe(d.Seconds())
+}
+
+// ObserveRateLimitWait records time spent waiting before a request.
+func ObserveRateLimitWait(connector string, d time.Duration) {
+	rateLimitWait.WithLabelValues(connector).Observe(d.Seconds())
+}
+
+// SetLastSuccess sets the end of an ErpSync's last successful run.
+func SetLastSuccess(namespace, name, connector string, t time.Time) {
+	lastSuccess.WithLabelValues(namespace, name, connector).Set(float64(t.UnixNano()) / 1e9)
+}
+
+// conditionStatuses are the one-hot values of erpsync_condition.
+var conditionStatuses = []string{"True", "False", "Unknown"}
+
+// SetCondition sets an ErpSync's condition type to status ("True", "False"
+// or "Unknown"; anything else counts as Unknown): the matching series is 1,
+// the other two 0.
+func SetCondition(namespace, name, condType, status string) {
+	known := false
+	for _, s := range conditionStatuses {
+		known = known || s == status
+	}
+	if !known {
+		status = "Unknown"
+	}
+	for _, s := range conditionStatuses {
+		v := 0.0
+		if s == status {
+			v = 1
+		}
+		condition.WithLabelValues(namespace, name, condType, s).Set(v)
+	}
+}
+
+// SetSuspended sets whether an ErpSync is suspended.
+func SetSuspended(namespace, name string, isSuspended bool) {
+	v := 0.0
+	if isSuspended {
+		v = 1
+	}
+	suspended.WithLabelValues(namespace, name).Set(v)
+}
+
+// DeleteObject drops every series of a deleted ErpSync.
+func DeleteObject(namespace, name string) {
+	l := prometheus.Labels{"namespace": namespace, "name": name}
+	lastSuccess.DeletePartialMatch(l)
+	condition.DeletePartialMatch(l)
+	suspended.DeletePartialMatch(l)
+}
+
+// HTTPObserver feeds connectors/httpapi's measurements into these metrics;
+// httpapi uses it by default.
+type HTTPObserver struct{}
+
+// ObserveRequest implements httpapi.Observer.
+func (HTTPObserver) ObserveRequest(connector, operation string, code int, d time.Duration) {
+	ObserveUpstreamRequest(connector, operation, code, d)
+}
+
+// ObserveRateLimitWait implements httpapi.Observer.
+func (HTTPObserver) ObserveRateLimitWait(connector string, d time.Duration) {
+	ObserveRateLimitWait(connector, d)
+}
