@@ -1,0 +1,339 @@
+// Package sim is an HTTP simulator of the Katana public API
+// (https://api.katanamrp.com/v1) for the endpoints the connector reads. It
+// renders a shared simkit dataset in Katana's documents: integer ids, ISO
+// 8601 timestamps with milliseconds, quantities as decimal strings, a
+// {"data": [...]} body and the X-Pagination header (every value a string,
+// as in the community OpenAPI document). It checks the Bearer API key as
+// Katana does (401), pages with page/limit (limit above 250 silently reduced
+// to 250), filters with updated_at_min (inclusive), hides soft-deleted
+// records unless include_deleted=true, enforces 60 requests per 60 seconds
+// per API key with 429 and Retry-After on a compressible clock, and injects
+// faults.
+//
+// Lists come newest first (by id, descending), as Katana documents.
+package sim
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/connectors/simkit"
+)
+
+// BasePath is where the API lives on the simulator; a connector's BaseURL is
+// the server's URL plus BasePath.
+const BasePath = "/v1"
+
+// MaxPageSize is Katana's largest page: a larger limit is silently reduced.
+const MaxPageSize = 250
+
+// DefaultPageSize is the page size without a limit parameter.
+const DefaultPageSize = 50
+
+// Options configure a Server.
+type Options struct {
+	// Dataset sizes and seeds the dataset (ignored when Data is set).
+	Dataset simkit.Options
+	// Data shares a dataset with other simulators or the test.
+	Data *simkit.Dataset
+	// TimeScale > 1 compresses the rate-limit window and Retry-After.
+	TimeScale float64
+	// Now overrides the clock (TimeScale is then ignored).
+	Now func() time.Time
+
+	// APIKey is the key the simulator accepts; empty derives one from the
+	// seed.
+	APIKey string
+	// RateLimit is the number of requests per 60 seconds (default 60);
+	// negative disables the limit.
+	RateLimit int
+}
+
+// Server is the simulator; it implements http.Handler.
+type Server struct {
+	opts    Options
+	data    *simkit.Dataset
+	now     func() time.Time
+	apiKey  string
+	limiter *simkit.Limiter
+	limit   int
+	faults  simkit.Faults
+	stats   simkit.Stats
+
+	mu    sync.Mutex
+	index *ids // product and customer GUID -> seq, rebuilt when the dataset grows
+}
+
+// New builds a simulator.
+func New(opts Options) *Server {
+	s := &Server{opts: opts, data: opts.Data}
+	if s.data == nil {
+		s.data = simkit.NewDataset(opts.Dataset)
+	}
+	s.now = opts.Now
+	if s.now == nil {
+		s.now = simkit.NewClock(clockBase(s.data, opts.Dataset.Now), opts.TimeScale).Now
+	}
+	s.data.SetClock(s.now)
+	s.apiKey = opts.APIKey
+	if s.apiKey == "" {
+		h := sha256.Sum256([]byte(fmt.Sprintf("katana-sim-%d", opts.Dataset.Seed)))
+		s.apiKey = hex.EncodeToString(h[:16])
+	}
+	s.limit = opts.RateLimit
+	if s.limit == 0 {
+		s.limit = 60
+	}
+	if s.limit > 0 {
+		s.limiter = simkit.NewLimiter(s.now, simkit.Window{Name: "minute", Limit: s.limit, Per: time.Minute})
+	}
+	return s
+}
+
+// clockBase starts the simulated clock after every record of the dataset,
+// so that changes made during a run are newer than anything already there.
+func clockBase(d *simkit.Dataset, now time.Time) time.Time {
+	if !now.IsZero() {
+		return now
+	}
+	var latest time.Time
+	d.View(func(d *simkit.Dataset) {
+		for _, p := range d.Products {
+			if p.Modified.After(latest) {
+				latest = p.Modified
+			}
+		}
+		for _, c := range d.Customers {
+			if c.Modified.After(latest) {
+				latest = c.Modified
+			}
+		}
+		for _, o := range d.Orders {
+			if o.Modified.After(latest) {
+				latest = o.Modified
+			}
+		}
+	})
+	if latest.IsZero() {
+		return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return latest.Truncate(time.Hour).Add(2 * time.Hour)
+}
+
+// Credentials returns Secret data that works now.
+func (s *Server) Credentials() map[string]string { return map[string]string{"apiKey": s.apiKey} }
+
+// Dataset returns the simulator's dataset.
+func (s *Server) Dataset() *simkit.Dataset { return s.data }
+
+// Faults returns the fault queue.
+func (s *Server) Faults() *simkit.Faults { return &s.faults }
+
+// Stats returns the request counters.
+func (s *Server) Stats() *simkit.Stats { return &s.stats }
+
+// Now returns the simulator's clock.
+func (s *Server) Now() time.Time { return s.now() }
+
+// Materials is the number of materials the simulator adds to the dataset:
+// one raw material per supplier (the dataset has no materials of its own).
+func (s *Server) Materials() int {
+	n := 0
+	s.data.View(func(d *simkit.Dataset) { n = len(d.Suppliers) })
+	return n
+}
+
+// Expected returns the canonical records per kind a full import yields.
+func (s *Server) Expected() map[model.Kind]int {
+	out := map[model.Kind]int{}
+	s.data.View(func(d *simkit.Dataset) {
+		live := 0
+		for _, p := range d.Products {
+			if !p.Deleted {
+				live++
+			}
+		}
+		out[model.KindTaxRate] = len(d.TaxRates)
+		out[model.KindWarehouse] = len(d.Warehouses)
+		out[model.KindCustomer] = len(d.Customers)
+		out[model.KindContact] = len(d.Customers) // the person named on each customer
+		out[model.KindProduct] = len(d.Products) + len(d.Suppliers)
+		out[model.KindStockLevel] = (live + len(d.Suppliers)) * len(d.Warehouses)
+		out[model.KindPriceRule] = len(priceRows(d, s.idx(d)))
+		out[model.KindSalesOrder] = len(d.Orders)
+	})
+	return out
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.stats.Count(r.URL.Path)
+	if r.Method != http.MethodGet {
+		s.errorBody(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "the simulator serves GET only")
+		return
+	}
+	if !s.authorised(r) {
+		s.stats.AuthFails.Add(1)
+		s.errorBody(w, http.StatusUnauthorized, "UnauthorizedError", "Unauthorized")
+		return
+	}
+	if s.limiter != nil {
+		ok, _, retry := s.limiter.Allow(s.apiKey)
+		rem := s.limiter.Remaining(s.apiKey)["minute"]
+		w.Header().Set("X-Ratelimit-Limit", strconv.Itoa(s.limit))
+		w.Header().Set("X-Ratelimit-Remaining", strconv.Itoa(max(rem, 0)))
+		if !ok {
+			s.stats.Throttled.Add(1)
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+			w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(s.now().Add(retry).UnixMilli(), 10))
+			s.errorBody(w, http.StatusTooManyRequests, "TooManyRequests", "Too Many Requests")
+			return
+		}
+	}
+	if s.faults.Apply(w, r) {
+		s.stats.Faults.Add(1)
+		return
+	}
+	path, ok := strings.CutPrefix(r.URL.Path, BasePath)
+	if !ok {
+		s.errorBody(w, http.StatusNotFound, "NotFoundError", "Not found")
+		return
+	}
+	q, err := parseQuery(r)
+	if err != nil {
+		s.errorBody(w, http.StatusUnprocessableEntity, "UnprocessableEntityError", err.Error())
+		return
+	}
+	var list lister
+	switch path {
+	case "/products":
+		list = s.products
+	case "/materials":
+		list = s.materials
+	case "/inventory":
+		list = s.inventory
+	case "/locations":
+		list = s.locations
+	case "/customers":
+		list = s.customers
+	case "/sales_orders":
+		list = s.salesOrders
+	case "/tax_rates":
+		list = s.taxRates
+	case "/price_lists":
+		list = s.priceLists
+	case "/price_list_rows":
+		list = s.priceListRows
+	case "/price_list_customers":
+		list = s.priceListCustomers
+	default:
+		s.errorBody(w, http.StatusNotFound, "NotFoundError", "Not found")
+		return
+	}
+	var total int
+	var items []any
+	s.data.View(func(d *simkit.Dataset) {
+		total, items = list(d, q)
+	})
+	s.writeList(w, q, total, items)
+}
+
+func (s *Server) authorised(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && tok == s.apiKey
+}
+
+// lister returns the total of the filtered list and the items of the
+// requested page.
+type lister func(d *simkit.Dataset, q query) (int, []any)
+
+// query is a parsed list request.
+type query struct {
+	page, limit    int
+	since          time.Time
+	includeDeleted bool
+	extend         map[string]bool
+}
+
+func parseQuery(r *http.Request) (query, error) {
+	v := r.URL.Query()
+	q := query{page: 1, limit: DefaultPageSize, extend: map[string]bool{}}
+	if p := v.Get("page"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			return q, fmt.Errorf("page must be a positive integer")
+		}
+		q.page = n
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			return q, fmt.Errorf("limit must be a positive integer")
+		}
+		q.limit = min(n, MaxPageSize)
+	}
+	if u := v.Get("updated_at_min"); u != "" {
+		t, err := time.Parse(time.RFC3339Nano, u)
+		if err != nil {
+			return q, fmt.Errorf("updated_at_min must be compatible with ISO 8601")
+		}
+		q.since = t.UTC()
+	}
+	q.includeDeleted = v.Get("include_deleted") == "true"
+	for _, e := range v["extend"] {
+		for _, x := range strings.Split(e, ",") {
+			q.extend[x] = true
+		}
+	}
+	return q, nil
+}
+
+func (s *Server) writeList(w http.ResponseWriter, q query, total int, items []any) {
+	pages := (total + q.limit - 1) / q.limit
+	pag := map[string]string{
+		"total_records": strconv.Itoa(total),
+		"total_pages":   strconv.Itoa(pages),
+		"offset":        strconv.Itoa((q.page - 1) * q.limit),
+		"page":          strconv.Itoa(q.page),
+		"first_page":    strconv.FormatBool(q.page == 1),
+		"last_page":     strconv.FormatBool(q.page >= pages),
+	}
+	hb, _ := json.Marshal(pag)
+	w.Header().Set("X-Pagination", string(hb))
+	if items == nil {
+		items = []any{}
+	}
+	s.writeJSON(w, http.StatusOK, map[string]any{"data": items})
+	s.stats.Served.Add(1)
+}
+
+func (s *Server) errorBody(w http.ResponseWriter, status int, name, msg string) {
+	s.writeJSON(w, status, map[string]any{"statusCode": status, "name": name, "message": msg})
+}
+
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "simulator could not encode its answer", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// pageOf returns the page's bounds in a list of n.
+func pageOf(n int, q query) (start, end int) {
+	start, end, _ = simkit.PageOf(n, q.page, q.limit)
+	return start, end
+}
