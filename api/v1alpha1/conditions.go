@@ -1,0 +1,23 @@
+package v1alpha1
+
+// Condition types, as kstatus and Flux read them.
+const (
+	// ReadyCondition is True when the last sync succeeded.
+	ReadyCondition = "Ready"
+	// ReconcilingCondition is True only while a first sync, a sync for a new
+	// generation or a requested sync is in flight.
+	ReconcilingCondition = "Reconciling"
+	// StalledCondition is True only when retrying cannot help until the spec
+	// changes.
+	StalledCondition = "Stalled"
+)
+
+// Condition reasons that are not connector error kinds (those are in
+// connectors.ErrorKind and are used as reasons verbatim).
+const (
+	ReasonSucceeded   = "Succeeded"
+	ReasonProgressing = "Progressing"
+	ReasonSuspended   = "Suspended"
+	ReasonSyncFailed  = "SyncFailed"
+	ReasonInvalidConf = "InvalidConfig"
+)

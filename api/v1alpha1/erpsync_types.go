@@ -1,0 +1,361 @@
+package v1alpha1
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConnectorType names an ERP vendor.
+// +kubebuilder:validation:Enum=unleashed;cin7omni;cin7core;xero;katana
+type ConnectorType string
+
+// The supported connector types.
+const (
+	ConnectorUnleashed ConnectorType = "unleashed"
+	ConnectorCin7Omni  ConnectorType = "cin7omni"
+	ConnectorCin7Core  ConnectorType = "cin7core"
+	ConnectorXero      ConnectorType = "xero"
+	ConnectorKatana    ConnectorType = "katana"
+)
+
+// Annotations users set to ask for a sync outside the schedule. Any new value
+// (for example `date +%s`) is a new request; the controller echoes the value
+// it acted on in status and never removes the annotation.
+const (
+	// RequestedAtAnnotation asks for an incremental sync now.
+	RequestedAtAnnotation = "erpsync.io/requestedAt"
+	// FullResyncAtAnnotation asks for a sync that ignores every watermark.
+	FullResyncAtAnnotation = "erpsync.io/fullResyncAt"
+)
+
+// Defaults of the optional durations.
+const (
+	DefaultInterval = 15 * time.Minute
+)
+
+// LocalSecretReference names a Secret in the ErpSync's namespace.
+type LocalSecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// ConnectorSpec says which ERP to read and how to reach it.
+type ConnectorSpec struct {
+	// Type is the ERP vendor: one of unleashed, cin7omni, cin7core, xero,
+	// katana.
+	// +required
+	Type ConnectorType `json:"type"`
+
+	// CredentialsRef names the Secret, in the same namespace, that holds the
+	// vendor credentials. The keys each vendor needs are listed in the README.
+	// +required
+	CredentialsRef LocalSecretReference `json:"credentialsRef"`
+
+	// BaseURL overrides the vendor's API root, for regional endpoints and
+	// simulators. Empty means the vendor's public endpoint.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	// +optional
+	BaseURL string `json:"baseURL,omitempty"`
+
+	// TenantID selects one organisation where one credential reaches several
+	// (Xero). It overrides the Secret's tenantId key.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	TenantID string `json:"tenantId,omitempty"`
+
+	// Entities restricts the sync to these entities (for example products,
+	// customers, sales_orders). Empty means every entity the connector offers.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:Pattern=`^[a-z_]+$`
+	// +listType=set
+	// +optional
+	Entities []string `json:"entities,omitempty"`
+}
+
+// ErpSyncSpec is the desired state of an ErpSync: which company, which ERP,
+// and how often.
+// +kubebuilder:validation:XValidation:rule="duration(self.interval) >= duration('1m')",message="interval must be at least 1m"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) < duration(self.interval)",message="timeout must be shorter than interval"
+// +kubebuilder:validation:XValidation:rule="!has(self.retryInterval) || duration(self.retryInterval) <= duration(self.interval)",message="retryInterval cannot exceed interval"
+type ErpSyncSpec struct {
+	// CompanyID is the operating company's identity. Every record written to
+	// the CRM carries it, so it cannot change: create a new ErpSync instead.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="companyId cannot change; create a new ErpSync"
+	// +required
+	CompanyID string `json:"companyId"`
+
+	// Connector says which ERP to read and with which credentials.
+	// +required
+	Connector ConnectorSpec `json:"connector"`
+
+	// Interval is the time from the END of one sync to the start of the next
+	// (a sync from 15:00 to 15:12 with the default 15m means the next starts at
+	// 15:27). At least 1m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:default="15m"
+	// +optional
+	Interval metav1.Duration `json:"interval"`
+
+	// RetryInterval is the wait after a failed sync before the next attempt.
+	// Defaults to the interval; cannot exceed it.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	RetryInterval *metav1.Duration `json:"retryInterval,omitempty"`
+
+	// Timeout bounds one sync. Defaults to no bound shorter than the interval;
+	// must be shorter than the interval.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// Suspend stops new syncs and ends a running one at its next safe point
+	// (a page boundary). Keep it in Git, so that Git stays the record.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// Phase is a summary for people; tools read conditions.
+// +kubebuilder:validation:Enum=Pending;Syncing;Succeeded;Failed;Suspended
+type Phase string
+
+// The phases.
+const (
+	PhasePending   Phase = "Pending"
+	PhaseSyncing   Phase = "Syncing"
+	PhaseSucceeded Phase = "Succeeded"
+	PhaseFailed    Phase = "Failed"
+	PhaseSuspended Phase = "Suspended"
+)
+
+// SyncMode says whether a sync read everything or only changes.
+type SyncMode string
+
+// The sync modes.
+const (
+	SyncModeFull        SyncMode = "full"
+	SyncModeIncremental SyncMode = "incremental"
+)
+
+// EntityStatus is the sync state of one entity.
+type EntityStatus struct {
+	// Name is the entity (products, customers, ...).
+	Name string `json:"name"`
+
+	// Watermark is where the next incremental window starts: the vendor's time
+	// when the last completed pass started reading, minus a small overlap.
+	// Absent until a pass has completed: the next pass reads everything.
+	// +optional
+	Watermark *metav1.Time `json:"watermark,omitempty"`
+
+	// LastRunRecords is how many records the last completed pass read.
+	// +optional
+	LastRunRecords int64 `json:"lastRunRecords,omitempty"`
+
+	// LastCompleted is when the last pass of this entity completed.
+	// +optional
+	LastCompleted *metav1.Time `json:"lastCompleted,omitempty"`
+
+	// Checkpoint is the position of an interrupted pass; a restart resumes
+	// from it instead of starting the entity over.
+	// +optional
+	Checkpoint *EntityCheckpoint `json:"checkpoint,omitempty"`
+}
+
+// EntityCheckpoint is the position of an unfinished pass.
+type EntityCheckpoint struct {
+	// Since is the modified-since filter of the pass; absent for a full read.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+	// StartedAt is the vendor's time when the pass started reading.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// Page is the last page whose records were written to the CRM.
+	Page int `json:"page"`
+	// Records written so far in the pass.
+	// +optional
+	Records int64 `json:"records,omitempty"`
+	// Total is the vendor's record count at the start of the pass, or -1.
+	// +optional
+	Total int `json:"total,omitempty"`
+}
+
+// SyncProgress shows a sync under way.
+type SyncProgress struct {
+	// Entity being read.
+	// +optional
+	Entity string `json:"entity,omitempty"`
+	// Records read so far in this sync.
+	// +optional
+	Records int64 `json:"records,omitempty"`
+	// APICalls made so far in this sync.
+	// +optional
+	APICalls int64 `json:"apiCalls,omitempty"`
+}
+
+// SyncSummary describes the last finished sync.
+type SyncSummary struct {
+	// Mode is full or incremental.
+	Mode SyncMode `json:"mode"`
+	// Records read.
+	Records int64 `json:"records"`
+	// Upserted records (new or newer than the CRM's copy).
+	Upserted int64 `json:"upserted"`
+	// APICalls made.
+	APICalls int64 `json:"apiCalls"`
+	// Duration of the sync.
+	Duration metav1.Duration `json:"duration"`
+}
+
+// ErpSyncStatus is the observed state of an ErpSync. It belongs to the
+// controller.
+type ErpSyncStatus struct {
+	// ObservedGeneration is the generation the last verdict (Ready=True or
+	// Stalled=True) was reached for; -1 until the first.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration"`
+
+	// Conditions: Ready (always present after the first sync), Reconciling
+	// (only while True: a first sync, spec change or request is in flight) and
+	// Stalled (only while True: only a spec change can help).
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// Phase summarises the state for people. Tools read conditions.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// LastSyncStart is the start of the most recent sync attempt.
+	// +optional
+	LastSyncStart *metav1.Time `json:"lastSyncStart,omitempty"`
+
+	// LastSyncEnd is the end of the most recent sync attempt, successful or
+	// not. The next sync is due at lastSyncEnd + interval.
+	// +optional
+	LastSyncEnd *metav1.Time `json:"lastSyncEnd,omitempty"`
+
+	// LastSuccessfulSyncEnd is the end of the most recent successful sync.
+	// +optional
+	LastSuccessfulSyncEnd *metav1.Time `json:"lastSuccessfulSyncEnd,omitempty"`
+
+	// NextSyncAt is when the next sync is due.
+	// +optional
+	NextSyncAt *metav1.Time `json:"nextSyncAt,omitempty"`
+
+	// LastHandledReconcileAt is the last erpsync.io/requestedAt value acted on.
+	// +optional
+	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+
+	// LastHandledFullResyncAt is the last erpsync.io/fullResyncAt value acted on.
+	// +optional
+	LastHandledFullResyncAt string `json:"lastHandledFullResyncAt,omitempty"`
+
+	// CredentialsVersion is the resource version of the credentials Secret the
+	// last attempt read (empty if it did not exist). A failure the Secret can
+	// fix is retried as soon as the Secret changes.
+	// +optional
+	CredentialsVersion string `json:"credentialsVersion,omitempty"`
+
+	// LastSync summarises the last finished sync.
+	// +optional
+	LastSync *SyncSummary `json:"lastSync,omitempty"`
+
+	// Progress shows the sync under way; absent between syncs.
+	// +optional
+	Progress *SyncProgress `json:"progress,omitempty"`
+
+	// Entities is the per-entity sync state: watermarks and checkpoints.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Entities []EntityStatus `json:"entities,omitempty"`
+}
+
+// ErpSync keeps a CRM fed with one operating company's ERP data: it syncs
+// at once when created, then `interval` after each sync ends, asking the ERP
+// only for records modified since the previous sync.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=erps,categories=erpsync
+// +kubebuilder:printcolumn:name="Company",type=string,JSONPath=`.spec.companyId`
+// +kubebuilder:printcolumn:name="Connector",type=string,JSONPath=`.spec.connector.type`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Last Sync",type=date,JSONPath=`.status.lastSyncEnd`
+// +kubebuilder:printcolumn:name="Next Sync",type=date,JSONPath=`.status.nextSyncAt`
+// +kubebuilder:printcolumn:name="Last Success",type=date,JSONPath=`.status.lastSuccessfulSyncEnd`,priority=1
+// +kubebuilder:printcolumn:name="Interval",type=string,JSONPath=`.spec.interval`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ErpSync struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec ErpSyncSpec `json:"spec"`
+
+	// +kubebuilder:default={"observedGeneration":-1}
+	// +optional
+	Status ErpSyncStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// ErpSyncList is a list of ErpSyncs.
+type ErpSyncList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ErpSync `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ErpSync{}, &ErpSyncList{})
+}
+
+// GetInterval returns the interval, with the default for an unset one.
+func (in *ErpSync) GetInterval() time.Duration {
+	if in.Spec.Interval.Duration <= 0 {
+		return DefaultInterval
+	}
+	return in.Spec.Interval.Duration
+}
+
+// GetRetryInterval returns the retry interval, falling back to the interval.
+func (in *ErpSync) GetRetryInterval() time.Duration {
+	if in.Spec.RetryInterval != nil && in.Spec.RetryInterval.Duration > 0 {
+		return in.Spec.RetryInterval.Duration
+	}
+	return in.GetInterval()
+}
+
+// GetTimeout returns the bound on one sync: the timeout if set, otherwise
+// the interval (a sync never runs longer than the pause between two).
+func (in *ErpSync) GetTimeout() time.Duration {
+	if in.Spec.Timeout != nil && in.Spec.Timeout.Duration > 0 {
+		return in.Spec.Timeout.Duration
+	}
+	return in.GetInterval()
+}
+
+// GetConditions returns the conditions (for condition helpers).
+func (in *ErpSync) GetConditions() []metav1.Condition { return in.Status.Conditions }
+
+// SetConditions sets the conditions (for condition helpers).
+func (in *ErpSync) SetConditions(c []metav1.Condition) { in.Status.Conditions = c }

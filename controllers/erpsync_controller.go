@@ -1,0 +1,271 @@
+// Package controllers holds the ErpSync controller: it decides when a sync
+// is due, runs it through the sync engine in the background, and reports it
+// in status, conditions, events and metrics. It knows connectors only through
+// the connectors.Registry and the CRM only through sinks.Sink.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/internal/metrics"
+	"github.com/erpsync/erpsync-operator/sinks"
+)
+
+// fieldOwner is the field manager of every write the controller makes.
+const fieldOwner = "erpsync-controller"
+
+// credentialsIndex indexes ErpSyncs by the name of their credentials Secret.
+const credentialsIndex = ".spec.connector.credentialsRef.name"
+
+// Options tune the reconciler; zero values mean the defaults.
+type Options struct {
+	// ConcurrentSyncs bounds the syncs running at once (default 4).
+	ConcurrentSyncs int
+	// MaxConcurrentReconciles is the number of reconcile workers (default 4).
+	// Reconciles are short: syncs run outside them.
+	MaxConcurrentReconciles int
+	// Overlap, CheckpointEvery and BatchSize tune the engine; zero means
+	// the engine's defaults.
+	Overlap         time.Duration
+	CheckpointEvery time.Duration
+	BatchSize       int
+}
+
+// ErpSyncReconciler reconciles ErpSync objects.
+type ErpSyncReconciler struct {
+	// Client reads ErpSyncs from the cache and writes their status.
+	client.Client
+	// APIReader reads straight from the API server: Secrets (never cached)
+	// and an ErpSync just before a sync starts (the cache may lag behind our
+	// own last status write).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Registry  *connectors.Registry
+	Sink      sinks.Sink
+	// Clock defaults to the real clock; tests inject a fake one.
+	Clock   clock.PassiveClock
+	Options Options
+
+	tracker *runTracker
+	// runDone wakes Reconcile when a background sync ends, to schedule the
+	// next one.
+	runDone chan event.GenericEvent
+	// baseCtx is the manager's context: syncs end with it.
+	baseCtx context.Context
+}
+
+// +kubebuilder:rbac:groups=erpsync.io,resources=erpsyncs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=erpsync.io,resources=erpsyncs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// Xero's refresh tokens rotate: the connector writes the new one back into
+// the ErpSync's credentials Secret before it uses the new access token.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the controller. Only a generation change or a
+// change of one of our two request annotations enqueues an ErpSync (labels
+// and annotations written by GitOps tools never start a sync); Secrets are
+// watched by metadata only and mapped to the ErpSyncs that reference them.
+func (r *ErpSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if r.Options.ConcurrentSyncs <= 0 {
+		r.Options.ConcurrentSyncs = 4
+	}
+	if r.Options.MaxConcurrentReconciles <= 0 {
+		r.Options.MaxConcurrentReconciles = 4
+	}
+	r.tracker = newRunTracker(r.Options.ConcurrentSyncs)
+	r.runDone = make(chan event.GenericEvent, 1024)
+	r.baseCtx = ctx
+
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &erpv1.ErpSync{}, credentialsIndex, func(o client.Object) []string {
+		return []string{o.(*erpv1.ErpSync).Spec.Connector.CredentialsRef.Name}
+	}); err != nil {
+		return fmt.Errorf("indexing ErpSyncs by credentials Secret: %w", err)
+	}
+
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&erpv1.ErpSync{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{},
+			requestAnnotationChanged{},
+		))).
+		WatchesMetadata(secretMeta, handler.EnqueueRequestsFromMapFunc(r.erpSyncsForSecret),
+			builder.WithPredicates(resourceVersionChanged{})).
+		WatchesRawSource(source.Channel(r.runDone, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles}).
+		Named("erpsync").
+		Complete(r)
+}
+
+// erpSyncsForSecret maps a Secret to the ErpSyncs in its namespace that
+// reference it.
+func (r *ErpSyncReconciler) erpSyncsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var list erpv1.ErpSyncList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{credentialsIndex: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing ErpSyncs for Secret", "secret", o.GetName())
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, e := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Namespace, Name: e.Name}})
+	}
+	return out
+}
+
+// Reconcile decides whether a sync is due. It starts a due sync in the
+// background and otherwise requeues for when the next one is due. It never
+// talks to the ERP or the CRM itself.
+func (r *ErpSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+
+	var obj erpv1.ErpSync
+	if err := r.Get(ctx, req.NamespacedName, &obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Deleted: stop its sync at the next safe point, forget its series.
+			r.tracker.stop(req.NamespacedName, StopDeleted)
+			metrics.DeleteObject(req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !obj.DeletionTimestamp.IsZero() {
+		r.tracker.stop(req.NamespacedName, StopDeleted)
+		return ctrl.Result{}, nil
+	}
+	metrics.SetSuspended(obj.Namespace, obj.Name, obj.Spec.Suspend)
+
+	if obj.Spec.Suspend {
+		if done := r.tracker.stop(req.NamespacedName, StopSuspended); done != nil {
+			logger.Info("stopping the running sync: suspended")
+			return ctrl.Result{}, nil // the sync's end wakes us again
+		}
+		return ctrl.Result{}, r.markSuspended(ctx, &obj)
+	}
+	if r.tracker.running(req.NamespacedName) {
+		return ctrl.Result{}, nil
+	}
+	if obj.Status.Phase == erpv1.PhaseSuspended {
+		r.Recorder.Eventf(&obj, nil, corev1.EventTypeNormal, "Resumed", "Resume", "sync resumed")
+	}
+
+	secretVersion, err := r.secretVersion(ctx, &obj)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	now := r.Clock.Now()
+	d := Due(&obj, secretVersion, now)
+	if d.Trigger == TriggerNone {
+		return ctrl.Result{RequeueAfter: d.DueAt.Sub(now)}, r.setNextSyncAt(ctx, &obj, d.DueAt)
+	}
+
+	// Confirm against the API server: the cache may not yet show the status
+	// our last sync wrote, and a stale view must never start a sync early.
+	var fresh erpv1.ErpSync
+	if err := r.APIReader.Get(ctx, req.NamespacedName, &fresh); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if d = Due(&fresh, secretVersion, now); d.Trigger == TriggerNone {
+		return ctrl.Result{RequeueAfter: d.DueAt.Sub(now)}, nil
+	}
+	r.startSync(&fresh, d)
+	return ctrl.Result{}, nil
+}
+
+// secretVersion returns the resource version of the ErpSync's credentials
+// Secret from the metadata cache, or "" when it does not exist.
+func (r *ErpSyncReconciler) secretVersion(ctx context.Context, obj *erpv1.ErpSync) (string, error) {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.Connector.CredentialsRef.Name}, m)
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading credentials Secret metadata: %w", err)
+	}
+	return m.ResourceVersion, nil
+}
+
+// markSuspended records the suspension: phase Suspended, Ready untouched.
+func (r *ErpSyncReconciler) markSuspended(ctx context.Context, obj *erpv1.ErpSync) error {
+	if obj.Status.Phase == erpv1.PhaseSuspended && obj.Status.NextSyncAt == nil {
+		return nil
+	}
+	patch := client.MergeFrom(obj.DeepCopy())
+	obj.Status.Phase = erpv1.PhaseSuspended
+	obj.Status.NextSyncAt = nil
+	obj.Status.Progress = nil
+	removeCondition(obj, erpv1.ReconcilingCondition)
+	if err := r.Status().Patch(ctx, obj, patch, client.FieldOwner(fieldOwner)); err != nil {
+		return fmt.Errorf("recording suspension: %w", err)
+	}
+	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Suspended", "Suspend", "sync suspended")
+	return nil
+}
+
+// setNextSyncAt shows when the next sync is due, if that changed.
+func (r *ErpSyncReconciler) setNextSyncAt(ctx context.Context, obj *erpv1.ErpSync, at time.Time) error {
+	if obj.Status.NextSyncAt != nil && obj.Status.NextSyncAt.Time.Equal(at.Truncate(time.Second)) {
+		return nil
+	}
+	patch := client.MergeFrom(obj.DeepCopy())
+	obj.Status.NextSyncAt = mtime(at.Truncate(time.Second))
+	if err := r.Status().Patch(ctx, obj, patch, client.FieldOwner(fieldOwner)); err != nil {
+		return fmt.Errorf("recording next sync time: %w", err)
+	}
+	return nil
+}
+
+// requestAnnotationChanged passes updates that change one of the two request
+// annotations (and nothing else of metadata).
+type requestAnnotationChanged struct{ predicate.Funcs }
+
+func (requestAnnotationChanged) Update(e event.UpdateEvent) bool {
+	if e.ObjectOld == nil || e.ObjectNew == nil {
+		return false
+	}
+	o, n := e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()
+	return o[erpv1.RequestedAtAnnotation] != n[erpv1.RequestedAtAnnotation] ||
+		o[erpv1.FullResyncAtAnnotation] != n[erpv1.FullResyncAtAnnotation]
+}
+
+func (requestAnnotationChanged) Create(event.CreateEvent) bool   { return false }
+func (requestAnnotationChanged) Delete(event.DeleteEvent) bool   { return true }
+func (requestAnnotationChanged) Generic(event.GenericEvent) bool { return false }
+
+// resourceVersionChanged drops the periodic resync updates of Secrets, whose
+// resource version does not change, so they never cause a sync.
+type resourceVersionChanged struct{ predicate.Funcs }
+
+func (resourceVersionChanged) Update(e event.UpdateEvent) bool {
+	return e.ObjectOld != nil && e.ObjectNew != nil && e.ObjectOld.GetResourceVersion() != e.ObjectNew.GetResourceVersion()
+}

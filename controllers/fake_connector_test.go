@@ -1,0 +1,136 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/model"
+)
+
+// fakeERP is an in-memory ERP for controller tests: two entities, page-number
+// paging, a modified-since filter, call counting, and hooks to fail or block.
+type fakeERP struct {
+	mu       sync.Mutex
+	products []fakeRecord
+	pageSize int
+	// requests logs every ListPage call.
+	requests []connectors.PageRequest
+	calls    atomic.Int64
+	// failWith, when set, is returned by every ListPage.
+	failWith error
+	// block, when set, makes ListPage of page >= blockFromPage wait until the
+	// channel is closed or the context ends.
+	block         chan struct{}
+	blockFromPage int
+	// requiredKey is the Secret key the factory demands.
+	requiredKey string
+	now         func() time.Time
+}
+
+type fakeRecord struct {
+	id       string
+	modified time.Time
+}
+
+func newFakeERP(products int) *fakeERP {
+	f := &fakeERP{pageSize: 10, requiredKey: "apiKey", now: time.Now}
+	base := time.Now().Add(-24 * time.Hour)
+	for i := 0; i < products; i++ {
+		f.products = append(f.products, fakeRecord{id: fmt.Sprintf("P%04d", i), modified: base.Add(time.Duration(i) * time.Second)})
+	}
+	return f
+}
+
+func (f *fakeERP) factory(_ context.Context, cfg connectors.Config) (connectors.Connector, error) {
+	if _, err := connectors.RequiredKey(cfg.Credentials, f.requiredKey); err != nil {
+		return nil, err
+	}
+	if string(cfg.Credentials[f.requiredKey]) == "wrong" {
+		return &fakeConn{erp: f, cfg: cfg, authFail: true}, nil
+	}
+	return &fakeConn{erp: f, cfg: cfg}, nil
+}
+
+// touch changes n products now.
+func (f *fakeERP) touch(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := 0; i < n && i < len(f.products); i++ {
+		f.products[i].modified = f.now()
+	}
+}
+
+func (f *fakeERP) log() []connectors.PageRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]connectors.PageRequest(nil), f.requests...)
+}
+
+func (f *fakeERP) set(fn func(f *fakeERP)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+type fakeConn struct {
+	erp      *fakeERP
+	cfg      connectors.Config
+	authFail bool
+}
+
+func (c *fakeConn) Entities() []connectors.EntityInfo {
+	return []connectors.EntityInfo{
+		{Name: model.KindCustomer, Incremental: true},
+		{Name: model.KindProduct, Incremental: true},
+	}
+}
+
+func (c *fakeConn) ListPage(ctx context.Context, req connectors.PageRequest) (*connectors.Page, error) {
+	f := c.erp
+	f.calls.Add(1)
+	f.mu.Lock()
+	f.requests = append(f.requests, req)
+	failWith, block, blockFrom := f.failWith, f.block, f.blockFromPage
+	f.mu.Unlock()
+	if c.authFail {
+		return &connectors.Page{Calls: 1}, connectors.Errorf(connectors.KindAuthenticationFailed, "the fake ERP refused the API key (401)")
+	}
+	if failWith != nil {
+		return &connectors.Page{Calls: 1}, failWith
+	}
+	if block != nil && req.Page >= blockFrom && req.Entity == model.KindProduct {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return &connectors.Page{Calls: 1}, ctx.Err()
+		}
+	}
+	if req.Entity == model.KindCustomer {
+		return &connectors.Page{Calls: 1, Total: 1, Records: []model.Record{{
+			Company: c.cfg.CompanyID, Vendor: c.cfg.Type, Kind: model.KindCustomer, VendorID: "C1",
+			ModifiedAt: time.Unix(1700000000, 0), Data: &model.Customer{Code: "C1", Name: "Customer 1"},
+		}}}, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var match []fakeRecord
+	for _, p := range f.products {
+		if req.Since.IsZero() || p.modified.After(req.Since) {
+			match = append(match, p)
+		}
+	}
+	start := min((req.Page-1)*f.pageSize, len(match))
+	end := min(start+f.pageSize, len(match))
+	page := &connectors.Page{Calls: 1, Total: len(match), More: end < len(match), ServerTime: f.now()}
+	for _, p := range match[start:end] {
+		page.Records = append(page.Records, model.Record{
+			Company: c.cfg.CompanyID, Vendor: c.cfg.Type, Kind: model.KindProduct, VendorID: p.id,
+			ModifiedAt: p.modified, Data: &model.Product{SKU: p.id, Name: "Product " + p.id},
+		})
+	}
+	return page, nil
+}

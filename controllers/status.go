@@ -1,0 +1,99 @@
+package controllers
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/internal/engine"
+)
+
+// setCondition sets a condition stamped with the object's generation.
+func setCondition(obj *erpv1.ErpSync, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{
+		Type:               typ,
+		Status:             status,
+		Reason:             reason,
+		Message:            truncate(msg, 1024),
+		ObservedGeneration: obj.Generation,
+	})
+}
+
+// removeCondition deletes a condition (Reconciling and Stalled exist only
+// while True).
+func removeCondition(obj *erpv1.ErpSync, typ string) {
+	meta.RemoveStatusCondition(&obj.Status.Conditions, typ)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+func mtime(t time.Time) *metav1.Time {
+	if t.IsZero() {
+		return nil
+	}
+	mt := metav1.NewTime(t.UTC())
+	return &mt
+}
+
+func tval(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
+}
+
+// toEngineState turns status.entities into the engine's state.
+func toEngineState(in []erpv1.EntityStatus) []engine.EntityState {
+	out := make([]engine.EntityState, 0, len(in))
+	for _, e := range in {
+		s := engine.EntityState{
+			Name:           model.Kind(e.Name),
+			Watermark:      tval(e.Watermark),
+			LastRunRecords: e.LastRunRecords,
+			LastCompleted:  tval(e.LastCompleted),
+		}
+		if cp := e.Checkpoint; cp != nil {
+			s.Resume = &engine.Checkpoint{
+				Since:     tval(cp.Since),
+				StartedAt: tval(cp.StartedAt),
+				Page:      cp.Page,
+				Records:   cp.Records,
+				Total:     cp.Total,
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// fromEngineState turns the engine's state into status.entities.
+func fromEngineState(in []engine.EntityState) []erpv1.EntityStatus {
+	out := make([]erpv1.EntityStatus, 0, len(in))
+	for _, s := range in {
+		e := erpv1.EntityStatus{
+			Name:           string(s.Name),
+			Watermark:      mtime(s.Watermark),
+			LastRunRecords: s.LastRunRecords,
+			LastCompleted:  mtime(s.LastCompleted),
+		}
+		if cp := s.Resume; cp != nil {
+			e.Checkpoint = &erpv1.EntityCheckpoint{
+				Since:     mtime(cp.Since),
+				StartedAt: mtime(cp.StartedAt),
+				Page:      cp.Page,
+				Records:   cp.Records,
+				Total:     cp.Total,
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
