@@ -38,7 +38,7 @@ build() { # module name pkg ldflags
   fi
   log "building $name ($module) into $out; a cold build takes several minutes"
   local start=$SECONDS
-  (cd "$root/hack/k8s/$module" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $flags" -o "$out/$name.tmp" "$pkg")
+  (cd "$root/hack/k8s/$module" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $flags" -o "$out/$name.tmp" "$pkg")
   mv "$out/$name.tmp" "$out/$name"
   echo "$stamp" > "$out/.$name.stamp"
   log "built $name in $((SECONDS - start))s"

@@ -28,6 +28,14 @@ const DefaultCheckpointEvery = 5 * time.Second
 // DefaultBatchSize is how many records go to the sink in one write.
 const DefaultBatchSize = 500
 
+// DefaultMaxPassRepeats bounds how often a pass whose total changed
+// underneath it is repeated before the engine accepts it.
+const DefaultMaxPassRepeats = 3
+
+// maxEmptyPages bounds a run of pages that hold no record yet claim more
+// follow, so that a vendor stuck in that state cannot keep a run forever.
+const maxEmptyPages = 20
+
 // EntityState is what the engine remembers of one entity between runs.
 type EntityState struct {
 	Name model.Kind
@@ -80,7 +88,8 @@ type Run struct {
 	Full bool
 	// State is the per-entity state from the last run.
 	State []EntityState
-	// Overlap defaults to DefaultOverlap.
+	// Overlap is subtracted from the start of a pass to give the next
+	// window; 0 means DefaultOverlap, negative means none.
 	Overlap time.Duration
 	// BatchSize defaults to DefaultBatchSize.
 	BatchSize int
@@ -88,6 +97,9 @@ type Run struct {
 	Checkpoint CheckpointFunc
 	// CheckpointEvery defaults to DefaultCheckpointEvery.
 	CheckpointEvery time.Duration
+	// MaxPassRepeats bounds the repeats of a pass whose Page.Total changed
+	// while it ran; 0 means DefaultMaxPassRepeats, negative means none.
+	MaxPassRepeats int
 	// Now defaults to time.Now.
 	Now func() time.Time
 	Log logr.Logger
