@@ -8,7 +8,7 @@ IMG ?= ghcr.io/erpsync/erpsync-operator:latest
 K8S_BIN = $(shell hack/build-k8s-binaries.sh)
 CONTROLLER_GEN = go tool controller-gen
 # Packages whose markers generate the CRD, RBAC and deepcopy code.
-GEN_PATHS = ./api/...;./controllers/...
+GEN_PATHS = ./api/...;./controllers/...;./internal/quotastore/...
 
 .PHONY: all
 all: build

@@ -10,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # Generate into a scratch copy and compare, so verify never rewrites the tree.
 mkdir -p "$tmp/crd" "$tmp/rbac"
-go tool controller-gen rbac:roleName=manager-role crd paths="./api/...;./controllers/..." \
+go tool controller-gen rbac:roleName=manager-role crd paths="./api/...;./controllers/...;./internal/quotastore/..." \
   output:crd:artifacts:config="$tmp/crd" output:rbac:artifacts:config="$tmp/rbac"
 cp api/v1alpha1/zz_generated.deepcopy.go "$tmp/deepcopy.before"
 go tool controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
