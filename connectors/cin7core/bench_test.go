@@ -1,0 +1,75 @@
+package cin7core_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/cin7core"
+	"github.com/erpsync/erpsync-operator/connectors/cin7core/sim"
+	"github.com/erpsync/erpsync-operator/connectors/httpapi"
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/connectors/simkit"
+	"github.com/erpsync/erpsync-operator/internal/engine"
+	"github.com/erpsync/erpsync-operator/sinks/memory"
+)
+
+// benchScale compresses Cin7 Core's minute to 3 real seconds: the import of
+// 121 calls takes about 6 s, and the simulator's rendering time (a few ms
+// a page) stays small against the window.
+const benchScale = 20
+
+// BenchmarkImport is the initial import of 30,000 products with their stock
+// in 3 warehouses and their customer-specific prices (read through the
+// customers stream, which carries them) against the simulator enforcing 60
+// calls a minute.
+func BenchmarkImport(b *testing.B) {
+	const products, customers = 30000, 1000
+	for i := 0; i < b.N; i++ {
+		s := sim.New(sim.Options{Dataset: simkit.Options{Seed: 1, Products: products, Customers: customers, Warehouses: 3, SpecialPricesPerProduct: 1},
+			TimeScale: benchScale})
+		srv := httptest.NewServer(s)
+		secret := map[string][]byte{}
+		for k, v := range s.Credentials() {
+			secret[k] = []byte(v)
+		}
+		conn, err := cin7core.NewWithOptions(context.Background(), connectors.Config{Type: cin7core.Type, CompanyID: "bench", BaseURL: srv.URL,
+			Credentials: secret}, cin7core.Options{TimeScale: benchScale, Registry: httpapi.NewRegistry(nil)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink := memory.New()
+		entities := []model.Kind{model.KindCustomer, model.KindProduct, model.KindStockLevel}
+		start := s.Now()
+		res, err := engine.Execute(context.Background(), engine.Run{Connector: conn, Sink: sink, Entities: entities})
+		elapsed := s.Now().Sub(start)
+		srv.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		want := s.Expected()
+		got := map[model.Kind]int{}
+		for _, r := range sink.Records() {
+			got[r.Kind]++
+		}
+		for _, k := range []model.Kind{model.KindCustomer, model.KindContact, model.KindPriceRule, model.KindProduct, model.KindStockLevel} {
+			if got[k] != want[k] {
+				b.Fatalf("%s: imported %d, want %d", k, got[k], want[k])
+			}
+		}
+		pages := func(n int) int { return (n + cin7core.MaxPageSize - 1) / cin7core.MaxPageSize }
+		minCalls := pages(want[model.KindCustomer]) + pages(want[model.KindProduct]) + pages(want[model.KindStockLevel])
+		// With at most 60 calls in a minute, minCalls calls span at least
+		// floor((minCalls-1)/60) whole minutes from the first to the last.
+		forced := time.Duration((minCalls-1)/cin7core.CallsPerMinute) * time.Minute
+		fmt.Printf("BENCH cin7core_import_calls %d calls\n", s.Stats().Requests.Load())
+		fmt.Printf("BENCH cin7core_import_min_calls %d calls\n", minCalls)
+		fmt.Printf("BENCH cin7core_rate_bound_ratio %.3f\n", forced.Seconds()/elapsed.Seconds())
+		fmt.Printf("BENCH cin7core_import_throttled %d requests\n", s.Stats().Throttled.Load())
+		b.ReportMetric(float64(res.Calls), "calls")
+		b.ReportMetric(elapsed.Seconds(), "sim-s")
+	}
+}
