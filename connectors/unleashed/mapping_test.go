@@ -1,0 +1,217 @@
+package unleashed
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/model"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files from the current mapping")
+
+var fetched = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func decodeFor(kind model.Kind, page int, body []byte) (*pageDoc, error) {
+	s := streamFor(kind)
+	return decodePage(kind, s.mapItem, page, body, mapEnv{Company: "ACME-01", Fetched: fetched})
+}
+
+// TestGoldenMapping maps the example payloads (see testdata/README.md) into
+// canonical records and compares them with testdata/golden.
+func TestGoldenMapping(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		kind model.Kind
+	}{
+		{"products_vendor_apis.json", model.KindProduct},
+		{"stockonhand_doc.json", model.KindStockLevel},
+		{"productprices_doc.json", model.KindPriceRule},
+		{"salesorders_doc.json", model.KindSalesOrder},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			body, err := os.ReadFile(filepath.Join("testdata", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc, err := decodeFor(tc.kind, 1, body)
+			if err != nil {
+				t.Fatalf("decoding %s: %v", tc.file, err)
+			}
+			if doc.Items == 0 || len(doc.Records) < doc.Items {
+				t.Fatalf("%d items gave %d records", doc.Items, len(doc.Records))
+			}
+			for _, r := range doc.Records {
+				if r.Company != "ACME-01" || r.Vendor != Type || r.VendorID == "" || r.ModifiedAt.IsZero() || r.Data == nil || r.Data.Kind() != r.Kind || len(r.Raw) == 0 {
+					t.Errorf("incomplete record: %+v", r)
+				}
+			}
+			got, err := json.MarshalIndent(doc.Records, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "golden", strings.TrimSuffix(tc.file, ".json")+".golden.json")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestGoldenMapping -update)", err)
+			}
+			if !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)) {
+				t.Errorf("mapping of %s differs from %s (run with -update to accept):\n%s", tc.file, golden, got)
+			}
+		})
+	}
+}
+
+func TestMappingSemantics(t *testing.T) {
+	body, _ := os.ReadFile("testdata/products_vendor_apis.json")
+	doc, err := decodeFor(model.KindProduct, 1, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := doc.Records[0].Data.(*model.Product)
+	if p.SKU != "WIDGET-RED" || p.SellPrice != "9.95" || p.CostPrice != "4.5" || p.Category != "Widgets" || p.UnitOfMeasure != "EA" ||
+		len(p.Prices) != 2 || p.Prices[0] != (model.Price{Tier: "RRP", Amount: "12.5"}) || p.Prices[1] != (model.Price{Tier: "Wholesale", Amount: "8"}) {
+		t.Errorf("product: %+v", p)
+	}
+	if !doc.Records[0].ModifiedAt.Equal(time.UnixMilli(1767312000000).UTC()) {
+		t.Errorf("modified %v", doc.Records[0].ModifiedAt)
+	}
+	if doc.Total != 3 || doc.NumberOfPages != 2 || doc.PageNumber != 1 {
+		t.Errorf("pagination %+v", doc)
+	}
+	body, _ = os.ReadFile("testdata/salesorders_doc.json")
+	doc, err = decodeFor(model.KindSalesOrder, 1, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	so := doc.Records[0]
+	if !so.Deleted || so.Data.(*model.SalesOrder).Total != "22.885" || len(so.Data.(*model.SalesOrder).Lines) != 1 {
+		t.Errorf("deleted order: %+v", so)
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"/Date(1473149768263)/", time.UnixMilli(1473149768263).UTC()},
+		{"/Date(1539993600000+0000)/", time.UnixMilli(1539993600000).UTC()},
+		{"/Date(1419937200000+1300)/", time.UnixMilli(1419937200000).UTC()},
+		{"/Date(-86400000)/", time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC)},
+		{"2016-10-08T20:31:25.963", time.Date(2016, 10, 8, 20, 31, 25, 963e6, time.UTC)},
+		{"2024-04-17T23:11:05", time.Date(2024, 4, 17, 23, 11, 5, 0, time.UTC)},
+		{"2024-04-17T23:11:05Z", time.Date(2024, 4, 17, 23, 11, 5, 0, time.UTC)},
+		{"2026-01-01", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+	} {
+		got, err := parseTime(tc.in)
+		if err != nil || !got.Equal(tc.want) {
+			t.Errorf("parseTime(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "/Date()/", "/Date(abc)/", "/Date(123+12)/", "/Date(1473149768263", "Date(1473149768263)", "yesterday"} {
+		if _, err := parseTime(bad); err == nil {
+			t.Errorf("parseTime(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestSignature pins the signing rule with independent vectors: the HMAC
+// of the query string only, empty when there is none.
+func TestSignature(t *testing.T) {
+	for _, tc := range []struct{ query, key, want string }{
+		// echo -n 'customerCode=ACME' | openssl dgst -sha256 -hmac 'secret' -binary | base64
+		{"customerCode=ACME", "secret", "MMJ4rzZTX5ykRut5ZdHG0w3lBM8/L4oj2iDSVK120do="},
+		{"", "secret", "+eZuF5tnR65UEI+C+K3os8Jddv0wr95sOVgixTAZYWk="},
+	} {
+		if got := sign(tc.query, tc.key); got != tc.want {
+			t.Errorf("sign(%q) = %s, want %s", tc.query, got, tc.want)
+		}
+	}
+	var q query
+	q.add("modifiedSince", "2026-01-01T10:20:30")
+	q.add("orderStatus", "Parked,Placed")
+	q.add("customerCode", "A&B C")
+	if got := q.String(); got != "modifiedSince=2026-01-01T10:20:30&orderStatus=Parked,Placed&customerCode=A%26B%20C" {
+		t.Errorf("query %s", got)
+	}
+}
+
+func TestMalformedDocuments(t *testing.T) {
+	pg := `"Pagination": {"NumberOfItems": 1, "PageSize": 1000, "PageNumber": 1, "NumberOfPages": 1}`
+	for _, tc := range []struct {
+		name, body, field string
+		kind              model.Kind
+	}{
+		{"not json", `{"Items": [`, "not JSON", model.KindProduct},
+		{"no pagination", `{"Items": []}`, "field Pagination", model.KindProduct},
+		{"bad pagination", `{"Pagination": {"NumberOfPages": "x"}, "Items": []}`, "Pagination.NumberOfItems", model.KindProduct},
+		{"no items", `{` + pg + `}`, "field Items", model.KindProduct},
+		{"bad date", `{` + pg + `, "Items": [{"Guid": "g", "ProductCode": "c", "LastModifiedOn": "/Date(soon)/"}]}`, "field LastModifiedOn", model.KindProduct},
+		{"missing date", `{` + pg + `, "Items": [{"Guid": "g", "ProductCode": "c"}]}`, "field LastModifiedOn", model.KindProduct},
+		{"missing guid", `{` + pg + `, "Items": [{"ProductCode": "c", "LastModifiedOn": "/Date(1)/"}]}`, "field Guid", model.KindProduct},
+		{"bad tier", `{` + pg + `, "Items": [{"Guid": "g", "ProductCode": "c", "LastModifiedOn": "/Date(1)/", "SellPriceTier1": {"Name": "RRP", "Value": "cheap"}}]}`, "SellPriceTier1.Value", model.KindProduct},
+		{"bad obsolete", `{` + pg + `, "Items": [{"Guid": "g", "ProductCode": "c", "LastModifiedOn": "/Date(1)/", "Obsolete": "no"}]}`, "field Obsolete", model.KindProduct},
+		{"stock without warehouse", `{` + pg + `, "Items": [{"Guid": "g", "ProductCode": "c", "LastModifiedOn": "/Date(1)/", "QtyOnHand": 1}]}`, "WarehouseId", model.KindStockLevel},
+		{"bad line", `{` + pg + `, "Items": [{"Guid": "g", "OrderNumber": "SO-1", "LastModifiedOn": "/Date(1)/", "SalesOrderLines": [{"OrderQuantity": "two"}]}]}`, "SalesOrderLines[0].OrderQuantity", model.KindSalesOrder},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodeFor(tc.kind, 4, []byte(tc.body))
+			if connectors.KindOf(err) != connectors.KindInvalidResponse {
+				t.Fatalf("error %v, want InvalidResponse", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, string(tc.kind)) || !strings.Contains(msg, "page 4") || !strings.Contains(msg, tc.field) {
+				t.Errorf("error %q does not name entity %s, page 4 and %q", msg, tc.kind, tc.field)
+			}
+			for _, leak := range []string{"soon", "cheap", "two"} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error %q leaks %q", msg, leak)
+				}
+			}
+		})
+	}
+}
+
+func TestMappingNeverPanics(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.json")
+	mutations := []func(string) string{
+		func(s string) string { return s[:len(s)/2] },
+		func(s string) string { return strings.ReplaceAll(s, `"`, `'`) },
+		func(s string) string { return strings.ReplaceAll(s, ": ", ": null, \"x\": ") },
+		func(s string) string { return strings.ReplaceAll(s, "true", `"true"`) },
+		func(s string) string { return strings.ReplaceAll(s, "[", "[null,") },
+		func(s string) string { return strings.ReplaceAll(s, "{", "[") },
+		func(s string) string { return strings.ReplaceAll(s, "/Date(", "/Date(x") },
+		func(s string) string { return strings.ReplaceAll(s, "0", "-") },
+	}
+	for _, f := range files {
+		body, _ := os.ReadFile(f)
+		for _, s := range streams {
+			for _, m := range mutations {
+				func() {
+					defer func() {
+						if r := recover(); r != nil {
+							t.Fatalf("%s on %s panicked: %v", s.kind, f, r)
+						}
+					}()
+					_, _ = decodePage(s.kind, s.mapItem, 1, []byte(m(string(body))), mapEnv{Fetched: fetched})
+				}()
+			}
+		}
+	}
+}

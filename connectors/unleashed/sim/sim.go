@@ -1,0 +1,377 @@
+// Package sim is an http.Handler that behaves like the Unleashed Software
+// API for the endpoints the unleashed connector reads: api-auth-id and
+// api-auth-signature (base64 HMAC-SHA256 of the raw query string, keyed by
+// the API key; a wrong signature gets 403) and the client-type header; the
+// page number in the path (/Products/2) with pageSize up to 1000 and the
+// {"Pagination": {...}, "Items": [...]} envelope; modifiedSince in UTC;
+// Microsoft JSON dates ("/Date(1473149768263)/"); obsolete and deleted
+// records hidden unless asked for; a monthly call quota per account that
+// blocks every request once used up (403 whose body names the limit) until
+// the 1st of the next month; fault injection and a Date header.
+//
+// It serves a simkit.Dataset, so tests can change records while a run is
+// under way and know what a full import must yield (Expected).
+package sim
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/connectors/simkit"
+)
+
+// Defaults of the simulator, as Unleashed documents them.
+const (
+	DefaultAPIID  = "8e2cbd5b-94f1-4b8a-a6c0-3b8dbfa2c5c1"
+	DefaultAPIKey = "kH9xLmQ2vR7pT4wZ8nB3cF6yJ1sD5gA0eU2iO7qW4rT9yX3vB6nM8kL1jH5gF2dS4aP7oI0uY3tR6eW9qZ=="
+	// DefaultPageSize is the page size when the request names none.
+	DefaultPageSize = 200
+	// MaxPageSize is the largest pageSize Unleashed honours.
+	MaxPageSize = 1000
+	// QuotaMessage is the body text of the answer once the monthly quota is
+	// used up.
+	QuotaMessage = "You have reached your monthly API call limit. API access is blocked until the 1st of next month."
+)
+
+// Options configure a simulator.
+type Options struct {
+	// Dataset sizes and seeds the dataset built when Data is nil.
+	Dataset simkit.Options
+	// Data, when set, is served instead of a dataset built from Dataset.
+	Data *simkit.Dataset
+	// TimeScale > 1 makes the simulator's clock (Date header, modification
+	// stamps, the monthly quota's calendar) run that much faster than real
+	// time. Unleashed has no per-minute limit to compress.
+	TimeScale float64
+	// Now is the clock that stamps changes and the Date header; nil means a
+	// simkit.Clock starting at the dataset's present.
+	Now func() time.Time
+
+	// APIID and APIKey override the credentials the simulator accepts.
+	APIID, APIKey string
+	// MonthlyQuota is the account's plan: calls per calendar month (UTC);
+	// 0 means no quota.
+	MonthlyQuota int
+	// RequireClientType refuses requests without a client-type header
+	// (Unleashed enforces it since 30 June 2025); nil means true.
+	RequireClientType *bool
+}
+
+// Server is an Unleashed simulator.
+type Server struct {
+	opts   Options
+	data   *simkit.Dataset
+	now    func() time.Time
+	faults simkit.Faults
+	stats  simkit.Stats
+
+	mu       sync.Mutex
+	month    time.Time // start of the counted month
+	used     int
+	corrupt  []corruption
+	lastAuth string
+}
+
+type corruption struct {
+	endpoint, field string
+	value           any
+}
+
+// New returns a simulator serving opts.Data or a dataset built from
+// opts.Dataset.
+func New(opts Options) *Server {
+	if opts.APIID == "" {
+		opts.APIID = DefaultAPIID
+	}
+	if opts.APIKey == "" {
+		opts.APIKey = DefaultAPIKey
+	}
+	if opts.TimeScale <= 0 {
+		opts.TimeScale = 1
+	}
+	data := opts.Data
+	if data == nil {
+		data = simkit.NewDataset(opts.Dataset)
+	}
+	now := opts.Now
+	if now == nil {
+		var base time.Time
+		data.Update(func(d *simkit.Dataset) { base = d.Stamp() })
+		now = simkit.NewClock(base, opts.TimeScale).Now
+	}
+	data.SetClock(now)
+	return &Server{opts: opts, data: data, now: now}
+}
+
+// Credentials returns the Secret data that authenticates against the
+// simulator.
+func (s *Server) Credentials() map[string]string {
+	return map[string]string{"apiId": s.opts.APIID, "apiKey": s.opts.APIKey}
+}
+
+// Dataset returns the served dataset.
+func (s *Server) Dataset() *simkit.Dataset { return s.data }
+
+// Faults returns the fault queue.
+func (s *Server) Faults() *simkit.Faults { return &s.faults }
+
+// Stats returns the request counters.
+func (s *Server) Stats() *simkit.Stats { return &s.stats }
+
+// Now returns the simulator's clock.
+func (s *Server) Now() time.Time { return s.now() }
+
+// QuotaUsed returns the calls counted against the quota this month.
+func (s *Server) QuotaUsed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used
+}
+
+// CorruptNext makes the next page served by endpoint (for example
+// "Products") carry value in field of its first item.
+func (s *Server) CorruptNext(endpoint, field string, value any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.corrupt = append(s.corrupt, corruption{endpoint: strings.ToLower(endpoint), field: field, value: value})
+}
+
+func (s *Server) takeCorruption(endpoint string) (corruption, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, c := range s.corrupt {
+		if c.endpoint == endpoint {
+			s.corrupt = append(s.corrupt[:i], s.corrupt[i+1:]...)
+			return c, true
+		}
+	}
+	return corruption{}, false
+}
+
+// Sign returns the api-auth-signature of a raw query string (without '?')
+// for an API key: base64(HMAC-SHA256(key, query)).
+func Sign(rawQuery, apiKey string) string {
+	m := hmac.New(sha256.New, []byte(apiKey))
+	m.Write([]byte(rawQuery))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.stats.Count(r.URL.Path)
+	now := s.now()
+	w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
+	if s.faults.Apply(w, r) {
+		s.stats.Faults.Add(1)
+		return
+	}
+	if r.Method != http.MethodGet {
+		writeError(w, http.StatusMethodNotAllowed, "The simulator serves GET only")
+		return
+	}
+	// Authentication: the id, then the signature of exactly the query
+	// string sent.
+	want := Sign(r.URL.RawQuery, s.opts.APIKey)
+	if r.Header.Get("api-auth-id") != s.opts.APIID || !hmac.Equal([]byte(r.Header.Get("api-auth-signature")), []byte(want)) {
+		s.stats.AuthFails.Add(1)
+		writeError(w, http.StatusForbidden, "Forbidden: the API id or signature is invalid")
+		return
+	}
+	if (s.opts.RequireClientType == nil || *s.opts.RequireClientType) && !validClientType(r.Header.Get("client-type")) {
+		writeError(w, http.StatusBadRequest, "The client-type header is required: <partner>/<app>, lower case, no spaces")
+		return
+	}
+	if !s.countQuota(now) {
+		s.stats.Throttled.Add(1)
+		writeError(w, http.StatusForbidden, QuotaMessage)
+		return
+	}
+	endpoint, page, ok := route(r.URL.Path)
+	if !ok {
+		writeError(w, http.StatusNotFound, "Resource not found")
+		return
+	}
+	h := routes[endpoint]
+	req, err := parse(r, page)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	body := h(s, req)
+	if c, ok := s.takeCorruption(endpoint); ok {
+		body = corruptFirst(body, c)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	s.stats.Served.Add(1)
+}
+
+// validClientType checks "<partner_or_account>/<app>": lower case, no
+// spaces, one word each side.
+func validClientType(v string) bool {
+	a, b, ok := strings.Cut(v, "/")
+	if !ok || a == "" || b == "" || strings.Contains(b, "/") {
+		return false
+	}
+	return v == strings.ToLower(v) && !strings.ContainsAny(v, " \t")
+}
+
+// countQuota counts a call against the month's quota; false once it is used
+// up (the call is not served).
+func (s *Server) countQuota(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if !start.Equal(s.month) {
+		s.month, s.used = start, 0
+	}
+	if s.opts.MonthlyQuota > 0 && s.used >= s.opts.MonthlyQuota {
+		return false
+	}
+	s.used++
+	return true
+}
+
+// route splits /Products, /Products/2 and /Products/Page/2 (any case).
+func route(path string) (endpoint string, page int, ok bool) {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) == 0 {
+		return "", 0, false
+	}
+	endpoint = strings.ToLower(parts[0])
+	if _, known := routes[endpoint]; !known {
+		return "", 0, false
+	}
+	page = 1
+	rest := parts[1:]
+	if len(rest) == 2 && strings.EqualFold(rest[0], "Page") {
+		rest = rest[1:]
+	}
+	switch len(rest) {
+	case 0:
+	case 1:
+		n, err := strconv.Atoi(rest[0])
+		if err != nil || n < 1 {
+			return "", 0, false
+		}
+		page = n
+	default:
+		return "", 0, false
+	}
+	return endpoint, page, true
+}
+
+// request is a parsed list request.
+type request struct {
+	page, size int
+	since      time.Time
+	q          map[string]string
+}
+
+func parse(r *http.Request, page int) (request, error) {
+	q := map[string]string{}
+	for k, v := range r.URL.Query() {
+		if len(v) > 0 {
+			q[strings.ToLower(k)] = v[0]
+		}
+	}
+	req := request{page: page, size: DefaultPageSize, q: q}
+	if v, ok := q["pagesize"]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return req, fmt.Errorf("pageSize must be a number between 1 and %d", MaxPageSize)
+		}
+		req.size = min(n, MaxPageSize)
+	}
+	if v := q["modifiedsince"]; v != "" {
+		t, err := ParseSince(v)
+		if err != nil {
+			return req, fmt.Errorf("modifiedSince must be a UTC date, yyyy-MM-dd or yyyy-MM-ddTHH:mm:ss")
+		}
+		req.since = t
+	}
+	return req, nil
+}
+
+// ParseSince reads a modifiedSince value: a UTC date or date and time,
+// without zone.
+func ParseSince(v string) (time.Time, error) {
+	for _, l := range []string{"2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02", time.RFC3339Nano} {
+		if t, err := time.Parse(l, v); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("cannot parse %q", v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Description      string
+		DebugInformation *string
+	}{msg, nil})
+}
+
+func corruptFirst(body []byte, c corruption) []byte {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return body
+	}
+	var items []map[string]any
+	if err := json.Unmarshal(doc["Items"], &items); err != nil || len(items) == 0 {
+		return body
+	}
+	items[0][c.field] = c.value
+	b, err := json.Marshal(items)
+	if err != nil {
+		return body
+	}
+	doc["Items"] = b
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+// Expected returns the number of canonical records of each kind a full
+// import of the served dataset yields (deleted and obsolete included).
+func (s *Server) Expected() map[model.Kind]int {
+	out := map[model.Kind]int{}
+	s.data.View(func(d *simkit.Dataset) {
+		out[model.KindTaxRate] = len(d.TaxRates)
+		out[model.KindCurrency] = len(d.Currencies)
+		out[model.KindWarehouse] = len(d.Warehouses)
+		out[model.KindSalesPerson] = len(d.SalesPeople)
+		out[model.KindSupplier] = len(d.Suppliers)
+		out[model.KindCustomer] = len(d.Customers)
+		for _, c := range d.Customers {
+			out[model.KindContact] += len(c.Contacts)
+		}
+		out[model.KindProduct] = len(d.Products)
+		for _, p := range d.Products {
+			out[model.KindStockLevel] += len(p.Stock)
+			out[model.KindPriceRule] += len(p.SpecialPrices)
+		}
+		out[model.KindSalesOrder] = len(d.Orders)
+		out[model.KindInvoice] = len(d.Invoices)
+		out[model.KindCreditNote] = len(d.CreditNotes)
+		for _, o := range d.Orders {
+			if hasShipment(o) {
+				out[model.KindShipment]++
+			}
+		}
+	})
+	return out
+}

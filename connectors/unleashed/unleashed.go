@@ -1,0 +1,268 @@
+// Package unleashed is the connector for the Unleashed Software API.
+//
+// It signs every request as Unleashed requires (api-auth-id,
+// api-auth-signature = base64 HMAC-SHA256 of the query string keyed by the
+// API key, client-type), puts the page number in the path with pageSize=1000
+// (the documented maximum) and stops at Pagination.NumberOfPages, filters
+// with modifiedSince (UTC, yyyy-MM-ddTHH:mm:ss) where Unleashed has it, reads
+// Microsoft JSON dates, and sends every request through connectors/httpapi
+// with the account's monthly call quota. See docs/connectors/unleashed.md.
+package unleashed
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/httpapi"
+	"github.com/erpsync/erpsync-operator/connectors/model"
+)
+
+// Type is the connector type (the registry key).
+const Type = "unleashed"
+
+// DefaultBaseURL is Unleashed's API root.
+const DefaultBaseURL = "https://api.unleashedsoftware.com/"
+
+// Secret keys.
+const (
+	KeyAPIID  = "apiId"
+	KeyAPIKey = "apiKey"
+	// KeyClientType optionally overrides the client-type header
+	// ("<partner_or_account>/<app>", lower case).
+	KeyClientType = "clientType"
+	// KeyMonthlyQuota optionally sets the plan's calls per month, so the
+	// connector stops before Unleashed blocks the whole account.
+	KeyMonthlyQuota = "monthlyQuota"
+)
+
+// DefaultClientType is sent as client-type unless the Secret names one.
+const DefaultClientType = "erpsync/erpsync-operator"
+
+// MaxPageSize is the largest pageSize Unleashed honours.
+const MaxPageSize = 1000
+
+// Options tune a connector beyond its Config: for simulators, tests and
+// benchmarks. The zero value is production behaviour.
+type Options struct {
+	// TimeScale > 1 compresses the client's clock (waits, quota periods).
+	TimeScale float64
+	// Clock, when set, replaces the client's clock.
+	Clock httpapi.Clock
+	// Registry holds the shared limiters; nil means httpapi.SharedRegistry.
+	Registry *httpapi.Registry
+	// PageSize overrides pageSize (1..1000); 0 means 1000.
+	PageSize int
+	// MaxRetries and BackoffBase override httpapi's retry policy.
+	MaxRetries  int
+	BackoffBase time.Duration
+}
+
+// New builds an Unleashed connector from cfg. It is a connectors.Factory.
+func New(ctx context.Context, cfg connectors.Config) (connectors.Connector, error) {
+	return NewWithOptions(ctx, cfg, Options{})
+}
+
+// NewWithOptions builds an Unleashed connector with extra options.
+func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (connectors.Connector, error) {
+	id, err := connectors.RequiredKey(cfg.Credentials, KeyAPIID)
+	if err != nil {
+		return nil, err
+	}
+	key, err := connectors.RequiredKey(cfg.Credentials, KeyAPIKey)
+	if err != nil {
+		return nil, err
+	}
+	clientType := DefaultClientType
+	if v := strings.TrimSpace(string(cfg.Credentials[KeyClientType])); v != "" {
+		clientType = v
+	}
+	var quota int64
+	if v := strings.TrimSpace(string(cfg.Credentials[KeyMonthlyQuota])); v != "" {
+		quota, err = strconv.ParseInt(v, 10, 64)
+		if err != nil || quota < 0 {
+			return nil, connectors.Errorf(connectors.KindInvalidConfig, "unleashed: Secret key %q must be a whole number of calls", KeyMonthlyQuota)
+		}
+	}
+	base := cfg.BaseURL
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, connectors.Errorf(connectors.KindInvalidConfig, "unleashed: base URL %q is not an http(s) URL", base)
+	}
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
+	}
+	pageSize := opts.PageSize
+	if pageSize <= 0 || pageSize > MaxPageSize {
+		pageSize = MaxPageSize
+	}
+	client, err := httpapi.New(httpapi.Options{
+		Connector:  Type,
+		HTTPClient: cfg.HTTPClient,
+		Registry:   opts.Registry,
+		Clock:      opts.Clock,
+		TimeScale:  opts.TimeScale,
+		Log:        cfg.Log,
+		Limits: []httpapi.Limit{{
+			// Unleashed counts calls per account per calendar month (UTC);
+			// the API id identifies the account's API access.
+			Key:    httpapi.Key(Type, id),
+			Quotas: []httpapi.Quota{{Name: "month", Limit: quota, Period: httpapi.Monthly}},
+		}},
+		Classify:    classify,
+		MaxRetries:  opts.MaxRetries,
+		BackoffBase: opts.BackoffBase,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unleashed: %w", err)
+	}
+	return &Connector{cfg: cfg, base: base, id: id, key: key, clientType: clientType, client: client, pageSize: pageSize}, nil
+}
+
+// classify recognises Unleashed's answer once the monthly quota is used
+// up: every request is refused (403, or 429) with a body naming the limit,
+// until 00:00 UTC on the 1st of the next month. A plain 403 stays an
+// authentication failure.
+func classify(resp *httpapi.Response) error {
+	if resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusTooManyRequests {
+		return nil
+	}
+	body := bytes.ToLower(resp.Body)
+	if !bytes.Contains(body, []byte("limit")) && !bytes.Contains(body, []byte("quota")) {
+		return nil
+	}
+	now := resp.ServerTime
+	if now.IsZero() {
+		now = time.Now().UTC()
+	}
+	reset := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 1, 0)
+	return &connectors.Error{Kind: connectors.KindQuotaExhausted, RetryAt: reset,
+		Msg: fmt.Sprintf("Unleashed's monthly API call limit is used up (HTTP %d); calls resume on %s", resp.StatusCode, reset.Format("2006-01-02"))}
+}
+
+// Connector reads one Unleashed account.
+type Connector struct {
+	cfg                 connectors.Config
+	base                string
+	id, key, clientType string
+	client              *httpapi.Client
+	pageSize            int
+	stock               *stockCursor
+}
+
+// stream is one entity stream.
+type stream struct {
+	kind     model.Kind
+	also     []model.Kind
+	path     string
+	params   [][2]string
+	modified bool // Unleashed documents modifiedSince for the endpoint
+	mapItem  itemMapper
+}
+
+var streams = []*stream{
+	{kind: model.KindTaxRate, path: "Taxes", mapItem: mapTax},
+	{kind: model.KindCurrency, path: "Currencies", mapItem: mapCurrency},
+	{kind: model.KindWarehouse, path: "Warehouses", params: [][2]string{{"includeObsolete", "true"}}, modified: true, mapItem: mapWarehouse},
+	{kind: model.KindSalesPerson, path: "Salespersons", mapItem: mapSalesperson},
+	{kind: model.KindSupplier, path: "Suppliers", params: [][2]string{{"includeObsolete", "true"}}, mapItem: mapSupplier},
+	{kind: model.KindCustomer, also: []model.Kind{model.KindContact}, path: "Customers",
+		params: [][2]string{{"includeObsolete", "true"}, {"includeAllContacts", "true"}}, modified: true, mapItem: mapCustomer},
+	{kind: model.KindProduct, path: "Products", params: [][2]string{{"includeObsolete", "true"}}, modified: true, mapItem: mapProduct},
+	{kind: model.KindStockLevel, path: "StockOnHand", modified: true, mapItem: mapStock},
+	{kind: model.KindPriceRule, path: "ProductPrices", modified: true, mapItem: mapPrice},
+	{kind: model.KindSalesOrder, path: "SalesOrders", params: [][2]string{{"orderStatus", "Parked,Placed,Backordered,Completed,Deleted"}}, modified: true, mapItem: mapSalesOrder},
+	{kind: model.KindInvoice, path: "Invoices", params: [][2]string{{"invoiceStatus", "Parked,Completed,Deleted"}}, modified: true, mapItem: mapInvoice},
+	{kind: model.KindCreditNote, path: "CreditNotes", params: [][2]string{{"creditStatus", "Parked,Completed,Deleted"}}, modified: true, mapItem: mapCreditNote},
+	{kind: model.KindShipment, path: "SalesShipments", params: [][2]string{{"shipmentStatus", "Parked,Placed,Dispatched,Deleted"}}, modified: true, mapItem: mapShipment},
+}
+
+func streamFor(k model.Kind) *stream {
+	for _, s := range streams {
+		if s.kind == k {
+			return s
+		}
+	}
+	return nil
+}
+
+// Entities implements connectors.Connector.
+func (c *Connector) Entities() []connectors.EntityInfo {
+	out := make([]connectors.EntityInfo, 0, len(streams))
+	for _, s := range streams {
+		ep := "GET /" + s.path + "/{page}"
+		if s.kind == model.KindStockLevel {
+			ep += "?warehouseCode= (per warehouse)"
+		}
+		out = append(out, connectors.EntityInfo{Name: s.kind, Incremental: s.modified, Also: s.also, Endpoint: ep})
+	}
+	return out
+}
+
+// ListPage implements connectors.Connector.
+func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*connectors.Page, error) {
+	s := streamFor(req.Entity)
+	if s == nil {
+		return nil, connectors.Errorf(connectors.KindInvalidConfig, "unleashed has no entity %q", req.Entity)
+	}
+	if req.Page < 1 {
+		return nil, connectors.Errorf(connectors.KindInvalidConfig, "unleashed %s: page %d: pages start at 1", req.Entity, req.Page)
+	}
+	if s.kind == model.KindStockLevel {
+		return c.listStock(ctx, s, req)
+	}
+	before := c.client.Calls()
+	doc, st, err := c.fetch(ctx, s, req.Page, req.Since, nil)
+	page := &connectors.Page{Total: -1, Calls: int(c.client.Calls() - before), ServerTime: st}
+	if err != nil {
+		return page, err
+	}
+	page.Records, page.Total = doc.Records, doc.Total
+	// End of data: Pagination says this is the last page (or the page is
+	// empty).
+	page.More = doc.Items > 0 && doc.PageNumber < doc.NumberOfPages
+	return page, nil
+}
+
+// fetch reads one page of s, with extra parameters after the stream's own.
+func (c *Connector) fetch(ctx context.Context, s *stream, page int, since time.Time, extra [][2]string) (*pageDoc, time.Time, error) {
+	var q query
+	for _, p := range s.params {
+		q.add(p[0], p[1])
+	}
+	for _, p := range extra {
+		q.add(p[0], p[1])
+	}
+	q.add("pageSize", strconv.Itoa(c.pageSize))
+	if s.modified && !since.IsZero() {
+		q.add("modifiedSince", since.UTC().Format(sinceLayout))
+	}
+	raw := q.String()
+	h := http.Header{}
+	h.Set("Accept", "application/json")
+	h.Set("Content-Type", "application/json")
+	h.Set("api-auth-id", c.id)
+	h.Set("api-auth-signature", sign(raw, c.key))
+	h.Set("client-type", c.clientType)
+	// The page number goes in the path, so paging never changes the
+	// signature.
+	resp, err := c.client.Get(ctx, "list_"+string(s.kind), c.base+s.path+"/"+strconv.Itoa(page)+"?"+raw, h)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("unleashed %s page %d: %w", s.kind, page, err)
+	}
+	fetched := resp.ServerTime
+	if fetched.IsZero() {
+		fetched = c.client.Clock().Now().UTC()
+	}
+	doc, err := decodePage(s.kind, s.mapItem, page, resp.Body, mapEnv{Company: c.cfg.CompanyID, Fetched: fetched})
+	return doc, resp.ServerTime, err
+}
