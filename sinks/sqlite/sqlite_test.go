@@ -221,4 +221,4 @@ func BenchmarkSQLiteWrite(b *testing.B) {
 	})
 }
 
-const benchBatch = 1000
+const benchBatch = 2000

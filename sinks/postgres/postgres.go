@@ -1,0 +1,522 @@
+// Package postgres is the production sink: the CRM's PostgreSQL database,
+// written with pgx.
+//
+// There is one table per canonical kind, keyed by (company, vendor,
+// vendor_id), with typed columns for what a CRM queries, the canonical
+// payload as jsonb (data) and the vendor's document as jsonb (raw). Tables
+// live in their own schema (erpsync by default). Schema migrations are
+// embedded, versioned, additive only, and applied at Open under an advisory
+// lock, so several managers can start at once.
+//
+// Each batch is one transaction: per kind, the rows are copied (COPY, binary)
+// into a temporary staging table emptied at commit, then merged with one INSERT …
+// SELECT … ON CONFLICT DO UPDATE … WHERE excluded.modified_at >
+// stored.modified_at, so a record is never replaced by an older version.
+// Rows are merged in key order and kinds in sync order, so concurrent writers
+// take row locks in one order; a deadlock or serialization failure all the
+// same retries the whole (all-or-nothing) batch.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"math/rand/v2"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/sinks"
+	"github.com/erpsync/erpsync-operator/sinks/internal/rows"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the embedded schema migrations.
+func Migrations() ([]rows.Migration, error) {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return rows.LoadMigrations(sub)
+}
+
+// DefaultSchema is the schema the tables live in unless Options say
+// otherwise.
+const DefaultSchema = "erpsync"
+
+// Options configures Open.
+type Options struct {
+	// DSN is the connection string (URL or keyword/value form). It is a
+	// secret: it never appears in errors.
+	DSN string
+	// Schema holds the tables (default "erpsync"); created if missing.
+	Schema string
+	// MaxConns bounds the connection pool (default: pgxpool's, 4 or the
+	// number of CPUs).
+	MaxConns int32
+
+	// schemaVersion, when set (by tests), migrates to and writes at that
+	// version rather than the latest.
+	schemaVersion int
+}
+
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Sink writes canonical records to PostgreSQL.
+type Sink struct {
+	pool    *pgxpool.Pool
+	schema  string
+	version int
+	// merge and copyCols hold each kind's statement and staging columns,
+	// built at Open.
+	merge    map[model.Kind]string
+	copyCols map[model.Kind][]string
+}
+
+var _ sinks.Sink = (*Sink)(nil)
+
+// Open connects, migrates the schema and returns the sink.
+func Open(ctx context.Context, o Options) (*Sink, error) {
+	if o.DSN == "" {
+		return nil, errors.New("postgres: no DSN")
+	}
+	if o.Schema == "" {
+		o.Schema = DefaultSchema
+	}
+	if !schemaName.MatchString(o.Schema) {
+		return nil, fmt.Errorf("postgres: schema %q must be a lower-case SQL name", o.Schema)
+	}
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	version := o.schemaVersion
+	if version == 0 {
+		version = len(ms)
+	}
+	if version > len(ms) {
+		return nil, fmt.Errorf("postgres: schema version %d is beyond the %d migrations", version, len(ms))
+	}
+	cfg, err := pgxpool.ParseConfig(o.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: invalid DSN: %s", Scrub(errors.Unwrap(err), o.DSN))
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	rp := cfg.ConnConfig.RuntimeParams
+	rp["search_path"] = pgx.Identifier{o.Schema}.Sanitize()
+	if rp["application_name"] == "" {
+		rp["application_name"] = "erpsync-operator"
+	}
+	s := &Sink{schema: o.Schema, version: version,
+		merge: map[model.Kind]string{}, copyCols: map[model.Kind][]string{}}
+	for i := range rows.Tables {
+		s.build(&rows.Tables[i])
+	}
+	ddl := stageDDL()
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, ddl, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return fmt.Errorf("create the staging table: %w", err)
+		}
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %s", Scrub(err, o.DSN))
+	}
+	s.pool = pool
+	if err := s.migrate(ctx, ms[:version]); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%s", Scrub(err, o.DSN))
+	}
+	return s, nil
+}
+
+// Close implements sinks.Sink.
+func (s *Sink) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// migrate applies each pending migration in its own transaction, holding a
+// session advisory lock on the schema, so that managers starting together
+// apply each migration once and wait for one another. The lock is taken
+// before any transaction starts, so that each transaction sees what the
+// previous holder committed.
+func (s *Sink) migrate(ctx context.Context, ms []rows.Migration) error {
+	h := fnv.New64a()
+	h.Write([]byte("erpsync-migrate/" + s.schema))
+	lock := int64(h.Sum64())
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lock); err != nil {
+		return fmt.Errorf("postgres: migrate: advisory lock: %w", err)
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", lock); err != nil {
+			// The lock goes with the session: drop the connection.
+			_ = conn.Conn().Close(uctx)
+		}
+	}()
+	for _, m := range ms {
+		if err := s.apply(ctx, conn.Conn(), m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Sink) apply(ctx context.Context, conn *pgx.Conn, m rows.Migration) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	schema := pgx.Identifier{s.schema}.Sanitize()
+	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+schema+`;
+CREATE TABLE IF NOT EXISTS `+schema+`.schema_migrations (
+	version    integer PRIMARY KEY,
+	name       text NOT NULL,
+	applied_at timestamptz NOT NULL DEFAULT now()
+)`, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return fmt.Errorf("postgres: migrate: create schema_migrations: %w", err)
+	}
+	var n int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+schema+".schema_migrations WHERE version = $1", m.Version).Scan(&n); err != nil {
+		return fmt.Errorf("postgres: migrate: read schema_migrations: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, m.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return fmt.Errorf("postgres: migration %s: %w", m.Name, err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO "+schema+".schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+		return fmt.Errorf("postgres: migration %s: record: %w", m.Name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: migration %s: commit: %w", m.Name, err)
+	}
+	return nil
+}
+
+// The staging table. Every pooled connection creates it once, when it
+// connects: temporary (private to the connection) and emptied at each commit.
+// It has the common columns, the kind, and typed slots enough for any kind:
+// s1… text (money too, cast to numeric by the merge), f1… double precision,
+// b1… boolean, t1… timestamptz. One table for all kinds keeps the per-batch
+// cost to one truncation at commit; creating and dropping a table per batch
+// and kind instead costs milliseconds of catalog work each time.
+const stageTable = "erpsync_stage"
+
+// slotPrefix names the staging slots of each column type.
+var slotPrefix = map[rows.Type]string{rows.Text: "s", rows.Money: "s", rows.Float: "f", rows.Bool: "b", rows.Time: "t"}
+
+var slotType = map[string]string{"s": "text", "f": "double precision", "b": "boolean", "t": "timestamptz"}
+
+// slots assigns the typed columns to staging slots, in column order.
+func slots(cols []rows.Column) []string {
+	next := map[string]int{}
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		p := slotPrefix[c.Type]
+		next[p]++
+		out[i] = fmt.Sprintf("%s%d", p, next[p])
+	}
+	return out
+}
+
+// stageDDL returns the statement creating the staging table, with as many
+// slots of each type as the widest table needs.
+func stageDDL() string {
+	width := map[string]int{}
+	for _, t := range rows.Tables {
+		for _, sl := range slots(t.Columns) {
+			p := sl[:1]
+			n, _ := strconv.Atoi(sl[1:])
+			width[p] = max(width[p], n)
+		}
+	}
+	defs := []string{"kind text", "company text", "vendor text", "vendor_id text", "modified_at timestamptz", "deleted boolean", "data jsonb", "raw jsonb"}
+	for _, p := range []string{"s", "f", "b", "t"} {
+		for i := 1; i <= width[p]; i++ {
+			defs = append(defs, fmt.Sprintf("%s%d %s", p, i, slotType[p]))
+		}
+	}
+	return fmt.Sprintf("CREATE TEMP TABLE IF NOT EXISTS %s (%s) ON COMMIT DELETE ROWS", stageTable, strings.Join(defs, ", "))
+}
+
+// build prepares a kind's merge statement and staging columns.
+func (s *Sink) build(t *rows.Table) {
+	cols := t.ColumnsAt(s.version)
+	sl := slots(cols)
+	names := append([]string(nil), rows.CommonColumns...)
+	selects := append([]string(nil), rows.CommonColumns...)
+	copyCols := append([]string{"kind"}, rows.CommonColumns...)
+	for i, c := range cols {
+		names = append(names, c.Name)
+		copyCols = append(copyCols, sl[i])
+		if c.Type == rows.Money {
+			selects = append(selects, sl[i]+"::numeric")
+		} else {
+			selects = append(selects, sl[i])
+		}
+	}
+	var set []string
+	for _, n := range names[3:] {
+		set = append(set, n+" = excluded."+n)
+	}
+	set = append(set, rows.ColSyncedAt+" = now()")
+	s.merge[t.Kind] = fmt.Sprintf(`INSERT INTO %s AS t (%s)
+SELECT %s FROM %s WHERE kind = '%s' ORDER BY company, vendor, vendor_id
+ON CONFLICT (company, vendor, vendor_id) DO UPDATE SET %s
+WHERE excluded.modified_at > t.modified_at`,
+		pgx.Identifier{s.schema, t.Name}.Sanitize(), strings.Join(names, ", "),
+		strings.Join(selects, ", "), stageTable, t.Kind, strings.Join(set, ", "))
+	s.copyCols[t.Kind] = copyCols
+}
+
+// maxAttempts bounds the retries of a batch that lost a deadlock or a
+// serialization conflict.
+const maxAttempts = 4
+
+// Write implements sinks.Sink: the batch is written in one transaction; a
+// record that is not newer than the stored one is skipped, as are older
+// duplicates within the batch.
+func (s *Sink) Write(ctx context.Context, batch []model.Record) (sinks.WriteResult, error) {
+	if len(batch) == 0 {
+		return sinks.WriteResult{}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return sinks.WriteResult{}, fmt.Errorf("postgres: write: %w", err)
+	}
+	groups, _, err := rows.Plan(batch)
+	if err != nil {
+		return sinks.WriteResult{}, fmt.Errorf("postgres: %w", err)
+	}
+	for attempt := 1; ; attempt++ {
+		upserted, err := s.writeOnce(ctx, groups)
+		if err == nil {
+			return sinks.WriteResult{Upserted: upserted, Skipped: len(batch) - upserted}, nil
+		}
+		if !retryable(err) || attempt == maxAttempts || ctx.Err() != nil {
+			return sinks.WriteResult{}, err
+		}
+		// Jittered backoff before replaying the whole batch.
+		d := time.Duration(rand.Int64N(int64(attempt) * int64(20*time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return sinks.WriteResult{}, fmt.Errorf("postgres: write: %w", ctx.Err())
+		case <-time.After(d):
+		}
+	}
+}
+
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group) (int, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	upserted := 0
+	for _, g := range groups {
+		t := g.Table
+		src := &source{table: t, cols: t.ColumnsAt(s.version), recs: g.Records, ctx: ctx}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, s.copyCols[t.Kind], src); err != nil {
+			if src.err != nil {
+				return 0, fmt.Errorf("postgres: %w", src.err)
+			}
+			return 0, fmt.Errorf("postgres: copy %s: %w", t.Name, err)
+		}
+		tag, err := tx.Exec(ctx, s.merge[t.Kind], pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return 0, fmt.Errorf("postgres: merge %s: %w", t.Name, err)
+		}
+		upserted += int(tag.RowsAffected())
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("postgres: commit: %w", err)
+	}
+	return upserted, nil
+}
+
+// source feeds COPY, preparing each row as it is sent; a record that fails
+// validation stops the copy and so the whole transaction.
+type source struct {
+	ctx   context.Context
+	table *rows.Table
+	cols  []rows.Column
+	recs  []*model.Record
+	i     int
+	vals  []any
+	err   error
+}
+
+func (s *source) Next() bool {
+	if s.err != nil || s.i >= len(s.recs) {
+		return false
+	}
+	if s.i%256 == 0 {
+		if err := s.ctx.Err(); err != nil {
+			s.err = fmt.Errorf("write %s: %w", s.table.Name, err)
+			return false
+		}
+	}
+	row, err := s.table.Row(s.recs[s.i], s.cols)
+	s.i++
+	if err != nil {
+		s.err = err
+		return false
+	}
+	if s.vals == nil {
+		s.vals = make([]any, 1+len(rows.CommonColumns)+len(s.cols))
+	}
+	v := s.vals
+	v[0], v[1], v[2], v[3], v[4], v[5], v[6] = string(s.table.Kind), row.Company, row.Vendor, row.VendorID, row.ModifiedAt, row.Deleted, row.Data
+	v[7] = nil
+	if row.Raw != nil {
+		v[7] = []byte(row.Raw)
+	}
+	copy(v[8:], row.Values)
+	return true
+}
+
+func (s *source) Values() ([]any, error) { return s.vals, nil }
+
+func (s *source) Err() error { return s.err }
+
+// Get returns the stored version of a record.
+func (s *Sink) Get(ctx context.Context, k model.Key) (model.Record, bool, error) {
+	t, ok := rows.Lookup(k.Kind)
+	if !ok {
+		return model.Record{}, false, fmt.Errorf("postgres: unknown kind %q", k.Kind)
+	}
+	var (
+		modified time.Time
+		deleted  bool
+		data     []byte
+		raw      []byte
+	)
+	err := s.pool.QueryRow(ctx, "SELECT modified_at, deleted, data::text, raw::text FROM "+pgx.Identifier{s.schema, t.Name}.Sanitize()+
+		" WHERE company = $1 AND vendor = $2 AND vendor_id = $3", k.Company, k.Vendor, k.VendorID).Scan(&modified, &deleted, &data, &raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return model.Record{}, false, nil
+	}
+	if err != nil {
+		return model.Record{}, false, fmt.Errorf("postgres: read %s: %w", t.Name, err)
+	}
+	p, err := rows.Decode(k.Kind, data)
+	if err != nil {
+		return model.Record{}, false, fmt.Errorf("postgres: read %s: %w", t.Name, err)
+	}
+	return model.Record{Company: k.Company, Vendor: k.Vendor, Kind: k.Kind, VendorID: k.VendorID,
+		ModifiedAt: modified.UTC(), Deleted: deleted, Raw: raw, Data: p}, true, nil
+}
+
+// Count returns the number of stored rows per company and kind.
+func (s *Sink) Count(ctx context.Context) (map[string]map[model.Kind]int, error) {
+	var parts []string
+	for _, t := range rows.Tables {
+		parts = append(parts, fmt.Sprintf("SELECT '%s', company, count(*) FROM %s GROUP BY company", t.Kind, pgx.Identifier{s.schema, t.Name}.Sanitize()))
+	}
+	rs, err := s.pool.Query(ctx, strings.Join(parts, " UNION ALL "))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: count: %w", err)
+	}
+	defer rs.Close()
+	out := map[string]map[model.Kind]int{}
+	for rs.Next() {
+		var (
+			kind, company string
+			n             int64
+		)
+		if err := rs.Scan(&kind, &company, &n); err != nil {
+			return nil, fmt.Errorf("postgres: count: %w", err)
+		}
+		if out[company] == nil {
+			out[company] = map[model.Kind]int{}
+		}
+		out[company][model.Kind(kind)] = int(n)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: count: %w", err)
+	}
+	return out, nil
+}
+
+// SchemaVersion returns the highest applied migration.
+func (s *Sink) SchemaVersion(ctx context.Context) (int, error) {
+	var v *int32
+	if err := s.pool.QueryRow(ctx, "SELECT max(version) FROM "+pgx.Identifier{s.schema, "schema_migrations"}.Sanitize()).Scan(&v); err != nil {
+		return 0, fmt.Errorf("postgres: schema version: %w", err)
+	}
+	if v == nil {
+		return 0, nil
+	}
+	return int(*v), nil
+}
+
+var (
+	kvPassword  = regexp.MustCompile(`(?i)password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s]*)`)
+	urlUserinfo = regexp.MustCompile(`(?i)(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@`)
+)
+
+// Scrub returns err's message with the DSN and any password in it masked.
+// Use it on every error that could quote a connection string.
+func Scrub(err error, dsn string) string {
+	if err == nil {
+		return "unknown error"
+	}
+	msg := err.Error()
+	if dsn != "" {
+		msg = strings.ReplaceAll(msg, dsn, "<dsn>")
+	}
+	for _, p := range passwords(dsn) {
+		if len(p) >= 3 {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+	}
+	msg = kvPassword.ReplaceAllString(msg, "password=xxxxx")
+	msg = urlUserinfo.ReplaceAllString(msg, "$1:xxxxx@")
+	return msg
+}
+
+// passwords extracts the password of a DSN, best effort.
+func passwords(dsn string) []string {
+	var out []string
+	if m := urlUserinfo.FindStringSubmatchIndex(dsn); m != nil {
+		userinfoEnd := strings.Index(dsn[m[3]:], "@")
+		if userinfoEnd > 1 {
+			out = append(out, dsn[m[3]+1:m[3]+userinfoEnd])
+		}
+	}
+	for _, m := range kvPassword.FindAllStringSubmatch(dsn, -1) {
+		out = append(out, strings.Trim(m[1], "'"))
+	}
+	if cfg, err := pgconn.ParseConfig(dsn); err == nil && cfg.Password != "" {
+		out = append(out, cfg.Password)
+	}
+	return out
+}
