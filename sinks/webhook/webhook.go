@@ -1,0 +1,385 @@
+// Package webhook is the sink that hands batches to a CRM's ingestion API:
+// each batch is one HTTP POST of JSON, signed, with an idempotency key.
+//
+// # The contract with the receiver
+//
+// Request: POST <url>, Content-Type: application/json, body
+//
+//	{"version": 1, "records": [ {"company": …, "vendor": …, "kind": …,
+//	  "vendorId": …, "modifiedAt": "RFC 3339, UTC", "deleted": …,
+//	  "raw": {vendor document}, "data": {canonical payload}}, … ]}
+//
+// Headers:
+//   - X-Erpsync-Signature: sha256=<hex HMAC-SHA256 of the exact body under
+//     the shared key>. Receivers must verify it (in constant time) before
+//     trusting anything in the request.
+//   - Idempotency-Key: <hex SHA-256 of the body>. The same batch always gets
+//     the same key, so a retried batch (after a timeout, a 5xx, or a restart
+//     of the sync) is recognised; receivers should answer a key they have
+//     already processed without processing it again.
+//   - X-Erpsync-Attempt: the attempt number, for the receiver's logs.
+//
+// The receiver owns the sink rules: a record is identified by (company,
+// vendor, kind, vendorId), companies never overwrite each other, and a record
+// must never replace a stored one whose modifiedAt is newer or equal. It
+// stores a batch all or nothing.
+//
+// Response: any 2xx means the batch is stored. The body may be
+// {"upserted": n, "skipped": m}; without it every record counts as upserted.
+// 5xx, 408, 429 and timeouts are retried with jittered exponential backoff
+// (honouring Retry-After up to the maximum backoff), up to MaxAttempts; any
+// other status fails the write with the response's message (shortened, and
+// never the key). Redirects are not followed.
+//
+// Receiver in this package is a reference implementation of the receiving
+// side, used by the tests and the demo.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/sinks"
+	"github.com/erpsync/erpsync-operator/sinks/internal/rows"
+)
+
+// Header names.
+const (
+	HeaderSignature   = "X-Erpsync-Signature"
+	HeaderIdempotency = "Idempotency-Key"
+	HeaderAttempt     = "X-Erpsync-Attempt"
+	HeaderReplayed    = "Idempotent-Replayed"
+)
+
+// PayloadVersion is the version field of the request body.
+const PayloadVersion = 1
+
+// Payload is the request body.
+type Payload struct {
+	Version int            `json:"version"`
+	Records []model.Record `json:"records"`
+}
+
+// Response is the optional body of a 2xx answer.
+type Response struct {
+	Upserted int `json:"upserted"`
+	Skipped  int `json:"skipped"`
+}
+
+// Options configures New.
+type Options struct {
+	// URL is the ingestion endpoint (http or https).
+	URL string
+	// Key is the HMAC key. It is a secret: it never appears in errors.
+	Key []byte
+	// Client sends the requests; its redirect policy is replaced so that
+	// redirects are never followed. Default: a client with sane transport
+	// timeouts.
+	Client *http.Client
+	// Timeout bounds each attempt (default 30s).
+	Timeout time.Duration
+	// MaxAttempts bounds the attempts per batch (default 5).
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound the wait between attempts (defaults
+	// 500ms and 30s); the wait doubles per attempt, with jitter.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Sink posts batches to a webhook.
+type Sink struct {
+	o      Options
+	client *http.Client
+	// where names the endpoint in errors: no credentials, no query.
+	where string
+}
+
+var _ sinks.Sink = (*Sink)(nil)
+
+// New returns a webhook sink.
+func New(o Options) (*Sink, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("webhook: the URL must be an absolute http or https URL")
+	}
+	if len(o.Key) == 0 {
+		return nil, errors.New("webhook: no signing key")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	o.MaxBackoff = max(o.MaxBackoff, o.MinBackoff)
+	var c http.Client
+	if o.Client != nil {
+		c = *o.Client
+	} else {
+		c.Transport = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: o.Timeout,
+			MaxIdleConnsPerHost:   4,
+			IdleConnTimeout:       90 * time.Second,
+			ForceAttemptHTTP2:     true,
+		}
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	where := u.Scheme + "://" + u.Host + u.EscapedPath()
+	return &Sink{o: o, client: &c, where: where}, nil
+}
+
+// Close implements sinks.Sink.
+func (s *Sink) Close() error {
+	s.client.CloseIdleConnections()
+	return nil
+}
+
+// StatusError is a response the sink does not retry (or gave up retrying).
+type StatusError struct {
+	Code int
+	// Message is the start of the response body, made printable.
+	Message string
+	where   string
+}
+
+func (e *StatusError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("webhook %s answered %d %s", e.where, e.Code, http.StatusText(e.Code))
+	}
+	return fmt.Sprintf("webhook %s answered %d %s: %s", e.where, e.Code, http.StatusText(e.Code), e.Message)
+}
+
+// Encode validates a batch and returns the request body, its signature and
+// its idempotency key.
+func Encode(batch []model.Record, key []byte) (body []byte, signature, idempotencyKey string, err error) {
+	recs := make([]model.Record, len(batch))
+	for i := range batch {
+		r := &batch[i]
+		if err := rows.ValidateKey(r); err != nil {
+			return nil, "", "", err
+		}
+		t, _ := rows.Lookup(r.Kind)
+		if _, err := t.Row(r, t.Columns); err != nil {
+			return nil, "", "", err
+		}
+		recs[i] = *r
+		recs[i].ModifiedAt = r.ModifiedAt.UTC()
+	}
+	body, err = json.Marshal(Payload{Version: PayloadVersion, Records: recs})
+	if err != nil {
+		return nil, "", "", fmt.Errorf("encode batch: %w", err)
+	}
+	return body, Sign(key, body), IdempotencyKey(body), nil
+}
+
+// Sign returns the signature header value of a body.
+func Sign(key, body []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// IdempotencyKey returns the idempotency key of a body.
+func IdempotencyKey(body []byte) string {
+	h := sha256.Sum256(body)
+	return hex.EncodeToString(h[:])
+}
+
+// Write implements sinks.Sink.
+func (s *Sink) Write(ctx context.Context, batch []model.Record) (sinks.WriteResult, error) {
+	if len(batch) == 0 {
+		return sinks.WriteResult{}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return sinks.WriteResult{}, fmt.Errorf("webhook: write: %w", err)
+	}
+	body, sig, key, err := Encode(batch, s.o.Key)
+	if err != nil {
+		return sinks.WriteResult{}, fmt.Errorf("webhook: %w", err)
+	}
+	var last error
+	for attempt := 1; attempt <= s.o.MaxAttempts; attempt++ {
+		res, retryAfter, err := s.post(ctx, body, sig, key, attempt, len(batch))
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return sinks.WriteResult{}, fmt.Errorf("webhook: write: %w", ctx.Err())
+		}
+		var se *StatusError
+		if errors.As(err, &se) && !retryStatus(se.Code) {
+			return sinks.WriteResult{}, err
+		}
+		last = err
+		if attempt == s.o.MaxAttempts {
+			break
+		}
+		wait := s.backoff(attempt)
+		if retryAfter > wait {
+			wait = min(retryAfter, s.o.MaxBackoff)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return sinks.WriteResult{}, fmt.Errorf("webhook: write: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return sinks.WriteResult{}, fmt.Errorf("webhook: gave up after %d attempts: %w", s.o.MaxAttempts, last)
+}
+
+// backoff returns the wait after a failed attempt: exponential from
+// MinBackoff, capped at MaxBackoff, with "equal jitter" (half fixed, half
+// random) so that many writers do not retry in step.
+func (s *Sink) backoff(attempt int) time.Duration {
+	d := s.o.MinBackoff
+	for i := 1; i < attempt && d < s.o.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, s.o.MaxBackoff)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func retryStatus(code int) bool {
+	return code >= 500 || code == http.StatusRequestTimeout || code == http.StatusTooManyRequests
+}
+
+// maxMessage bounds the part of an error response quoted in errors.
+const maxMessage = 300
+
+func (s *Sink) post(ctx context.Context, body []byte, sig, key string, attempt, n int) (sinks.WriteResult, time.Duration, error) {
+	actx, cancel := context.WithTimeout(ctx, s.o.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.o.URL, bytes.NewReader(body))
+	if err != nil {
+		return sinks.WriteResult{}, 0, fmt.Errorf("webhook %s: build request: %w", s.where, scrubURL(err, s.o.URL, s.where))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "erpsync-operator")
+	req.Header.Set(HeaderSignature, sig)
+	req.Header.Set(HeaderIdempotency, key)
+	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
+	resp, err := s.client.Do(req)
+	if err != nil {
+		if ctx.Err() == nil && actx.Err() != nil {
+			return sinks.WriteResult{}, 0, fmt.Errorf("webhook %s: attempt %d timed out after %v", s.where, attempt, s.o.Timeout)
+		}
+		return sinks.WriteResult{}, 0, fmt.Errorf("webhook %s: attempt %d: %w", s.where, attempt, scrubURL(err, s.o.URL, s.where))
+	}
+	defer resp.Body.Close()
+	// Read a bounded part of the body; drain a little more so the
+	// connection can be reused.
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		res := sinks.WriteResult{Upserted: n}
+		var r Response
+		if json.Unmarshal(msg, &r) == nil && r.Upserted >= 0 && r.Skipped >= 0 && r.Upserted+r.Skipped == n {
+			res = sinks.WriteResult{Upserted: r.Upserted, Skipped: r.Skipped}
+		}
+		return res, 0, nil
+	}
+	return sinks.WriteResult{}, retryAfter(resp.Header.Get("Retry-After")),
+		&StatusError{Code: resp.StatusCode, Message: message(msg, s.o.Key), where: s.where}
+}
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date).
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}
+
+// message turns the start of an error body into a short printable message:
+// the "error" or "message" field of a JSON body, or the text, with control
+// characters dropped, whitespace collapsed, the key masked, and shortened.
+func message(body []byte, key []byte) string {
+	text := string(body)
+	var j map[string]any
+	if json.Unmarshal(body, &j) == nil {
+		for _, f := range []string{"error", "message", "detail", "title"} {
+			if v, ok := j[f].(string); ok && v != "" {
+				text = v
+				break
+			}
+		}
+	}
+	if len(key) >= 4 {
+		text = strings.ReplaceAll(text, string(key), "xxxxx")
+	}
+	var b strings.Builder
+	space := false
+	for _, r := range text {
+		if r == unicode.ReplacementChar || (!unicode.IsPrint(r) && !unicode.IsSpace(r)) {
+			continue
+		}
+		if unicode.IsSpace(r) {
+			space = true
+			continue
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteRune(r)
+		if b.Len() >= maxMessage {
+			b.WriteString("…")
+			break
+		}
+	}
+	return b.String()
+}
+
+// scrubURL replaces the full URL (which may hold credentials or tokens in
+// its query) in an error with the safe form.
+func scrubURL(err error, full, safe string) error {
+	msg := err.Error()
+	if !strings.Contains(msg, full) {
+		if u, perr := url.Parse(full); perr == nil && u.RawQuery == "" && u.User == nil {
+			return err
+		}
+	}
+	msg = strings.ReplaceAll(msg, full, safe)
+	if u, perr := url.Parse(full); perr == nil {
+		if u.RawQuery != "" {
+			msg = strings.ReplaceAll(msg, u.RawQuery, "…")
+		}
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,433 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/sinks"
+	"github.com/erpsync/erpsync-operator/sinks/memory"
+	"github.com/erpsync/erpsync-operator/sinks/sinktest"
+)
+
+var testKey = []byte("k3y-for-tests-0123456789")
+
+func fast(o Options) Options {
+	if o.Key == nil {
+		o.Key = testKey
+	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff = time.Millisecond
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 5 * time.Millisecond
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+	return o
+}
+
+func newSink(t *testing.T, o Options) *Sink {
+	t.Helper()
+	s, err := New(fast(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestConformance runs the suite against the webhook sink posting to the
+// reference receiver, which stores into the in-memory sink.
+func TestConformance(t *testing.T) {
+	sinktest.Run(t, sinktest.Harness{
+		Open: func(t *testing.T) sinktest.Target {
+			mem := memory.New()
+			srv := httptest.NewServer(NewReceiver(testKey, mem))
+			t.Cleanup(srv.Close)
+			s := newSink(t, Options{URL: srv.URL + "/ingest"})
+			return sinktest.Target{Sink: s, Get: func(_ context.Context, k model.Key) (model.Record, bool, error) {
+				r, ok := mem.Get(k)
+				return r, ok, nil
+			}}
+		},
+	})
+}
+
+// recorder is a test server answering from a script, recording requests.
+type recorder struct {
+	mu       sync.Mutex
+	requests []recorded
+	answer   func(n int, r *http.Request, body []byte) (status int, header http.Header, text string, delay time.Duration)
+}
+
+type recorded struct {
+	header http.Header
+	body   []byte
+}
+
+func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	rc.requests = append(rc.requests, recorded{r.Header.Clone(), body})
+	n := len(rc.requests)
+	rc.mu.Unlock()
+	status, h, text, delay := rc.answer(n, r, body)
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	for k, v := range h {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, text)
+}
+
+func (rc *recorder) got() []recorded {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]recorded(nil), rc.requests...)
+}
+
+func TestRequestIsSignedAndKeyedByContent(t *testing.T) {
+	rc := &recorder{answer: func(int, *http.Request, []byte) (int, http.Header, string, time.Duration) {
+		return 200, nil, `{"upserted":1,"skipped":1}`, 0
+	}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	s := newSink(t, Options{URL: srv.URL})
+	ctx := context.Background()
+	a := []model.Record{sinktest.Record(model.KindProduct, "acme", "v", "p1", 1), sinktest.Record(model.KindCustomer, "acme", "v", "c1", 1)}
+	b := []model.Record{sinktest.Record(model.KindProduct, "acme", "v", "p1", 2), sinktest.Record(model.KindCustomer, "acme", "v", "c1", 1)}
+	for _, batch := range [][]model.Record{a, a, b} {
+		res, err := s.Write(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res != (sinks.WriteResult{Upserted: 1, Skipped: 1}) {
+			t.Fatalf("result %+v, want the receiver's counts", res)
+		}
+	}
+	reqs := rc.got()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want 3", len(reqs))
+	}
+	for i, r := range reqs {
+		if got, want := r.header.Get(HeaderSignature), Sign(testKey, r.body); got != want {
+			t.Errorf("request %d: signature %q, want %q", i, got, want)
+		}
+		if r.header.Get("Content-Type") != "application/json" {
+			t.Errorf("request %d: content type %q", i, r.header.Get("Content-Type"))
+		}
+		var p struct {
+			Version int `json:"version"`
+			Records []struct {
+				ModifiedAt string `json:"modifiedAt"`
+				Company    string `json:"company"`
+			} `json:"records"`
+		}
+		if err := json.Unmarshal(r.body, &p); err != nil || p.Version != 1 || len(p.Records) != 2 {
+			t.Fatalf("request %d: body %s (%v)", i, r.body, err)
+		}
+		if want := a[0].ModifiedAt.UTC().Format(time.RFC3339Nano); i < 2 && p.Records[0].ModifiedAt != want {
+			t.Errorf("request %d: modifiedAt %q, want %q", i, p.Records[0].ModifiedAt, want)
+		}
+	}
+	k0, k1, k2 := reqs[0].header.Get(HeaderIdempotency), reqs[1].header.Get(HeaderIdempotency), reqs[2].header.Get(HeaderIdempotency)
+	if k0 == "" || k0 != k1 {
+		t.Errorf("the same batch got keys %q and %q, want one key", k0, k1)
+	}
+	if k2 == k0 {
+		t.Errorf("another batch got the same key %q", k2)
+	}
+	if strings.Contains(string(reqs[0].body), string(testKey)) {
+		t.Errorf("the body carries the key")
+	}
+}
+
+func TestRetries(t *testing.T) {
+	batch := sinktest.AllKinds("acme", "v", "x", 1)
+	ok := func(int, *http.Request, []byte) (int, http.Header, string, time.Duration) { return 200, nil, "", 0 }
+	for _, tc := range []struct {
+		name string
+		// script answers attempt n (from 1); after it, ok.
+		script      map[int]func() (int, http.Header, string, time.Duration)
+		o           Options
+		wantErr     string // substring; "" for success
+		wantAttempt int
+	}{
+		{
+			name: "5xx then success",
+			script: map[int]func() (int, http.Header, string, time.Duration){
+				1: func() (int, http.Header, string, time.Duration) { return 503, nil, "busy", 0 },
+				2: func() (int, http.Header, string, time.Duration) { return 500, nil, "oops", 0 },
+			},
+			wantAttempt: 3,
+		},
+		{
+			name: "timeout then success",
+			script: map[int]func() (int, http.Header, string, time.Duration){
+				1: func() (int, http.Header, string, time.Duration) { return 200, nil, "", 2 * time.Second },
+			},
+			o:           Options{Timeout: 100 * time.Millisecond},
+			wantAttempt: 2,
+		},
+		{
+			name: "429 with a long Retry-After waits at most MaxBackoff",
+			script: map[int]func() (int, http.Header, string, time.Duration){
+				1: func() (int, http.Header, string, time.Duration) {
+					return 429, http.Header{"Retry-After": {"3600"}}, "", 0
+				},
+			},
+			wantAttempt: 2,
+		},
+		{
+			name: "4xx fails at once with the message",
+			script: map[int]func() (int, http.Header, string, time.Duration){
+				1: func() (int, http.Header, string, time.Duration) {
+					return 422, nil, `{"error":"record acme/x: unknown price tier"}`, 0
+				},
+			},
+			wantErr:     "422 Unprocessable Entity: record acme/x: unknown price tier",
+			wantAttempt: 1,
+		},
+		{
+			name: "401 fails at once",
+			script: map[int]func() (int, http.Header, string, time.Duration){
+				1: func() (int, http.Header, string, time.Duration) { return 401, nil, "bad signature", 0 },
+			},
+			wantErr:     "401 Unauthorized: bad signature",
+			wantAttempt: 1,
+		},
+		{
+			name: "redirect is not followed",
+			script: map[int]func() (int, http.Header, string, time.Duration){
+				1: func() (int, http.Header, string, time.Duration) {
+					return 302, http.Header{"Location": {"http://elsewhere.invalid/"}}, "", 0
+				},
+			},
+			wantErr:     "302",
+			wantAttempt: 1,
+		},
+		{
+			name: "gives up after MaxAttempts",
+			script: map[int]func() (int, http.Header, string, time.Duration){
+				1: func() (int, http.Header, string, time.Duration) { return 502, nil, "", 0 },
+				2: func() (int, http.Header, string, time.Duration) { return 502, nil, "", 0 },
+				3: func() (int, http.Header, string, time.Duration) { return 502, nil, "", 0 },
+			},
+			o:           Options{MaxAttempts: 3},
+			wantErr:     "gave up after 3 attempts",
+			wantAttempt: 3,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := &recorder{answer: func(n int, r *http.Request, b []byte) (int, http.Header, string, time.Duration) {
+				if f, ok := tc.script[n]; ok {
+					return f()
+				}
+				return ok(n, r, b)
+			}}
+			srv := httptest.NewServer(rc)
+			defer srv.Close()
+			o := tc.o
+			o.URL = srv.URL
+			s := newSink(t, o)
+			start := time.Now()
+			res, err := s.Write(context.Background(), batch)
+			if time.Since(start) > 5*time.Second {
+				t.Errorf("Write took %v", time.Since(start))
+			}
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Write: %v", err)
+			case tc.wantErr == "" && res != (sinks.WriteResult{Upserted: len(batch)}):
+				t.Fatalf("Write = %+v", res)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("Write error %v, want one containing %q", err, tc.wantErr)
+			}
+			reqs := rc.got()
+			if len(reqs) != tc.wantAttempt {
+				t.Fatalf("%d attempts, want %d", len(reqs), tc.wantAttempt)
+			}
+			for i, r := range reqs {
+				if r.header.Get(HeaderIdempotency) != reqs[0].header.Get(HeaderIdempotency) {
+					t.Errorf("attempt %d changed the idempotency key", i+1)
+				}
+				if string(r.body) != string(reqs[0].body) {
+					t.Errorf("attempt %d changed the body", i+1)
+				}
+			}
+		})
+	}
+}
+
+func TestErrorsAreShortAndHoldNoSecrets(t *testing.T) {
+	long := strings.Repeat("x", 10_000)
+	rc := &recorder{answer: func(int, *http.Request, []byte) (int, http.Header, string, time.Duration) {
+		return 400, nil, "you sent key " + string(testKey) + "\x00\x1b[31m " + long, 0
+	}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	s := newSink(t, Options{URL: strings.Replace(srv.URL, "http://", "http://user:pa55word@", 1) + "/in?token=t0ken-secret"})
+	_, err := s.Write(context.Background(), sinktest.AllKinds("acme", "v", "x", 1))
+	if err == nil {
+		t.Fatal("Write succeeded")
+	}
+	msg := err.Error()
+	for _, secret := range []string{string(testKey), "pa55word", "t0ken-secret", "\x00", "\x1b"} {
+		if strings.Contains(msg, secret) {
+			t.Errorf("error %q contains %q", msg, secret)
+		}
+	}
+	if len(msg) > 500 {
+		t.Errorf("error is %d bytes long", len(msg))
+	}
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 400 {
+		t.Errorf("error %v is not a StatusError 400", err)
+	}
+	// A connection failure does not leak the URL's secrets either.
+	dead := newSink(t, Options{URL: "http://user:pa55word@127.0.0.1:1/in?token=t0ken-secret", MaxAttempts: 2})
+	_, err = dead.Write(context.Background(), sinktest.AllKinds("acme", "v", "x", 1))
+	if err == nil {
+		t.Fatal("Write to a closed port succeeded")
+	}
+	for _, secret := range []string{"pa55word", "t0ken-secret"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error %q contains %q", err, secret)
+		}
+	}
+}
+
+func TestCancelDuringBackoffReturnsPromptly(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.WriteHeader(503)
+	}))
+	defer srv.Close()
+	s := newSink(t, Options{URL: srv.URL, MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := s.Write(ctx, sinktest.AllKinds("acme", "v", "x", 1))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Write = %v, want the context's error", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Write returned after %v", d)
+	}
+	if n.Load() != 1 {
+		t.Fatalf("%d attempts, want 1", n.Load())
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"no URL", Options{Key: testKey}},
+		{"relative URL", Options{URL: "/ingest", Key: testKey}},
+		{"not http", Options{URL: "ftp://crm/ingest", Key: testKey}},
+		{"no key", Options{URL: "https://crm/ingest"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.o); err == nil {
+				t.Fatalf("New accepted %+v", tc.o)
+			}
+		})
+	}
+}
+
+func TestBackoffIsBoundedAndJittered(t *testing.T) {
+	s, err := New(Options{URL: "http://crm/x", Key: testKey, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; attempt <= 10; attempt++ {
+		seen := map[time.Duration]bool{}
+		for range 50 {
+			d := s.backoff(attempt)
+			base := min(100*time.Millisecond<<(attempt-1), time.Second)
+			if d < base/2 || d > base {
+				t.Fatalf("attempt %d: backoff %v outside [%v, %v]", attempt, d, base/2, base)
+			}
+			seen[d] = true
+		}
+		if len(seen) < 5 {
+			t.Errorf("attempt %d: backoff barely varies: %v", attempt, seen)
+		}
+	}
+}
+
+func TestReceiver(t *testing.T) {
+	batch := sinktest.AllKinds("acme", "v", "x", 1)
+	body, sig, key, err := Encode(batch, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, otherSig, _, _ := Encode(sinktest.AllKinds("acme", "v", "y", 1), testKey)
+	type req struct {
+		body      []byte
+		sig, key  string
+		method    string
+		wantCode  int
+		wantCount int // records stored after the request
+	}
+	for _, tc := range []struct {
+		name string
+		reqs []req
+	}{
+		{"stores a signed batch", []req{{body, sig, key, "POST", 200, len(batch)}}},
+		{"bad signature", []req{{body, Sign([]byte("wrong"), body), key, "POST", 401, 0}}},
+		{"no signature", []req{{body, "", key, "POST", 401, 0}}},
+		{"no idempotency key", []req{{body, sig, "", "POST", 400, 0}}},
+		{"GET", []req{{nil, "", "", "GET", 405, 0}}},
+		{"malformed", []req{{[]byte(`{"version":1,"records":[{`), Sign(testKey, []byte(`{"version":1,"records":[{`)), "k", "POST", 422, 0}}},
+		{"replay answers without writing", []req{{body, sig, key, "POST", 200, len(batch)}, {body, sig, key, "POST", 200, len(batch)}}},
+		{"key reused for another batch", []req{{body, sig, key, "POST", 200, len(batch)}, {other, otherSig, key, "POST", 422, len(batch)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := memory.New()
+			h := NewReceiver(testKey, mem)
+			for i, rq := range tc.reqs {
+				r := httptest.NewRequest(rq.method, "/ingest", strings.NewReader(string(rq.body)))
+				if rq.sig != "" {
+					r.Header.Set(HeaderSignature, rq.sig)
+				}
+				if rq.key != "" {
+					r.Header.Set(HeaderIdempotency, rq.key)
+				}
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != rq.wantCode {
+					t.Fatalf("request %d: %d %s, want %d", i, w.Code, w.Body, rq.wantCode)
+				}
+				if mem.Len() != rq.wantCount {
+					t.Fatalf("request %d: %d records stored, want %d", i, mem.Len(), rq.wantCount)
+				}
+				if i == 1 && rq.wantCode == 200 {
+					if w.Header().Get(HeaderReplayed) != "true" || mem.Writes() != 1 {
+						t.Fatalf("replay: header %q, %d writes", w.Header().Get(HeaderReplayed), mem.Writes())
+					}
+				}
+			}
+		})
+	}
+}
