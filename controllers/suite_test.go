@@ -119,9 +119,9 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) startManager() {
 	h.t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:   cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}},
+		Scheme:     scheme,
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}},
 		Controller: ctrlConfig(),
 	})
 	h.g.Expect(err).NotTo(HaveOccurred())
