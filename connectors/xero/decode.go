@@ -1,0 +1,218 @@
+package xero
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors/model"
+)
+
+// decimal turns a JSON number or numeric string ("1250.0000000000", 40,
+// "1e3") into the canonical decimal text ("1250", "40", "1000") without a
+// float round trip. The empty input is the empty Decimal.
+func decimal(n json.Number) (model.Decimal, error) {
+	s := strings.TrimSpace(string(n))
+	if s == "" {
+		return "", nil
+	}
+	if !strings.ContainsAny(s, "eE") {
+		neg := strings.HasPrefix(s, "-")
+		s = strings.TrimLeft(s, "+-")
+		whole, frac, _ := strings.Cut(s, ".")
+		if whole == "" && frac == "" || !digits(whole) || !digits(frac) {
+			return "", fmt.Errorf("%q is not a decimal number", string(n))
+		}
+		whole = strings.TrimLeft(whole, "0")
+		frac = strings.TrimRight(frac, "0")
+		if whole == "" {
+			whole = "0"
+		}
+		out := whole
+		if frac != "" {
+			out += "." + frac
+		}
+		if neg && out != "0" {
+			out = "-" + out
+		}
+		return model.Decimal(out), nil
+	}
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return "", fmt.Errorf("%q is not a decimal number", string(n))
+	}
+	for places := 0; places <= 20; places++ {
+		scaled := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(places)), nil)))
+		if scaled.IsInt() {
+			return model.Decimal(r.FloatString(places)), nil
+		}
+	}
+	return model.Decimal(strings.TrimRight(strings.TrimRight(r.FloatString(20), "0"), ".")), nil
+}
+
+func digits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// quantity parses a JSON number or numeric string as a float (quantities are
+// not money). Empty is zero.
+func quantity(n json.Number) (float64, error) {
+	s := strings.TrimSpace(string(n))
+	if s == "" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a number", s)
+	}
+	return f, nil
+}
+
+// msDate parses Xero's dates: the Microsoft JSON form "/Date(ms)/" or
+// "/Date(ms+hhmm)/" (milliseconds since the epoch; the offset names the zone
+// the instant is shown in, as Xero does for local dates), and, as Xero's
+// *String companions and some endpoints carry, ISO 8601 with or without a
+// zone (zone-less is UTC).
+func msDate(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if inner, ok := strings.CutPrefix(s, "/Date("); ok {
+		inner, ok = strings.CutSuffix(inner, ")/")
+		if !ok {
+			return time.Time{}, fmt.Errorf("%q is not a /Date(...)/ value", s)
+		}
+		ms, zone := inner, ""
+		if i := strings.LastIndexAny(inner, "+-"); i > 0 {
+			ms, zone = inner[:i], inner[i:]
+		}
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q is not a /Date(...)/ value", s)
+		}
+		t := time.UnixMilli(n).UTC()
+		if zone == "" || zone == "+0000" || zone == "-0000" {
+			return t, nil
+		}
+		if len(zone) != 5 || !digits(zone[1:]) {
+			return time.Time{}, fmt.Errorf("%q has a malformed offset", s)
+		}
+		h, _ := strconv.Atoi(zone[1:3])
+		m, _ := strconv.Atoi(zone[3:5])
+		off := h*3600 + m*60
+		if zone[0] == '-' {
+			off = -off
+		}
+		return t.In(time.FixedZone(zone, off)), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05.999999999", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a Xero date", s)
+}
+
+// optTime parses a nullable timestamp.
+func optTime(s *string) (*time.Time, error) {
+	if s == nil || strings.TrimSpace(*s) == "" {
+		return nil, nil
+	}
+	t, err := msDate(*s)
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// fieldErr names the field of a record that failed to decode.
+type fieldErr struct {
+	field string
+	err   error
+}
+
+func (e *fieldErr) Error() string { return fmt.Sprintf("field %s: %v", e.field, e.err) }
+
+func (e *fieldErr) Unwrap() error { return e.err }
+
+// fields collects the first decoding error of a record, naming its field.
+type fields struct{ err error }
+
+func (f *fields) dec(name string, n num) model.Decimal {
+	d, err := decimal(json.Number(n))
+	if err != nil && f.err == nil {
+		f.err = &fieldErr{name, err}
+	}
+	return d
+}
+
+func (f *fields) qty(name string, n num) float64 {
+	v, err := quantity(json.Number(n))
+	if err != nil && f.err == nil {
+		f.err = &fieldErr{name, err}
+	}
+	return v
+}
+
+func (f *fields) time(name string, s string) time.Time {
+	if s == "" {
+		if f.err == nil {
+			f.err = &fieldErr{name, fmt.Errorf("missing")}
+		}
+		return time.Time{}
+	}
+	t, err := msDate(s)
+	if err != nil && f.err == nil {
+		f.err = &fieldErr{name, err}
+	}
+	return t
+}
+
+func (f *fields) optTime(name string, s *string) *time.Time {
+	t, err := optTime(s)
+	if err != nil && f.err == nil {
+		f.err = &fieldErr{name, err}
+	}
+	return t
+}
+
+func (f *fields) id(name string, v string) string {
+	if strings.TrimSpace(v) == "" && f.err == nil {
+		f.err = &fieldErr{name, fmt.Errorf("missing")}
+	}
+	return v
+}
+
+// num is a number Xero sends as a JSON number (money with 2 or 4 decimal
+// places). It keeps the text so money never passes through a float; a
+// numeric string or null is accepted too, and fields.dec and fields.qty
+// name the field when it is not a number.
+type num string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (n *num) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		*n = ""
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*n = num(s)
+	default:
+		*n = num(b)
+	}
+	return nil
+}

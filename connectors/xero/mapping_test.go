@@ -1,0 +1,166 @@
+package xero
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors/model"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata from the current mapping")
+
+// goldenTime stamps records of lists without a modification time.
+var goldenTime = time.Date(2026, 2, 1, 12, 0, 0, 0, time.UTC)
+
+// TestGoldenMapping maps the example responses of Xero's OpenAPI document
+// (and of ../shared/vendor-apis.md §4.6) and compares the canonical records
+// with testdata/*.golden.json. Run with -update to rewrite them after a
+// deliberate change, and review the diff.
+func TestGoldenMapping(t *testing.T) {
+	m := &mapper{company: "acme", now: goldenTime}
+	for _, tc := range []struct {
+		file, list string
+		fn         func(*mapper, json.RawMessage) ([]model.Record, error)
+	}{
+		{"items.json", "Items", (*mapper).item},
+		{"items_vendor_doc.json", "Items", (*mapper).item},
+		{"contacts.json", "Contacts", (*mapper).contact},
+		{"invoices.json", "Invoices", (*mapper).invoice},
+		{"credit_notes.json", "CreditNotes", (*mapper).creditNote},
+		{"tax_rates.json", "TaxRates", (*mapper).taxRate},
+		{"currencies.json", "Currencies", (*mapper).currency},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var env map[string]json.RawMessage
+			if err := json.Unmarshal(b, &env); err != nil {
+				t.Fatal(err)
+			}
+			var data []json.RawMessage
+			if err := json.Unmarshal(env[tc.list], &data); err != nil {
+				t.Fatalf("%s: %v", tc.list, err)
+			}
+			recs, err := mapAll(data, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) })
+			if err != nil {
+				t.Fatalf("mapping: %v", err)
+			}
+			if len(recs) == 0 {
+				t.Fatal("no records")
+			}
+			for i := range recs {
+				if recs[i].Data == nil || recs[i].Data.Kind() != recs[i].Kind || recs[i].VendorID == "" || recs[i].ModifiedAt.IsZero() {
+					t.Errorf("record %d is incomplete: %+v", i, recs[i])
+				}
+				recs[i].Raw = nil
+			}
+			got, err := json.MarshalIndent(recs, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", strings.TrimSuffix(tc.file, ".json")+".golden.json")
+			if *update {
+				if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("reading %s (run go test -update to create it): %v", golden, err)
+			}
+			if !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)) {
+				t.Errorf("mapping of %s differs from %s (run go test -run TestGoldenMapping -update and review the diff):\n%s", tc.file, golden, got)
+			}
+		})
+	}
+}
+
+func TestMappingRejectsBadDocuments(t *testing.T) {
+	m := &mapper{company: "acme", now: goldenTime}
+	for _, tc := range []struct {
+		name, doc, field string
+		fn               func(*mapper, json.RawMessage) ([]model.Record, error)
+	}{
+		{"item without id", `{"Code":"A","UpdatedDateUTC":"/Date(1573755038314)/"}`, "ItemID", (*mapper).item},
+		{"item bad date", `{"ItemID":"x","Code":"A","UpdatedDateUTC":"/Date(yesterday)/"}`, "UpdatedDateUTC", (*mapper).item},
+		{"item bad price", `{"ItemID":"x","Code":"A","UpdatedDateUTC":"/Date(1573755038314)/","SalesDetails":{"UnitPrice":"ten"}}`, "SalesDetails.UnitPrice", (*mapper).item},
+		{"item price of wrong type", `{"ItemID":"x","Code":"A","UpdatedDateUTC":"/Date(1573755038314)/","SalesDetails":{"UnitPrice":true}}`, "SalesDetails.UnitPrice", (*mapper).item},
+		{"contact without date", `{"ContactID":"x","Name":"A"}`, "UpdatedDateUTC", (*mapper).contact},
+		{"contact flag of wrong type", `{"ContactID":"x","Name":"A","IsCustomer":"yes","UpdatedDateUTC":"/Date(1573755038314)/"}`, "IsCustomer", (*mapper).contact},
+		{"invoice bad line", `{"Type":"ACCREC","InvoiceID":"x","UpdatedDateUTC":"/Date(1573755038314)/","LineItems":[{"Quantity":"two"}]}`, "LineItems[0].Quantity", (*mapper).invoice},
+		{"invoice of unknown type", `{"Type":"ACCXXX","InvoiceID":"x","UpdatedDateUTC":"/Date(1573755038314)/"}`, "Type", (*mapper).invoice},
+		{"invoice bad due date", `{"Type":"ACCREC","InvoiceID":"x","DueDate":"/Date(12a)/","UpdatedDateUTC":"/Date(1573755038314)/"}`, "DueDate", (*mapper).invoice},
+		{"credit note without id", `{"Type":"ACCRECCREDIT","UpdatedDateUTC":"/Date(1573755038314)/"}`, "CreditNoteID", (*mapper).creditNote},
+		{"tax rate bad rate", `{"TaxType":"OUTPUT","EffectiveRate":"high"}`, "EffectiveRate", (*mapper).taxRate},
+		{"currency without code", `{"Description":"x"}`, "Code", (*mapper).currency},
+		{"not an object", `"item"`, "", (*mapper).item},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := mapAll([]json.RawMessage{json.RawMessage(tc.doc)}, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) })
+			if err == nil {
+				t.Fatal("a broken document mapped without error")
+			}
+			if !strings.Contains(err.Error(), "record 0") || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("error %q does not name the record and field %q", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestMSDate(t *testing.T) {
+	nz := time.FixedZone("+1300", 13*3600)
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+		bad  bool
+	}{
+		{"/Date(1573755038314)/", time.UnixMilli(1573755038314).UTC(), false},
+		{"/Date(1539993600000+0000)/", time.Date(2018, 10, 20, 0, 0, 0, 0, time.UTC), false},
+		{"/Date(1419937200000+1300)/", time.Date(2014, 12, 31, 0, 0, 0, 0, nz), false},
+		{"/Date(-86400000)/", time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC), false},
+		{"2019-03-05T18:59:06Z", time.Date(2019, 3, 5, 18, 59, 6, 0, time.UTC), false},
+		{"2017-11-28T00:00:00", time.Date(2017, 11, 28, 0, 0, 0, 0, time.UTC), false},
+		{"/Date(1573755038314+13)/", time.Time{}, true},
+		{"/Date(abc)/", time.Time{}, true},
+		{"/Date(1573755038314)", time.Time{}, true},
+		{"28/11/2017", time.Time{}, true},
+	} {
+		got, err := msDate(tc.in)
+		if (err != nil) != tc.bad || !got.Equal(tc.want) {
+			t.Errorf("msDate(%q) = %v, %v; want %v (error %v)", tc.in, got, err, tc.want, tc.bad)
+		}
+		if !tc.bad && strings.Contains(tc.in, "+1300") && got.Format("2006-01-02") != "2014-12-31" {
+			t.Errorf("msDate(%q) lost the local date: %v", tc.in, got)
+		}
+	}
+}
+
+func TestDecimal(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		bad      bool
+	}{
+		{"5000.0000", "5000", false},
+		{"999.0", "999", false},
+		{"0.10", "0.1", false},
+		{"-12.50", "-12.5", false},
+		{"1E2", "100", false},
+		{"", "", false},
+		{"true", "", true},
+		{"12,5", "", true},
+	} {
+		got, err := decimal(json.Number(tc.in))
+		if (err != nil) != tc.bad || string(got) != tc.want {
+			t.Errorf("decimal(%q) = %q, %v; want %q (error %v)", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}

@@ -1,0 +1,701 @@
+package sim
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors/simkit"
+)
+
+// query is a parsed list request.
+type query struct {
+	page, pageSize  int
+	paged           bool
+	since           time.Time
+	includeArchived bool
+}
+
+// parseQuery reads page, pageSize, includeArchived and If-Modified-Since.
+// If-Modified-Since is read as Xero reads it: to the second, in UTC; ISO
+// 8601 with or without a zone and the HTTP date format are accepted.
+func parseQuery(r *http.Request) (query, error) {
+	v := r.URL.Query()
+	q := query{page: 1, pageSize: 100}
+	if p := v.Get("page"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			return q, fmt.Errorf("page must be a positive integer")
+		}
+		q.page, q.paged = n, true
+	}
+	if p := v.Get("pageSize"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			return q, fmt.Errorf("pageSize must be a positive integer")
+		}
+		q.pageSize = min(n, MaxPageSize)
+	}
+	q.includeArchived = strings.EqualFold(v.Get("includeArchived"), "true")
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
+		t, err := parseSince(ims)
+		if err != nil {
+			return q, err
+		}
+		q.since = t
+	}
+	return q, nil
+}
+
+func parseSince(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05", http.TimeFormat, time.RFC1123Z} {
+		if t, err := time.Parse(layout, strings.TrimSpace(s)); err == nil {
+			return t.UTC().Truncate(time.Second), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("If-Modified-Since %q is not a date", s)
+}
+
+// modifiedSince keeps records changed at or after since (to the second), in
+// ascending modified order then id: Xero's "order=UpdatedDateUTC ASC".
+func modifiedSince[T any](items []T, since time.Time, meta func(T) simkit.Meta, keep func(T) bool) []int {
+	out := make([]int, 0, len(items))
+	for i, it := range items {
+		m := meta(it)
+		if keep != nil && !keep(it) {
+			continue
+		}
+		if since.IsZero() || !m.Modified.Truncate(time.Second).Before(since) {
+			out = append(out, i)
+		}
+	}
+	sort.SliceStable(out, func(a, b int) bool {
+		ma, mb := meta(items[out[a]]), meta(items[out[b]])
+		if !ma.Modified.Equal(mb.Modified) {
+			return ma.Modified.Before(mb.Modified)
+		}
+		return ma.ID < mb.ID
+	})
+	return out
+}
+
+// msDate renders Xero's /Date(ms+0000)/; msDatePlain its /Date(ms)/.
+func msDate(t time.Time) string      { return fmt.Sprintf("/Date(%d+0000)/", t.UnixMilli()) }
+func msDatePlain(t time.Time) string { return fmt.Sprintf("/Date(%d)/", t.UnixMilli()) }
+
+func num(dec string) json.Number {
+	if dec == "" {
+		return "0"
+	}
+	return json.Number(dec)
+}
+
+// write answers JSON in Xero's envelope, or XML when the client did not ask
+// for JSON (Xero's default format).
+func (s *Server) write(w http.ResponseWriter, r *http.Request, status int, body map[string]any) {
+	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
+	if !strings.Contains(r.Header.Get("Accept"), "application/json") {
+		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, "<Response xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\"><Status>%d</Status></Response>", status)
+		return
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		http.Error(w, "simulator could not encode its answer", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	if status < 300 {
+		s.stats.Served.Add(1)
+	}
+}
+
+func (s *Server) envelope(list string, items any, pag map[string]int) map[string]any {
+	out := map[string]any{"Id": newUUID(), "Status": "OK", "ProviderName": s.opts.ProviderName, "DateTimeUTC": msDatePlain(s.now()), list: items}
+	if pag != nil {
+		out["pagination"] = pag
+	}
+	return out
+}
+
+func newUUID() string {
+	t := newToken("")
+	h := sha256.Sum256([]byte(t))
+	return uuidOf(h[:])
+}
+
+func uuidOf(b []byte) string {
+	x := fmt.Sprintf("%x", b)
+	return fmt.Sprintf("%s-%s-4%s-8%s-%s", x[:8], x[8:12], x[13:16], x[17:20], x[20:32])
+}
+
+// derivedID makes a stable GUID for records the simulator adds to the
+// dataset (bills, line items).
+func derivedID(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "/")))
+	return uuidOf(h[:])
+}
+
+// page returns the page's slice bounds and Xero's pagination object.
+func page(n int, q query) (start, end int, pag map[string]int) {
+	start, end, _ = simkit.PageOf(n, q.page, q.pageSize)
+	return start, end, map[string]int{"page": q.page, "pageSize": q.pageSize, "pageCount": (n + q.pageSize - 1) / q.pageSize, "itemCount": n}
+}
+
+// ids maps dataset references to what Xero documents need.
+type ids struct {
+	products  int
+	product   map[string]*simkit.Product
+	supplier  map[string]*simkit.Supplier
+	customer  map[string]*simkit.Customer
+	invoiceBy map[string]*simkit.Document
+}
+
+func (s *Server) idx(d *simkit.Dataset) *ids {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.index != nil && s.index.products == len(d.Products) {
+		return s.index
+	}
+	x := &ids{products: len(d.Products), product: map[string]*simkit.Product{}, supplier: map[string]*simkit.Supplier{},
+		customer: map[string]*simkit.Customer{}, invoiceBy: map[string]*simkit.Document{}}
+	for _, p := range d.Products {
+		x.product[p.ID] = p
+	}
+	for _, sp := range d.Suppliers {
+		x.supplier[sp.Code] = sp
+	}
+	for _, c := range d.Customers {
+		x.customer[c.ID] = c
+	}
+	for _, inv := range d.Invoices {
+		x.invoiceBy[inv.Number] = inv
+	}
+	s.index = x
+	return x
+}
+
+// isTracked says which items Xero tracks as inventory: all but every fifth,
+// which the simulator renders as an untracked service item.
+func isTracked(p *simkit.Product) bool { return p.Seq%5 != 0 }
+
+type purchase struct {
+	UnitPrice       json.Number `json:"UnitPrice"`
+	AccountCode     string      `json:"AccountCode,omitempty"`
+	COGSAccountCode string      `json:"COGSAccountCode,omitempty"`
+	TaxType         string      `json:"TaxType,omitempty"`
+}
+
+type item struct {
+	ItemID                    string   `json:"ItemID"`
+	Code                      string   `json:"Code"`
+	Name                      string   `json:"Name"`
+	Description               string   `json:"Description"`
+	PurchaseDescription       string   `json:"PurchaseDescription"`
+	IsSold                    bool     `json:"IsSold"`
+	IsPurchased               bool     `json:"IsPurchased"`
+	IsTrackedAsInventory      bool     `json:"IsTrackedAsInventory"`
+	InventoryAssetAccountCode string   `json:"InventoryAssetAccountCode,omitempty"`
+	QuantityOnHand            *float64 `json:"QuantityOnHand,omitempty"`
+	TotalCostPool             *float64 `json:"TotalCostPool,omitempty"`
+	PurchaseDetails           purchase `json:"PurchaseDetails"`
+	SalesDetails              purchase `json:"SalesDetails"`
+	UpdatedDateUTC            string   `json:"UpdatedDateUTC"`
+}
+
+// serveItems answers GET /Items: every item in one answer (Xero does not
+// page items). Deleted products are gone: Xero deletes items outright.
+func (s *Server) serveItems(w http.ResponseWriter, r *http.Request, q query) {
+	var out []item
+	s.data.View(func(d *simkit.Dataset) {
+		sel := modifiedSince(d.Products, q.since, func(p *simkit.Product) simkit.Meta { return p.Meta }, func(p *simkit.Product) bool { return !p.Deleted })
+		out = make([]item, 0, len(sel))
+		for _, i := range sel {
+			p := d.Products[i]
+			it := item{ItemID: p.ID, Code: p.SKU, Name: p.Name, Description: p.Description, PurchaseDescription: p.Description + " (purchase)",
+				IsSold: true, IsPurchased: true, IsTrackedAsInventory: isTracked(p),
+				PurchaseDetails: purchase{UnitPrice: num(p.CostPrice), COGSAccountCode: "310", TaxType: "INPUT2"},
+				SalesDetails:    purchase{UnitPrice: num(p.SellPrice), AccountCode: "200", TaxType: "OUTPUT2"},
+				UpdatedDateUTC:  msDate(p.Modified)}
+			if it.IsTrackedAsInventory {
+				var onHand float64
+				for _, st := range p.Stock {
+					onHand += st.OnHand
+				}
+				cost, _ := strconv.ParseFloat(p.CostPrice, 64)
+				pool := float64(int64(onHand*cost*100+0.5)) / 100
+				it.QuantityOnHand, it.TotalCostPool = &onHand, &pool
+				it.InventoryAssetAccountCode = "630"
+				it.PurchaseDetails.AccountCode, it.PurchaseDetails.COGSAccountCode = "", "310"
+			}
+			out = append(out, it)
+		}
+	})
+	s.write(w, r, http.StatusOK, s.envelope("Items", out, nil))
+}
+
+type address struct {
+	AddressType  string `json:"AddressType"`
+	AddressLine1 string `json:"AddressLine1,omitempty"`
+	City         string `json:"City"`
+	Region       string `json:"Region"`
+	PostalCode   string `json:"PostalCode"`
+	Country      string `json:"Country"`
+}
+
+type phone struct {
+	PhoneType        string `json:"PhoneType"`
+	PhoneNumber      string `json:"PhoneNumber"`
+	PhoneAreaCode    string `json:"PhoneAreaCode"`
+	PhoneCountryCode string `json:"PhoneCountryCode"`
+}
+
+type person struct {
+	FirstName       string `json:"FirstName"`
+	LastName        string `json:"LastName"`
+	EmailAddress    string `json:"EmailAddress"`
+	IncludeInEmails bool   `json:"IncludeInEmails"`
+}
+
+type contact struct {
+	ContactID        string    `json:"ContactID"`
+	ContactNumber    string    `json:"ContactNumber,omitempty"`
+	AccountNumber    string    `json:"AccountNumber,omitempty"`
+	ContactStatus    string    `json:"ContactStatus"`
+	Name             string    `json:"Name"`
+	FirstName        string    `json:"FirstName,omitempty"`
+	LastName         string    `json:"LastName,omitempty"`
+	EmailAddress     string    `json:"EmailAddress,omitempty"`
+	TaxNumber        string    `json:"TaxNumber,omitempty"`
+	Addresses        []address `json:"Addresses"`
+	Phones           []phone   `json:"Phones"`
+	ContactPersons   []person  `json:"ContactPersons,omitempty"`
+	IsSupplier       bool      `json:"IsSupplier"`
+	IsCustomer       bool      `json:"IsCustomer"`
+	DefaultCurrency  string    `json:"DefaultCurrency,omitempty"`
+	UpdatedDateUTC   string    `json:"UpdatedDateUTC"`
+	ContactGroups    []any     `json:"ContactGroups"`
+	HasAttachments   bool      `json:"HasAttachments"`
+	HasValidationErr bool      `json:"HasValidationErrors"`
+	modified         time.Time
+	id               string
+}
+
+func phoneOf(p string) []phone {
+	// "+64 9 444 0001" → country 64, area 9, number 444 0001
+	f := strings.Fields(p)
+	ph := phone{PhoneType: "DEFAULT", PhoneNumber: p}
+	if len(f) >= 3 && strings.HasPrefix(f[0], "+") {
+		ph.PhoneCountryCode, ph.PhoneAreaCode, ph.PhoneNumber = strings.TrimPrefix(f[0], "+"), f[1], strings.Join(f[2:], " ")
+	}
+	return []phone{ph, {PhoneType: "MOBILE"}, {PhoneType: "FAX"}, {PhoneType: "DDI"}}
+}
+
+func status(deleted bool) string {
+	if deleted {
+		return "ARCHIVED"
+	}
+	return "ACTIVE"
+}
+
+// contacts renders customers and suppliers as Xero contacts.
+func contacts(d *simkit.Dataset) []contact {
+	out := make([]contact, 0, len(d.Customers)+len(d.Suppliers))
+	for _, c := range d.Customers {
+		x := contact{ContactID: c.ID, ContactNumber: c.Code, AccountNumber: c.Code, ContactStatus: status(c.Deleted), Name: c.Name,
+			EmailAddress: c.Email, TaxNumber: c.TaxNumber, IsCustomer: true, DefaultCurrency: c.Currency, UpdatedDateUTC: msDate(c.Modified),
+			Addresses: []address{{AddressType: "STREET", AddressLine1: c.Street, City: c.City, PostalCode: c.PostalCode, Country: c.Country},
+				{AddressType: "POBOX"}},
+			Phones: phoneOf(c.Phone), ContactGroups: []any{}, modified: c.Modified, id: c.ID}
+		for i, p := range c.Contacts {
+			if i == 0 {
+				x.FirstName, x.LastName = p.FirstName, p.LastName
+				continue
+			}
+			x.ContactPersons = append(x.ContactPersons, person{FirstName: p.FirstName, LastName: p.LastName, EmailAddress: p.Email, IncludeInEmails: true})
+		}
+		out = append(out, x)
+	}
+	for _, sp := range d.Suppliers {
+		out = append(out, contact{ContactID: sp.ID, ContactNumber: sp.Code, AccountNumber: sp.Code, ContactStatus: status(sp.Deleted), Name: sp.Name,
+			EmailAddress: sp.Email, IsSupplier: true, DefaultCurrency: sp.Currency, UpdatedDateUTC: msDate(sp.Modified),
+			Addresses: []address{{AddressType: "STREET"}, {AddressType: "POBOX"}}, Phones: phoneOf(sp.Phone), ContactGroups: []any{},
+			modified: sp.Modified, id: sp.ID})
+	}
+	return out
+}
+
+func (s *Server) serveContacts(w http.ResponseWriter, r *http.Request, q query) {
+	var items []contact
+	var pag map[string]int
+	s.data.View(func(d *simkit.Dataset) {
+		all := contacts(d)
+		sel := modifiedSince(all, q.since, func(c contact) simkit.Meta { return simkit.Meta{ID: c.id, Modified: c.modified} },
+			func(c contact) bool { return q.includeArchived || c.ContactStatus != "ARCHIVED" })
+		if !q.paged {
+			q.pageSize = max(len(sel), 1)
+		}
+		start, end, p := page(len(sel), q)
+		pag = p
+		items = make([]contact, 0, end-start)
+		for _, i := range sel[start:end] {
+			items = append(items, all[i])
+		}
+	})
+	if !q.paged {
+		pag = nil
+	}
+	s.write(w, r, http.StatusOK, s.envelope("Contacts", items, pag))
+}
+
+type lineItemItem struct {
+	ItemID string `json:"ItemID"`
+	Name   string `json:"Name"`
+	Code   string `json:"Code"`
+}
+
+type lineItem struct {
+	LineItemID  string        `json:"LineItemID"`
+	Description string        `json:"Description"`
+	Quantity    float64       `json:"Quantity"`
+	UnitAmount  json.Number   `json:"UnitAmount"`
+	ItemCode    string        `json:"ItemCode,omitempty"`
+	Item        *lineItemItem `json:"Item,omitempty"`
+	AccountCode string        `json:"AccountCode"`
+	TaxType     string        `json:"TaxType"`
+	TaxAmount   json.Number   `json:"TaxAmount"`
+	LineAmount  json.Number   `json:"LineAmount"`
+	Tracking    []any         `json:"Tracking"`
+}
+
+type contactRef struct {
+	ContactID     string `json:"ContactID"`
+	ContactNumber string `json:"ContactNumber,omitempty"`
+	Name          string `json:"Name"`
+}
+
+type invoice struct {
+	Type                 string       `json:"Type"`
+	InvoiceID            string       `json:"InvoiceID"`
+	InvoiceNumber        string       `json:"InvoiceNumber"`
+	Reference            string       `json:"Reference"`
+	Contact              contactRef   `json:"Contact"`
+	Date                 string       `json:"Date"`
+	DateString           string       `json:"DateString"`
+	DueDate              string       `json:"DueDate"`
+	DueDateString        string       `json:"DueDateString"`
+	Status               string       `json:"Status"`
+	LineAmountTypes      string       `json:"LineAmountTypes"`
+	LineItems            []lineItem   `json:"LineItems"`
+	SubTotal             json.Number  `json:"SubTotal"`
+	TotalTax             json.Number  `json:"TotalTax"`
+	Total                json.Number  `json:"Total"`
+	AmountDue            json.Number  `json:"AmountDue"`
+	AmountPaid           json.Number  `json:"AmountPaid"`
+	AmountCredited       json.Number  `json:"AmountCredited"`
+	CurrencyCode         string       `json:"CurrencyCode"`
+	CurrencyRate         json.Number  `json:"CurrencyRate"`
+	UpdatedDateUTC       string       `json:"UpdatedDateUTC"`
+	UpdatedDateUTCString string       `json:"UpdatedDateUTCString"`
+	HasAttachments       bool         `json:"HasAttachments"`
+	IsDiscounted         bool         `json:"IsDiscounted"`
+	Allocations          []allocation `json:"Allocations,omitempty"`
+	meta                 simkit.Meta
+}
+
+type allocation struct {
+	AllocationID string      `json:"AllocationID"`
+	Amount       json.Number `json:"Amount"`
+	Date         string      `json:"Date"`
+	Invoice      invoiceRef  `json:"Invoice"`
+}
+
+type invoiceRef struct {
+	InvoiceID     string `json:"InvoiceID"`
+	InvoiceNumber string `json:"InvoiceNumber"`
+}
+
+func docStatus(doc *simkit.Document) string {
+	if doc.Deleted {
+		if doc.Status == "DRAFT" {
+			return "DELETED"
+		}
+		return "VOIDED"
+	}
+	switch doc.Status {
+	case "DRAFT", "SUBMITTED", "AUTHORISED", "PAID", "VOIDED", "DELETED":
+		return doc.Status
+	}
+	return "AUTHORISED"
+}
+
+// lines renders a document's lines; cost prices them at the product's cost
+// (bills).
+func lines(doc *simkit.Document, x *ids, cost bool, account string) ([]lineItem, int64, int64) {
+	var sub, tax int64
+	out := make([]lineItem, 0, len(doc.Lines))
+	for i, l := range doc.Lines {
+		price := l.UnitPrice
+		p := x.product[l.ProductID]
+		if cost && p != nil {
+			price = p.CostPrice
+		}
+		amount := int64(l.Quantity) * cents(price)
+		t := amount * int64(l.TaxRate) / 100
+		sub += amount
+		tax += t
+		li := lineItem{LineItemID: derivedID(doc.ID, "line", strconv.Itoa(i)), Description: l.Description, Quantity: l.Quantity,
+			UnitAmount: num(price), ItemCode: l.SKU, AccountCode: account, TaxType: l.TaxCode, TaxAmount: json.Number(fmtCents(t)),
+			LineAmount: json.Number(fmtCents(amount)), Tracking: []any{}}
+		if p != nil {
+			li.Item = &lineItemItem{ItemID: p.ID, Name: p.Name, Code: p.SKU}
+		}
+		out = append(out, li)
+	}
+	return out, sub, tax
+}
+
+func renderInvoice(doc *simkit.Document, typ string, contact contactRef, x *ids) invoice {
+	cost := typ == "ACCPAY"
+	account := "200"
+	if cost {
+		account = "300"
+	}
+	ls, sub, tax := lines(doc, x, cost, account)
+	st := docStatus(doc)
+	due, paid := sub+tax, int64(0)
+	if st == "PAID" {
+		due, paid = 0, sub+tax
+	}
+	if st == "VOIDED" || st == "DELETED" {
+		due = 0
+	}
+	return invoice{Type: typ, InvoiceID: doc.ID, InvoiceNumber: doc.Number, Reference: doc.OrderNumber, Contact: contact,
+		Date: msDate(doc.Date), DateString: doc.Date.UTC().Format("2006-01-02T15:04:05"), DueDate: msDate(doc.DueDate),
+		DueDateString: doc.DueDate.UTC().Format("2006-01-02T15:04:05"), Status: st, LineAmountTypes: "Exclusive", LineItems: ls,
+		SubTotal: json.Number(fmtCents(sub)), TotalTax: json.Number(fmtCents(tax)), Total: json.Number(fmtCents(sub + tax)),
+		AmountDue: json.Number(fmtCents(due)), AmountPaid: json.Number(fmtCents(paid)), AmountCredited: "0", CurrencyCode: doc.Currency,
+		CurrencyRate: "1", UpdatedDateUTC: msDate(doc.Modified), UpdatedDateUTCString: doc.Modified.UTC().Format("2006-01-02T15:04:05Z"),
+		meta: doc.Meta}
+}
+
+// bills derives supplier bills (ACCPAY invoices) from every fourth order:
+// what the company bought from the supplier of the order's first product.
+func bills(d *simkit.Dataset) []*simkit.Document {
+	var out []*simkit.Document
+	for _, o := range d.Orders {
+		if o.Seq%4 != 1 || len(o.Lines) == 0 {
+			continue
+		}
+		b := *o
+		b.ID = derivedID(o.ID, "bill")
+		b.Number = fmt.Sprintf("BILL-%06d", o.Seq)
+		b.OrderNumber = o.Number
+		b.Status = "AUTHORISED"
+		if o.Status == "Completed" {
+			b.Status = "PAID"
+		}
+		out = append(out, &b)
+	}
+	return out
+}
+
+func (s *Server) serveInvoices(w http.ResponseWriter, r *http.Request, q query) {
+	var items []invoice
+	var pag map[string]int
+	s.data.View(func(d *simkit.Dataset) {
+		x := s.idx(d)
+		all := make([]invoice, 0, len(d.Invoices))
+		for _, inv := range d.Invoices {
+			c := x.customer[inv.CustomerID]
+			ref := contactRef{ContactID: inv.CustomerID, Name: inv.CustomerCode}
+			if c != nil {
+				ref = contactRef{ContactID: c.ID, ContactNumber: c.Code, Name: c.Name}
+			}
+			all = append(all, renderInvoice(inv, "ACCREC", ref, x))
+		}
+		for _, b := range bills(d) {
+			ref := contactRef{}
+			if p := x.product[b.Lines[0].ProductID]; p != nil {
+				if sp := x.supplier[p.SupplierCode]; sp != nil {
+					ref = contactRef{ContactID: sp.ID, ContactNumber: sp.Code, Name: sp.Name}
+				}
+			}
+			all = append(all, renderInvoice(b, "ACCPAY", ref, x))
+		}
+		sel := modifiedSince(all, q.since, func(i invoice) simkit.Meta { return i.meta }, nil)
+		if !q.paged {
+			q.pageSize = max(len(sel), 1)
+		}
+		start, end, p := page(len(sel), q)
+		pag = p
+		items = make([]invoice, 0, end-start)
+		for _, i := range sel[start:end] {
+			items = append(items, all[i])
+		}
+	})
+	if !q.paged {
+		pag = nil
+	}
+	s.write(w, r, http.StatusOK, s.envelope("Invoices", items, pag))
+}
+
+type creditNote struct {
+	Type             string       `json:"Type"`
+	CreditNoteID     string       `json:"CreditNoteID"`
+	CreditNoteNumber string       `json:"CreditNoteNumber"`
+	Reference        string       `json:"Reference"`
+	Contact          contactRef   `json:"Contact"`
+	Date             string       `json:"Date"`
+	Status           string       `json:"Status"`
+	LineAmountTypes  string       `json:"LineAmountTypes"`
+	LineItems        []lineItem   `json:"LineItems"`
+	SubTotal         json.Number  `json:"SubTotal"`
+	TotalTax         json.Number  `json:"TotalTax"`
+	Total            json.Number  `json:"Total"`
+	RemainingCredit  json.Number  `json:"RemainingCredit"`
+	CurrencyCode     string       `json:"CurrencyCode"`
+	CurrencyRate     json.Number  `json:"CurrencyRate"`
+	UpdatedDateUTC   string       `json:"UpdatedDateUTC"`
+	Allocations      []allocation `json:"Allocations"`
+	HasAttachments   bool         `json:"HasAttachments"`
+	meta             simkit.Meta
+}
+
+func (s *Server) serveCreditNotes(w http.ResponseWriter, r *http.Request, q query) {
+	var items []creditNote
+	var pag map[string]int
+	s.data.View(func(d *simkit.Dataset) {
+		x := s.idx(d)
+		all := make([]creditNote, 0, len(d.CreditNotes))
+		for _, cn := range d.CreditNotes {
+			ls, sub, tax := lines(cn, x, false, "200")
+			ref := contactRef{ContactID: cn.CustomerID, Name: cn.CustomerCode}
+			if c := x.customer[cn.CustomerID]; c != nil {
+				ref = contactRef{ContactID: c.ID, ContactNumber: c.Code, Name: c.Name}
+			}
+			c := creditNote{Type: "ACCRECCREDIT", CreditNoteID: cn.ID, CreditNoteNumber: cn.Number, Reference: cn.OrderNumber, Contact: ref,
+				Date: msDate(cn.Date), Status: docStatus(cn), LineAmountTypes: "Exclusive", LineItems: ls, SubTotal: json.Number(fmtCents(sub)),
+				TotalTax: json.Number(fmtCents(tax)), Total: json.Number(fmtCents(sub + tax)), RemainingCredit: "0", CurrencyCode: cn.Currency,
+				CurrencyRate: "1", UpdatedDateUTC: msDatePlain(cn.Modified), Allocations: []allocation{}, meta: cn.Meta}
+			if inv := x.invoiceBy[cn.OrderNumber]; inv != nil && c.Status == "AUTHORISED" {
+				c.Allocations = append(c.Allocations, allocation{AllocationID: derivedID(cn.ID, "allocation"), Amount: c.Total, Date: msDate(cn.Date),
+					Invoice: invoiceRef{InvoiceID: inv.ID, InvoiceNumber: inv.Number}})
+			} else {
+				c.RemainingCredit = c.Total
+			}
+			all = append(all, c)
+		}
+		sel := modifiedSince(all, q.since, func(c creditNote) simkit.Meta { return c.meta }, nil)
+		if !q.paged {
+			q.pageSize = max(len(sel), 1)
+		}
+		start, end, p := page(len(sel), q)
+		pag = p
+		items = make([]creditNote, 0, end-start)
+		for _, i := range sel[start:end] {
+			items = append(items, all[i])
+		}
+	})
+	if !q.paged {
+		pag = nil
+	}
+	s.write(w, r, http.StatusOK, s.envelope("CreditNotes", items, pag))
+}
+
+type taxRate struct {
+	Name                  string         `json:"Name"`
+	TaxType               string         `json:"TaxType"`
+	ReportTaxType         string         `json:"ReportTaxType"`
+	CanApplyToAssets      bool           `json:"CanApplyToAssets"`
+	CanApplyToEquity      bool           `json:"CanApplyToEquity"`
+	CanApplyToExpenses    bool           `json:"CanApplyToExpenses"`
+	CanApplyToLiabilities bool           `json:"CanApplyToLiabilities"`
+	CanApplyToRevenue     bool           `json:"CanApplyToRevenue"`
+	DisplayTaxRate        float64        `json:"DisplayTaxRate"`
+	EffectiveRate         float64        `json:"EffectiveRate"`
+	Status                string         `json:"Status"`
+	TaxComponents         []taxComponent `json:"TaxComponents"`
+}
+
+type taxComponent struct {
+	Name             string  `json:"Name"`
+	Rate             float64 `json:"Rate"`
+	IsCompound       bool    `json:"IsCompound"`
+	IsNonRecoverable bool    `json:"IsNonRecoverable"`
+}
+
+// serveTaxRates answers GET /TaxRates: all of them, without a modified time
+// or If-Modified-Since.
+func (s *Server) serveTaxRates(w http.ResponseWriter, r *http.Request) {
+	var out []taxRate
+	s.data.View(func(d *simkit.Dataset) {
+		for _, t := range d.TaxRates {
+			st := "ACTIVE"
+			if t.Deleted {
+				st = "DELETED"
+			}
+			out = append(out, taxRate{Name: t.Name, TaxType: t.Code, ReportTaxType: "OUTPUT", CanApplyToExpenses: true, CanApplyToRevenue: true,
+				DisplayTaxRate: t.Rate, EffectiveRate: t.Rate, Status: st, TaxComponents: []taxComponent{{Name: t.Code, Rate: t.Rate}}})
+		}
+	})
+	s.write(w, r, http.StatusOK, s.envelope("TaxRates", out, nil))
+}
+
+func (s *Server) serveCurrencies(w http.ResponseWriter, r *http.Request) {
+	var out []map[string]string
+	s.data.View(func(d *simkit.Dataset) {
+		for _, c := range d.Currencies {
+			out = append(out, map[string]string{"Code": c.Code, "Description": c.Name})
+		}
+	})
+	s.write(w, r, http.StatusOK, s.envelope("Currencies", out, nil))
+}
+
+// serveConnections answers GET /connections: the organisations the access
+// token reaches.
+func (s *Server) serveConnections(w http.ResponseWriter, r *http.Request) {
+	if !s.accessOK(bearer(r)) {
+		s.stats.AuthFails.Add(1)
+		s.problem(w, r, http.StatusUnauthorized, "Unauthorized", "AuthenticationUnsuccessful")
+		return
+	}
+	created := s.now().Add(-30 * 24 * time.Hour).UTC().Format("2006-01-02T15:04:05.0000000")
+	out := make([]map[string]any, 0, len(s.tenants))
+	for i, t := range s.tenants {
+		out = append(out, map[string]any{"id": derivedID(t, "connection"), "authEventId": derivedID(t, "auth"), "tenantId": t,
+			"tenantType": "ORGANISATION", "tenantName": fmt.Sprintf("Demo Company %d", i+1), "createdDateUtc": created, "updatedDateUtc": created})
+	}
+	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	b, _ := json.Marshal(out)
+	_, _ = w.Write(b)
+	s.stats.Served.Add(1)
+}
+
+func cents(dec string) int64 {
+	f, err := strconv.ParseFloat(dec, 64)
+	if err != nil {
+		return 0
+	}
+	if f < 0 {
+		return int64(f*100 - 0.5)
+	}
+	return int64(f*100 + 0.5)
+}
+
+func fmtCents(c int64) string {
+	sign := ""
+	if c < 0 {
+		sign, c = "-", -c
+	}
+	return fmt.Sprintf("%s%d.%02d", sign, c/100, c%100)
+}
