@@ -536,28 +536,42 @@ type priceRow struct {
 	UpdatedAt   string      `json:"updated_at"`
 }
 
-// priceRows renders the dataset's special prices as price-list rows: one
-// price list per customer with special prices, one row per (list, variant),
-// newest product first. Deleted products have no rows.
-func priceRows(d *simkit.Dataset, x *ids) []priceRow {
-	out := make([]priceRow, 0, len(d.Products))
-	seen := map[[2]int]bool{}
+// priceRef points at one special price: product index, special price index
+// and the price list (customer) it belongs to.
+type priceRef struct{ product, special, list int }
+
+// priceRefs lists the dataset's special prices as price-list rows: one price
+// list per customer with special prices, one row per (list, variant), newest
+// product first. Deleted products have no rows. Only the page's rows are
+// rendered (renderRow), so a page costs one pass of integers.
+func priceRefs(d *simkit.Dataset, x *ids) []priceRef {
+	out := make([]priceRef, 0, len(d.Products))
 	for i := len(d.Products) - 1; i >= 0; i-- {
 		p := d.Products[i]
 		if p.Deleted {
 			continue
 		}
+	next:
 		for j, sp := range p.SpecialPrices {
 			list := x.customer[sp.CustomerID]
-			if list == 0 || seen[[2]int{list, p.Seq}] {
+			if list == 0 {
 				continue
 			}
-			seen[[2]int{list, p.Seq}] = true
-			out = append(out, priceRow{ID: p.Seq*16 + j + 1, PriceListID: list, VariantID: VariantID(p.Seq), Method: "fixed",
-				Amount: num(sp.Price), CreatedAt: ts(p.Created), UpdatedAt: ts(p.Modified)})
+			for _, prev := range p.SpecialPrices[:j] {
+				if x.customer[prev.CustomerID] == list {
+					continue next // one row per variant and list
+				}
+			}
+			out = append(out, priceRef{product: i, special: j, list: list})
 		}
 	}
 	return out
+}
+
+func renderRow(d *simkit.Dataset, r priceRef) priceRow {
+	p := d.Products[r.product]
+	return priceRow{ID: p.Seq*16 + r.special + 1, PriceListID: r.list, VariantID: VariantID(p.Seq), Method: "fixed",
+		Amount: num(p.SpecialPrices[r.special].Price), CreatedAt: ts(p.Created), UpdatedAt: ts(p.Modified)}
 }
 
 // listCustomers returns the customers that have a price list (those with
@@ -618,11 +632,11 @@ func (s *Server) priceListCustomers(d *simkit.Dataset, q query) (int, []any) {
 }
 
 func (s *Server) priceListRows(d *simkit.Dataset, q query) (int, []any) {
-	rows := priceRows(d, s.idx(d))
-	start, end := pageOf(len(rows), q)
+	refs := priceRefs(d, s.idx(d))
+	start, end := pageOf(len(refs), q)
 	out := make([]any, 0, end-start)
-	for _, r := range rows[start:end] {
-		out = append(out, r)
+	for _, r := range refs[start:end] {
+		out = append(out, renderRow(d, r))
 	}
-	return len(rows), out
+	return len(refs), out
 }

@@ -168,7 +168,7 @@ func (s *Server) Expected() map[model.Kind]int {
 		out[model.KindContact] = len(d.Customers) // the person named on each customer
 		out[model.KindProduct] = len(d.Products) + len(d.Suppliers)
 		out[model.KindStockLevel] = (live + len(d.Suppliers)) * len(d.Warehouses)
-		out[model.KindPriceRule] = len(priceRows(d, s.idx(d)))
+		out[model.KindPriceRule] = len(priceRefs(d, s.idx(d)))
 		out[model.KindSalesOrder] = len(d.Orders)
 	})
 	return out
