@@ -379,7 +379,15 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, connectors.Wrap(connectors.KindERPUnavailable, err, "reading the call quota failed")
+			if l.hasQuotas() {
+				// Fail closed: sending blind could overrun a quota that a
+				// vendor answers by blocking the account until it resets.
+				return nil, connectors.Wrap(connectors.KindERPUnavailable, err, "reading the call quota failed")
+			}
+			// Nothing to enforce here; remembered vendor blocks are lost,
+			// and the vendor will tell us again.
+			c.log.Error(err, "reading the quota store failed; going on without it", "connector", c.opts.Connector)
+			l.markLoaded()
 		}
 	}
 	start := c.clock.Now()

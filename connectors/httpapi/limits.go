@@ -226,6 +226,22 @@ func (l *limiter) hasQuota(name string) bool {
 	return slices.ContainsFunc(l.quotas, func(q Quota) bool { return strings.EqualFold(q.Name, name) })
 }
 
+func (l *limiter) hasQuotas() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.quotas) > 0
+}
+
+// markLoaded starts the counters empty, without the store.
+func (l *limiter) markLoaded() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.loaded {
+		l.usage = map[string]QuotaUsage{}
+		l.loaded = true
+	}
+}
+
 // load reads the quota counters from the store once.
 func (l *limiter) load(ctx context.Context) error {
 	l.mu.Lock()

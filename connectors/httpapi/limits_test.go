@@ -318,6 +318,11 @@ func TestQuotaStoreFailure(t *testing.T) {
 	if _, err := c.Get(context.Background(), "op", srv.srv.URL, nil); err == nil || srv.count() != 0 {
 		t.Fatalf("err %v after %d calls; want an error and no call when the quota cannot be read", err, srv.count())
 	}
+	// A limit without quotas has nothing to lose: it goes on.
+	c2, _ := New(Options{Registry: NewRegistry(failingStore{}), Clock: NewFakeClock(t0), Limits: []Limit{minuteLimit("k", 5)}})
+	if _, err := c2.Get(context.Background(), "op", srv.srv.URL, nil); err != nil || srv.count() != 1 {
+		t.Fatalf("err %v after %d calls; want success", err, srv.count())
+	}
 }
 
 func TestContextCancellation(t *testing.T) {
