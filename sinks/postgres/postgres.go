@@ -78,8 +78,10 @@ type Sink struct {
 	pool    *pgxpool.Pool
 	schema  string
 	version int
-	// merge and copyCols hold each kind's statement and staging columns,
-	// built at Open.
+	// ensureStage creates the staging table if the session lacks it.
+	ensureStage string
+	// merge and copyCols hold each kind's merge statement and staging
+	// columns, built at Open.
 	merge    map[model.Kind]string
 	copyCols map[model.Kind][]string
 }
@@ -120,17 +122,10 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 	if rp["application_name"] == "" {
 		rp["application_name"] = "erpsync-operator"
 	}
-	s := &Sink{schema: o.Schema, version: version,
+	s := &Sink{schema: o.Schema, version: version, ensureStage: "SET LOCAL client_min_messages TO warning;\n" + stageDDL(),
 		merge: map[model.Kind]string{}, copyCols: map[model.Kind][]string{}}
 	for i := range rows.Tables {
 		s.build(&rows.Tables[i])
-	}
-	ddl := stageDDL()
-	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		if _, err := c.Exec(ctx, ddl, pgx.QueryExecModeSimpleProtocol); err != nil {
-			return fmt.Errorf("create the staging table: %w", err)
-		}
-		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -217,8 +212,9 @@ CREATE TABLE IF NOT EXISTS `+schema+`.schema_migrations (
 	return nil
 }
 
-// The staging table. Every pooled connection creates it once, when it
-// connects: temporary (private to the connection) and emptied at each commit.
+// The staging table. Each write transaction creates it if its session does
+// not have it yet (so that it also works behind a transaction-pooling
+// proxy): temporary (private to the session) and emptied at each commit.
 // It has the common columns, the kind, and typed slots enough for any kind:
 // s1… text (money too, cast to numeric by the merge), f1… double precision,
 // b1… boolean, t1… timestamptz. One table for all kinds keeps the per-batch
@@ -340,6 +336,9 @@ func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group) (int, error) 
 		return 0, fmt.Errorf("postgres: begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	if _, err := tx.Exec(ctx, s.ensureStage, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return 0, fmt.Errorf("postgres: create the staging table: %w", err)
+	}
 	upserted := 0
 	for _, g := range groups {
 		t := g.Table
