@@ -208,7 +208,7 @@ func Open(ctx context.Context, c Config) (sinks.Sink, error) {
 		}
 		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn, Schema: c.PostgresSchema, MaxConns: int32(min(c.PostgresMaxConns, 1<<20))})
 		if err != nil {
-			return nil, fmt.Errorf("sink: %s", postgres.Scrub(err, dsn))
+			return nil, fmt.Errorf("sink: %w", postgres.Redact(err, dsn))
 		}
 		return s, nil
 	default: // KindWebhook; Validate allows nothing else

@@ -112,7 +112,7 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(o.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: invalid DSN: %s", Scrub(errors.Unwrap(err), o.DSN))
+		return nil, fmt.Errorf("postgres: invalid DSN: %w", Redact(err, o.DSN))
 	}
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
@@ -129,12 +129,12 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: connect: %s", Scrub(err, o.DSN))
+		return nil, fmt.Errorf("postgres: connect: %w", Redact(err, o.DSN))
 	}
 	s.pool = pool
 	if err := s.migrate(ctx, ms[:version]); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("%s", Scrub(err, o.DSN))
+		return nil, Redact(err, o.DSN)
 	}
 	return s, nil
 }
@@ -501,6 +501,23 @@ func Scrub(err error, dsn string) string {
 	msg = urlUserinfo.ReplaceAllString(msg, "$1:xxxxx@")
 	return msg
 }
+
+// Redact returns err with the message of Scrub. The original stays
+// reachable through errors.Is and errors.As, but not through Error.
+func Redact(err error, dsn string) error {
+	if err == nil {
+		return nil
+	}
+	return &redacted{msg: Scrub(err, dsn), err: err}
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (e *redacted) Error() string { return e.msg }
+func (e *redacted) Unwrap() error { return e.err }
 
 // passwords extracts the password of a DSN, best effort.
 func passwords(dsn string) []string {
