@@ -76,3 +76,9 @@ deploy: manifests ## Deploy the operator into the cluster in your kubeconfig.
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  %-14s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Demo
+
+.PHONY: demo
+demo: ## Run the operator on a local control plane against erpsim (DEMO_ONCE=1: stop once all are Ready).
+	go run ./hack/demo $(if $(filter 1,$(DEMO_ONCE)),--once)

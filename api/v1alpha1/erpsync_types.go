@@ -299,7 +299,8 @@ type ErpSyncStatus struct {
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Last Sync",type=date,JSONPath=`.status.lastSyncEnd`
-// +kubebuilder:printcolumn:name="Next Sync",type=date,JSONPath=`.status.nextSyncAt`
+// A future time: a date column would print "<invalid>", so the timestamp shows.
+// +kubebuilder:printcolumn:name="Next Sync",type=string,JSONPath=`.status.nextSyncAt`
 // +kubebuilder:printcolumn:name="Last Success",type=date,JSONPath=`.status.lastSuccessfulSyncEnd`,priority=1
 // +kubebuilder:printcolumn:name="Interval",type=string,JSONPath=`.spec.interval`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1

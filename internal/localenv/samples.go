@@ -74,7 +74,7 @@ func WriteSampleOverlay(dir, samplesDir, namespace, interval string, endpoints m
 		for _, k := range keys {
 			fmt.Fprintf(&b, "      %s: %q\n", k, ep.Credentials[k])
 		}
-		fmt.Fprintf(&b, "- patch: |-\n    apiVersion: erpsync.io/v1alpha1\n    kind: ErpSync\n    metadata:\n      name: %s\n    spec:\n      interval: %s\n      connector:\n        baseURL: %q\n", s.ErpSync, interval, ep.BaseURL)
+		fmt.Fprintf(&b, "- patch: |-\n    apiVersion: erpsync.io/v1alpha1\n    kind: ErpSync\n    metadata:\n      name: %s\n    spec:\n      interval: %s\n      retryInterval: %s\n      connector:\n        baseURL: %q\n", s.ErpSync, interval, interval, ep.BaseURL)
 	}
 	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(b.String()), 0o644)
 }

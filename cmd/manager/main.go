@@ -1,0 +1,188 @@
+// Command manager runs the ErpSync controller.
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/all"
+	"github.com/erpsync/erpsync-operator/connectors/httpapi"
+	"github.com/erpsync/erpsync-operator/controllers"
+	"github.com/erpsync/erpsync-operator/internal/engine"
+	"github.com/erpsync/erpsync-operator/internal/quotastore"
+	sinkopen "github.com/erpsync/erpsync-operator/sinks/open"
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(erpv1.AddToScheme(scheme))
+}
+
+type options struct {
+	metricsAddr          string
+	secureMetrics        bool
+	probeAddr            string
+	leaderElect          bool
+	leaderElectionID     string
+	leaderElectionNS     string
+	watchLabelSelector   string
+	watchNamespace       string
+	concurrentSyncs      int
+	concurrentReconciles int
+	overlap              time.Duration
+	checkpointEvery      time.Duration
+	batchSize            int
+	gracefulShutdown     time.Duration
+	quotaNamespace       string
+	quotaFile            string
+	sink                 sinkopen.Config
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (HTTPS unless --metrics-secure=false); \"0\" disables it.")
+	flag.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authorising each scrape against the API server.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader, so that only one replica per shard syncs.")
+	flag.StringVar(&o.leaderElectionID, "leader-election-id", "erpsync-operator.erpsync.io", "Base name of the leader election Lease; a shard's selector is hashed into it.")
+	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	flag.StringVar(&o.watchLabelSelector, "watch-label-selector", "", "Only reconcile ErpSyncs matching this label selector (sharding), e.g. 'sharding.erpsync.io/shard=shard1'.")
+	flag.StringVar(&o.watchNamespace, "watch-namespace", "", "Only reconcile ErpSyncs in this namespace (default: all).")
+	flag.IntVar(&o.concurrentSyncs, "concurrent-syncs", 4, "Syncs running at once; size it to the number of overlapping syncs. Vendor rate limits are shared by credential regardless.")
+	flag.IntVar(&o.concurrentReconciles, "concurrent-reconciles", 4, "Reconcile workers. Reconciles are short: syncs run outside them.")
+	flag.DurationVar(&o.overlap, "sync-overlap", engine.DefaultOverlap, "How far before the start of the last pass each incremental window starts (clock skew, boundary inclusivity).")
+	flag.DurationVar(&o.checkpointEvery, "checkpoint-interval", engine.DefaultCheckpointEvery, "Least time between two progress checkpoints written to an ErpSync's status.")
+	flag.IntVar(&o.batchSize, "batch-size", engine.DefaultBatchSize, "Records per CRM write.")
+	flag.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 20*time.Second, "Time given to running syncs to checkpoint and stop on shutdown.")
+	flag.StringVar(&o.quotaNamespace, "quota-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the ConfigMaps that count vendor call quotas across restarts (default: $POD_NAMESPACE).")
+	flag.StringVar(&o.quotaFile, "quota-file", "", "Count vendor call quotas in this JSON file instead (local runs without --quota-namespace).")
+	o.sink.BindFlags(flag.CommandLine)
+	zapOpts := zap.Options{Development: false}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
+		ctrl.Log.Error(err, "manager exited")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	log := ctrl.Log.WithName("setup")
+
+	cacheOpts := cache.Options{}
+	leaseID := o.leaderElectionID
+	if o.watchLabelSelector != "" {
+		sel, err := labels.Parse(o.watchLabelSelector)
+		if err != nil {
+			return fmt.Errorf("--watch-label-selector: %w", err)
+		}
+		// The selector applies to ErpSyncs only: a shard must still see the
+		// Secrets its ErpSyncs reference.
+		cacheOpts.ByObject = map[client.Object]cache.ByObject{&erpv1.ErpSync{}: {Label: sel}}
+		sum := sha256.Sum256([]byte(sel.String()))
+		leaseID = hex.EncodeToString(sum[:4]) + "." + o.leaderElectionID
+	}
+	if o.watchNamespace != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{o.watchNamespace: {}}
+	}
+
+	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.secureMetrics,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}}
+	if o.secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsOpts,
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              leaseID,
+		LeaderElectionNamespace:       o.leaderElectionNS,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &o.gracefulShutdown,
+		Cache:                         cacheOpts,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+
+	sink, err := sinkopen.Open(ctx, o.sink)
+	if err != nil {
+		return fmt.Errorf("opening the CRM sink: %w", err)
+	}
+	defer func() {
+		if err := sink.Close(); err != nil {
+			log.Error(err, "closing the CRM sink")
+		}
+	}()
+
+	// Vendor call quotas must survive restarts: in ConfigMaps in the
+	// cluster, or in a file for local runs.
+	switch {
+	case o.quotaNamespace != "":
+		store := &quotastore.ConfigMapStore{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Namespace: o.quotaNamespace}
+		if err := mgr.Add(store); err != nil {
+			return fmt.Errorf("adding the quota store: %w", err)
+		}
+		httpapi.SharedRegistry.SetQuotaStore(store)
+	case o.quotaFile != "":
+		httpapi.SharedRegistry.SetQuotaStore(httpapi.NewFileQuotaStore(o.quotaFile))
+	default:
+		log.Info("vendor call quotas are counted in memory only: set --quota-namespace or --quota-file to keep them across restarts")
+	}
+
+	reg := connectors.NewRegistry()
+	all.Register(reg)
+	log.Info("connectors available", "types", reg.Types())
+
+	r := &controllers.ErpSyncReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("erpsync-controller"),
+		Registry: reg,
+		Sink:     sink,
+		Options: controllers.Options{
+			ConcurrentSyncs:         o.concurrentSyncs,
+			MaxConcurrentReconciles: o.concurrentReconciles,
+			Overlap:                 o.overlap,
+			CheckpointEvery:         o.checkpointEvery,
+			BatchSize:               o.batchSize,
+		},
+	}
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the ErpSync controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the readiness check: %w", err)
+	}
+	log.Info("starting the manager", "leaderElection", o.leaderElect, "lease", leaseID, "watchLabelSelector", o.watchLabelSelector)
+	return mgr.Start(ctx)
+}
