@@ -3,6 +3,8 @@ package sinktest
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -52,8 +54,19 @@ func WriteAll(ctx context.Context, s sinks.Sink, recs []model.Record, size int) 
 //	BENCH sink_<name>_update_rows_per_sec <n> rows/s
 //
 // once (from the last iteration).
+//
+// ERPSYNC_BENCH_BATCH, when set, overrides the batch size (to compare sizes;
+// the BENCH figures are at the default).
 func BenchInsertUpdate(b *testing.B, name string, batchSize int, open func(b *testing.B) sinks.Sink) {
 	ctx := context.Background()
+	if v := os.Getenv("ERPSYNC_BENCH_BATCH"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("ERPSYNC_BENCH_BATCH=%q is not a positive number", v)
+		}
+		batchSize = n
+	}
+	b.Logf("%s: %d products in batches of %d", name, BenchRows, batchSize)
 	v1, v2 := BenchProducts()
 	var insert, update float64
 	for i := 0; i < b.N; i++ {
