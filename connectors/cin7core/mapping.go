@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -314,14 +313,4 @@ func mapCreditNote(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record)
 		CustomerCode: o.str("Customer"), InvoiceNumber: o.str("InvoiceNumber"), Status: status,
 		Currency: firstNonEmpty(o.str("CustomerCurrency"), o.str("BaseCurrency"))}
 	*out = append(*out, record(env, model.KindCreditNote, id, mod, voided(status) || voided(o.str("Status")), raw, cn))
-}
-
-// sortRecords orders records by kind then id (for golden files).
-func sortRecords(rs []model.Record) {
-	sort.SliceStable(rs, func(i, j int) bool {
-		if rs[i].Kind != rs[j].Kind {
-			return rs[i].Kind.Order() < rs[j].Kind.Order()
-		}
-		return rs[i].VendorID < rs[j].VendorID
-	})
 }

@@ -90,15 +90,6 @@ func (o *obj) str(field string) string {
 	return s
 }
 
-// optStr reads a nullable string field.
-func (o *obj) optStr(field string) *string {
-	if o.get(field) == nil {
-		return nil
-	}
-	s := o.str(field)
-	return &s
-}
-
 // reqStr reads a string field that must be present and not empty.
 func (o *obj) reqStr(field string) string {
 	s := o.str(field)

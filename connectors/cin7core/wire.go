@@ -40,18 +40,6 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, errNotADate
 }
 
-// optTime parses a nullable date: nil or "" is nil.
-func optTime(s *string) (*time.Time, error) {
-	if s == nil || strings.TrimSpace(*s) == "" {
-		return nil, nil
-	}
-	t, err := parseTime(*s)
-	if err != nil {
-		return nil, err
-	}
-	return &t, nil
-}
-
 // decimal turns a JSON number into a canonical Decimal without going through
 // a float: "12.50" gives "12.5", "1e-2" gives "0.01". A missing number is "".
 func decimal(n json.Number) (model.Decimal, error) {
@@ -118,12 +106,4 @@ func subDecimal(a, b model.Decimal) model.Decimal {
 		return ""
 	}
 	return model.Decimal(trimDecimal(new(big.Rat).Sub(ra, rb).FloatString(20)))
-}
-
-// str dereferences a nullable string.
-func str(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }

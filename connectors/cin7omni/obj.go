@@ -90,24 +90,6 @@ func (o *obj) str(field string) string {
 	return s
 }
 
-// optStr reads a nullable string field.
-func (o *obj) optStr(field string) *string {
-	if o.get(field) == nil {
-		return nil
-	}
-	s := o.str(field)
-	return &s
-}
-
-// reqStr reads a string field that must be present and not empty.
-func (o *obj) reqStr(field string) string {
-	s := o.str(field)
-	if s == "" && o.err == nil {
-		o.fail(field, "missing or empty")
-	}
-	return s
-}
-
 // dec reads a number (or a numeric string) as an exact decimal.
 func (o *obj) dec(field string) model.Decimal {
 	v := o.get(field)

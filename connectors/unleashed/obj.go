@@ -90,15 +90,6 @@ func (o *obj) str(field string) string {
 	return s
 }
 
-// optStr reads a nullable string field.
-func (o *obj) optStr(field string) *string {
-	if o.get(field) == nil {
-		return nil
-	}
-	s := o.str(field)
-	return &s
-}
-
 // reqStr reads a string field that must be present and not empty.
 func (o *obj) reqStr(field string) string {
 	s := o.str(field)
@@ -218,20 +209,6 @@ func (o *obj) adopt(prefix string, c *obj) {
 	if c.err != nil {
 		o.fail(prefix+"."+c.err.Field, c.err.Reason)
 	}
-}
-
-// orderedObject reads a JSON object's keys and raw values in document order
-// (Cin7 Core's PriceTiers map is ordered by tier).
-func orderedObject(b json.RawMessage) (keys []string, vals []json.RawMessage, ok bool) {
-	bk, vals, ok := scanObject(b)
-	if !ok {
-		return nil, nil, false
-	}
-	keys = make([]string, len(bk))
-	for i, k := range bk {
-		keys[i] = string(k)
-	}
-	return keys, vals, true
 }
 
 // scanObject splits a JSON object into its keys (unquoted, sharing b unless

@@ -248,14 +248,14 @@ func (s *Server) parse(q map[string]string) (request, error) {
 	if v := q["page"]; v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return req, fmt.Errorf("Page must be a positive integer")
+			return req, fmt.Errorf("page must be a positive integer")
 		}
 		req.page = n
 	}
 	if v := q["limit"]; v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			return req, fmt.Errorf("Limit must be a positive integer")
+			return req, fmt.Errorf("limit must be a positive integer")
 		}
 		req.limit = min(n, s.opts.MaxPageSize)
 	}

@@ -25,8 +25,6 @@ func stampP(t time.Time) *string {
 	return &s
 }
 
-func strp(s string) *string { return &s }
-
 // num renders a decimal string as a JSON number without trailing zeros.
 func num(dec string) json.Number {
 	if dec == "" {

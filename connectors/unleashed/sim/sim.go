@@ -74,11 +74,10 @@ type Server struct {
 	faults simkit.Faults
 	stats  simkit.Stats
 
-	mu       sync.Mutex
-	month    time.Time // start of the counted month
-	used     int
-	corrupt  []corruption
-	lastAuth string
+	mu      sync.Mutex
+	month   time.Time // start of the counted month
+	used    int
+	corrupt []corruption
 }
 
 type corruption struct {
