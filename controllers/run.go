@@ -155,19 +155,26 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		entities = append(entities, model.Kind(e))
 	}
 
+	// Resuming an interrupted sync: the entities it had finished are not
+	// read again.
+	var skipCompletedSince time.Time
+	if s.decision.Trigger == TriggerResume && obj.Status.LastSyncStart != nil {
+		skipCompletedSince = obj.Status.LastSyncStart.Time
+	}
 	runCtx, cancel := context.WithTimeout(ctx, obj.GetTimeout())
 	defer cancel()
 	return engine.Execute(runCtx, engine.Run{
-		Connector:       conn,
-		Sink:            r.Sink,
-		Entities:        entities,
-		Full:            s.decision.Full,
-		State:           state,
-		Overlap:         r.Options.Overlap,
-		BatchSize:       r.Options.BatchSize,
-		CheckpointEvery: r.Options.CheckpointEvery,
-		Now:             r.Clock.Now,
-		Log:             s.log,
+		SkipCompletedSince: skipCompletedSince,
+		Connector:          conn,
+		Sink:               r.Sink,
+		Entities:           entities,
+		Full:               s.decision.Full,
+		State:              state,
+		Overlap:            r.Options.Overlap,
+		BatchSize:          r.Options.BatchSize,
+		CheckpointEvery:    r.Options.CheckpointEvery,
+		Now:                r.Clock.Now,
+		Log:                s.log,
 		Checkpoint: func(ctx context.Context, st []engine.EntityState, p engine.Progress) error {
 			return s.patchStatus(ctx, func(o *erpv1.ErpSync) {
 				o.Status.Entities = fromEngineState(st)

@@ -55,10 +55,12 @@ func toEngineState(in []erpv1.EntityStatus) []engine.EntityState {
 	out := make([]engine.EntityState, 0, len(in))
 	for _, e := range in {
 		s := engine.EntityState{
-			Name:           model.Kind(e.Name),
-			Watermark:      tval(e.Watermark),
-			LastRunRecords: e.LastRunRecords,
-			LastCompleted:  tval(e.LastCompleted),
+			Name:               model.Kind(e.Name),
+			Watermark:          tval(e.Watermark),
+			LastRunRecords:     e.LastRunRecords,
+			LastCompleted:      tval(e.LastCompleted),
+			LastRunCalls:       e.LastRunCalls,
+			LastRunIncremental: e.LastRunMode == erpv1.SyncModeIncremental,
 		}
 		if cp := e.Checkpoint; cp != nil {
 			s.Resume = &engine.Checkpoint{
@@ -83,6 +85,13 @@ func fromEngineState(in []engine.EntityState) []erpv1.EntityStatus {
 			Watermark:      mtime(s.Watermark),
 			LastRunRecords: s.LastRunRecords,
 			LastCompleted:  mtime(s.LastCompleted),
+			LastRunCalls:   s.LastRunCalls,
+		}
+		if !s.LastCompleted.IsZero() {
+			e.LastRunMode = erpv1.SyncModeFull
+			if s.LastRunIncremental {
+				e.LastRunMode = erpv1.SyncModeIncremental
+			}
 		}
 		if cp := s.Resume; cp != nil {
 			e.Checkpoint = &erpv1.EntityCheckpoint{

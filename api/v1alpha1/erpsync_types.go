@@ -168,6 +168,16 @@ type EntityStatus struct {
 	// +optional
 	LastCompleted *metav1.Time `json:"lastCompleted,omitempty"`
 
+	// LastRunMode says whether the last completed pass read only changes
+	// (incremental) or everything (full: a first import, a full resync, or an
+	// entity the vendor offers no modified-since filter for).
+	// +optional
+	LastRunMode SyncMode `json:"lastRunMode,omitempty"`
+
+	// LastRunCalls is the number of API calls the last completed pass made.
+	// +optional
+	LastRunCalls int64 `json:"lastRunCalls,omitempty"`
+
 	// Checkpoint is the position of an interrupted pass; a restart resumes
 	// from it instead of starting the entity over.
 	// +optional

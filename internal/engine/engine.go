@@ -66,6 +66,9 @@ func Execute(ctx context.Context, r Run) (Result, error) {
 		if err := ctx.Err(); err != nil {
 			return x.result(), fmt.Errorf("before entity %s: %w", e.Name, err)
 		}
+		if st := x.state[e.Name]; !r.SkipCompletedSince.IsZero() && st.Resume == nil && !st.LastCompleted.Before(r.SkipCompletedSince) {
+			continue
+		}
 		if err := x.entity(ctx, e); err != nil {
 			return x.result(), err
 		}
@@ -124,6 +127,7 @@ func (x *execution) entity(ctx context.Context, e connectors.EntityInfo) error {
 	if !cp.Since.IsZero() {
 		x.res.Full = false
 	}
+	callsBefore := x.res.Calls
 	for repeats := 0; ; repeats++ {
 		shifted, err := x.pass(ctx, e, &st, cp)
 		x.state[e.Name] = st
@@ -148,6 +152,8 @@ func (x *execution) entity(ctx context.Context, e connectors.EntityInfo) error {
 		st.Watermark = cp.StartedAt.Add(-r.Overlap)
 	}
 	st.LastRunRecords = cp.Records
+	st.LastRunCalls = x.res.Calls - callsBefore
+	st.LastRunIncremental = !cp.Since.IsZero()
 	st.LastCompleted = r.Now()
 	st.Resume = nil
 	x.state[e.Name] = st

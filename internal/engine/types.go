@@ -49,6 +49,12 @@ type EntityState struct {
 	LastRunRecords int64
 	// LastCompleted is when the last pass of the entity completed.
 	LastCompleted time.Time
+	// LastRunCalls is the number of API calls the last completed pass made
+	// (those of the part after a resume, for a resumed pass).
+	LastRunCalls int64
+	// LastRunIncremental is true when the last completed pass read only
+	// changes (it had a modified-since filter).
+	LastRunIncremental bool
 }
 
 // Checkpoint is the position of an unfinished pass.
@@ -86,6 +92,10 @@ type Run struct {
 	Entities []model.Kind
 	// Full ignores every watermark: each entity is read in full.
 	Full bool
+	// SkipCompletedSince, when set, skips the entities that completed a pass
+	// at or after it and have no interrupted pass: resuming an interrupted
+	// run does not read again what it had finished.
+	SkipCompletedSince time.Time
 	// State is the per-entity state from the last run.
 	State []EntityState
 	// Overlap is subtracted from the start of a pass to give the next
