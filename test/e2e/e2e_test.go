@@ -46,7 +46,7 @@ type erpsyncJSON struct {
 			LastRunMode    string `json:"lastRunMode"`
 			LastRunCalls   int64  `json:"lastRunCalls"`
 			LastRunRecords int64  `json:"lastRunRecords"`
-			Checkpoint   *struct {
+			Checkpoint     *struct {
 				Page int `json:"page"`
 			} `json:"checkpoint"`
 		} `json:"entities"`
