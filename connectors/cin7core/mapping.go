@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/internal/vendorjson"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 )
 
@@ -47,19 +48,19 @@ func decodePage(s *stream, page int, body []byte, env mapEnv) (*pageDoc, error) 
 	if err != nil {
 		return nil, fail("the body is not a JSON object")
 	}
-	listRaw := o.get(s.listKey)
+	listRaw := o.Get(s.listKey)
 	if listRaw == nil {
 		return nil, fail("field %s: missing", s.listKey)
 	}
-	items, ok := splitArray(listRaw)
+	items, ok := vendorjson.SplitArray(listRaw)
 	if !ok {
 		return nil, fail("field %s: not an array", s.listKey)
 	}
 	doc := &pageDoc{Items: len(items), Total: -1}
-	if o.get("Total") != nil {
-		t := o.dec("Total")
+	if o.Get("Total") != nil {
+		t := o.Dec("Total")
 		n, err := strconv.Atoi(string(t))
-		if o.err != nil || err != nil || n < 0 {
+		if o.Err() != nil || err != nil || n < 0 {
 			return nil, fail("field Total: not a count")
 		}
 		doc.Total = n
@@ -71,8 +72,8 @@ func decodePage(s *stream, page int, body []byte, env mapEnv) (*pageDoc, error) 
 			return nil, fail("%s[%d]: not a JSON object", s.listKey, i)
 		}
 		s.mapItem(ro, raw, env, &doc.Records)
-		if ro.err != nil {
-			return nil, fail("%s[%d]: %v", s.listKey, i, ro.err)
+		if ro.Err() != nil {
+			return nil, fail("%s[%d]: %v", s.listKey, i, ro.Err())
 		}
 	}
 	return doc, nil
@@ -92,24 +93,24 @@ func voided(status string) bool { return strings.EqualFold(status, "VOIDED") }
 // mapTaxRule maps a /ref/tax TaxRuleList item. Tax rules have no
 // modification time: they are stamped with the response time.
 func mapTaxRule(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("ID")
-	name := o.str("Name")
-	rate := o.float("TaxPercent")
-	active := o.get("IsActive") == nil || o.boolean("IsActive")
+	id := o.ReqStr("ID")
+	name := o.Str("Name")
+	rate := o.Float("TaxPercent")
+	active := o.Get("IsActive") == nil || o.Bool("IsActive")
 	*out = append(*out, record(env, model.KindTaxRate, id, env.Fetched, !active, raw, &model.TaxRate{Code: name, Name: name, Rate: rate}))
 }
 
 // mapLocation maps a /ref/location LocationList item.
 func mapLocation(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("ID")
-	name := o.str("Name")
+	id := o.ReqStr("ID")
+	name := o.Str("Name")
 	w := &model.Warehouse{Code: name, Name: name}
-	addr := model.Address{Line1: o.str("AddressLine1"), Line2: o.str("AddressLine2"), City: o.str("AddressCitySuburb"),
-		Region: o.str("AddressStateProvince"), PostalCode: o.str("AddressZipPostCode"), Country: o.str("AddressCountry")}
+	addr := model.Address{Line1: o.Str("AddressLine1"), Line2: o.Str("AddressLine2"), City: o.Str("AddressCitySuburb"),
+		Region: o.Str("AddressStateProvince"), PostalCode: o.Str("AddressZipPostCode"), Country: o.Str("AddressCountry")}
 	if addr != (model.Address{}) {
 		w.Address = &addr
 	}
-	del := o.boolean("IsDeprecated") || o.boolean("Deprecated")
+	del := o.Bool("IsDeprecated") || o.Bool("Deprecated")
 	*out = append(*out, record(env, model.KindWarehouse, id, env.Fetched, del, raw, w))
 }
 
@@ -118,11 +119,11 @@ func mapLocation(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 func defaultContact(o *obj, contacts []json.RawMessage) *obj {
 	var first *obj
 	for i, raw := range contacts {
-		c := o.child("Contacts", i, raw)
+		c := o.Child("Contacts", i, raw)
 		if first == nil {
 			first = c
 		}
-		if c.boolean("Default") {
+		if c.Bool("Default") {
 			return c
 		}
 	}
@@ -132,14 +133,14 @@ func defaultContact(o *obj, contacts []json.RawMessage) *obj {
 // mapSupplier maps a /supplier SupplierList item. Cin7 Core suppliers have
 // no code: the name identifies them in the UI and in documents.
 func mapSupplier(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("ID")
-	mod := o.time("LastModifiedOn", true)
-	s := &model.Supplier{Code: o.str("Name"), Name: o.str("Name"), Currency: o.str("Currency")}
-	if c := defaultContact(o, o.arr("Contacts")); c != nil {
-		s.Email, s.Phone = c.str("Email"), firstNonEmpty(c.str("Phone"), c.str("MobilePhone"))
-		o.adopt("Contacts", c)
+	id := o.ReqStr("ID")
+	mod := o.Time("LastModifiedOn", true)
+	s := &model.Supplier{Code: o.Str("Name"), Name: o.Str("Name"), Currency: o.Str("Currency")}
+	if c := defaultContact(o, o.Arr("Contacts")); c != nil {
+		s.Email, s.Phone = c.Str("Email"), firstNonEmpty(c.Str("Phone"), c.Str("MobilePhone"))
+		o.Adopt("Contacts", c)
 	}
-	*out = append(*out, record(env, model.KindSupplier, id, mod, deprecated(o.str("Status")), raw, s))
+	*out = append(*out, record(env, model.KindSupplier, id, mod, deprecated(o.Str("Status")), raw, s))
 }
 
 func firstNonEmpty(v ...string) string {
@@ -156,39 +157,39 @@ func firstNonEmpty(v ...string) string {
 // Contacts and prices share the customer's modification time and deleted
 // flag: Cin7 Core keeps neither apart from the customer.
 func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("ID")
-	mod := o.time("LastModifiedOn", true)
-	status := o.str("Status")
+	id := o.ReqStr("ID")
+	mod := o.Time("LastModifiedOn", true)
+	status := o.Str("Status")
 	del := deprecated(status)
-	name := o.str("Name")
-	c := &model.Customer{Code: name, Name: name, Currency: o.str("Currency"), TaxNumber: o.str("TaxNumber"),
-		PriceTier: o.str("PriceTier"), SalesPerson: o.str("SalesRepresentative"), Status: status}
-	for i, araw := range o.arr("Addresses") {
-		a := o.child("Addresses", i, araw)
-		c.Addresses = append(c.Addresses, model.Address{Type: a.str("Type"), Line1: a.str("Line1"), Line2: a.str("Line2"),
-			City: a.str("City"), Region: a.str("State"), PostalCode: a.str("Postcode"), Country: a.str("Country")})
-		o.adopt(fmt.Sprintf("Addresses[%d]", i), a)
+	name := o.Str("Name")
+	c := &model.Customer{Code: name, Name: name, Currency: o.Str("Currency"), TaxNumber: o.Str("TaxNumber"),
+		PriceTier: o.Str("PriceTier"), SalesPerson: o.Str("SalesRepresentative"), Status: status}
+	for i, araw := range o.Arr("Addresses") {
+		a := o.Child("Addresses", i, araw)
+		c.Addresses = append(c.Addresses, model.Address{Type: a.Str("Type"), Line1: a.Str("Line1"), Line2: a.Str("Line2"),
+			City: a.Str("City"), Region: a.Str("State"), PostalCode: a.Str("Postcode"), Country: a.Str("Country")})
+		o.Adopt(fmt.Sprintf("Addresses[%d]", i), a)
 	}
-	contacts := o.arr("Contacts")
+	contacts := o.Arr("Contacts")
 	if dc := defaultContact(o, contacts); dc != nil {
-		c.Email, c.Phone = dc.str("Email"), firstNonEmpty(dc.str("Phone"), dc.str("MobilePhone"))
+		c.Email, c.Phone = dc.Str("Email"), firstNonEmpty(dc.Str("Phone"), dc.Str("MobilePhone"))
 	}
 	var extra []model.Record
 	for i, craw := range contacts {
-		co := o.child("Contacts", i, craw)
-		cid := co.reqStr("ID")
-		first, last := splitName(co.str("Name"))
+		co := o.Child("Contacts", i, craw)
+		cid := co.ReqStr("ID")
+		first, last := splitName(co.Str("Name"))
 		extra = append(extra, record(env, model.KindContact, cid, mod, del, craw, &model.Contact{CustomerVendorID: id,
-			FirstName: first, LastName: last, Email: co.str("Email"), Phone: firstNonEmpty(co.str("Phone"), co.str("MobilePhone")), Role: co.str("JobTitle")}))
-		o.adopt(fmt.Sprintf("Contacts[%d]", i), co)
+			FirstName: first, LastName: last, Email: co.Str("Email"), Phone: firstNonEmpty(co.Str("Phone"), co.Str("MobilePhone")), Role: co.Str("JobTitle")}))
+		o.Adopt(fmt.Sprintf("Contacts[%d]", i), co)
 	}
-	for i, praw := range o.arr("ProductPrices") {
-		po := o.child("ProductPrices", i, praw)
-		pid := po.reqStr("ProductID")
-		price := po.dec("Price")
+	for i, praw := range o.Arr("ProductPrices") {
+		po := o.Child("ProductPrices", i, praw)
+		pid := po.ReqStr("ProductID")
+		price := po.Dec("Price")
 		extra = append(extra, record(env, model.KindPriceRule, id+"/"+pid, mod, del, praw, &model.PriceRule{ProductVendorID: pid,
-			SKU: po.str("ProductSKU"), CustomerVendorID: id, CustomerCode: name, Price: price, Currency: c.Currency}))
-		o.adopt(fmt.Sprintf("ProductPrices[%d]", i), po)
+			SKU: po.Str("ProductSKU"), CustomerVendorID: id, CustomerCode: name, Price: price, Currency: c.Currency}))
+		o.Adopt(fmt.Sprintf("ProductPrices[%d]", i), po)
 	}
 	*out = append(*out, record(env, model.KindCustomer, id, mod, del, raw, c))
 	*out = append(*out, extra...)
@@ -205,24 +206,24 @@ func splitName(full string) (string, string) {
 // default sell price; every non-zero tier of PriceTiers (named as the
 // account names them) becomes a Price.
 func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("ID")
-	mod := o.time("LastModifiedOn", true)
-	status := o.str("Status")
-	typ := o.str("Type")
-	p := &model.Product{SKU: o.reqStr("SKU"), Name: o.str("Name"), Description: firstNonEmpty(o.str("Description"), o.str("ShortDescription")),
-		Category: o.str("Category"), Barcode: o.str("Barcode"), UnitOfMeasure: o.str("UOM"),
-		SellPrice: o.dec("PriceTier1"), CostPrice: o.dec("AverageCost"),
-		IsSold: o.get("Sellable") == nil || o.boolean("Sellable"), IsPurchased: !strings.EqualFold(typ, "Service"),
+	id := o.ReqStr("ID")
+	mod := o.Time("LastModifiedOn", true)
+	status := o.Str("Status")
+	typ := o.Str("Type")
+	p := &model.Product{SKU: o.ReqStr("SKU"), Name: o.Str("Name"), Description: firstNonEmpty(o.Str("Description"), o.Str("ShortDescription")),
+		Category: o.Str("Category"), Barcode: o.Str("Barcode"), UnitOfMeasure: o.Str("UOM"),
+		SellPrice: o.Dec("PriceTier1"), CostPrice: o.Dec("AverageCost"),
+		IsSold: o.Get("Sellable") == nil || o.Bool("Sellable"), IsPurchased: !strings.EqualFold(typ, "Service"),
 		Tracked: strings.EqualFold(typ, "Stock"), Obsolete: deprecated(status)}
-	if tiers := o.get("PriceTiers"); tiers != nil {
-		keys, vals, ok := orderedObject(tiers)
+	if tiers := o.Get("PriceTiers"); tiers != nil {
+		keys, vals, ok := vendorjson.OrderedObject(tiers)
 		if !ok {
-			o.fail("PriceTiers", "not an object")
+			o.Fail("PriceTiers", "not an object")
 		}
 		for i, k := range keys {
-			amount, err := decimal(json.Number(bytes.TrimSpace(vals[i])))
+			amount, err := vendorjson.Decimal(json.Number(bytes.TrimSpace(vals[i])))
 			if err != nil {
-				o.fail("PriceTiers."+k, "not a number")
+				o.Fail("PriceTiers."+k, "not a number")
 				break
 			}
 			if !isZero(amount) {
@@ -232,7 +233,7 @@ func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 	} else {
 		for n := 1; n <= 10; n++ {
 			f := fmt.Sprintf("PriceTier%d", n)
-			if d := o.dec(f); !isZero(d) {
+			if d := o.Dec(f); !isZero(d) {
 				p.Prices = append(p.Prices, model.Price{Tier: fmt.Sprintf("Tier %d", n), Amount: d})
 			}
 		}
@@ -244,17 +245,17 @@ func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 // product in one location (and bin and batch, where the account uses them).
 // Availability has no modification time and no modified filter.
 func mapAvailability(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	pid := o.reqStr("ID")
-	loc := o.reqStr("Location")
+	pid := o.ReqStr("ID")
+	loc := o.ReqStr("Location")
 	key := pid + "/" + loc
-	if bin := o.str("Bin"); bin != "" {
+	if bin := o.Str("Bin"); bin != "" {
 		key += "/bin:" + bin
 	}
-	if batch := o.str("Batch"); batch != "" {
+	if batch := o.Str("Batch"); batch != "" {
 		key += "/batch:" + batch
 	}
-	st := &model.StockLevel{ProductVendorID: pid, SKU: o.str("SKU"), Warehouse: loc, WarehouseName: loc,
-		OnHand: o.float("OnHand"), Allocated: o.float("Allocated"), Available: o.float("Available"), OnOrder: o.float("OnOrder")}
+	st := &model.StockLevel{ProductVendorID: pid, SKU: o.Str("SKU"), Warehouse: loc, WarehouseName: loc,
+		OnHand: o.Float("OnHand"), Allocated: o.Float("Allocated"), Available: o.Float("Available"), OnOrder: o.Float("OnOrder")}
 	*out = append(*out, record(env, model.KindStockLevel, key, env.Fetched, false, raw, st))
 }
 
@@ -264,33 +265,33 @@ var notShipped = map[string]bool{"": true, "NOT SHIPPED": true, "NOT AVAILABLE":
 // carries them, the sale's invoice and its shipping summary. Lines need one
 // GET /sale per sale and are not read (see docs/connectors/cin7core.md).
 func mapSale(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("SaleID")
-	mod := o.time("Updated", true)
-	status := o.str("Status")
+	id := o.ReqStr("SaleID")
+	mod := o.Time("Updated", true)
+	status := o.Str("Status")
 	del := voided(status)
-	number := o.str("OrderNumber")
-	customerID, customer := o.str("CustomerID"), o.str("Customer")
-	currency := firstNonEmpty(o.str("CustomerCurrency"), o.str("BaseCurrency"))
+	number := o.Str("OrderNumber")
+	customerID, customer := o.Str("CustomerID"), o.Str("Customer")
+	currency := firstNonEmpty(o.Str("CustomerCurrency"), o.Str("BaseCurrency"))
 	so := &model.SalesOrder{Number: number, CustomerVendorID: customerID, CustomerCode: customer, Status: status,
-		OrderDate: o.optTime("OrderDate"), RequiredDate: o.optTime("ShipBy"), Warehouse: o.str("OrderLocationID"), Currency: currency}
-	invoiceAmount, paid := o.dec("InvoiceAmount"), o.dec("PaidAmount")
-	if o.err != nil {
+		OrderDate: o.OptTime("OrderDate"), RequiredDate: o.OptTime("ShipBy"), Warehouse: o.Str("OrderLocationID"), Currency: currency}
+	invoiceAmount, paid := o.Dec("InvoiceAmount"), o.Dec("PaidAmount")
+	if o.Err() != nil {
 		return
 	}
 	*out = append(*out, record(env, model.KindSalesOrder, id, mod, del, raw, so))
-	if inv := o.str("InvoiceNumber"); inv != "" {
-		istatus := o.str("CombinedInvoiceStatus")
+	if inv := o.Str("InvoiceNumber"); inv != "" {
+		istatus := o.Str("CombinedInvoiceStatus")
 		in := &model.Invoice{Number: inv, Type: "sale", CustomerVendorID: customerID, CustomerCode: customer, SalesOrderNumber: number,
-			Status: istatus, IssueDate: o.optTime("InvoiceDate"), DueDate: o.optTime("InvoiceDueDate"), Currency: currency,
+			Status: istatus, IssueDate: o.OptTime("InvoiceDate"), DueDate: o.OptTime("InvoiceDueDate"), Currency: currency,
 			Total: invoiceAmount}
 		if invoiceAmount != "" {
 			in.AmountDue = subDecimal(invoiceAmount, firstDecimal(paid, "0"))
 		}
 		*out = append(*out, record(env, model.KindInvoice, id+"/"+inv, mod, del || voided(istatus), raw, in))
 	}
-	if ship := strings.ToUpper(o.str("CombinedShippingStatus")); !notShipped[ship] {
+	if ship := strings.ToUpper(o.Str("CombinedShippingStatus")); !notShipped[ship] {
 		sh := &model.Shipment{Number: number, SalesOrderNumber: number, Status: ship,
-			TrackingNumber: o.str("CombinedTrackingNumbers"), Warehouse: o.str("OrderLocationID")}
+			TrackingNumber: o.Str("CombinedTrackingNumbers"), Warehouse: o.Str("OrderLocationID")}
 		*out = append(*out, record(env, model.KindShipment, id+"/shipment", mod, del, raw, sh))
 	}
 }
@@ -306,11 +307,11 @@ func firstDecimal(v ...model.Decimal) model.Decimal {
 
 // mapCreditNote maps a /saleCreditNoteList row: one sale's credit note.
 func mapCreditNote(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("SaleID")
-	mod := o.time("Updated", true)
-	status := o.str("CreditNoteStatus")
-	cn := &model.CreditNote{Number: o.str("CreditNoteNumber"), Type: "sale", CustomerVendorID: o.str("CustomerID"),
-		CustomerCode: o.str("Customer"), InvoiceNumber: o.str("InvoiceNumber"), Status: status,
-		Currency: firstNonEmpty(o.str("CustomerCurrency"), o.str("BaseCurrency"))}
-	*out = append(*out, record(env, model.KindCreditNote, id, mod, voided(status) || voided(o.str("Status")), raw, cn))
+	id := o.ReqStr("SaleID")
+	mod := o.Time("Updated", true)
+	status := o.Str("CreditNoteStatus")
+	cn := &model.CreditNote{Number: o.Str("CreditNoteNumber"), Type: "sale", CustomerVendorID: o.Str("CustomerID"),
+		CustomerCode: o.Str("Customer"), InvoiceNumber: o.Str("InvoiceNumber"), Status: status,
+		Currency: firstNonEmpty(o.Str("CustomerCurrency"), o.Str("BaseCurrency"))}
+	*out = append(*out, record(env, model.KindCreditNote, id, mod, voided(status) || voided(o.Str("Status")), raw, cn))
 }

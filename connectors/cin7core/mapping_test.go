@@ -142,22 +142,6 @@ func TestParseTime(t *testing.T) {
 	}
 }
 
-func TestDecimal(t *testing.T) {
-	for in, want := range map[string]model.Decimal{
-		"12.50": "12.5", "8": "8", "0": "0", "-0.010": "-0.01", "1e-2": "0.01", "1.5E3": "1500", "10.0000000000": "10", "-0": "0", "007.10": "7.1",
-	} {
-		got, err := decimal(json.Number(in))
-		if err != nil || got != want {
-			t.Errorf("decimal(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"abc", "1.2.3", "--1"} {
-		if _, err := decimal(json.Number(bad)); err == nil {
-			t.Errorf("decimal(%q) succeeded", bad)
-		}
-	}
-}
-
 // TestMalformedDocuments feeds broken documents: every one must fail with
 // KindInvalidResponse naming the entity, the page and the field, and none
 // may panic.

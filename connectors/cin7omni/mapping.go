@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/internal/vendorjson"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 )
 
@@ -30,7 +31,7 @@ func decodePage(kind model.Kind, mapItem itemMapper, page int, body []byte, env 
 	if !json.Valid(body) {
 		return nil, 0, fail("the body is not JSON")
 	}
-	list, ok := splitArray(bytes.TrimSpace(body))
+	list, ok := vendorjson.SplitArray(bytes.TrimSpace(body))
 	if !ok {
 		return nil, 0, fail("the body is not a JSON array")
 	}
@@ -41,8 +42,8 @@ func decodePage(kind model.Kind, mapItem itemMapper, page int, body []byte, env 
 			return nil, 0, fail("item %d: not a JSON object", i)
 		}
 		mapItem(o, raw, env, &records)
-		if o.err != nil {
-			return nil, 0, fail("item %d: %v", i, o.err)
+		if o.Err() != nil {
+			return nil, 0, fail("item %d: %v", i, o.Err())
 		}
 	}
 	return records, len(list), nil
@@ -52,12 +53,12 @@ func record(env mapEnv, kind model.Kind, id string, mod time.Time, deleted bool,
 	return model.Record{Company: env.Company, Vendor: Type, Kind: kind, VendorID: id, ModifiedAt: mod, Deleted: deleted, Raw: raw, Data: data}
 }
 
-// id reads a required integer id as text.
-func (o *obj) id(field string) string {
-	d := o.dec(field)
+// reqID reads a required integer id as text.
+func reqID(o *obj, field string) string {
+	d := o.Dec(field)
 	if d == "" || strings.ContainsAny(string(d), ".-") {
-		if o.err == nil {
-			o.fail(field, "missing or not an id")
+		if o.Err() == nil {
+			o.Fail(field, "missing or not an id")
 		}
 		return ""
 	}
@@ -65,8 +66,8 @@ func (o *obj) id(field string) string {
 }
 
 // optID reads an optional integer id; 0 and absent are "".
-func (o *obj) optID(field string) string {
-	d := o.dec(field)
+func optID(o *obj, field string) string {
+	d := o.Dec(field)
 	if isZero(d) {
 		return ""
 	}
@@ -76,20 +77,20 @@ func (o *obj) optID(field string) string {
 // modTime reads ModifiedDate, falling back to the response time when the
 // record carries none.
 func modTime(o *obj, env mapEnv, required bool) time.Time {
-	if t := o.time("ModifiedDate", required); !t.IsZero() {
+	if t := o.Time("ModifiedDate", required); !t.IsZero() {
 		return t
 	}
 	return env.Fetched
 }
 
-func active(o *obj) bool { return o.get("IsActive") == nil || o.boolean("IsActive") }
+func active(o *obj) bool { return o.Get("IsActive") == nil || o.Bool("IsActive") }
 
 func mapBranch(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.id("Id")
-	name := firstNonEmpty(o.str("Company"), o.str("BranchName"), o.str("Name"))
+	id := reqID(o, "Id")
+	name := firstNonEmpty(o.Str("Company"), o.Str("BranchName"), o.Str("Name"))
 	w := &model.Warehouse{Code: name, Name: name}
-	addr := model.Address{Line1: o.str("Address1"), Line2: o.str("Address2"), City: o.str("City"), Region: o.str("State"),
-		PostalCode: o.str("PostCode"), Country: o.str("Country")}
+	addr := model.Address{Line1: o.Str("Address1"), Line2: o.Str("Address2"), City: o.Str("City"), Region: o.Str("State"),
+		PostalCode: o.Str("PostCode"), Country: o.Str("Country")}
 	if addr != (model.Address{}) {
 		w.Address = &addr
 	}
@@ -97,48 +98,48 @@ func mapBranch(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 }
 
 func mapUser(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.id("Id")
-	name := strings.TrimSpace(o.str("FirstName") + " " + o.str("LastName"))
-	sp := &model.SalesPerson{Code: id, Name: name, Email: o.str("Email")}
+	id := reqID(o, "Id")
+	name := strings.TrimSpace(o.Str("FirstName") + " " + o.Str("LastName"))
+	sp := &model.SalesPerson{Code: id, Name: name, Email: o.Str("Email")}
 	*out = append(*out, record(env, model.KindSalesPerson, id, modTime(o, env, false), !active(o), raw, sp))
 }
 
 func mapSupplier(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.id("Id")
-	name := firstNonEmpty(o.str("Company"), strings.TrimSpace(o.str("FirstName")+" "+o.str("LastName")))
-	s := &model.Supplier{Code: firstNonEmpty(o.str("AccountNumber"), id), Name: name, Email: o.str("Email"),
-		Phone: firstNonEmpty(o.str("Phone"), o.str("Mobile")), Currency: o.str("CurrencyCode")}
+	id := reqID(o, "Id")
+	name := firstNonEmpty(o.Str("Company"), strings.TrimSpace(o.Str("FirstName")+" "+o.Str("LastName")))
+	s := &model.Supplier{Code: firstNonEmpty(o.Str("AccountNumber"), id), Name: name, Email: o.Str("Email"),
+		Phone: firstNonEmpty(o.Str("Phone"), o.Str("Mobile")), Currency: o.Str("CurrencyCode")}
 	*out = append(*out, record(env, model.KindSupplier, id, modTime(o, env, true), !active(o), raw, s))
 }
 
 // mapCustomer maps a customer contact and its secondary contacts. The
 // customer's price column (and percentage off) is its price tier.
 func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.id("Id")
+	id := reqID(o, "Id")
 	mod := modTime(o, env, true)
 	deleted := !active(o)
 	status := "Active"
 	switch {
 	case deleted:
 		status = "Inactive"
-	case o.boolean("OnHold"):
+	case o.Bool("OnHold"):
 		status = "OnHold"
 	}
-	c := &model.Customer{Code: firstNonEmpty(o.str("AccountNumber"), id), Name: firstNonEmpty(o.str("Company"), strings.TrimSpace(o.str("FirstName")+" "+o.str("LastName"))),
-		Email: o.str("Email"), Phone: firstNonEmpty(o.str("Phone"), o.str("Mobile")), Currency: o.str("CurrencyCode"), TaxNumber: o.str("TaxNumber"),
-		PriceTier: o.str("PriceColumn"), SalesPerson: o.optID("SalesPersonId"), Status: status}
-	addr := model.Address{Type: "Physical", Line1: o.str("Address1"), Line2: o.str("Address2"), City: o.str("City"), Region: o.str("State"),
-		PostalCode: o.str("PostCode"), Country: o.str("Country")}
+	c := &model.Customer{Code: firstNonEmpty(o.Str("AccountNumber"), id), Name: firstNonEmpty(o.Str("Company"), strings.TrimSpace(o.Str("FirstName")+" "+o.Str("LastName"))),
+		Email: o.Str("Email"), Phone: firstNonEmpty(o.Str("Phone"), o.Str("Mobile")), Currency: o.Str("CurrencyCode"), TaxNumber: o.Str("TaxNumber"),
+		PriceTier: o.Str("PriceColumn"), SalesPerson: optID(o, "SalesPersonId"), Status: status}
+	addr := model.Address{Type: "Physical", Line1: o.Str("Address1"), Line2: o.Str("Address2"), City: o.Str("City"), Region: o.Str("State"),
+		PostalCode: o.Str("PostCode"), Country: o.Str("Country")}
 	if addr != (model.Address{Type: "Physical"}) {
 		c.Addresses = append(c.Addresses, addr)
 	}
 	*out = append(*out, record(env, model.KindCustomer, id, mod, deleted, raw, c))
-	for i, craw := range o.arr("SecondaryContacts") {
-		co := o.child("SecondaryContacts", i, craw)
-		ct := &model.Contact{CustomerVendorID: id, FirstName: co.str("FirstName"), LastName: co.str("LastName"), Email: co.str("Email"),
-			Phone: firstNonEmpty(co.str("Phone"), co.str("Mobile")), Role: co.str("JobTitle")}
-		*out = append(*out, record(env, model.KindContact, co.id("Id"), mod, deleted, craw, ct))
-		o.adopt(fmt.Sprintf("SecondaryContacts[%d]", i), co)
+	for i, craw := range o.Arr("SecondaryContacts") {
+		co := o.Child("SecondaryContacts", i, craw)
+		ct := &model.Contact{CustomerVendorID: id, FirstName: co.Str("FirstName"), LastName: co.Str("LastName"), Email: co.Str("Email"),
+			Phone: firstNonEmpty(co.Str("Phone"), co.Str("Mobile")), Role: co.Str("JobTitle")}
+		*out = append(*out, record(env, model.KindContact, reqID(co, "Id"), mod, deleted, craw, ct))
+		o.Adopt(fmt.Sprintf("SecondaryContacts[%d]", i), co)
 	}
 }
 
@@ -147,48 +148,48 @@ func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 // its parent, and the option's special price into a price rule. A style
 // without options becomes one product of its own ("style/<id>").
 func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.id("Id")
+	id := reqID(o, "Id")
 	mod := modTime(o, env, true)
-	status := o.str("Status")
+	status := o.Str("Status")
 	inactive := strings.EqualFold(status, "Inactive")
-	base := model.Product{Name: o.str("Name"), Description: o.str("Description"), Category: o.str("Category"),
-		UnitOfMeasure: o.str("UnitOfMeasure"), IsSold: !strings.EqualFold(status, "Internal"), IsPurchased: true, Tracked: true}
-	options := o.arr("ProductOptions")
+	base := model.Product{Name: o.Str("Name"), Description: o.Str("Description"), Category: o.Str("Category"),
+		UnitOfMeasure: o.Str("UnitOfMeasure"), IsSold: !strings.EqualFold(status, "Internal"), IsPurchased: true, Tracked: true}
+	options := o.Arr("ProductOptions")
 	if len(options) == 0 {
 		p := base
-		p.SKU, p.Obsolete = o.str("StyleCode"), inactive
+		p.SKU, p.Obsolete = o.Str("StyleCode"), inactive
 		*out = append(*out, record(env, model.KindProduct, "style/"+id, mod, inactive, raw, &p))
 		return
 	}
 	for i, oraw := range options {
-		po := o.child("ProductOptions", i, oraw)
-		oid := po.id("Id")
-		omod := po.time("ModifiedDate", false)
+		po := o.Child("ProductOptions", i, oraw)
+		oid := reqID(po, "Id")
+		omod := po.Time("ModifiedDate", false)
 		if omod.Before(mod) {
 			omod = mod
 		}
-		optStatus := po.str("Status")
+		optStatus := po.Str("Status")
 		del := inactive || strings.EqualFold(optStatus, "Disabled")
 		p := base
-		p.SKU = firstNonEmpty(po.str("ProductOptionCode"), po.str("Code"))
-		p.Barcode = po.str("ProductOptionBarcode")
+		p.SKU = firstNonEmpty(po.Str("ProductOptionCode"), po.Str("Code"))
+		p.Barcode = po.Str("ProductOptionBarcode")
 		p.ParentVendorID = id
 		p.Obsolete = del
-		p.SellPrice = po.dec("RetailPrice")
+		p.SellPrice = po.Dec("RetailPrice")
 		for _, t := range []struct{ field, tier string }{{"RetailPrice", "Retail"}, {"WholesalePrice", "Wholesale"}, {"VIPPrice", "VIP"}} {
-			if d := po.dec(t.field); !isZero(d) {
+			if d := po.Dec(t.field); !isZero(d) {
 				p.Prices = append(p.Prices, model.Price{Tier: t.tier, Amount: d})
 			}
 		}
-		if cols := po.get("PriceColumns"); cols != nil {
-			keys, vals, ok := orderedObject(cols)
+		if cols := po.Get("PriceColumns"); cols != nil {
+			keys, vals, ok := vendorjson.OrderedObject(cols)
 			if !ok {
-				po.fail("PriceColumns", "not an object")
+				po.Fail("PriceColumns", "not an object")
 			}
 			for k, name := range keys {
-				d, err := decimal(json.Number(bytes.Trim(bytes.TrimSpace(vals[k]), `"`)))
+				d, err := vendorjson.Decimal(json.Number(bytes.Trim(bytes.TrimSpace(vals[k]), `"`)))
 				if err != nil {
-					po.fail("PriceColumns."+name, "not a number")
+					po.Fail("PriceColumns."+name, "not a number")
 					break
 				}
 				if !isZero(d) {
@@ -197,40 +198,40 @@ func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 			}
 		}
 		*out = append(*out, record(env, model.KindProduct, oid, omod, del, oraw, &p))
-		if sp := po.dec("SpecialPrice"); !isZero(sp) {
-			pr := &model.PriceRule{ProductVendorID: oid, SKU: p.SKU, PriceList: "Special", Price: sp, ValidFrom: po.optTime("SpecialsStartDate")}
-			if days := po.float("SpecialDays"); pr.ValidFrom != nil && days > 0 {
+		if sp := po.Dec("SpecialPrice"); !isZero(sp) {
+			pr := &model.PriceRule{ProductVendorID: oid, SKU: p.SKU, PriceList: "Special", Price: sp, ValidFrom: po.OptTime("SpecialsStartDate")}
+			if days := po.Float("SpecialDays"); pr.ValidFrom != nil && days > 0 {
 				to := pr.ValidFrom.Add(time.Duration(days) * 24 * time.Hour)
 				pr.ValidTo = &to
 			}
 			*out = append(*out, record(env, model.KindPriceRule, oid+"/special", omod, del, oraw, pr))
 		}
-		o.adopt(fmt.Sprintf("ProductOptions[%d]", i), po)
+		o.Adopt(fmt.Sprintf("ProductOptions[%d]", i), po)
 	}
 }
 
 // mapStock maps a /v1/Stock row: an option's stock in one branch.
 // ModifiedDate is the option's last transaction in the branch.
 func mapStock(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	oid := o.id("ProductOptionId")
-	bid := o.id("BranchId")
-	branch := o.str("BranchName")
-	st := &model.StockLevel{ProductVendorID: oid, SKU: o.str("Code"), Warehouse: firstNonEmpty(branch, bid), WarehouseName: branch,
-		OnHand: o.float("StockOnHand"), Allocated: o.float("OpenSales"), Available: o.float("Available"), OnOrder: o.float("Incoming")}
+	oid := reqID(o, "ProductOptionId")
+	bid := reqID(o, "BranchId")
+	branch := o.Str("BranchName")
+	st := &model.StockLevel{ProductVendorID: oid, SKU: o.Str("Code"), Warehouse: firstNonEmpty(branch, bid), WarehouseName: branch,
+		OnHand: o.Float("StockOnHand"), Allocated: o.Float("OpenSales"), Available: o.Float("Available"), OnOrder: o.Float("Incoming")}
 	*out = append(*out, record(env, model.KindStockLevel, oid+"/"+bid, modTime(o, env, false), false, raw, st))
 }
 
 func mapLines(o *obj) []model.Line {
 	var out []model.Line
-	for i, lraw := range o.arr("LineItems") {
-		l := o.child("LineItems", i, lraw)
+	for i, lraw := range o.Arr("LineItems") {
+		l := o.Child("LineItems", i, lraw)
 		n := i + 1
-		if l.get("SortOrder") != nil {
-			n = int(l.float("SortOrder"))
+		if l.Get("SortOrder") != nil {
+			n = int(l.Float("SortOrder"))
 		}
-		out = append(out, model.Line{LineNo: n, ProductVendorID: l.optID("ProductOptionId"), SKU: l.str("Code"), Description: l.str("Name"),
-			Quantity: l.float("Qty"), UnitPrice: l.dec("UnitPrice"), Discount: l.dec("Discount")})
-		o.adopt(fmt.Sprintf("LineItems[%d]", i), l)
+		out = append(out, model.Line{LineNo: n, ProductVendorID: optID(l, "ProductOptionId"), SKU: l.Str("Code"), Description: l.Str("Name"),
+			Quantity: l.Float("Qty"), UnitPrice: l.Dec("UnitPrice"), Discount: l.Dec("Discount")})
+		o.Adopt(fmt.Sprintf("LineItems[%d]", i), l)
 	}
 	return out
 }
@@ -238,34 +239,34 @@ func mapLines(o *obj) []model.Line {
 // mapSalesOrder maps a sales order and, where it carries them, its invoice
 // (Omni keeps InvoiceNumber and InvoiceDate on the order) and its dispatch.
 func mapSalesOrder(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.id("Id")
+	id := reqID(o, "Id")
 	mod := modTime(o, env, true)
-	void := o.boolean("IsVoid")
-	number := firstNonEmpty(o.str("Reference"), id)
-	customer, company := o.optID("MemberId"), o.str("Company")
-	currency := o.str("CurrencyCode")
-	status := o.str("Status")
+	void := o.Bool("IsVoid")
+	number := firstNonEmpty(o.Str("Reference"), id)
+	customer, company := optID(o, "MemberId"), o.Str("Company")
+	currency := o.Str("CurrencyCode")
+	status := o.Str("Status")
 	lines := mapLines(o)
 	so := &model.SalesOrder{Number: number, CustomerVendorID: customer, CustomerCode: company, Status: status,
-		OrderDate: o.optTime("OrderDate"), RequiredDate: o.optTime("EstimatedDeliveryDate"), Warehouse: o.optID("BranchId"), Currency: currency,
-		SubTotal: o.dec("ProductTotal"), TaxTotal: o.dec("TaxTotal"), Total: o.dec("Total"), Lines: lines}
+		OrderDate: o.OptTime("OrderDate"), RequiredDate: o.OptTime("EstimatedDeliveryDate"), Warehouse: optID(o, "BranchId"), Currency: currency,
+		SubTotal: o.Dec("ProductTotal"), TaxTotal: o.Dec("TaxTotal"), Total: o.Dec("Total"), Lines: lines}
 	*out = append(*out, record(env, model.KindSalesOrder, id, mod, void, raw, so))
-	if inv := o.optID("InvoiceNumber"); inv != "" {
+	if inv := optID(o, "InvoiceNumber"); inv != "" {
 		in := &model.Invoice{Number: inv, Type: "sale", CustomerVendorID: customer, CustomerCode: company, SalesOrderNumber: number, Status: status,
-			IssueDate: o.optTime("InvoiceDate"), Currency: currency, SubTotal: so.SubTotal, TaxTotal: so.TaxTotal, Total: so.Total, Lines: lines}
+			IssueDate: o.OptTime("InvoiceDate"), Currency: currency, SubTotal: so.SubTotal, TaxTotal: so.TaxTotal, Total: so.Total, Lines: lines}
 		*out = append(*out, record(env, model.KindInvoice, id+"/invoice", mod, void, raw, in))
 	}
-	if shipped := o.optTime("DispatchedDate"); shipped != nil {
-		sh := &model.Shipment{Number: number, SalesOrderNumber: number, Status: o.str("Stage"), ShippedDate: shipped,
-			Carrier: o.str("LogisticsCarrier"), TrackingNumber: o.str("TrackingCode"), Warehouse: so.Warehouse}
+	if shipped := o.OptTime("DispatchedDate"); shipped != nil {
+		sh := &model.Shipment{Number: number, SalesOrderNumber: number, Status: o.Str("Stage"), ShippedDate: shipped,
+			Carrier: o.Str("LogisticsCarrier"), TrackingNumber: o.Str("TrackingCode"), Warehouse: so.Warehouse}
 		*out = append(*out, record(env, model.KindShipment, id+"/dispatch", mod, void, raw, sh))
 	}
 }
 
 func mapCreditNote(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.id("Id")
-	cn := &model.CreditNote{Number: firstNonEmpty(o.str("Reference"), o.str("CreditNoteNumber"), id), Type: "sale", CustomerVendorID: o.optID("MemberId"),
-		CustomerCode: o.str("Company"), InvoiceNumber: o.optID("InvoiceNumber"), Status: o.str("Status"), IssueDate: o.optTime("CreditNoteDate"),
-		Currency: o.str("CurrencyCode"), SubTotal: o.dec("ProductTotal"), TaxTotal: o.dec("TaxTotal"), Total: o.dec("Total"), Lines: mapLines(o)}
-	*out = append(*out, record(env, model.KindCreditNote, id, modTime(o, env, true), o.boolean("IsVoid"), raw, cn))
+	id := reqID(o, "Id")
+	cn := &model.CreditNote{Number: firstNonEmpty(o.Str("Reference"), o.Str("CreditNoteNumber"), id), Type: "sale", CustomerVendorID: optID(o, "MemberId"),
+		CustomerCode: o.Str("Company"), InvoiceNumber: optID(o, "InvoiceNumber"), Status: o.Str("Status"), IssueDate: o.OptTime("CreditNoteDate"),
+		Currency: o.Str("CurrencyCode"), SubTotal: o.Dec("ProductTotal"), TaxTotal: o.Dec("TaxTotal"), Total: o.Dec("Total"), Lines: mapLines(o)}
+	*out = append(*out, record(env, model.KindCreditNote, id, modTime(o, env, true), o.Bool("IsVoid"), raw, cn))
 }

@@ -3,11 +3,10 @@ package cin7omni
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
-	"math/big"
 	"strings"
 	"time"
 
+	"github.com/erpsync/erpsync-operator/connectors/internal/vendorjson"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 )
 
@@ -31,60 +30,6 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, errNotADate
 }
 
-// decimal turns a JSON number (or numeric string) into a canonical Decimal
-// without going through a float.
-func decimal(n json.Number) (model.Decimal, error) {
-	s := strings.TrimSpace(string(n))
-	if s == "" {
-		return "", nil
-	}
-	if plainDecimal(s) {
-		return model.Decimal(trimDecimal(s)), nil
-	}
-	r, ok := new(big.Rat).SetString(s)
-	if !ok {
-		return "", fmt.Errorf("not a number")
-	}
-	return model.Decimal(trimDecimal(r.FloatString(20))), nil
-}
-
-func plainDecimal(s string) bool {
-	if s != "" && (s[0] == '-' || s[0] == '+') {
-		s = s[1:]
-	}
-	whole, frac, dot := strings.Cut(s, ".")
-	if whole == "" || (dot && frac == "") {
-		return false
-	}
-	for _, part := range []string{whole, frac} {
-		for i := 0; i < len(part); i++ {
-			if part[i] < '0' || part[i] > '9' {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func trimDecimal(s string) string {
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimLeft(s, "+-")
-	whole, frac, _ := strings.Cut(s, ".")
-	whole = strings.TrimLeft(whole, "0")
-	if whole == "" {
-		whole = "0"
-	}
-	frac = strings.TrimRight(frac, "0")
-	out := whole
-	if frac != "" {
-		out += "." + frac
-	}
-	if neg && out != "0" {
-		out = "-" + out
-	}
-	return out
-}
-
 func isZero(d model.Decimal) bool { return d == "" || d == "0" }
 
 func firstNonEmpty(v ...string) string {
@@ -95,3 +40,11 @@ func firstNonEmpty(v ...string) string {
 	}
 	return ""
 }
+
+// obj reads a Cin7 Omni JSON object field by field.
+type obj = vendorjson.Obj
+
+var objOptions = vendorjson.Options{ParseTime: parseTime, BadDate: "not a Cin7 Omni date"}
+
+// newObj splits a Cin7 Omni JSON object into its fields.
+func newObj(raw json.RawMessage) (*obj, error) { return vendorjson.New(raw, objOptions) }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/internal/vendorjson"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 )
 
@@ -43,7 +44,7 @@ func decodePage(kind model.Kind, mapItem itemMapper, page int, body []byte, env 
 	if err != nil {
 		return nil, fail("the body is not a JSON object")
 	}
-	pg := o.get("Pagination")
+	pg := o.Get("Pagination")
 	if pg == nil {
 		return nil, fail("field Pagination: missing")
 	}
@@ -56,18 +57,18 @@ func decodePage(kind model.Kind, mapItem itemMapper, page int, body []byte, env 
 		name string
 		dst  *int
 	}{{"NumberOfItems", &doc.Total}, {"PageNumber", &doc.PageNumber}, {"NumberOfPages", &doc.NumberOfPages}} {
-		d := po.dec(f.name)
+		d := po.Dec(f.name)
 		n, err := strconv.Atoi(string(d))
-		if po.err != nil || err != nil || n < 0 {
+		if po.Err() != nil || err != nil || n < 0 {
 			return nil, fail("field Pagination.%s: not a count", f.name)
 		}
 		*f.dst = n
 	}
-	itemsRaw := o.get("Items")
+	itemsRaw := o.Get("Items")
 	if itemsRaw == nil {
 		return nil, fail("field Items: missing")
 	}
-	items, ok := splitArray(itemsRaw)
+	items, ok := vendorjson.SplitArray(itemsRaw)
 	if !ok {
 		return nil, fail("field Items: not an array")
 	}
@@ -79,8 +80,8 @@ func decodePage(kind model.Kind, mapItem itemMapper, page int, body []byte, env 
 			return nil, fail("Items[%d]: not a JSON object", i)
 		}
 		mapItem(ro, raw, env, &doc.Records)
-		if ro.err != nil {
-			return nil, fail("Items[%d]: %v", i, ro.err)
+		if ro.Err() != nil {
+			return nil, fail("Items[%d]: %v", i, ro.Err())
 		}
 	}
 	return doc, nil
@@ -91,14 +92,14 @@ func record(env mapEnv, kind model.Kind, id string, mod time.Time, deleted bool,
 }
 
 // sub reads a nested object field; absent or null gives an empty object.
-func (o *obj) sub(field string) *obj {
-	v := o.get(field)
+func sub(o *obj, field string) *obj {
+	v := o.Get(field)
 	if v == nil {
 		return &obj{}
 	}
 	c, err := newObj(v)
 	if err != nil {
-		o.fail(field, "not an object")
+		o.Fail(field, "not an object")
 		return &obj{}
 	}
 	return c
@@ -107,7 +108,7 @@ func (o *obj) sub(field string) *obj {
 // modTime reads LastModifiedOn; documents without it fall back to the
 // response time.
 func modTime(o *obj, env mapEnv, required bool) time.Time {
-	if t := o.time("LastModifiedOn", required); !t.IsZero() {
+	if t := o.Time("LastModifiedOn", required); !t.IsZero() {
 		return t
 	}
 	return env.Fetched
@@ -122,70 +123,70 @@ func deleted(status string) bool {
 }
 
 func mapTax(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
-	t := &model.TaxRate{Code: o.reqStr("TaxCode"), Name: o.str("Description"), Rate: percent(o.dec("TaxRate"))}
-	*out = append(*out, record(env, model.KindTaxRate, id, modTime(o, env, false), o.boolean("Obsolete"), raw, t))
+	id := o.ReqStr("Guid")
+	t := &model.TaxRate{Code: o.ReqStr("TaxCode"), Name: o.Str("Description"), Rate: percent(o.Dec("TaxRate"))}
+	*out = append(*out, record(env, model.KindTaxRate, id, modTime(o, env, false), o.Bool("Obsolete"), raw, t))
 }
 
 func mapCurrency(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
-	c := &model.Currency{Code: o.reqStr("CurrencyCode"), Name: o.str("Description"), ExchangeRate: o.float("DefaultSellRate")}
-	*out = append(*out, record(env, model.KindCurrency, id, modTime(o, env, false), o.boolean("Obsolete"), raw, c))
+	id := o.ReqStr("Guid")
+	c := &model.Currency{Code: o.ReqStr("CurrencyCode"), Name: o.Str("Description"), ExchangeRate: o.Float("DefaultSellRate")}
+	*out = append(*out, record(env, model.KindCurrency, id, modTime(o, env, false), o.Bool("Obsolete"), raw, c))
 }
 
 func mapWarehouse(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
-	w := &model.Warehouse{Code: o.reqStr("WarehouseCode"), Name: o.str("WarehouseName")}
-	line1 := strings.TrimSpace(o.str("StreetNo") + " " + o.str("AddressLine1"))
-	addr := model.Address{Line1: line1, Line2: o.str("AddressLine2"), City: firstNonEmpty(o.str("City"), o.str("Suburb")),
-		Region: o.str("Region"), PostalCode: o.str("PostCode"), Country: o.str("Country")}
+	id := o.ReqStr("Guid")
+	w := &model.Warehouse{Code: o.ReqStr("WarehouseCode"), Name: o.Str("WarehouseName")}
+	line1 := strings.TrimSpace(o.Str("StreetNo") + " " + o.Str("AddressLine1"))
+	addr := model.Address{Line1: line1, Line2: o.Str("AddressLine2"), City: firstNonEmpty(o.Str("City"), o.Str("Suburb")),
+		Region: o.Str("Region"), PostalCode: o.Str("PostCode"), Country: o.Str("Country")}
 	if addr != (model.Address{}) {
 		w.Address = &addr
 	}
-	*out = append(*out, record(env, model.KindWarehouse, id, modTime(o, env, true), o.boolean("Obsolete"), raw, w))
+	*out = append(*out, record(env, model.KindWarehouse, id, modTime(o, env, true), o.Bool("Obsolete"), raw, w))
 }
 
 func mapSalesperson(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
-	name := o.str("FullName")
+	id := o.ReqStr("Guid")
+	name := o.Str("FullName")
 	// Unleashed sales persons have no code; the name is what documents show.
-	sp := &model.SalesPerson{Code: name, Name: name, Email: o.str("Email")}
-	*out = append(*out, record(env, model.KindSalesPerson, id, modTime(o, env, false), o.boolean("Obsolete"), raw, sp))
+	sp := &model.SalesPerson{Code: name, Name: name, Email: o.Str("Email")}
+	*out = append(*out, record(env, model.KindSalesPerson, id, modTime(o, env, false), o.Bool("Obsolete"), raw, sp))
 }
 
 func mapSupplier(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
-	s := &model.Supplier{Code: o.reqStr("SupplierCode"), Name: o.str("SupplierName"), Email: o.str("Email"),
-		Phone: firstNonEmpty(o.str("PhoneNumber"), o.str("MobileNumber")), Currency: o.sub("Currency").str("CurrencyCode")}
-	*out = append(*out, record(env, model.KindSupplier, id, modTime(o, env, false), o.boolean("Obsolete"), raw, s))
+	id := o.ReqStr("Guid")
+	s := &model.Supplier{Code: o.ReqStr("SupplierCode"), Name: o.Str("SupplierName"), Email: o.Str("Email"),
+		Phone: firstNonEmpty(o.Str("PhoneNumber"), o.Str("MobileNumber")), Currency: sub(o, "Currency").Str("CurrencyCode")}
+	*out = append(*out, record(env, model.KindSupplier, id, modTime(o, env, false), o.Bool("Obsolete"), raw, s))
 }
 
 // mapCustomer maps a customer and its inline contacts (includeAllContacts).
 func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
+	id := o.ReqStr("Guid")
 	mod := modTime(o, env, true)
-	obsolete := o.boolean("Obsolete")
-	c := &model.Customer{Code: o.reqStr("CustomerCode"), Name: o.str("CustomerName"), Email: o.str("Email"),
-		Phone: firstNonEmpty(o.str("PhoneNumber"), o.str("MobileNumber")), Currency: o.sub("Currency").str("CurrencyCode"),
-		TaxNumber: o.str("GSTVATNumber"), PriceTier: o.str("SellPriceTier"), SalesPerson: o.sub("Salesperson").str("FullName")}
+	obsolete := o.Bool("Obsolete")
+	c := &model.Customer{Code: o.ReqStr("CustomerCode"), Name: o.Str("CustomerName"), Email: o.Str("Email"),
+		Phone: firstNonEmpty(o.Str("PhoneNumber"), o.Str("MobileNumber")), Currency: sub(o, "Currency").Str("CurrencyCode"),
+		TaxNumber: o.Str("GSTVATNumber"), PriceTier: o.Str("SellPriceTier"), SalesPerson: sub(o, "Salesperson").Str("FullName")}
 	if obsolete {
 		c.Status = "Obsolete"
 	} else {
 		c.Status = "Active"
 	}
-	for i, araw := range o.arr("Addresses") {
-		a := o.child("Addresses", i, araw)
-		c.Addresses = append(c.Addresses, model.Address{Type: a.str("AddressType"), Line1: a.str("StreetAddress"), Line2: a.str("StreetAddress2"),
-			City: firstNonEmpty(a.str("City"), a.str("Suburb")), Region: a.str("Region"), PostalCode: a.str("PostalCode"), Country: a.str("Country")})
-		o.adopt(fmt.Sprintf("Addresses[%d]", i), a)
+	for i, araw := range o.Arr("Addresses") {
+		a := o.Child("Addresses", i, araw)
+		c.Addresses = append(c.Addresses, model.Address{Type: a.Str("AddressType"), Line1: a.Str("StreetAddress"), Line2: a.Str("StreetAddress2"),
+			City: firstNonEmpty(a.Str("City"), a.Str("Suburb")), Region: a.Str("Region"), PostalCode: a.Str("PostalCode"), Country: a.Str("Country")})
+		o.Adopt(fmt.Sprintf("Addresses[%d]", i), a)
 	}
 	*out = append(*out, record(env, model.KindCustomer, id, mod, obsolete, raw, c))
-	for i, craw := range o.arr("Contacts") {
-		co := o.child("Contacts", i, craw)
-		ct := &model.Contact{CustomerVendorID: id, FirstName: co.str("FirstName"), LastName: co.str("LastName"),
-			Email: co.str("EmailAddress"), Phone: firstNonEmpty(co.str("PhoneNumber"), co.str("OfficePhone"), co.str("MobilePhone"))}
-		*out = append(*out, record(env, model.KindContact, co.reqStr("Guid"), mod, obsolete, craw, ct))
-		o.adopt(fmt.Sprintf("Contacts[%d]", i), co)
+	for i, craw := range o.Arr("Contacts") {
+		co := o.Child("Contacts", i, craw)
+		ct := &model.Contact{CustomerVendorID: id, FirstName: co.Str("FirstName"), LastName: co.Str("LastName"),
+			Email: co.Str("EmailAddress"), Phone: firstNonEmpty(co.Str("PhoneNumber"), co.Str("OfficePhone"), co.Str("MobilePhone"))}
+		*out = append(*out, record(env, model.KindContact, co.ReqStr("Guid"), mod, obsolete, craw, ct))
+		o.Adopt(fmt.Sprintf("Contacts[%d]", i), co)
 	}
 }
 
@@ -193,21 +194,21 @@ func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 // sell price tiers with a value become prices named as the account names
 // them.
 func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
+	id := o.ReqStr("Guid")
 	mod := modTime(o, env, true)
-	obsolete := o.boolean("Obsolete")
-	p := &model.Product{SKU: o.reqStr("ProductCode"), Name: o.str("ProductDescription"), Description: o.str("Notes"),
-		Category: o.sub("ProductGroup").str("GroupName"), Barcode: o.str("Barcode"), UnitOfMeasure: o.sub("UnitOfMeasure").str("Name"),
-		SellPrice: o.dec("DefaultSellPrice"), CostPrice: o.dec("DefaultPurchasePrice"),
-		IsSold: o.get("IsSellable") == nil || o.boolean("IsSellable"), IsPurchased: o.get("IsPurchasable") == nil || o.boolean("IsPurchasable"),
-		Tracked: !o.boolean("NeverDiminishing"), Obsolete: obsolete}
+	obsolete := o.Bool("Obsolete")
+	p := &model.Product{SKU: o.ReqStr("ProductCode"), Name: o.Str("ProductDescription"), Description: o.Str("Notes"),
+		Category: sub(o, "ProductGroup").Str("GroupName"), Barcode: o.Str("Barcode"), UnitOfMeasure: sub(o, "UnitOfMeasure").Str("Name"),
+		SellPrice: o.Dec("DefaultSellPrice"), CostPrice: o.Dec("DefaultPurchasePrice"),
+		IsSold: o.Get("IsSellable") == nil || o.Bool("IsSellable"), IsPurchased: o.Get("IsPurchasable") == nil || o.Bool("IsPurchasable"),
+		Tracked: !o.Bool("NeverDiminishing"), Obsolete: obsolete}
 	for n := 1; n <= 10; n++ {
 		f := fmt.Sprintf("SellPriceTier%d", n)
-		t := o.sub(f)
-		v := t.dec("Value")
-		o.adopt(f, t)
+		t := sub(o, f)
+		v := t.Dec("Value")
+		o.Adopt(f, t)
 		if !isZero(v) {
-			p.Prices = append(p.Prices, model.Price{Tier: firstNonEmpty(t.str("Name"), fmt.Sprintf("Sell Price Tier %d", n)), Amount: v})
+			p.Prices = append(p.Prices, model.Price{Tier: firstNonEmpty(t.Str("Name"), fmt.Sprintf("Sell Price Tier %d", n)), Amount: v})
 		}
 	}
 	*out = append(*out, record(env, model.KindProduct, id, mod, obsolete, raw, p))
@@ -216,103 +217,103 @@ func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 // mapStock maps a StockOnHand row read with warehouseCode: the stock of
 // one product in one warehouse.
 func mapStock(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	pid := firstNonEmpty(o.str("ProductGuid"), o.str("Guid"))
+	pid := firstNonEmpty(o.Str("ProductGuid"), o.Str("Guid"))
 	if pid == "" {
-		o.fail("ProductGuid", "missing or empty")
+		o.Fail("ProductGuid", "missing or empty")
 	}
-	wid := firstNonEmpty(o.str("WarehouseId"), o.str("WarehouseCode"))
+	wid := firstNonEmpty(o.Str("WarehouseId"), o.Str("WarehouseCode"))
 	if wid == "" {
-		o.fail("WarehouseId", "missing: rows must be read per warehouse")
+		o.Fail("WarehouseId", "missing: rows must be read per warehouse")
 	}
-	st := &model.StockLevel{ProductVendorID: pid, SKU: o.str("ProductCode"), Warehouse: o.str("WarehouseCode"), WarehouseName: o.str("Warehouse"),
-		OnHand: o.float("QtyOnHand"), Allocated: o.float("AllocatedQty"), Available: o.float("AvailableQty"), OnOrder: o.float("OnPurchase")}
+	st := &model.StockLevel{ProductVendorID: pid, SKU: o.Str("ProductCode"), Warehouse: o.Str("WarehouseCode"), WarehouseName: o.Str("Warehouse"),
+		OnHand: o.Float("QtyOnHand"), Allocated: o.Float("AllocatedQty"), Available: o.Float("AvailableQty"), OnOrder: o.Float("OnPurchase")}
 	*out = append(*out, record(env, model.KindStockLevel, pid+"/"+wid, modTime(o, env, true), false, raw, st))
 }
 
 // mapPrice maps a ProductPrices row: a customer (or product group) price.
 func mapPrice(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	prod, cust, group := o.sub("Product"), o.sub("Customer"), o.sub("ProductGroup")
-	pid := prod.reqStr("Guid")
-	o.adopt("Product", prod)
-	id := o.str("Guid")
+	prod, cust, group := sub(o, "Product"), sub(o, "Customer"), sub(o, "ProductGroup")
+	pid := prod.ReqStr("Guid")
+	o.Adopt("Product", prod)
+	id := o.Str("Guid")
 	if id == "" {
-		id = pid + "/" + firstNonEmpty(cust.str("Guid"), group.str("Guid")) + "/" + string(o.dec("MinimumQuantity"))
+		id = pid + "/" + firstNonEmpty(cust.Str("Guid"), group.Str("Guid")) + "/" + string(o.Dec("MinimumQuantity"))
 	}
-	pr := &model.PriceRule{ProductVendorID: pid, SKU: prod.str("ProductCode"), CustomerVendorID: cust.str("Guid"), CustomerCode: cust.str("CustomerCode"),
-		PriceList: group.str("GroupName"), Price: o.dec("CustomerPrice"), MinQuantity: o.float("MinimumQuantity"),
-		ValidFrom: o.optTime("ValidFrom"), ValidTo: o.optTime("ValidTo")}
+	pr := &model.PriceRule{ProductVendorID: pid, SKU: prod.Str("ProductCode"), CustomerVendorID: cust.Str("Guid"), CustomerCode: cust.Str("CustomerCode"),
+		PriceList: group.Str("GroupName"), Price: o.Dec("CustomerPrice"), MinQuantity: o.Float("MinimumQuantity"),
+		ValidFrom: o.OptTime("ValidFrom"), ValidTo: o.OptTime("ValidTo")}
 	if pr.Price == "" {
 		// A discount row carries no price: apply its percentage to the
 		// default sell price.
-		pr.Price = discounted(o.dec("DefaultSellPrice"), o.dec("DiscountValue"))
+		pr.Price = discounted(o.Dec("DefaultSellPrice"), o.Dec("DiscountValue"))
 	}
 	*out = append(*out, record(env, model.KindPriceRule, id, modTime(o, env, false), false, raw, pr))
 }
 
 func mapLines(o *obj, field, qtyField string) []model.Line {
 	var out []model.Line
-	for i, lraw := range o.arr(field) {
-		l := o.child(field, i, lraw)
-		prod := l.sub("Product")
+	for i, lraw := range o.Arr(field) {
+		l := o.Child(field, i, lraw)
+		prod := sub(l, "Product")
 		n := i + 1
-		if v := l.get("LineNumber"); v != nil {
-			n = int(l.float("LineNumber"))
+		if v := l.Get("LineNumber"); v != nil {
+			n = int(l.Float("LineNumber"))
 		}
-		out = append(out, model.Line{LineNo: n, ProductVendorID: prod.str("Guid"), SKU: prod.str("ProductCode"), Description: prod.str("ProductDescription"),
-			Quantity: l.float(qtyField), UnitPrice: l.dec("UnitPrice"), Discount: l.dec("DiscountRate"), Tax: l.dec("LineTax"),
-			LineTotal: l.dec("LineTotal"), TaxCode: l.str("LineTaxCode")})
-		l.adopt("Product", prod)
-		o.adopt(fmt.Sprintf("%s[%d]", field, i), l)
+		out = append(out, model.Line{LineNo: n, ProductVendorID: prod.Str("Guid"), SKU: prod.Str("ProductCode"), Description: prod.Str("ProductDescription"),
+			Quantity: l.Float(qtyField), UnitPrice: l.Dec("UnitPrice"), Discount: l.Dec("DiscountRate"), Tax: l.Dec("LineTax"),
+			LineTotal: l.Dec("LineTotal"), TaxCode: l.Str("LineTaxCode")})
+		l.Adopt("Product", prod)
+		o.Adopt(fmt.Sprintf("%s[%d]", field, i), l)
 	}
 	return out
 }
 
 func mapSalesOrder(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
-	status := o.str("OrderStatus")
-	cust := o.sub("Customer")
-	so := &model.SalesOrder{Number: o.reqStr("OrderNumber"), CustomerVendorID: cust.str("Guid"), CustomerCode: cust.str("CustomerCode"), Status: status,
-		OrderDate: o.optTime("OrderDate"), RequiredDate: o.optTime("RequiredDate"), Warehouse: o.sub("Warehouse").str("WarehouseCode"),
-		Currency: o.sub("Currency").str("CurrencyCode"), SubTotal: o.dec("SubTotal"), TaxTotal: o.dec("TaxTotal"), Total: o.dec("Total"),
+	id := o.ReqStr("Guid")
+	status := o.Str("OrderStatus")
+	cust := sub(o, "Customer")
+	so := &model.SalesOrder{Number: o.ReqStr("OrderNumber"), CustomerVendorID: cust.Str("Guid"), CustomerCode: cust.Str("CustomerCode"), Status: status,
+		OrderDate: o.OptTime("OrderDate"), RequiredDate: o.OptTime("RequiredDate"), Warehouse: sub(o, "Warehouse").Str("WarehouseCode"),
+		Currency: sub(o, "Currency").Str("CurrencyCode"), SubTotal: o.Dec("SubTotal"), TaxTotal: o.Dec("TaxTotal"), Total: o.Dec("Total"),
 		Lines: mapLines(o, "SalesOrderLines", "OrderQuantity")}
 	*out = append(*out, record(env, model.KindSalesOrder, id, modTime(o, env, true), deleted(status), raw, so))
 }
 
 func mapInvoice(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
-	status := o.str("InvoiceStatus")
-	cust := o.sub("Customer")
-	in := &model.Invoice{Number: o.reqStr("InvoiceNumber"), Type: "sale", CustomerVendorID: cust.str("Guid"), CustomerCode: cust.str("CustomerCode"),
-		SalesOrderNumber: o.str("OrderNumber"), Status: status, IssueDate: o.optTime("InvoiceDate"), DueDate: o.optTime("DueDate"),
-		Currency: o.sub("Currency").str("CurrencyCode"), SubTotal: o.dec("SubTotal"), TaxTotal: o.dec("TaxTotal"), Total: o.dec("Total"),
+	id := o.ReqStr("Guid")
+	status := o.Str("InvoiceStatus")
+	cust := sub(o, "Customer")
+	in := &model.Invoice{Number: o.ReqStr("InvoiceNumber"), Type: "sale", CustomerVendorID: cust.Str("Guid"), CustomerCode: cust.Str("CustomerCode"),
+		SalesOrderNumber: o.Str("OrderNumber"), Status: status, IssueDate: o.OptTime("InvoiceDate"), DueDate: o.OptTime("DueDate"),
+		Currency: sub(o, "Currency").Str("CurrencyCode"), SubTotal: o.Dec("SubTotal"), TaxTotal: o.Dec("TaxTotal"), Total: o.Dec("Total"),
 		Lines: mapLines(o, "InvoiceLines", "InvoiceQuantity")}
 	*out = append(*out, record(env, model.KindInvoice, id, modTime(o, env, true), deleted(status), raw, in))
 }
 
 func mapCreditNote(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
-	status := firstNonEmpty(o.str("Status"), o.str("CreditNoteStatus"))
-	cust := o.sub("Customer")
-	cn := &model.CreditNote{Number: o.reqStr("CreditNoteNumber"), Type: "sale", CustomerVendorID: cust.str("Guid"), CustomerCode: cust.str("CustomerCode"),
-		InvoiceNumber: o.str("InvoiceNumber"), Status: status, IssueDate: o.optTime("CreditDate"), Currency: o.sub("Currency").str("CurrencyCode"),
-		SubTotal: o.dec("SubTotal"), TaxTotal: o.dec("TaxTotal"), Total: o.dec("Total"), Lines: mapLines(o, "CreditLines", "CreditQuantity")}
+	id := o.ReqStr("Guid")
+	status := firstNonEmpty(o.Str("Status"), o.Str("CreditNoteStatus"))
+	cust := sub(o, "Customer")
+	cn := &model.CreditNote{Number: o.ReqStr("CreditNoteNumber"), Type: "sale", CustomerVendorID: cust.Str("Guid"), CustomerCode: cust.Str("CustomerCode"),
+		InvoiceNumber: o.Str("InvoiceNumber"), Status: status, IssueDate: o.OptTime("CreditDate"), Currency: sub(o, "Currency").Str("CurrencyCode"),
+		SubTotal: o.Dec("SubTotal"), TaxTotal: o.Dec("TaxTotal"), Total: o.Dec("Total"), Lines: mapLines(o, "CreditLines", "CreditQuantity")}
 	*out = append(*out, record(env, model.KindCreditNote, id, modTime(o, env, true), deleted(status), raw, cn))
 }
 
 func mapShipment(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
-	id := o.reqStr("Guid")
-	status := o.str("ShipmentStatus")
-	sh := &model.Shipment{Number: o.reqStr("ShipmentNumber"), SalesOrderNumber: o.str("OrderNumber"), Status: status,
-		ShippedDate: o.optTime("DispatchDate"), Carrier: nameOf(o, "ShippingCompany", "ShippingCompanyName"), TrackingNumber: o.str("TrackingNumber"),
-		Warehouse: o.sub("Warehouse").str("WarehouseCode")}
+	id := o.ReqStr("Guid")
+	status := o.Str("ShipmentStatus")
+	sh := &model.Shipment{Number: o.ReqStr("ShipmentNumber"), SalesOrderNumber: o.Str("OrderNumber"), Status: status,
+		ShippedDate: o.OptTime("DispatchDate"), Carrier: nameOf(o, "ShippingCompany", "ShippingCompanyName"), TrackingNumber: o.Str("TrackingNumber"),
+		Warehouse: sub(o, "Warehouse").Str("WarehouseCode")}
 	*out = append(*out, record(env, model.KindShipment, id, modTime(o, env, true), deleted(status), raw, sh))
 }
 
 // nameOf reads a field that is either a string or an object carrying the
 // name in nameField.
 func nameOf(o *obj, field, nameField string) string {
-	if v := o.get(field); v != nil && v[0] == '{' {
-		return o.sub(field).str(nameField)
+	if v := o.Get(field); v != nil && v[0] == '{' {
+		return sub(o, field).Str(nameField)
 	}
-	return o.str(field)
+	return o.Str(field)
 }

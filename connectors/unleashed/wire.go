@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/erpsync/erpsync-operator/connectors/internal/vendorjson"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 )
 
@@ -92,61 +93,6 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, errNotADate
 }
 
-// decimal turns a JSON number (or numeric string) into a canonical Decimal
-// without going through a float: "12.5000" gives "12.5".
-func decimal(n json.Number) (model.Decimal, error) {
-	s := strings.TrimSpace(string(n))
-	if s == "" {
-		return "", nil
-	}
-	if plainDecimal(s) {
-		return model.Decimal(trimDecimal(s)), nil
-	}
-	r, ok := new(big.Rat).SetString(s)
-	if !ok {
-		return "", fmt.Errorf("not a number")
-	}
-	return model.Decimal(trimDecimal(r.FloatString(20))), nil
-}
-
-// plainDecimal reports whether s is [-+]digits[.digits].
-func plainDecimal(s string) bool {
-	if s != "" && (s[0] == '-' || s[0] == '+') {
-		s = s[1:]
-	}
-	whole, frac, dot := strings.Cut(s, ".")
-	if whole == "" || (dot && frac == "") {
-		return false
-	}
-	for _, part := range []string{whole, frac} {
-		for i := 0; i < len(part); i++ {
-			if part[i] < '0' || part[i] > '9' {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func trimDecimal(s string) string {
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimLeft(s, "+-")
-	whole, frac, _ := strings.Cut(s, ".")
-	whole = strings.TrimLeft(whole, "0")
-	if whole == "" {
-		whole = "0"
-	}
-	frac = strings.TrimRight(frac, "0")
-	out := whole
-	if frac != "" {
-		out += "." + frac
-	}
-	if neg && out != "0" {
-		out = "-" + out
-	}
-	return out
-}
-
 // percent turns Unleashed's fractional rate (0.15) into percent (15)
 // through decimals, so 0.15 gives exactly 15.
 func percent(d model.Decimal) float64 {
@@ -170,7 +116,7 @@ func discounted(price, pct model.Decimal) model.Decimal {
 		return price
 	}
 	f := new(big.Rat).Sub(big.NewRat(1, 1), new(big.Rat).Quo(d, big.NewRat(100, 1)))
-	return model.Decimal(trimDecimal(new(big.Rat).Mul(p, f).FloatString(20)))
+	return model.Decimal(vendorjson.TrimDecimal(new(big.Rat).Mul(p, f).FloatString(20)))
 }
 
 func isZero(d model.Decimal) bool { return d == "" || d == "0" }
@@ -183,3 +129,11 @@ func firstNonEmpty(v ...string) string {
 	}
 	return ""
 }
+
+// obj reads a Unleashed JSON object field by field.
+type obj = vendorjson.Obj
+
+var objOptions = vendorjson.Options{ParseTime: parseTime, BadDate: "not an Unleashed date"}
+
+// newObj splits a Unleashed JSON object into its fields.
+func newObj(raw json.RawMessage) (*obj, error) { return vendorjson.New(raw, objOptions) }

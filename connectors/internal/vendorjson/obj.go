@@ -1,4 +1,6 @@
-package cin7omni
+// Package vendorjson reads vendor JSON documents field by field, so that a
+// malformed document fails naming the field at fault, never its value.
+package vendorjson
 
 import (
 	"bytes"
@@ -11,42 +13,63 @@ import (
 	"github.com/erpsync/erpsync-operator/connectors/model"
 )
 
-// obj reads one vendor JSON object field by field, so that a malformed
-// document fails with the name of the field at fault (and never its value).
-// The first error sticks; later reads return zero values.
-type obj struct {
-	keys [][]byte
-	vals []json.RawMessage
-	err  *fieldError
+// Options carries what differs between vendors.
+type Options struct {
+	// ParseTime parses the vendor's date forms.
+	ParseTime func(string) (time.Time, error)
+	// BadDate is the reason given for a date ParseTime rejects, such as
+	// "not a Cin7 Core date".
+	BadDate string
 }
 
-// fieldError names the field of a record that broke the vendor's contract.
-type fieldError struct {
+// Obj reads one vendor JSON object field by field, so that a malformed
+// document fails with the name of the field at fault (and never its value).
+// The first error sticks; later reads return zero values. The zero Obj is
+// an empty object.
+type Obj struct {
+	keys [][]byte
+	vals []json.RawMessage
+	err  *FieldError
+	opts Options
+}
+
+// FieldError names the field of a record that broke the vendor's contract.
+type FieldError struct {
 	Field  string
 	Reason string
 }
 
-func (e *fieldError) Error() string { return fmt.Sprintf("field %s: %s", e.Field, e.Reason) }
+func (e *FieldError) Error() string { return fmt.Sprintf("field %s: %s", e.Field, e.Reason) }
 
-// newObj splits a JSON object into its fields. raw must be valid JSON (it
+// New splits a JSON object into its fields. raw must be valid JSON (it
 // comes from a document json.Unmarshal has already checked).
-func newObj(raw json.RawMessage) (*obj, error) {
+func New(raw json.RawMessage, opts Options) (*Obj, error) {
 	keys, vals, ok := scanObject(raw)
 	if !ok {
-		return nil, &fieldError{Field: "(record)", Reason: "not a JSON object"}
+		return nil, &FieldError{Field: "(record)", Reason: "not a JSON object"}
 	}
-	return &obj{keys: keys, vals: vals}, nil
+	return &Obj{keys: keys, vals: vals, opts: opts}, nil
 }
 
-func (o *obj) fail(field, reason string) {
+// Err returns the first error met, nil when there is none.
+func (o *Obj) Err() error {
 	if o.err == nil {
-		o.err = &fieldError{Field: field, Reason: reason}
+		return nil
+	}
+	return o.err
+}
+
+// Fail records that field broke the contract, unless an error is already
+// recorded.
+func (o *Obj) Fail(field, reason string) {
+	if o.err == nil {
+		o.err = &FieldError{Field: field, Reason: reason}
 	}
 }
 
-// get returns the raw value of a field, nil when absent or null. Keys match
+// Get returns the raw value of a field, nil when absent or null. Keys match
 // exactly first, then case-insensitively.
-func (o *obj) get(field string) json.RawMessage {
+func (o *Obj) Get(field string) json.RawMessage {
 	var v json.RawMessage
 	found := false
 	for i, k := range o.keys {
@@ -69,13 +92,14 @@ func (o *obj) get(field string) json.RawMessage {
 	return v
 }
 
+// isNull reports whether a raw value is absent or null.
 func isNull(v json.RawMessage) bool {
 	return len(v) == 0 || bytes.Equal(bytes.TrimSpace(v), []byte("null"))
 }
 
-// str reads a string field; absent or null is "".
-func (o *obj) str(field string) string {
-	v := o.get(field)
+// Str reads a string field; absent or null is "".
+func (o *Obj) Str(field string) string {
+	v := o.Get(field)
 	if v == nil {
 		return ""
 	}
@@ -84,15 +108,24 @@ func (o *obj) str(field string) string {
 	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
-		o.fail(field, "not a string")
+		o.Fail(field, "not a string")
 		return ""
 	}
 	return s
 }
 
-// dec reads a number (or a numeric string) as an exact decimal.
-func (o *obj) dec(field string) model.Decimal {
-	v := o.get(field)
+// ReqStr reads a string field that must be present and not empty.
+func (o *Obj) ReqStr(field string) string {
+	s := o.Str(field)
+	if s == "" && o.err == nil {
+		o.Fail(field, "missing or empty")
+	}
+	return s
+}
+
+// Dec reads a number (or a numeric string) as an exact decimal.
+func (o *Obj) Dec(field string) model.Decimal {
+	v := o.Get(field)
 	if v == nil {
 		return ""
 	}
@@ -100,38 +133,38 @@ func (o *obj) dec(field string) model.Decimal {
 	if v[0] == '"' {
 		s, ok := plainString(v)
 		if !ok {
-			o.fail(field, "not a number")
+			o.Fail(field, "not a number")
 			return ""
 		}
 		n = json.Number(strings.TrimSpace(s))
 	} else {
 		n = json.Number(bytes.TrimSpace(v))
 	}
-	d, err := decimal(n)
+	d, err := Decimal(n)
 	if err != nil {
-		o.fail(field, "not a number")
+		o.Fail(field, "not a number")
 		return ""
 	}
 	return d
 }
 
-// float reads a quantity.
-func (o *obj) float(field string) float64 {
-	d := o.dec(field)
+// Float reads a quantity.
+func (o *Obj) Float(field string) float64 {
+	d := o.Dec(field)
 	if d == "" {
 		return 0
 	}
 	f, err := strconv.ParseFloat(string(d), 64)
 	if err != nil {
-		o.fail(field, "not a number")
+		o.Fail(field, "not a number")
 		return 0
 	}
 	return f
 }
 
-// boolean reads a boolean field; absent or null is false.
-func (o *obj) boolean(field string) bool {
-	v := o.get(field)
+// Bool reads a boolean field; absent or null is false.
+func (o *Obj) Bool(field string) bool {
+	v := o.Get(field)
 	if v == nil {
 		return false
 	}
@@ -141,70 +174,70 @@ func (o *obj) boolean(field string) bool {
 	case "false":
 		return false
 	}
-	o.fail(field, "not a boolean")
+	o.Fail(field, "not a boolean")
 	return false
 }
 
-// time reads a date field; required fields must be present.
-func (o *obj) time(field string, required bool) time.Time {
-	s := o.str(field)
+// Time reads a date field; required fields must be present.
+func (o *Obj) Time(field string, required bool) time.Time {
+	s := o.Str(field)
 	if s == "" {
 		if required {
-			o.fail(field, "missing date")
+			o.Fail(field, "missing date")
 		}
 		return time.Time{}
 	}
-	t, err := parseTime(s)
+	t, err := o.opts.ParseTime(s)
 	if err != nil {
-		o.fail(field, "not a Cin7 Omni date")
+		o.Fail(field, o.opts.BadDate)
 		return time.Time{}
 	}
 	return t
 }
 
-// optTime reads a nullable date.
-func (o *obj) optTime(field string) *time.Time {
-	t := o.time(field, false)
+// OptTime reads a nullable date.
+func (o *Obj) OptTime(field string) *time.Time {
+	t := o.Time(field, false)
 	if t.IsZero() {
 		return nil
 	}
 	return &t
 }
 
-// arr reads an array of raw elements; absent or null is empty.
-func (o *obj) arr(field string) []json.RawMessage {
-	v := o.get(field)
+// Arr reads an array of raw elements; absent or null is empty.
+func (o *Obj) Arr(field string) []json.RawMessage {
+	v := o.Get(field)
 	if v == nil {
 		return nil
 	}
-	out, ok := splitArray(v)
+	out, ok := SplitArray(v)
 	if !ok {
-		o.fail(field, "not an array")
+		o.Fail(field, "not an array")
 		return nil
 	}
 	return out
 }
 
-// child reads element i of an array field as an object.
-func (o *obj) child(field string, i int, raw json.RawMessage) *obj {
-	c, err := newObj(raw)
+// Child reads element i of an array field as an object.
+func (o *Obj) Child(field string, i int, raw json.RawMessage) *Obj {
+	c, err := New(raw, o.opts)
 	if err != nil {
-		o.fail(fmt.Sprintf("%s[%d]", field, i), "not a JSON object")
-		return &obj{}
+		o.Fail(fmt.Sprintf("%s[%d]", field, i), "not a JSON object")
+		return &Obj{}
 	}
 	return c
 }
 
-// adopt copies a child's error, prefixed with its path.
-func (o *obj) adopt(prefix string, c *obj) {
+// Adopt copies a child's error, prefixed with its path.
+func (o *Obj) Adopt(prefix string, c *Obj) {
 	if c.err != nil {
-		o.fail(prefix+"."+c.err.Field, c.err.Reason)
+		o.Fail(prefix+"."+c.err.Field, c.err.Reason)
 	}
 }
 
-// orderedObject reads a JSON object's keys and raw values in document order
-// (Cin7 Core's PriceTiers map is ordered by tier).
-func orderedObject(b json.RawMessage) (keys []string, vals []json.RawMessage, ok bool) {
+// OrderedObject reads a JSON object's keys and raw values in document order
+// (for maps whose order matters, such as Cin7 Core's PriceTiers).
+func OrderedObject(b json.RawMessage) (keys []string, vals []json.RawMessage, ok bool) {
 	bk, vals, ok := scanObject(b)
 	if !ok {
 		return nil, nil, false
@@ -316,7 +349,9 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-func splitArray(b []byte) ([]json.RawMessage, bool) {
+// SplitArray splits a JSON array into its raw elements; ok is false when b
+// is not an array.
+func SplitArray(b []byte) ([]json.RawMessage, bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '[' {
 		return nil, false
