@@ -87,11 +87,17 @@ func (f *Faults) Next(r *http.Request) (Fault, bool) {
 }
 
 // Apply serves the fault that applies to r, if any, and reports whether the
-// request was answered (a slow fault only delays and returns false).
-func (f *Faults) Apply(w http.ResponseWriter, r *http.Request) bool {
+// request was answered (a slow fault only delays and returns false). An
+// answered fault is counted in served (when not nil) before the client can see
+// it: a dropped connection is closed by the handler itself, so counting after
+// Apply returned would race with a client that retries and finishes first.
+func (f *Faults) Apply(w http.ResponseWriter, r *http.Request, served *atomic.Int64) bool {
 	x, ok := f.Next(r)
 	if !ok {
 		return false
+	}
+	if x.Kind != FaultSlow && served != nil {
+		served.Add(1)
 	}
 	switch x.Kind {
 	case FaultSlow:

@@ -172,8 +172,7 @@ func (s *Server) takeCorruption(endpoint string) (corruption, bool) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.Count(r.URL.Path)
 	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
-	if s.faults.Apply(w, r) {
-		s.stats.Faults.Add(1)
+	if s.faults.Apply(w, r, &s.stats.Faults) {
 		return
 	}
 	if r.Method != http.MethodGet {

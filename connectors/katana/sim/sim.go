@@ -199,8 +199,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if s.faults.Apply(w, r) {
-		s.stats.Faults.Add(1)
+	if s.faults.Apply(w, r, &s.stats.Faults) {
 		return
 	}
 	path, ok := strings.CutPrefix(r.URL.Path, BasePath)

@@ -169,8 +169,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.stats.Count(r.URL.Path)
 	now := s.now()
 	w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
-	if s.faults.Apply(w, r) {
-		s.stats.Faults.Add(1)
+	if s.faults.Apply(w, r, &s.stats.Faults) {
 		return
 	}
 	if r.Method != http.MethodGet {

@@ -281,8 +281,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.release(tenant)
-	if s.faults.Apply(w, r) {
-		s.stats.Faults.Add(1)
+	if s.faults.Apply(w, r, &s.stats.Faults) {
 		return
 	}
 	if r.Method != http.MethodGet {
