@@ -3,78 +3,13 @@ package katana
 import (
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/erpsync/erpsync-operator/connectors/internal/vendorjson"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 )
-
-// decimal turns a JSON number or numeric string ("1250.0000000000", 40,
-// "1e3") into the canonical decimal text ("1250", "40", "1000") without a
-// float round trip. The empty input is the empty Decimal.
-func decimal(n json.Number) (model.Decimal, error) {
-	s := strings.TrimSpace(string(n))
-	if s == "" {
-		return "", nil
-	}
-	if !strings.ContainsAny(s, "eE") {
-		neg := strings.HasPrefix(s, "-")
-		s = strings.TrimLeft(s, "+-")
-		whole, frac, _ := strings.Cut(s, ".")
-		if whole == "" && frac == "" || !digits(whole) || !digits(frac) {
-			return "", fmt.Errorf("%q is not a decimal number", string(n))
-		}
-		whole = strings.TrimLeft(whole, "0")
-		frac = strings.TrimRight(frac, "0")
-		if whole == "" {
-			whole = "0"
-		}
-		out := whole
-		if frac != "" {
-			out += "." + frac
-		}
-		if neg && out != "0" {
-			out = "-" + out
-		}
-		return model.Decimal(out), nil
-	}
-	r, ok := new(big.Rat).SetString(s)
-	if !ok {
-		return "", fmt.Errorf("%q is not a decimal number", string(n))
-	}
-	for places := 0; places <= 20; places++ {
-		scaled := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(places)), nil)))
-		if scaled.IsInt() {
-			return model.Decimal(r.FloatString(places)), nil
-		}
-	}
-	return model.Decimal(strings.TrimRight(strings.TrimRight(r.FloatString(20), "0"), ".")), nil
-}
-
-func digits(s string) bool {
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// quantity parses a JSON number or numeric string as a float (quantities are
-// not money). Empty is zero.
-func quantity(n json.Number) (float64, error) {
-	s := strings.TrimSpace(string(n))
-	if s == "" {
-		return 0, nil
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a number", s)
-	}
-	return f, nil
-}
 
 // timestamp parses Katana's ISO 8601 timestamps ("2020-10-23T10:37:05.085Z",
 // any number of fraction digits, any offset; a time without a zone is UTC).
@@ -117,7 +52,7 @@ func (e *fieldErr) Unwrap() error { return e.err }
 type fields struct{ err error }
 
 func (f *fields) dec(name string, n num) model.Decimal {
-	d, err := decimal(json.Number(n))
+	d, err := vendorjson.Decimal(json.Number(n))
 	if err != nil && f.err == nil {
 		f.err = &fieldErr{name, err}
 	}
@@ -125,7 +60,7 @@ func (f *fields) dec(name string, n num) model.Decimal {
 }
 
 func (f *fields) qty(name string, n num) float64 {
-	v, err := quantity(json.Number(n))
+	v, err := vendorjson.Quantity(json.Number(n))
 	if err != nil && f.err == nil {
 		f.err = &fieldErr{name, err}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/internal/vendorjson"
 	"github.com/erpsync/erpsync-operator/connectors/katana/sim"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
@@ -144,7 +145,7 @@ func TestFullImportEqualsDataset(t *testing.T) {
 
 // canon is the canonical text of a dataset decimal.
 func canon(s string) string {
-	d, err := decimal(json.Number(s))
+	d, err := vendorjson.Decimal(json.Number(s))
 	if err != nil {
 		panic(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpsync/erpsync-operator/connectors/internal/vendorjson"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 )
 
@@ -158,7 +159,7 @@ func TestDecimal(t *testing.T) {
 		{"true", "", true},
 		{"12,5", "", true},
 	} {
-		got, err := decimal(json.Number(tc.in))
+		got, err := vendorjson.Decimal(json.Number(tc.in))
 		if (err != nil) != tc.bad || string(got) != tc.want {
 			t.Errorf("decimal(%q) = %q, %v; want %q (error %v)", tc.in, got, err, tc.want, tc.bad)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/internal/vendorjson"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
 	"github.com/erpsync/erpsync-operator/connectors/xero/sim"
@@ -184,7 +185,7 @@ func TestFullImportEqualsDataset(t *testing.T) {
 }
 
 func canon(s string) string {
-	d, err := decimal(json.Number(s))
+	d, err := vendorjson.Decimal(json.Number(s))
 	if err != nil {
 		panic(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 
 	"github.com/erpsync/erpsync-operator/connectors/model"
@@ -24,6 +25,20 @@ func Decimal(n json.Number) (model.Decimal, error) {
 		return "", fmt.Errorf("not a number")
 	}
 	return model.Decimal(TrimDecimal(r.FloatString(20))), nil
+}
+
+// Quantity reads a JSON number or numeric string as a float (quantities are
+// not money). A missing number is zero.
+func Quantity(n json.Number) (float64, error) {
+	s := strings.TrimSpace(string(n))
+	if s == "" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("not a number")
+	}
+	return f, nil
 }
 
 // plainDecimal reports whether s is [-+]digits[.digits].
