@@ -35,6 +35,9 @@ type erpsyncJSON struct {
 		Conditions              []struct {
 			Type, Status, Reason, Message string
 		} `json:"conditions"`
+		Progress *struct {
+			APICalls int64 `json:"apiCalls"`
+		} `json:"progress"`
 		LastSync *struct {
 			Mode     string `json:"mode"`
 			Records  int64  `json:"records"`
