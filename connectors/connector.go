@@ -54,6 +54,11 @@ type PageRequest struct {
 	Since time.Time
 	// Page is the 1-based page number.
 	Page int
+	// Cursor is the previous page's Next, empty on a pass's first page. A
+	// connector that reads by keyset (restarting each page from the last
+	// record it saw) starts from it; a page-numbered connector ignores it.
+	// The engine checkpoints it, so a resumed pass continues from it.
+	Cursor string
 }
 
 // Page is one page of an entity stream, already mapped to canonical records.
@@ -71,6 +76,24 @@ type Page struct {
 	ServerTime time.Time
 	// Calls is the number of HTTP requests the page cost, retries included.
 	Calls int
+	// Next, when not empty, is where the following page starts: the engine
+	// passes it back as PageRequest.Cursor. Keyset readers set it (and set
+	// Total to -1 unless it counts the whole pass); page-numbered readers
+	// leave it empty.
+	Next string
+	// Docs lists the vendor ids of the documents on the page, the units that
+	// Total counts (set-aside ones included). The engine counts the distinct
+	// ids a pass read and repeats a pass that read fewer than the vendor's
+	// total (unstable order, shifting pages). Nil means the ids of the
+	// page's records of the entity's own kind plus the set-aside ones.
+	Docs []string
+	// SetAside holds the vendor documents on the page that could not be
+	// mapped (an enum value the connector does not know, a reference to a
+	// parent it has not read). They are stored beside the records with
+	// their reason, counted in status and retried by later passes; they
+	// never fail the page. A page that is not a document at all is still an
+	// error.
+	SetAside []model.SetAside
 }
 
 // Config is everything a connector is built from for one ErpSync.
@@ -96,6 +119,32 @@ type Config struct {
 	// Log receives structured logs; it never gets credentials.
 	Log logr.Logger
 }
+
+// WaitHook is called by the shared HTTP layer before it blocks on a rate
+// limit, a Retry-After or a back-off, with how long it expects to wait. The
+// engine uses it to save the pages read so far before the wait, so that a
+// crash while waiting costs no page. It runs on the goroutine that called
+// ListPage.
+type WaitHook func(ctx context.Context, wait time.Duration)
+
+type waitHookKey struct{}
+
+// WithWaitHook returns a context whose requests call hook before they wait.
+func WithWaitHook(ctx context.Context, hook WaitHook) context.Context {
+	return context.WithValue(ctx, waitHookKey{}, hook)
+}
+
+// BeforeWait calls the context's WaitHook, if any. The HTTP layer calls it
+// before every wait of at least MinHookedWait.
+func BeforeWait(ctx context.Context, wait time.Duration) {
+	if h, ok := ctx.Value(waitHookKey{}).(WaitHook); ok && h != nil && wait >= MinHookedWait {
+		h(ctx, wait)
+	}
+}
+
+// MinHookedWait is the shortest wait that calls the WaitHook: shorter waits
+// cost less than a checkpoint.
+const MinHookedWait = 100 * time.Millisecond
 
 // CredentialStore reads and updates a credentials Secret with optimistic
 // concurrency.

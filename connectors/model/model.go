@@ -5,6 +5,9 @@
 package model
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 )
@@ -100,4 +103,62 @@ type Key struct {
 // Key returns the record's identity.
 func (r *Record) Key() Key {
 	return Key{Company: r.Company, Vendor: r.Vendor, Kind: r.Kind, VendorID: r.VendorID}
+}
+
+// ContentHash returns a hash of what a record says: its kind, its deleted
+// flag, its canonical payload and the vendor's document. Sinks store it and
+// write a record whose ModifiedAt equals the stored one when the hash
+// differs (a change the vendor did not stamp), and skip a newer record whose
+// hash is equal (nothing changed; kinds without a vendor modified time are
+// stamped with the response's date). It returns an error only for a payload
+// that does not encode.
+func (r *Record) ContentHash() (string, error) {
+	data, err := json.Marshal(r.Data)
+	if err != nil {
+		return "", err
+	}
+	return HashContent(r.Kind, r.Deleted, data, r.Raw), nil
+}
+
+// HashContent is ContentHash for a sink that has already encoded the
+// payload: data is the JSON of Record.Data, raw Record.Raw.
+func HashContent(kind Kind, deleted bool, data, raw []byte) string {
+	h := sha256.New()
+	var n [8]byte
+	for _, part := range [][]byte{[]byte(kind), data, raw} {
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write(part)
+	}
+	if deleted {
+		h.Write([]byte{1})
+	} else {
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// SetAside is a vendor document that the connector could not map: it is
+// kept with its raw document and the reason, beside the records, until a
+// later pass maps it (a sink's Write of the same key removes it).
+type SetAside struct {
+	Company  string `json:"company"`
+	Vendor   string `json:"vendor"`
+	Kind     Kind   `json:"kind"`
+	VendorID string `json:"vendorId"`
+	// ModifiedAt is the vendor's modified time of the document, zero where
+	// it could not be read.
+	ModifiedAt time.Time `json:"modifiedAt"`
+	// Reason says why it was set aside, in a sentence without vendor text
+	// longer than a field name or value (bounded by MaxReasonLen).
+	Reason string          `json:"reason"`
+	Raw    json.RawMessage `json:"raw,omitempty"`
+}
+
+// MaxReasonLen bounds SetAside.Reason.
+const MaxReasonLen = 300
+
+// Key returns the identity of the record it stands for.
+func (s *SetAside) Key() Key {
+	return Key{Company: s.Company, Vendor: s.Vendor, Kind: s.Kind, VendorID: s.VendorID}
 }

@@ -402,7 +402,10 @@ func (d *Dataset) DeleteProduct(id string) bool {
 func (d *Dataset) AddProduct() Product {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	seq := len(d.Products) + 1
+	seq := 1
+	for _, p := range d.Products {
+		seq = max(seq, p.Seq+1)
+	}
 	now := d.Stamp()
 	p := &Product{Meta: Meta{ID: guid(d.opts.Seed, "product", seq), Seq: seq, Created: now, Modified: now},
 		SKU: fmt.Sprintf("SKU-%06d", seq), Name: fmt.Sprintf("Product %d", seq), Description: "New product", Category: "New",
@@ -492,4 +495,59 @@ func fmtCents(c int64) string {
 		sign, c = "-", -c
 	}
 	return fmt.Sprintf("%s%d.%02d", sign, c/100, c%100)
+}
+
+// TieModified stamps n products (the first n in creation order) with one
+// modified time, at, so that a list ordered by modified time holds a run of
+// ties that crosses page boundaries. It returns their ids.
+func (d *Dataset) TieModified(n int, at time.Time) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ids []string
+	for i := 0; i < n && i < len(d.Products); i++ {
+		p := d.Products[i]
+		p.Modified = at.UTC()
+		for j := range p.Stock {
+			p.Stock[j].Modified = at.UTC()
+		}
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
+
+// EditOldest changes the n products with the oldest modified time (those a
+// list ordered by modified time serves first), so that such a list moves
+// them to its end while it is being paged. It returns their ids.
+func (d *Dataset) EditOldest(n int) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	idx := make([]int, len(d.Products))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return d.Products[idx[a]].Modified.Before(d.Products[idx[b]].Modified) })
+	var ids []string
+	for _, i := range idx[:min(n, len(idx))] {
+		d.touchProduct(d.Products[i])
+		ids = append(ids, d.Products[i].ID)
+	}
+	return ids
+}
+
+// RemoveProducts drops n products from the dataset (a hard delete the
+// vendor does not signal), starting at the given index, and returns their
+// ids: every later product shifts up in a list that pages by position.
+func (d *Dataset) RemoveProducts(at, n int) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if at < 0 || at >= len(d.Products) {
+		return nil
+	}
+	end := min(at+n, len(d.Products))
+	var ids []string
+	for _, p := range d.Products[at:end] {
+		ids = append(ids, p.ID)
+	}
+	d.Products = append(d.Products[:at], d.Products[end:]...)
+	return ids
 }

@@ -55,7 +55,23 @@ type EntityState struct {
 	// LastRunIncremental is true when the last completed pass read only
 	// changes (it had a modified-since filter).
 	LastRunIncremental bool
+	// SetAside is the number of documents the last completed pass set aside
+	// (could not map); SetAsideIDs names the first few (at most
+	// MaxSetAsideIDs). They are stored in the sink and read again by every
+	// later pass until they map: SetAsideSince, the earliest modified time
+	// among them, holds the entity's next window open (zero: none, or none
+	// with a modified time).
+	SetAside      int64
+	SetAsideIDs   []string
+	SetAsideSince time.Time
+	// Incomplete, when not empty, says why the last pass did not advance
+	// the watermark although it read to the end (it read fewer distinct
+	// records than the vendor reported, after every repeat).
+	Incomplete string
 }
+
+// MaxSetAsideIDs bounds EntityState.SetAsideIDs.
+const MaxSetAsideIDs = 5
 
 // Checkpoint is the position of an unfinished pass.
 type Checkpoint struct {
@@ -66,6 +82,16 @@ type Checkpoint struct {
 	StartedAt time.Time
 	// Page is the last page whose records were written.
 	Page int
+	// Cursor is that page's Next: where the pass continues (keyset
+	// readers); empty for page-numbered readers.
+	Cursor string
+	// Repeats counts the passes of this window that were read again
+	// because the vendor's list shifted under them; it survives runs, so
+	// that the repeat limit counts the pass, not the run.
+	Repeats int
+	// Distinct is the number of distinct documents the pass has read so far
+	// (across its repeats), compared with Total at the end of the pass.
+	Distinct int64
 	// Records is the number of records written so far in the pass.
 	Records int64
 	// Total is the vendor's record count at the pass's first page, or -1.
@@ -126,4 +152,9 @@ type Result struct {
 	Records map[model.Kind]int64
 	// Full is true when every entity of the run was read without a filter.
 	Full bool
+	// SetAside counts the documents set aside in this run.
+	SetAside int64
+	// Incomplete lists the entities whose pass read to the end but did not
+	// advance their watermark (see EntityState.Incomplete).
+	Incomplete []model.Kind
 }

@@ -1,0 +1,97 @@
+// Package connectortest is the one scenario suite every connector must pass,
+// the way sinks/sinktest is the one suite for sinks. A vendor supplies a
+// small Harness (how to start its simulator over a dataset and build its
+// connector, and what the CRM must then hold); Run plays every scenario
+// against it through the real engine and a memory sink: full import and
+// incremental reads, edits that move records during a pass, unstable order,
+// timestamp ties, clock skew, crashes at every page boundary, runs cut by
+// timeouts, records the mapping does not know, throttling storms, server
+// errors, malformed pages, a 401 and cancellation. Torture is the long,
+// measured version for `make bench`.
+//
+// Each vendor's package calls it from one test:
+//
+//	func TestScenarios(t *testing.T) { connectortest.Run(t, harness{}) }
+package connectortest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/httpapi"
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/connectors/simkit"
+)
+
+// Harness is what a vendor gives the suite.
+type Harness interface {
+	// Vendor is the connector type (the registry key).
+	Vendor() string
+	// Start starts the vendor's simulator over a new dataset built from ds,
+	// metering and stamping on clock (the same fake clock the connector's
+	// rate-limit waits advance), serves it on an httptest server closed by
+	// t's cleanup, and returns the environment.
+	Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) *Env
+}
+
+// Env is one running simulator and the ways to reach it.
+type Env struct {
+	// Base is the simulator's embedded simkit.Base: faults, statistics,
+	// clock skew and the unstable-order knob.
+	Base *simkit.Base
+	// Data is the simulator's dataset; scenarios change it while runs page.
+	Data *simkit.Dataset
+	// Connect builds a connector for the simulator's working credentials,
+	// company "acme", with the given limiter registry (a fresh registry is
+	// a restarted manager; give it the same QuotaStore to keep what the
+	// previous process persisted). It fails the test on error.
+	Connect func(t testing.TB, reg *httpapi.Registry) connectors.Connector
+	// ConnectWith is Connect with the Secret data changed by edit (a wrong
+	// key, for the 401 scenario).
+	ConnectWith func(t testing.TB, reg *httpapi.Registry, edit func(creds map[string][]byte)) connectors.Connector
+	// Expected returns what a full import must put in the CRM now: every
+	// record of every kind the connector emits, with a check of the fields
+	// that edits change (so that a stale version is told from a fresh one).
+	Expected func() []Want
+	// SetAside makes the simulator serve, from now on, one document that
+	// the mapping cannot know although the vendor's documents allow it (an
+	// enum value beyond those the connector maps, a reference to a parent
+	// created after the parents were read), and returns the kind and vendor
+	// id it will be set aside under. Nil where the vendor's documents allow
+	// no such thing; the closing docs say why.
+	SetAside func() (model.Kind, string)
+	// Caps says what the vendor does, where scenarios differ.
+	Caps Caps
+}
+
+// Want is one record the CRM must hold.
+type Want struct {
+	Kind     model.Kind
+	VendorID string
+	Deleted  bool
+	// Check, when set, reports how the stored record differs from the
+	// vendor's current version (nil: it is current).
+	Check func(r *model.Record) error
+}
+
+// Caps describes a vendor where the scenarios must know it.
+type Caps struct {
+	// UnstableOrder is true where the vendor is reported to return list
+	// rows in no stable order (Cin7 Core); the simulator then does it by
+	// default and the scenario checks the documented behaviour, not a
+	// fault.
+	UnstableOrder bool
+	// ModifiedPrecision is the precision of the vendor's modified times
+	// and modified-since filter (time.Second or time.Millisecond).
+	ModifiedPrecision time.Duration
+	// MinuteLimit is the vendor's per-minute call limit per credential (0:
+	// none), which a restarted manager must not burst past.
+	MinuteLimit int
+	// PageSize is the connector's page size for products, so that
+	// scenarios size datasets to span several pages.
+	PageSize int
+	// Throttle is the status the vendor refuses with when over a limit
+	// (429, or 503 for Cin7 Core's second limit); 0 means 429.
+	Throttle int
+}
