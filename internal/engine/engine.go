@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/model"
@@ -26,8 +28,20 @@ import (
 //     checkpointed (at most every CheckpointEvery, always at entity end); an
 //     interrupted pass resumes at the next page with the same Since and
 //     StartedAt, a first import included.
-//  3. Pages that shift: a pass during which the vendor's total changed is
-//     repeated with the same watermark, at most MaxPassRepeats times.
+//  3. Pages that shift: a pass is repeated with the same watermark when the
+//     vendor's total fell while it ran (a removal before the cursor shifts
+//     every later record up a place) or when it read fewer distinct
+//     documents than the vendor's total (unstable order, an edit that moved
+//     a record past the cursor). The distinct ids of the repeats add up; the
+//     repeats are counted per pass, across runs, at most MaxPassRepeats. A
+//     pass still short after them does not advance its watermark
+//     (EntityState.Incomplete). Keyset readers (Page.Next) cannot shift.
+//  6. A crash costs at most a page: before the HTTP layer waits on a limit
+//     (connectors.WithWaitHook), the pages read so far are written and
+//     checkpointed.
+//  7. Documents the mapping cannot know are set aside (stored with their
+//     reason) and hold the entity's next window open at their modified
+//     time, so every later pass reads them again until they map.
 //  4. Never backwards is the sink's contract; the engine writes whatever it
 //     reads, in any order, as often as it reads it.
 //  5. A failed run returns a classified *connectors.Error (context errors
@@ -88,14 +102,31 @@ type execution struct {
 	// batch holds the records read but not yet written; it is reused for
 	// every batch of the run.
 	batch []model.Record
+	aside []model.SetAside
 	ends  []pageEnd
+	// seen holds a 64-bit hash of every document id the current pass (and
+	// its repeats) read, while the vendor reports a total; seenSorted is the
+	// length of its sorted, deduplicated prefix.
+	seen       []uint64
+	seenSorted int
+	// onWait saves the pass's progress before the HTTP layer waits; set
+	// while a page is being read. waitErr keeps its failure for the engine
+	// to return once ListPage does.
+	onWait  func(ctx context.Context) error
+	waitErr error
+	// dirty is set when pages were read since the last checkpoint.
+	dirty bool
+	// distinctBase is the distinct count a resumed pass had reached before
+	// the resume (its ids are not known).
+	distinctBase int64
 }
 
 // pageEnd is a page read but not yet wholly written: upTo is the pass's
 // record count at its end.
 type pageEnd struct {
-	page int
-	upTo int64
+	page   int
+	upTo   int64
+	cursor string
 }
 
 func (x *execution) result() Result {
@@ -107,19 +138,22 @@ func (x *execution) progress(e model.Kind) Progress {
 	return Progress{Entity: e, Records: x.res.Upserted + x.res.Skipped, Calls: x.res.Calls}
 }
 
-// entity runs the passes of one entity until one completes without its
-// total changing (or the repeats are used up), then advances its watermark.
+// entity runs the passes of one entity until one completes without
+// shifting (or the repeats are used up), then advances its watermark.
 func (x *execution) entity(ctx context.Context, e connectors.EntityInfo) error {
 	r := x.run
 	st := x.state[e.Name]
 	st.Name = e.Name
 	cp := &Checkpoint{Total: -1}
+	resumed := false
 	if st.Resume != nil {
 		*cp = *st.Resume
+		resumed = true
 		if cp.StartedAt.IsZero() {
 			// A checkpoint without its start cannot give a safe window:
 			// read the pass again from its first page.
-			cp.Page, cp.Records, cp.Total = 0, 0, -1
+			cp.Page, cp.Records, cp.Total, cp.Cursor, cp.Distinct = 0, 0, -1, "", 0
+			resumed = false
 		}
 	} else if e.Incremental && !st.Watermark.IsZero() {
 		cp.Since = st.Watermark
@@ -127,29 +161,61 @@ func (x *execution) entity(ctx context.Context, e connectors.EntityInfo) error {
 	if !cp.Since.IsZero() {
 		x.res.Full = false
 	}
+	if !resumed {
+		x.resetAside(&st)
+	}
+	x.seen, x.seenSorted = x.seen[:0], 0
 	callsBefore := x.res.Calls
-	for repeats := 0; ; repeats++ {
-		shifted, err := x.pass(ctx, e, &st, cp)
+	for {
+		out, err := x.pass(ctx, e, &st, cp)
 		x.state[e.Name] = st
 		if err != nil {
 			return err
 		}
-		if !shifted {
+		if !out.shifted && !out.short {
+			st.Incomplete = ""
 			break
 		}
-		if repeats >= r.MaxPassRepeats {
-			r.Log.Info("the vendor's record count kept changing during the pass; accepting it, the next run's overlap re-reads recent changes",
-				"entity", e.Name, "passes", repeats+1)
+		why := "the vendor's record count fell during the pass (a removal shifts later pages)"
+		if out.short {
+			why = fmt.Sprintf("the pass read %d distinct documents of the %d the vendor reports (unstable order or records moved by edits)", out.distinct, out.total)
+		}
+		if cp.Repeats >= r.MaxPassRepeats {
+			if out.short {
+				st.Incomplete = why + fmt.Sprintf(", after %d passes; the watermark stays, so the next sync reads this window again", cp.Repeats+1)
+				r.Log.Info("an entity's pass stayed short after every repeat; keeping its watermark", "entity", e.Name, "passes", cp.Repeats+1, "distinct", out.distinct, "total", out.total)
+				x.res.Incomplete = append(x.res.Incomplete, e.Name)
+				st.LastRunRecords = cp.Records
+				st.LastRunCalls = x.res.Calls - callsBefore
+				st.LastRunIncremental = !cp.Since.IsZero()
+				st.LastCompleted = r.Now()
+				st.Resume = nil
+				x.state[e.Name] = st
+				return nil
+			}
+			st.Incomplete = ""
+			r.Log.Info("the vendor's record count kept falling during the pass; accepting it", "entity", e.Name, "passes", cp.Repeats+1)
 			break
 		}
-		r.Log.V(1).Info("the vendor's record count changed during the pass; repeating it with the same watermark", "entity", e.Name, "repeat", repeats+1)
+		r.Log.Info("repeating an entity's pass with the same watermark", "entity", e.Name, "repeat", cp.Repeats+1, "reason", why)
 		// Same window, same start: a repeat can only widen what is read.
-		cp = &Checkpoint{Since: cp.Since, StartedAt: cp.StartedAt, Total: -1}
+		// The distinct ids of the earlier passes still count.
+		cp = &Checkpoint{Since: cp.Since, StartedAt: cp.StartedAt, Total: -1, Repeats: cp.Repeats + 1, Distinct: out.distinct}
+		x.resetAside(&st)
 		st.Resume = cp.clone()
 		x.state[e.Name] = st
+		// Persist the repeat count, so that a crash does not reset it.
+		if err := x.checkpoint(ctx, x.progress(e.Name)); err != nil {
+			return err
+		}
 	}
 	if e.Incremental {
-		st.Watermark = cp.StartedAt.Add(-r.Overlap)
+		wm := cp.StartedAt.Add(-r.Overlap)
+		if !st.SetAsideSince.IsZero() && st.SetAsideSince.Add(-time.Second).Before(wm) {
+			// Read the set-aside documents again next time, until they map.
+			wm = st.SetAsideSince.Add(-time.Second)
+		}
+		st.Watermark = wm
 	}
 	st.LastRunRecords = cp.Records
 	st.LastRunCalls = x.res.Calls - callsBefore
@@ -160,25 +226,48 @@ func (x *execution) entity(ctx context.Context, e connectors.EntityInfo) error {
 	return nil
 }
 
+// resetAside starts an entity's set-aside count afresh, for a pass that
+// reads its window from the first page.
+func (x *execution) resetAside(st *EntityState) {
+	st.SetAside, st.SetAsideIDs, st.SetAsideSince = 0, nil, time.Time{}
+}
+
+// passOutcome is how a pass that read to the end went.
+type passOutcome struct {
+	// shifted: the vendor's total fell during the pass.
+	shifted bool
+	// short: fewer distinct documents than the vendor's total were read.
+	short           bool
+	distinct, total int64
+}
+
 // pass reads one entity from the page after cp.Page to the end, writing as
 // it goes. It reports whether the vendor's total changed during the pass. On
 // return st.Resume holds the last page whose records were all written.
-func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *EntityState, cp *Checkpoint) (shifted bool, err error) {
+func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *EntityState, cp *Checkpoint) (out passOutcome, err error) {
 	r := x.run
 	// A resumed pass already has its total, from the page it stopped at.
 	haveTotal := cp.Page > 0
+	lastTotal := cp.Total
+	shifted := false
 	// read counts the records of the pass read so far, written those
 	// written; ends holds the pages read but not yet wholly written, with
 	// the value of read at their end.
 	read, written := cp.Records, cp.Records
 	x.ends = x.ends[:0]
+	x.distinctBase = cp.Distinct
+	if len(x.seen) > 0 {
+		// A repeat: the ids of the earlier passes are in seen already.
+		x.distinctBase = 0
+	}
 	empty := 0
+	cursor := cp.Cursor
 	// commit moves the resume point to the last page whose records are all
 	// written.
 	commit := func() {
 		n := 0
 		for n < len(x.ends) && x.ends[n].upTo <= written {
-			cp.Page, cp.Records = x.ends[n].page, x.ends[n].upTo
+			cp.Page, cp.Records, cp.Cursor = x.ends[n].page, x.ends[n].upTo, x.ends[n].cursor
 			st.Resume = cp.clone()
 			n++
 		}
@@ -193,14 +282,32 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 		commit()
 		return nil
 	}
+	x.onWait = func(ctx context.Context) error {
+		if !x.dirty && len(x.batch) == 0 && len(x.aside) == 0 {
+			return nil
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		x.saveDistinct(st)
+		x.state[e.Name] = *st
+		return x.checkpoint(ctx, x.progress(e.Name))
+	}
+	defer func() { x.onWait = nil }()
 	for page := cp.Page + 1; ; page++ {
 		if err := ctx.Err(); err != nil {
-			return shifted, fmt.Errorf("entity %s page %d: %w", e.Name, page, err)
+			return out, fmt.Errorf("entity %s page %d: %w", e.Name, page, err)
 		}
 		before := r.Now()
-		p, err := r.Connector.ListPage(ctx, connectors.PageRequest{Entity: e.Name, Since: cp.Since, Page: page})
+		x.waitErr = nil
+		p, err := r.Connector.ListPage(connectors.WithWaitHook(ctx, x.hook), connectors.PageRequest{Entity: e.Name, Since: cp.Since, Page: page, Cursor: cursor})
 		if p != nil {
 			x.res.Calls += int64(p.Calls)
+		}
+		if x.waitErr != nil {
+			// Saving progress before a wait failed (the sink or the
+			// status write): the page may be fine, the run is not.
+			return out, fmt.Errorf("entity %s page %d: saving progress before a rate-limit wait: %w", e.Name, page, x.waitErr)
 		}
 		if err == nil && p == nil {
 			err = connectors.Errorf(connectors.KindInvalidResponse, "the connector returned no page")
@@ -213,10 +320,10 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 			// resume point moves past it.
 			if ctx.Err() == nil {
 				if ferr := flush(); ferr != nil {
-					return shifted, fmt.Errorf("entity %s page %d: %w", e.Name, page-1, ferr)
+					return out, fmt.Errorf("entity %s page %d: %w", e.Name, page-1, ferr)
 				}
 			}
-			return shifted, classify(e.Name, page, err)
+			return out, classify(e.Name, page, err)
 		}
 		if cp.StartedAt.IsZero() {
 			// The window of the next pass starts when this one started
@@ -229,49 +336,164 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 		if !haveTotal {
 			cp.Total = p.Total
 			haveTotal = true
-		} else if cp.Total >= 0 && p.Total >= 0 && p.Total != cp.Total {
+		} else if lastTotal >= 0 && p.Total >= 0 && p.Total < lastTotal {
 			shifted = true
 		}
+		if p.Total >= 0 {
+			lastTotal = p.Total
+		}
+		if lastTotal >= 0 {
+			x.count(e.Name, p)
+		}
+		cursor = p.Next
 		n := int64(len(p.Records))
 		read += n
 		x.res.Records[e.Name] += n
-		x.ends = append(x.ends, pageEnd{page: page, upTo: read})
+		x.ends = append(x.ends, pageEnd{page: page, upTo: read, cursor: cursor})
+		x.dirty = true
+		x.setAside(st, p.SetAside)
 		for i := range p.Records {
 			x.batch = append(x.batch, p.Records[i])
 			if len(x.batch) >= r.BatchSize {
 				if err := flush(); err != nil {
-					return shifted, fmt.Errorf("entity %s page %d: %w", e.Name, page, err)
+					return out, fmt.Errorf("entity %s page %d: %w", e.Name, page, err)
 				}
 			}
 		}
 		commit() // an empty page
 		if !p.More {
 			if err := flush(); err != nil {
-				return shifted, fmt.Errorf("entity %s page %d: %w", e.Name, page, err)
+				return out, fmt.Errorf("entity %s page %d: %w", e.Name, page, err)
 			}
-			return shifted, nil
+			out.shifted = shifted
+			if lastTotal >= 0 {
+				out.total = int64(lastTotal)
+				out.distinct = x.distinct()
+				out.short = out.distinct < out.total
+			}
+			return out, nil
 		}
-		if n == 0 {
+		if n == 0 && len(p.SetAside) == 0 {
 			if empty++; empty >= maxEmptyPages {
-				return shifted, connectors.Errorf(connectors.KindInvalidResponse, "entity %s: %d empty pages in a row claim more records follow", e.Name, empty)
+				return out, connectors.Errorf(connectors.KindInvalidResponse, "entity %s: %d empty pages in a row claim more records follow", e.Name, empty)
 			}
 		} else {
 			empty = 0
 		}
 		if r.Checkpoint != nil && r.Now().Sub(x.lastCheckpoint) >= r.CheckpointEvery {
 			if err := flush(); err != nil {
-				return shifted, fmt.Errorf("entity %s page %d: %w", e.Name, page, err)
+				return out, fmt.Errorf("entity %s page %d: %w", e.Name, page, err)
 			}
+			x.saveDistinct(st)
 			x.state[e.Name] = *st
 			if err := x.checkpoint(ctx, x.progress(e.Name)); err != nil {
-				return shifted, err
+				return out, err
 			}
 		}
 	}
 }
 
+// saveDistinct records the pass's distinct count in its resume point, for a
+// checkpoint.
+func (x *execution) saveDistinct(st *EntityState) {
+	if st.Resume != nil && len(x.seen) > 0 {
+		st.Resume.Distinct = x.distinct()
+	}
+}
+
+// hook is the WaitHook of every page request: it saves the pass's progress
+// before the HTTP layer waits, once per stretch of unsaved pages.
+func (x *execution) hook(ctx context.Context, _ time.Duration) {
+	if x.onWait == nil || x.waitErr != nil || ctx.Err() != nil {
+		return
+	}
+	if err := x.onWait(ctx); err != nil {
+		x.waitErr = err
+	}
+}
+
+// count adds the ids of a page's documents to the pass's distinct set.
+func (x *execution) count(entity model.Kind, p *connectors.Page) {
+	if p.Docs != nil {
+		for _, id := range p.Docs {
+			x.seen = append(x.seen, idHash(id))
+		}
+		return
+	}
+	for i := range p.Records {
+		if p.Records[i].Kind == entity {
+			x.seen = append(x.seen, idHash(p.Records[i].VendorID))
+		}
+	}
+	for i := range p.SetAside {
+		if p.SetAside[i].Kind == entity {
+			x.seen = append(x.seen, idHash(p.SetAside[i].VendorID))
+		}
+	}
+}
+
+// distinct returns the number of distinct documents the pass has read: those
+// in seen, sorted and deduplicated in place, plus, for a pass resumed from a
+// checkpoint, the count it had reached before (whose ids are not kept, so an
+// id read on both sides of a resume counts twice: a resumed pass can only
+// overcount).
+func (x *execution) distinct() int64 {
+	if x.seenSorted < len(x.seen) {
+		slices.Sort(x.seen)
+		x.seen = slices.Compact(x.seen)
+		x.seenSorted = len(x.seen)
+	}
+	return x.distinctBase + int64(len(x.seen))
+}
+
+// setAside queues a page's set-aside documents for the sink and counts them
+// in the entity's state.
+func (x *execution) setAside(st *EntityState, items []model.SetAside) {
+	for _, it := range items {
+		if len(it.Reason) > model.MaxReasonLen {
+			it.Reason = truncate(it.Reason, model.MaxReasonLen)
+		}
+		x.aside = append(x.aside, it)
+		st.SetAside++
+		x.res.SetAside++
+		if len(st.SetAsideIDs) < MaxSetAsideIDs && !slices.Contains(st.SetAsideIDs, it.VendorID) {
+			st.SetAsideIDs = append(st.SetAsideIDs, it.VendorID)
+		}
+		if !it.ModifiedAt.IsZero() && (st.SetAsideSince.IsZero() || it.ModifiedAt.Before(st.SetAsideSince)) {
+			st.SetAsideSince = it.ModifiedAt.UTC()
+		}
+	}
+}
+
+// truncate cuts s to at most n bytes on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func idHash(id string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	return h.Sum64()
+}
+
 // flush writes the pending batch.
 func (x *execution) flush(ctx context.Context) error {
+	if len(x.aside) > 0 {
+		if err := x.run.Sink.SetAside(ctx, x.aside); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			return connectors.Wrap(connectors.KindCRMWriteFailed, err, "writing set-aside documents to the CRM failed")
+		}
+		clear(x.aside)
+		x.aside = x.aside[:0]
+	}
 	if len(x.batch) == 0 {
 		return nil
 	}
@@ -302,6 +524,7 @@ func (x *execution) checkpoint(ctx context.Context, p Progress) error {
 		return fmt.Errorf("checkpointing progress: %w", err)
 	}
 	x.lastCheckpoint = r.Now()
+	x.dirty = false
 	return nil
 }
 
@@ -314,6 +537,12 @@ func validPage(p *connectors.Page) error {
 		}
 		if !rec.Kind.Valid() {
 			return connectors.Errorf(connectors.KindInvalidResponse, "record %d of the page has an unknown kind %q", i, rec.Kind)
+		}
+	}
+	for i := range p.SetAside {
+		it := &p.SetAside[i]
+		if it.VendorID == "" || !it.Kind.Valid() {
+			return connectors.Errorf(connectors.KindInvalidResponse, "set-aside document %d of the page has no vendor id or kind", i)
 		}
 	}
 	return nil

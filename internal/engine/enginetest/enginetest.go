@@ -8,8 +8,10 @@ package enginetest
 import (
 	"context"
 	"hash/fnv"
+	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +73,24 @@ type Fake struct {
 	// Unordered serves rows in an order unrelated to id or modified time
 	// (stable while the dataset does not change).
 	Unordered bool
+	// ByModified serves rows in modified-time order (then id), as vendors
+	// that sort by their modified field do: an edit moves a record to the
+	// end of the list.
+	ByModified bool
+	// Shuffle serves every request in a fresh random order (a vendor
+	// reported to have no stable order).
+	Shuffle bool
+	// Keyset makes the Fake a keyset reader: each page after the first
+	// restarts from the cursor (the last modified time and id served), so
+	// rows sort by modified time and Page.Next is set; Total is -1.
+	Keyset bool
+	// WaitBefore, when set, says how long the vendor's limiter makes the
+	// request wait; the Fake calls connectors.BeforeWait and advances the
+	// clock by it, as the HTTP layer would.
+	WaitBefore func(req connectors.PageRequest) time.Duration
+	// SetAside, when set, returns documents of a page that the mapping
+	// "cannot know"; they go to Page.SetAside instead of Records.
+	SetAside func(req connectors.PageRequest, it Item) bool
 	// Entities defaults to one incremental products stream.
 	EntityList []connectors.EntityInfo
 	// Before runs at the start of every ListPage; a non-nil error fails the
@@ -86,6 +106,7 @@ type Fake struct {
 	mu       sync.Mutex
 	data     map[model.Kind]map[string]*Item
 	requests []connectors.PageRequest
+	shuffles uint64
 }
 
 // Entities implements connectors.Connector.
@@ -186,6 +207,12 @@ func (f *Fake) ListPage(ctx context.Context, req connectors.PageRequest) (*conne
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if f.WaitBefore != nil {
+		if d := f.WaitBefore(req); d > 0 {
+			connectors.BeforeWait(ctx, d)
+			f.Clock.Advance(d)
+		}
+	}
 	if f.Before != nil {
 		if err := f.Before(req); err != nil {
 			return &connectors.Page{Calls: 1}, err
@@ -198,18 +225,36 @@ func (f *Fake) ListPage(ctx context.Context, req connectors.PageRequest) (*conne
 	served := f.VendorNow()
 	f.mu.Lock()
 	f.requests = append(f.requests, req)
+	f.shuffles++
+	seed := f.shuffles
 	f.mu.Unlock()
 	rows := f.Rows(req.Entity, req.Since)
-	start := min((req.Page-1)*size, len(rows))
-	end := min(start+size, len(rows))
-	p := &connectors.Page{More: end < len(rows), Total: len(rows), Calls: 1}
+	var p *connectors.Page
+	var page []Item
+	if f.Keyset {
+		page, p = f.keysetPage(rows, req, size)
+	} else {
+		if f.Shuffle {
+			r := rand.New(rand.NewPCG(seed, 7))
+			r.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+		}
+		start := min((req.Page-1)*size, len(rows))
+		end := min(start+size, len(rows))
+		p = &connectors.Page{More: end < len(rows), Total: len(rows), Calls: 1}
+		page = rows[start:end]
+	}
 	if f.NoTotal {
 		p.Total = -1
 	}
 	if !f.NoServerTime {
 		p.ServerTime = served.Truncate(time.Second) // an HTTP Date header
 	}
-	for _, it := range rows[start:end] {
+	for _, it := range page {
+		if f.SetAside != nil && f.SetAside(req, it) {
+			p.SetAside = append(p.SetAside, model.SetAside{Company: f.Company, Vendor: f.Vendor, Kind: req.Entity, VendorID: it.ID,
+				ModifiedAt: it.ModifiedAt, Reason: "status \"weird\" is not one the connector knows", Raw: []byte(`{"id":"` + it.ID + `"}`)})
+			continue
+		}
 		p.Records = append(p.Records, f.Record(req.Entity, it))
 	}
 	if f.Stale != nil {
@@ -220,6 +265,33 @@ func (f *Fake) ListPage(ctx context.Context, req connectors.PageRequest) (*conne
 		f.After(req)
 	}
 	return p, nil
+}
+
+// keysetPage serves the page after the cursor "<unix nanos>/<id>" of rows
+// sorted by modified time then id.
+func (f *Fake) keysetPage(rows []Item, req connectors.PageRequest, size int) ([]Item, *connectors.Page) {
+	start := 0
+	if req.Cursor != "" {
+		at, id, _ := strings.Cut(req.Cursor, "/")
+		ns, _ := strconv.ParseInt(at, 10, 64)
+		after := time.Unix(0, ns).UTC()
+		start = len(rows)
+		for i, it := range rows {
+			if it.ModifiedAt.After(after) || (it.ModifiedAt.Equal(after) && compareIDs(it.ID, id) > 0) {
+				start = i
+				break
+			}
+		}
+	}
+	end := min(start+size, len(rows))
+	p := &connectors.Page{More: end < len(rows), Total: -1, Calls: 1}
+	if end > start {
+		last := rows[end-1]
+		p.Next = strconv.FormatInt(last.ModifiedAt.UnixNano(), 10) + "/" + last.ID
+	} else {
+		p.Next = req.Cursor
+	}
+	return rows[start:end], p
 }
 
 // Rows returns the records of a kind modified at or after since (all for the
@@ -233,9 +305,17 @@ func (f *Fake) Rows(kind model.Kind, since time.Time) []Item {
 		}
 	}
 	f.mu.Unlock()
-	if f.Unordered {
+	switch {
+	case f.Keyset || f.ByModified:
+		slices.SortFunc(rows, func(a, b Item) int {
+			if c := a.ModifiedAt.Compare(b.ModifiedAt); c != 0 {
+				return c
+			}
+			return compareIDs(a.ID, b.ID)
+		})
+	case f.Unordered:
 		slices.SortFunc(rows, func(a, b Item) int { return int(hash(a.ID)) - int(hash(b.ID)) })
-	} else {
+	default:
 		slices.SortFunc(rows, func(a, b Item) int { return compareIDs(a.ID, b.ID) })
 	}
 	return rows

@@ -1,0 +1,263 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/internal/engine/enginetest"
+)
+
+// Rule 3: an edit during a pass moves a record of an already-read page to
+// the end of a list ordered by modified time; every later record shifts up
+// a place and the first record of the next page is never served. The total
+// does not change, but the distinct count falls short: the pass is repeated.
+func TestEditMovesARecordPastTheCursor(t *testing.T) {
+	w := newWorld(t)
+	w.erp.ByModified = true
+	for i := range 30 {
+		w.erp.PutAt(P, id(P, i), t0.Add(-time.Hour+time.Duration(i)*time.Second))
+	}
+	edited := false
+	w.erp.After = func(req connectors.PageRequest) {
+		if req.Page == 1 && !edited {
+			edited = true
+			w.erp.Put(P, id(P, 3)) // read on page 1, moves to the end
+		}
+	}
+	res, err := w.run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.assertCRMMatchesERP(P)
+	if st := stateOf(res.State, P); st.Incomplete != "" || st.Watermark.IsZero() {
+		t.Errorf("state %+v: want complete with a watermark", st)
+	}
+	passes := 0
+	for _, r := range w.erp.Requests() {
+		if r.Page == 1 {
+			passes++
+		}
+	}
+	if passes != 2 {
+		t.Errorf("%d passes, want the short one and a repeat", passes)
+	}
+}
+
+// Rule 3: a vendor that serves every request in a fresh order: the distinct
+// ids of the repeats add up until the pass has read the vendor's total.
+func TestUnstableOrderConverges(t *testing.T) {
+	w := newWorld(t)
+	w.erp.Shuffle = true
+	w.seed(P, 95, t0.Add(-time.Hour))
+	res, err := w.run(context.Background(), func(r *Run) { r.MaxPassRepeats = 20 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.assertCRMMatchesERP(P)
+	if st := stateOf(res.State, P); st.Incomplete != "" {
+		t.Errorf("incomplete: %s", st.Incomplete)
+	}
+}
+
+// Rule 3: a pass still short after every repeat does not advance the
+// watermark, says why, and the next run reads the same window again.
+func TestShortPassKeepsItsWatermark(t *testing.T) {
+	w := newWorld(t)
+	w.erp.Shuffle = true
+	w.seed(P, 95, t0.Add(-time.Hour))
+	res, err := w.run(context.Background(), func(r *Run) { r.MaxPassRepeats = -1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateOf(res.State, P)
+	if st.Incomplete == "" || !st.Watermark.IsZero() || st.Resume != nil {
+		t.Fatalf("state after a short pass %+v: want Incomplete, no watermark, no resume point", st)
+	}
+	if len(res.Incomplete) != 1 || res.Incomplete[0] != P {
+		t.Errorf("Result.Incomplete %v", res.Incomplete)
+	}
+	if !strings.Contains(st.Incomplete, "of the 95") {
+		t.Errorf("Incomplete %q does not give the figures", st.Incomplete)
+	}
+	// With a stable vendor the next run completes and sets the watermark.
+	w.erp.Shuffle = false
+	w.erp.ResetRequests()
+	res, err = w.run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := stateOf(res.State, P); st.Incomplete != "" || st.Watermark.IsZero() {
+		t.Errorf("state after a complete pass %+v", st)
+	}
+	if r := w.erp.Requests()[0]; !r.Since.IsZero() {
+		t.Errorf("the run after a short pass read from %v, want the same (full) window", r.Since)
+	}
+	w.assertCRMMatchesERP(P)
+}
+
+// Rule 3: the repeat limit counts the pass, not the run: a pass repeated in
+// a run cut short resumes with its repeats counted.
+func TestRepeatsCountThePassAcrossRuns(t *testing.T) {
+	w := newWorld(t)
+	w.seed(P, 30, t0.Add(-time.Hour))
+	ctx, kill := context.WithCancel(context.Background())
+	pageOnes := 0
+	w.erp.After = func(req connectors.PageRequest) {
+		if req.Page == 2 {
+			w.erp.Delete(P, firstRow(w)) // shifts every pass
+		}
+		if req.Page == 1 {
+			if pageOnes++; pageOnes == 3 {
+				kill() // in the third pass (the second repeat)
+			}
+		}
+	}
+	if _, err := w.run(ctx, func(r *Run) { r.CheckpointEvery = time.Nanosecond }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want the cancellation", err)
+	}
+	cp := stateOf(w.saved, P).Resume
+	if cp == nil || cp.Repeats != 2 {
+		t.Fatalf("checkpoint %+v: want the pass's 2 repeats recorded", cp)
+	}
+	w.erp.ResetRequests()
+	if _, err := w.run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	passes := 0
+	for _, r := range w.erp.Requests() {
+		if r.Page == 1 {
+			passes++
+		}
+	}
+	// The third pass, read again from its start (it was cut before its
+	// first page was written), then the fourth: 1 + DefaultMaxPassRepeats
+	// passes in all, not that many more in the new run.
+	if passes != 2 {
+		t.Errorf("%d passes after the resume, want 2 (repeats 2 of %d were already spent)", passes, DefaultMaxPassRepeats)
+	}
+}
+
+// Keyset readers: the engine passes each page's Next back, checkpoints it,
+// and a resumed pass continues from it; edits cannot shift such a pass.
+func TestKeysetCursorIsFollowedAndResumed(t *testing.T) {
+	w := newWorld(t)
+	w.erp.Keyset = true
+	for i := range 50 {
+		w.erp.PutAt(P, id(P, i), t0.Add(-time.Hour+time.Duration(i)*time.Second))
+	}
+	ctx, kill := context.WithCancel(context.Background())
+	w.erp.After = func(req connectors.PageRequest) {
+		if req.Page == 1 {
+			w.erp.Put(P, id(P, 0)) // moves to the end: read again there
+		}
+		if req.Page == 3 {
+			kill()
+		}
+	}
+	if _, err := w.run(ctx, func(r *Run) { r.CheckpointEvery = time.Nanosecond }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want the cancellation", err)
+	}
+	cp := stateOf(w.saved, P).Resume
+	if cp == nil || cp.Page != 2 || cp.Cursor == "" {
+		t.Fatalf("checkpoint %+v: want page 2 with its cursor", cp)
+	}
+	w.erp.ResetRequests()
+	w.erp.After = nil
+	if _, err := w.run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	reqs := w.erp.Requests()
+	if reqs[0].Page != 3 || reqs[0].Cursor != cp.Cursor {
+		t.Errorf("resumed with %+v, want page 3 from cursor %q", reqs[0], cp.Cursor)
+	}
+	w.assertCRMMatchesERP(P)
+}
+
+// Rule 6: before the HTTP layer waits on a limit, the pages read so far are
+// written and checkpointed: a crash during the wait loses no page.
+func TestCheckpointBeforeALimiterWait(t *testing.T) {
+	w := newWorld(t)
+	w.seed(P, 100, t0.Add(-time.Hour))
+	ctx, kill := context.WithCancel(context.Background())
+	w.erp.WaitBefore = func(req connectors.PageRequest) time.Duration {
+		if req.Page == 7 {
+			return 57 * time.Second // the minute's allowance is spent
+		}
+		return 0
+	}
+	w.erp.Before = func(req connectors.PageRequest) error {
+		if req.Page == 7 {
+			kill() // the process dies while it waits
+			return context.Canceled
+		}
+		return nil
+	}
+	// CheckpointEvery is long: only the wait can have saved pages 1-6.
+	if _, err := w.run(ctx, func(r *Run) { r.CheckpointEvery = time.Hour }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want the cancellation", err)
+	}
+	cp := stateOf(w.saved, P).Resume
+	if cp == nil || cp.Page != 6 {
+		t.Fatalf("checkpoint before the wait %+v, want page 6", cp)
+	}
+	ids := w.crm.ids()
+	for i := range 60 {
+		if !ids[id(P, i)] {
+			t.Fatalf("%s was checkpointed as written but is not in the CRM", id(P, i))
+		}
+	}
+}
+
+// Rule 7: documents the mapping cannot know are set aside with their
+// reason, never fail the page, and hold the next window open at their
+// modified time until a later pass maps them.
+func TestSetAsideDocuments(t *testing.T) {
+	w := newWorld(t)
+	w.seed(P, 30, t0.Add(-time.Hour))
+	odd := t0.Add(-50 * time.Minute)
+	w.erp.PutAt(P, "pro-odd", odd)
+	mapsNow := false
+	w.erp.SetAside = func(_ connectors.PageRequest, it enginetest.Item) bool { return it.ID == "pro-odd" && !mapsNow }
+	res, err := w.run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stateOf(res.State, P)
+	if st.SetAside != 1 || len(st.SetAsideIDs) != 1 || st.SetAsideIDs[0] != "pro-odd" || !st.SetAsideSince.Equal(odd) {
+		t.Fatalf("state %+v: want one set-aside document since %v", st, odd)
+	}
+	if res.SetAside != 1 {
+		t.Errorf("Result.SetAside %d", res.SetAside)
+	}
+	if !st.Watermark.Before(odd) {
+		t.Errorf("watermark %v does not hold the window open at %v", st.Watermark, odd)
+	}
+	items := w.crm.SetAsideItems()
+	if len(items) != 1 || items[0].Reason == "" || len(items[0].Raw) == 0 {
+		t.Fatalf("set-aside in the sink: %+v", items)
+	}
+	if n := len(w.crm.Records()); n != 30 {
+		t.Errorf("%d records in the CRM, want the 30 others", n)
+	}
+	// The mapping learns the value: the next incremental pass reads the
+	// document again (its window is held open), writes it and clears it.
+	mapsNow = true
+	res, err = w.run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.crm.Get(model.Key{Company: "ACME", Vendor: "fake", Kind: P, VendorID: "pro-odd"}); !ok {
+		t.Error("the set-aside document did not arrive once it mapped")
+	}
+	if items := w.crm.SetAsideItems(); len(items) != 0 {
+		t.Errorf("set-aside left in the sink after it mapped: %+v", items)
+	}
+	if st := stateOf(res.State, P); st.SetAside != 0 || !st.SetAsideSince.IsZero() || !st.Watermark.After(odd) {
+		t.Errorf("state after it mapped %+v", st)
+	}
+}
