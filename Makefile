@@ -42,7 +42,8 @@ k8s-binaries: ## Build (once) kube-apiserver, etcd and kubectl for the tests.
 .PHONY: test
 test: ## Run every test against a real API server (builds it on first use).
 	hack/verify.sh
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" go test -count=1 -timeout 45m ./...
+	specs=$$(hack/fetch-specs.sh); \
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" ERPSYNC_SPECS_DIR="$$specs" go test -count=1 -timeout 45m ./...
 
 .PHONY: bench
 bench: ## Run the benchmarks and print their BENCH lines.

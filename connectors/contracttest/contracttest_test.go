@@ -3,6 +3,8 @@ package contracttest
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -86,12 +88,31 @@ func TestUnknownPathFails(t *testing.T) {
 	}
 }
 
-func TestSpecPathFindsSharedSpecs(t *testing.T) {
-	p, err := SpecPath("xero_accounting.yaml")
-	if err != nil {
+func TestSpecPath(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("openapi: 3.0.0"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(p, "/shared/specs/xero_accounting.yaml") {
-		t.Fatalf("SpecPath = %s", p)
-	}
+	t.Run("the directory the environment names", func(t *testing.T) {
+		t.Setenv(SpecsDirEnv, dir)
+		if p, err := SpecPath("a.yaml"); err != nil || p != filepath.Join(dir, "a.yaml") {
+			t.Fatalf("SpecPath = %q, %v", p, err)
+		}
+		if _, err := SpecPath("b.yaml"); err == nil || !strings.Contains(err.Error(), "hack/fetch-specs.sh") {
+			t.Fatalf("a file missing from it: %v, want an error that says what to do", err)
+		}
+	})
+	t.Run("beside the repository or in the cache", func(t *testing.T) {
+		t.Setenv(SpecsDirEnv, "")
+		p, err := SpecPath("xero_accounting.yaml")
+		if err != nil {
+			t.Fatal(err) // make test runs hack/fetch-specs.sh first
+		}
+		if !strings.HasSuffix(p, "/shared/specs/xero_accounting.yaml") && !strings.HasSuffix(p, "/bin/specs/xero_accounting.yaml") {
+			t.Fatalf("SpecPath = %s", p)
+		}
+		if _, err := SpecPath("no-such-spec.yaml"); err == nil || !strings.Contains(err.Error(), "hack/fetch-specs.sh") {
+			t.Fatalf("a missing document: %v, want an error that says what to do", err)
+		}
+	})
 }
