@@ -343,6 +343,11 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 			lastTotal = p.Total
 		}
 		if lastTotal >= 0 {
+			if len(x.seen) == 0 && cap(x.seen) < lastTotal && lastTotal <= maxPrealloc {
+				// One allocation of the size the vendor announced, rather
+				// than a doubling slice's copies.
+				x.seen = make([]uint64, 0, lastTotal+lastTotal/16+64)
+			}
 			x.count(e.Name, p)
 		}
 		cursor = p.Next
@@ -400,6 +405,11 @@ func (x *execution) saveDistinct(st *EntityState) {
 		st.Resume.Distinct = x.distinct()
 	}
 }
+
+// maxPrealloc bounds the distinct-id set allocated up front from a
+// vendor's announced total (8 bytes a document), so that a lying total
+// cannot make the engine allocate much.
+const maxPrealloc = 4 << 20
 
 // hook is the WaitHook of every page request: it saves the pass's progress
 // before the HTTP layer waits, once per stretch of unsaved pages.
