@@ -351,6 +351,7 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 			x.count(e.Name, p)
 		}
 		cursor = p.Next
+		x.clampFuture(e.Name, p)
 		n := int64(len(p.Records))
 		read += n
 		x.res.Records[e.Name] += n
@@ -410,6 +411,29 @@ func (x *execution) saveDistinct(st *EntityState) {
 // vendor's announced total (8 bytes a document), so that a lying total
 // cannot make the engine allocate much.
 const maxPrealloc = 4 << 20
+
+// clampFuture brings modified times more than MaxFutureSkew ahead of our
+// clock back to that bound: a record stamped in the far future (a hostile or
+// broken server) would otherwise win over every later real version in the
+// sinks, which never go backwards.
+func (x *execution) clampFuture(entity model.Kind, p *connectors.Page) {
+	limit := x.run.Now().Add(x.run.MaxFutureSkew)
+	clamped := 0
+	for i := range p.Records {
+		if p.Records[i].ModifiedAt.After(limit) {
+			p.Records[i].ModifiedAt = limit
+			clamped++
+		}
+	}
+	for i := range p.SetAside {
+		if p.SetAside[i].ModifiedAt.After(limit) {
+			p.SetAside[i].ModifiedAt = limit
+		}
+	}
+	if clamped > 0 {
+		x.run.Log.Info("records stamped in the future were clamped to our clock plus the allowed skew", "entity", entity, "records", clamped, "limit", limit)
+	}
+}
 
 // hook is the WaitHook of every page request: it saves the pass's progress
 // before the HTTP layer waits, once per stretch of unsaved pages.
@@ -594,6 +618,9 @@ func (r *Run) defaults() {
 	}
 	if r.Now == nil {
 		r.Now = time.Now
+	}
+	if r.MaxFutureSkew <= 0 {
+		r.MaxFutureSkew = DefaultMaxFutureSkew
 	}
 }
 

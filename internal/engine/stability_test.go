@@ -261,3 +261,29 @@ func TestSetAsideDocuments(t *testing.T) {
 		t.Errorf("state after it mapped %+v", st)
 	}
 }
+
+// Modified times far in the future (a hostile or broken server) are clamped
+// to our clock plus the allowed skew, so that a later real version still
+// wins in the sinks; a vendor clock a few minutes ahead is left alone.
+func TestFutureModifiedTimesAreClamped(t *testing.T) {
+	w := newWorld(t)
+	w.erp.PutAt(P, "pro-9999", time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))
+	w.erp.PutAt(P, "pro-skewed", t0.Add(7*time.Minute))
+	if _, err := w.run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := w.crm.Get(model.Key{Company: "ACME", Vendor: "fake", Kind: P, VendorID: "pro-9999"})
+	if limit := w.clock.Now().Add(DefaultMaxFutureSkew); rec.ModifiedAt.After(limit) {
+		t.Errorf("a record stamped in year 9999 was stored at %v, after %v", rec.ModifiedAt, limit)
+	}
+	if rec, _ := w.crm.Get(model.Key{Company: "ACME", Vendor: "fake", Kind: P, VendorID: "pro-skewed"}); !rec.ModifiedAt.Equal(t0.Add(7 * time.Minute)) {
+		t.Errorf("a vendor clock 7 minutes ahead was clamped to %v", rec.ModifiedAt)
+	}
+	// The real next version (an hour later) replaces the clamped one.
+	w.clock.Advance(time.Hour)
+	w.erp.Put(P, "pro-9999")
+	if _, err := w.run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.assertCRMMatchesERP(P)
+}

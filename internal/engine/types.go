@@ -25,6 +25,10 @@ const DefaultOverlap = 2 * time.Minute
 // DefaultCheckpointEvery bounds how often progress is checkpointed.
 const DefaultCheckpointEvery = 5 * time.Second
 
+// DefaultMaxFutureSkew bounds how far ahead of our clock a vendor's modified
+// times may be (vendor clocks run ahead by minutes at most).
+const DefaultMaxFutureSkew = 15 * time.Minute
+
 // DefaultBatchSize is how many records go to the sink in one write.
 const DefaultBatchSize = 500
 
@@ -138,6 +142,10 @@ type Run struct {
 	MaxPassRepeats int
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// MaxFutureSkew is how far ahead of Now a record's modified time may
+	// be; later ones are clamped to Now plus it. 0 means
+	// DefaultMaxFutureSkew.
+	MaxFutureSkew time.Duration
 	Log logr.Logger
 }
 
