@@ -109,6 +109,13 @@ type execution struct {
 	// length of its sorted, deduplicated prefix.
 	seen       []uint64
 	seenSorted int
+	// pending holds the hashes of pages read but not yet wholly written:
+	// they join seen when the resume point passes their page, so that a
+	// saved distinct count covers exactly the pages a resume skips.
+	pending []uint64
+	// cur is the entity being read, for the distinct count of the state a
+	// failed run returns.
+	cur model.Kind
 	// onWait saves the pass's progress before the HTTP layer waits; set
 	// while a page is being read. waitErr keeps its failure for the engine
 	// to return once ListPage does.
@@ -127,9 +134,15 @@ type pageEnd struct {
 	page   int
 	upTo   int64
 	cursor string
+	ids    int // hashes the page added to pending
 }
 
 func (x *execution) result() Result {
+	if st, ok := x.state[x.cur]; ok && st.Resume != nil && len(x.seen) > 0 {
+		st.Resume = st.Resume.clone()
+		st.Resume.Distinct = x.distinct()
+		x.state[x.cur] = st
+	}
 	x.res.State = flatten(x.state)
 	return x.res
 }
@@ -164,9 +177,15 @@ func (x *execution) entity(ctx context.Context, e connectors.EntityInfo) error {
 	if !resumed {
 		x.resetAside(&st)
 	}
-	x.seen, x.seenSorted = x.seen[:0], 0
+	x.seen, x.seenSorted, x.pending, x.cur = x.seen[:0], 0, x.pending[:0], e.Name
+	x.distinctBase = 0
+	if resumed {
+		// The ids read before the resume are known only by their count.
+		x.distinctBase = cp.Distinct
+	}
 	callsBefore := x.res.Calls
 	for {
+		before := cp.Distinct
 		out, err := x.pass(ctx, e, &st, cp)
 		x.state[e.Name] = st
 		if err != nil {
@@ -180,7 +199,10 @@ func (x *execution) entity(ctx context.Context, e connectors.EntityInfo) error {
 		if out.short {
 			why = fmt.Sprintf("the pass read %d distinct documents of the %d the vendor reports (unstable order or records moved by edits)", out.distinct, out.total)
 		}
-		if cp.Repeats >= r.MaxPassRepeats {
+		// A short pass that still found new documents (an unstable order
+		// converging) may repeat beyond the limit, up to maxGainingRepeats.
+		gaining := r.MaxPassRepeats > 0 && out.short && out.distinct > before && cp.Repeats < maxGainingRepeats
+		if cp.Repeats >= r.MaxPassRepeats && !gaining {
 			if out.short {
 				st.Incomplete = why + fmt.Sprintf(", after %d passes; the watermark stays, so the next sync reads this window again", cp.Repeats+1)
 				r.Log.Info("an entity's pass stayed short after every repeat; keeping its watermark", "entity", e.Name, "passes", cp.Repeats+1, "distinct", out.distinct, "total", out.total)
@@ -255,11 +277,7 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 	// the value of read at their end.
 	read, written := cp.Records, cp.Records
 	x.ends = x.ends[:0]
-	x.distinctBase = cp.Distinct
-	if len(x.seen) > 0 {
-		// A repeat: the ids of the earlier passes are in seen already.
-		x.distinctBase = 0
-	}
+	x.pending = x.pending[:0]
 	empty := 0
 	cursor := cp.Cursor
 	// commit moves the resume point to the last page whose records are all
@@ -268,6 +286,10 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 		n := 0
 		for n < len(x.ends) && x.ends[n].upTo <= written {
 			cp.Page, cp.Records, cp.Cursor = x.ends[n].page, x.ends[n].upTo, x.ends[n].cursor
+			if k := x.ends[n].ids; k > 0 {
+				x.seen = append(x.seen, x.pending[:k]...)
+				x.pending = append(x.pending[:0], x.pending[k:]...)
+			}
 			st.Resume = cp.clone()
 			n++
 		}
@@ -275,7 +297,16 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 	}
 	flush := func() error {
 		n := len(x.batch)
-		if err := x.flush(ctx); err != nil {
+		fctx := ctx
+		if ctx.Err() != nil {
+			// Stopped (a timeout, a suspension, a shutdown) with pages
+			// read: write them on a short context of their own, so that
+			// the resume point covers them.
+			var cancel context.CancelFunc
+			fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), stopFlushTimeout)
+			defer cancel()
+		}
+		if err := x.flush(fctx); err != nil {
 			return err
 		}
 		written += int64(n)
@@ -294,8 +325,18 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 		return x.checkpoint(ctx, x.progress(e.Name))
 	}
 	defer func() { x.onWait = nil }()
+	// stopFlush writes what was read before a cancellation; a failure only
+	// means those pages are read again on resume.
+	stopFlush := func() {
+		if err := flush(); err != nil {
+			r.Log.Info("writing the pages read before the stop failed; they are read again on resume", "entity", e.Name, "error", err.Error())
+			clear(x.batch)
+			x.batch = x.batch[:0]
+		}
+	}
 	for page := cp.Page + 1; ; page++ {
 		if err := ctx.Err(); err != nil {
+			stopFlush()
 			return out, fmt.Errorf("entity %s page %d: %w", e.Name, page, err)
 		}
 		before := r.Now()
@@ -322,6 +363,8 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 				if ferr := flush(); ferr != nil {
 					return out, fmt.Errorf("entity %s page %d: %w", e.Name, page-1, ferr)
 				}
+			} else {
+				stopFlush()
 			}
 			return out, classify(e.Name, page, err)
 		}
@@ -348,14 +391,17 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 				// than a doubling slice's copies.
 				x.seen = make([]uint64, 0, lastTotal+lastTotal/16+64)
 			}
-			x.count(e.Name, p)
+		}
+		ids := 0
+		if lastTotal >= 0 {
+			ids = x.count(e.Name, p)
 		}
 		cursor = p.Next
 		x.clampFuture(e.Name, p)
 		n := int64(len(p.Records))
 		read += n
 		x.res.Records[e.Name] += n
-		x.ends = append(x.ends, pageEnd{page: page, upTo: read, cursor: cursor})
+		x.ends = append(x.ends, pageEnd{page: page, upTo: read, cursor: cursor, ids: ids})
 		x.dirty = true
 		x.setAside(st, p.SetAside)
 		for i := range p.Records {
@@ -407,6 +453,13 @@ func (x *execution) saveDistinct(st *EntityState) {
 	}
 }
 
+// stopFlushTimeout bounds the write of the pages read before a stop.
+const stopFlushTimeout = 10 * time.Second
+
+// maxGainingRepeats bounds the repeats of a pass that keep finding new
+// documents (an unstable order converges in about ln N passes).
+const maxGainingRepeats = 20
+
 // maxPrealloc bounds the distinct-id set allocated up front from a
 // vendor's announced total (8 bytes a document), so that a lying total
 // cannot make the engine allocate much.
@@ -446,24 +499,27 @@ func (x *execution) hook(ctx context.Context, _ time.Duration) {
 	}
 }
 
-// count adds the ids of a page's documents to the pass's distinct set.
-func (x *execution) count(entity model.Kind, p *connectors.Page) {
+// count adds the ids of a page's documents to the pending part of the
+// pass's distinct set and returns how many it added.
+func (x *execution) count(entity model.Kind, p *connectors.Page) int {
+	before := len(x.pending)
 	if p.Docs != nil {
 		for _, id := range p.Docs {
-			x.seen = append(x.seen, idHash(id))
+			x.pending = append(x.pending, idHash(id))
 		}
-		return
+		return len(x.pending) - before
 	}
 	for i := range p.Records {
 		if p.Records[i].Kind == entity {
-			x.seen = append(x.seen, idHash(p.Records[i].VendorID))
+			x.pending = append(x.pending, idHash(p.Records[i].VendorID))
 		}
 	}
 	for i := range p.SetAside {
 		if p.SetAside[i].Kind == entity {
-			x.seen = append(x.seen, idHash(p.SetAside[i].VendorID))
+			x.pending = append(x.pending, idHash(p.SetAside[i].VendorID))
 		}
 	}
+	return len(x.pending) - before
 }
 
 // distinct returns the number of distinct documents the pass has read: those

@@ -137,8 +137,10 @@ type Run struct {
 	Checkpoint CheckpointFunc
 	// CheckpointEvery defaults to DefaultCheckpointEvery.
 	CheckpointEvery time.Duration
-	// MaxPassRepeats bounds the repeats of a pass whose Page.Total changed
-	// while it ran; 0 means DefaultMaxPassRepeats, negative means none.
+	// MaxPassRepeats bounds the repeats of a pass that shifted or read
+	// fewer distinct documents than the vendor's total; a short pass whose
+	// repeats keep finding new documents may go on to 20. 0 means
+	// DefaultMaxPassRepeats, negative means no repeat at all.
 	MaxPassRepeats int
 	// Now defaults to time.Now.
 	Now func() time.Time
@@ -146,7 +148,7 @@ type Run struct {
 	// be; later ones are clamped to Now plus it. 0 means
 	// DefaultMaxFutureSkew.
 	MaxFutureSkew time.Duration
-	Log logr.Logger
+	Log           logr.Logger
 }
 
 // Result is what a run did. On error it still holds the state to persist:
