@@ -10,11 +10,17 @@
 //
 // Each batch is one transaction: per kind, the rows are copied (COPY, binary)
 // into a temporary staging table emptied at commit, then merged with one INSERT …
-// SELECT … ON CONFLICT DO UPDATE … WHERE excluded.modified_at >
-// stored.modified_at, so a record is never replaced by an older version.
-// Rows are merged in key order and kinds in sync order, so concurrent writers
-// take row locks in one order; a deadlock or serialization failure all the
-// same retries the whole (all-or-nothing) batch.
+// SELECT … ON CONFLICT DO UPDATE … WHERE excluded.modified_at >=
+// stored.modified_at AND stored.content_hash IS DISTINCT FROM
+// excluded.content_hash, so a record is never replaced by an older version,
+// a change the vendor did not stamp with a new time is still written, and a
+// record that says the same is not rewritten (and counts as skipped). The
+// same transaction then deletes the set-aside entries (table set_aside,
+// written by SetAside) of the batch's keys, a one-time-filtered statement
+// that costs nothing while set_aside is empty. Rows are merged in key order
+// and kinds in sync order, so concurrent writers take row locks in one
+// order; a deadlock or serialization failure all the same retries the whole
+// (all-or-nothing) batch.
 package postgres
 
 import (
@@ -84,6 +90,9 @@ type Sink struct {
 	// columns, built at Open.
 	merge    map[model.Kind]string
 	copyCols map[model.Kind][]string
+	// clearSetAside deletes the set-aside entries of the staged keys; ""
+	// before schema version rows.HashSince.
+	clearSetAside string
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -126,6 +135,13 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 		merge: map[model.Kind]string{}, copyCols: map[model.Kind][]string{}}
 	for i := range rows.Tables {
 		s.build(&rows.Tables[i])
+	}
+	if version >= rows.HashSince {
+		// The uncorrelated EXISTS is a one-time filter: with no set-aside
+		// rows (the common case) the join is never run.
+		s.clearSetAside = fmt.Sprintf(`DELETE FROM %[1]s AS a USING %[2]s AS st
+WHERE EXISTS (SELECT 1 FROM %[1]s) AND a.company = st.company AND a.vendor = st.vendor AND a.kind = st.kind AND a.vendor_id = st.vendor_id`,
+			pgx.Identifier{o.Schema, rows.SetAsideTable}.Sanitize(), stageTable)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -220,7 +236,11 @@ CREATE TABLE IF NOT EXISTS `+schema+`.schema_migrations (
 // b1… boolean, t1… timestamptz. One table for all kinds keeps the per-batch
 // cost to one truncation at commit; creating and dropping a table per batch
 // and kind instead costs milliseconds of catalog work each time.
-const stageTable = "erpsync_stage"
+//
+// The name carries the schema version of its columns, so that a session
+// left by an older version (behind a pooling proxy) is never reused with
+// other columns.
+const stageTable = "erpsync_stage3"
 
 // slotPrefix names the staging slots of each column type.
 var slotPrefix = map[rows.Type]string{rows.Text: "s", rows.Money: "s", rows.Float: "f", rows.Bool: "b", rows.Time: "t"}
@@ -250,7 +270,7 @@ func stageDDL() string {
 			width[p] = max(width[p], n)
 		}
 	}
-	defs := []string{"kind text", "company text", "vendor text", "vendor_id text", "modified_at timestamptz", "deleted boolean", "data jsonb", "raw jsonb"}
+	defs := []string{"kind text", "company text", "vendor text", "vendor_id text", "modified_at timestamptz", "deleted boolean", "data jsonb", "raw jsonb", "content_hash text"}
 	for _, p := range []string{"s", "f", "b", "t"} {
 		for i := 1; i <= width[p]; i++ {
 			defs = append(defs, fmt.Sprintf("%s%d %s", p, i, slotType[p]))
@@ -263,9 +283,10 @@ func stageDDL() string {
 func (s *Sink) build(t *rows.Table) {
 	cols := t.ColumnsAt(s.version)
 	sl := slots(cols)
-	names := append([]string(nil), rows.CommonColumns...)
-	selects := append([]string(nil), rows.CommonColumns...)
-	copyCols := append([]string{"kind"}, rows.CommonColumns...)
+	common := rows.CommonColumnsAt(s.version)
+	names := append([]string(nil), common...)
+	selects := append([]string(nil), common...)
+	copyCols := append([]string{"kind"}, common...)
 	for i, c := range cols {
 		names = append(names, c.Name)
 		copyCols = append(copyCols, sl[i])
@@ -280,12 +301,18 @@ func (s *Sink) build(t *rows.Table) {
 		set = append(set, n+" = excluded."+n)
 	}
 	set = append(set, rows.ColSyncedAt+" = now()")
+	cond := "excluded.modified_at > t.modified_at"
+	if s.version >= rows.HashSince {
+		// A NULL hash (a row stored before the hash existed) is distinct
+		// from every hash.
+		cond = "excluded.modified_at >= t.modified_at AND t.content_hash IS DISTINCT FROM excluded.content_hash"
+	}
 	s.merge[t.Kind] = fmt.Sprintf(`INSERT INTO %s AS t (%s)
 SELECT %s FROM %s WHERE kind = '%s' ORDER BY company, vendor, vendor_id
 ON CONFLICT (company, vendor, vendor_id) DO UPDATE SET %s
-WHERE excluded.modified_at > t.modified_at`,
+WHERE %s`,
 		pgx.Identifier{s.schema, t.Name}.Sanitize(), strings.Join(names, ", "),
-		strings.Join(selects, ", "), stageTable, t.Kind, strings.Join(set, ", "))
+		strings.Join(selects, ", "), stageTable, t.Kind, strings.Join(set, ", "), cond)
 	s.copyCols[t.Kind] = copyCols
 }
 
@@ -342,7 +369,7 @@ func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group) (int, error) 
 	upserted := 0
 	for _, g := range groups {
 		t := g.Table
-		src := &source{table: t, cols: t.ColumnsAt(s.version), recs: g.Records, ctx: ctx}
+		src := &source{table: t, cols: t.ColumnsAt(s.version), recs: g.Records, ctx: ctx, hash: s.version >= rows.HashSince}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, s.copyCols[t.Kind], src); err != nil {
 			if src.err != nil {
 				return 0, fmt.Errorf("postgres: %w", src.err)
@@ -355,10 +382,109 @@ func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group) (int, error) 
 		}
 		upserted += int(tag.RowsAffected())
 	}
+	if s.clearSetAside != "" {
+		if _, err := tx.Exec(ctx, s.clearSetAside, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return 0, fmt.Errorf("postgres: clear the batch's set-aside entries: %w", err)
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("postgres: commit: %w", err)
 	}
 	return upserted, nil
+}
+
+// SetAside implements sinks.Sink: the documents are stored in one statement
+// in the set_aside table, replacing the reason, document and modified time
+// of a key already there, bumping its attempts and last_seen and keeping
+// its first_seen.
+func (s *Sink) SetAside(ctx context.Context, items []model.SetAside) error {
+	if len(items) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("postgres: set aside: %w", err)
+	}
+	if s.version < rows.HashSince {
+		return fmt.Errorf("postgres: set aside: schema version %d has no set_aside table (it came with version %d)", s.version, rows.HashSince)
+	}
+	planned, err := rows.PlanSetAside(items)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	n := len(planned)
+	var (
+		companies, vendors, kinds, ids, reasons = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		modified                                = make([]*time.Time, n)
+		raws                                    = make([]*string, n)
+	)
+	for i, r := range planned {
+		companies[i], vendors[i], kinds[i], ids[i], reasons[i] = r.Company, r.Vendor, r.Kind, r.VendorID, r.Reason
+		if !r.ModifiedAt.IsZero() {
+			at := r.ModifiedAt
+			modified[i] = &at
+		}
+		if r.Raw != nil {
+			raw := string(r.Raw)
+			raws[i] = &raw
+		}
+	}
+	q := fmt.Sprintf(`INSERT INTO %s AS a (company, vendor, kind, vendor_id, modified_at, reason, raw)
+SELECT c, v, k, i, m, r, w::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[]) AS u(c, v, k, i, m, r, w)
+ON CONFLICT (company, vendor, kind, vendor_id) DO UPDATE SET
+	modified_at = excluded.modified_at, reason = excluded.reason, raw = excluded.raw,
+	last_seen = now(), attempts = a.attempts + 1`, pgx.Identifier{s.schema, rows.SetAsideTable}.Sanitize())
+	for attempt := 1; ; attempt++ {
+		_, err := s.pool.Exec(ctx, q, companies, vendors, kinds, ids, modified, reasons, raws)
+		if err == nil {
+			return nil
+		}
+		if !retryable(err) || attempt == maxAttempts || ctx.Err() != nil {
+			return fmt.Errorf("postgres: set aside: %w", err)
+		}
+		d := time.Duration(rand.Int64N(int64(attempt) * int64(20*time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres: set aside: %w", ctx.Err())
+		case <-time.After(d):
+		}
+	}
+}
+
+// SetAsideEntry is a stored set-aside document.
+type SetAsideEntry struct {
+	model.SetAside
+	// FirstSeen and LastSeen are when it was first and last set aside.
+	FirstSeen, LastSeen time.Time
+	// Attempts counts the SetAside calls that stored it.
+	Attempts int
+}
+
+// GetSetAside returns the set-aside document of a key.
+func (s *Sink) GetSetAside(ctx context.Context, k model.Key) (SetAsideEntry, bool, error) {
+	var (
+		modified    *time.Time
+		raw         *string
+		e           = SetAsideEntry{SetAside: model.SetAside{Company: k.Company, Vendor: k.Vendor, Kind: k.Kind, VendorID: k.VendorID}}
+		attempts    int32
+		first, last time.Time
+	)
+	err := s.pool.QueryRow(ctx, "SELECT modified_at, reason, raw::text, first_seen, last_seen, attempts FROM "+pgx.Identifier{s.schema, rows.SetAsideTable}.Sanitize()+
+		" WHERE company = $1 AND vendor = $2 AND kind = $3 AND vendor_id = $4", k.Company, k.Vendor, string(k.Kind), k.VendorID).
+		Scan(&modified, &e.Reason, &raw, &first, &last, &attempts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return SetAsideEntry{}, false, nil
+	}
+	if err != nil {
+		return SetAsideEntry{}, false, fmt.Errorf("postgres: read set_aside: %w", err)
+	}
+	if modified != nil {
+		e.ModifiedAt = modified.UTC()
+	}
+	if raw != nil {
+		e.Raw = []byte(*raw)
+	}
+	e.FirstSeen, e.LastSeen, e.Attempts = first.UTC(), last.UTC(), int(attempts)
+	return e, true, nil
 }
 
 // source feeds COPY, preparing each row as it is sent; a record that fails
@@ -368,9 +494,12 @@ type source struct {
 	table *rows.Table
 	cols  []rows.Column
 	recs  []*model.Record
-	i     int
-	vals  []any
-	err   error
+	// hash says whether the content hash is copied (schema version
+	// rows.HashSince on).
+	hash bool
+	i    int
+	vals []any
+	err  error
 }
 
 func (s *source) Next() bool {
@@ -390,7 +519,11 @@ func (s *source) Next() bool {
 		return false
 	}
 	if s.vals == nil {
-		s.vals = make([]any, 1+len(rows.CommonColumns)+len(s.cols))
+		n := 1 + len(rows.CommonColumns) + len(s.cols)
+		if s.hash {
+			n++
+		}
+		s.vals = make([]any, n)
 	}
 	v := s.vals
 	v[0], v[1], v[2], v[3], v[4], v[5], v[6] = string(s.table.Kind), row.Company, row.Vendor, row.VendorID, row.ModifiedAt, row.Deleted, row.Data
@@ -398,7 +531,12 @@ func (s *source) Next() bool {
 	if row.Raw != nil {
 		v[7] = []byte(row.Raw)
 	}
-	copy(v[8:], row.Values)
+	n := 8
+	if s.hash {
+		v[8] = row.Hash
+		n = 9
+	}
+	copy(v[n:], row.Values)
 	return true
 }
 

@@ -1,6 +1,7 @@
 // Package sinktest is the conformance suite every sinks.Sink runs: the rules
-// of the Sink contract (idempotent, never backwards, atomic per batch,
-// companies apart, safe for concurrent use) tested once and applied to each
+// of the Sink contract (idempotent, never backwards, content decides, set
+// aside until stored, atomic per batch, companies apart, safe for concurrent
+// use) tested once and applied to each
 // sink. It also builds the sample records the sinks' tests and benchmarks
 // write.
 package sinktest

@@ -20,6 +20,10 @@ type Target struct {
 	Sink sinks.Sink
 	// Get returns the stored version of a key.
 	Get func(ctx context.Context, k model.Key) (model.Record, bool, error)
+	// GetSetAside returns the set-aside document of a key. Nil for a sink
+	// whose set-aside documents cannot be read back: the suite then only
+	// checks that SetAside accepts them.
+	GetSetAside func(ctx context.Context, k model.Key) (model.SetAside, bool, error)
 }
 
 // Harness tells the suite how to get a sink.
@@ -48,12 +52,17 @@ func Run(t *testing.T, h Harness) {
 		{"EmptyBatch", testEmptyBatch},
 		{"RedeliveryChangesNothing", testRedelivery},
 		{"NeverBackwards", testNeverBackwards},
+		{"ContentDecides", testContentDecides},
 		{"DuplicatesInOneBatch", testDuplicates},
 		{"CompaniesApart", testCompaniesApart},
 		{"FailedBatchLeavesNothing", testFailedBatch},
 		{"InvalidRecordRejectsBatch", testInvalid},
 		{"CancelledContext", testCancelled},
 		{"ConcurrentWriters", testConcurrent},
+		{"SetAside", testSetAside},
+		{"SetAsideCompaniesApart", testSetAsideCompaniesApart},
+		{"FailedBatchKeepsSetAside", testFailedBatchKeepsSetAside},
+		{"SetAsideCancelled", testSetAsideCancelled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
@@ -152,14 +161,79 @@ func testNeverBackwards(t *testing.T, h Harness) {
 			}
 		})
 	}
-	t.Run("equal time with other content keeps the first", func(t *testing.T) {
+}
+
+// Retimed returns a copy of r with another modified time and the same
+// content (payload, raw document, deleted flag), so the same content hash.
+func Retimed(r model.Record, at time.Time) model.Record {
+	r.ModifiedAt = at
+	return r
+}
+
+// testContentDecides pins the content-hash rule: an equal or newer
+// modified time is written when the content differs and skipped (not
+// rewritten, counted as skipped) when it is the same; an older one is
+// skipped whatever it says.
+func testContentDecides(t *testing.T, h Harness) {
+	kinds := []model.Kind{model.KindProduct, model.KindCustomer, model.KindStockLevel, model.KindInvoice}
+	type write struct {
+		version int // the content: Record(…, version)
+		at      int // the modified time: At(at)
+		stored  bool
+	}
+	for _, tc := range []struct {
+		name   string
+		writes []write
+		want   write // the stored content and time
+	}{
+		{"equal time with other content is written", []write{{2, 2, true}, {3, 2, true}}, write{3, 2, true}},
+		{"equal time with other content is written again and again", []write{{2, 2, true}, {3, 2, true}, {6, 2, true}, {2, 2, true}}, write{2, 2, true}},
+		{"same content redelivered is skipped", []write{{2, 2, true}, {2, 2, false}, {2, 2, false}}, write{2, 2, true}},
+		{"newer time with equal content is skipped", []write{{2, 2, true}, {2, 7, false}}, write{2, 2, true}},
+		{"older time with other content is skipped", []write{{5, 5, true}, {3, 3, false}}, write{5, 5, true}},
+		{"older time with equal content is skipped", []write{{5, 5, true}, {5, 3, false}}, write{5, 5, true}},
+		{"equal content at an equal time after a newer time is skipped", []write{{2, 2, true}, {3, 4, true}, {3, 4, false}}, write{3, 4, true}},
+		{"deleted at an equal time is written", []write{{3, 3, true}, {4, 3, true}}, write{4, 3, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := h.Open(t)
+			for _, k := range kinds {
+				for i, w := range tc.writes {
+					r := Retimed(Record(k, "acme", "xero", "x1", w.version), At(w.at))
+					want := sinks.WriteResult{Skipped: 1}
+					if w.stored {
+						want = sinks.WriteResult{Upserted: 1}
+					}
+					got, err := tg.Sink.Write(context.Background(), []model.Record{r})
+					if err != nil {
+						t.Fatalf("%s write %d: %v", k, i+1, err)
+					}
+					if got != want {
+						t.Fatalf("%s write %d (content v%d at t%d) = %+v, want %+v", k, i+1, w.version, w.at, got, want)
+					}
+				}
+				ExpectStored(t, tg, Retimed(Record(k, "acme", "xero", "x1", tc.want.version), At(tc.want.at)))
+			}
+		})
+	}
+	t.Run("a batch mixing changed and unchanged records counts each", func(t *testing.T) {
 		tg := h.Open(t)
-		a := Record(model.KindProduct, "acme", "v", "p", 2)
-		b := Record(model.KindProduct, "acme", "v", "p", 3)
-		b.ModifiedAt = a.ModifiedAt
-		mustWrite(t, tg, []model.Record{a}, sinks.WriteResult{Upserted: 1})
-		mustWrite(t, tg, []model.Record{b}, sinks.WriteResult{Skipped: 1})
-		ExpectStored(t, tg, a)
+		first := append(AllKinds("acme", "v", "a", 1), AllKinds("acme", "v", "b", 1)...)
+		mustWrite(t, tg, first, sinks.WriteResult{Upserted: len(first)})
+		var next []model.Record
+		for _, r := range AllKinds("acme", "v", "a", 1) {
+			next = append(next, Retimed(r, At(9))) // newer, same content
+		}
+		for _, r := range AllKinds("acme", "v", "b", 2) {
+			next = append(next, Retimed(r, At(1))) // same time, other content
+		}
+		mustWrite(t, tg, next, sinks.WriteResult{Upserted: len(model.Kinds), Skipped: len(model.Kinds)})
+		ExpectStored(t, tg, AllKinds("acme", "v", "a", 1)...)
+		for _, r := range AllKinds("acme", "v", "b", 2) {
+			ExpectStored(t, tg, Retimed(r, At(1)))
+		}
+		// Re-delivering the same batch changes nothing.
+		mustWrite(t, tg, next, sinks.WriteResult{Skipped: len(next)})
 	})
 }
 
@@ -435,4 +509,199 @@ func jsonEqual(what string, a, b []byte) error {
 		return fmt.Errorf("%s = %s, want %s", what, a, b)
 	}
 	return nil
+}
+
+// SetAsideItem returns a sample set-aside document: its reason and raw
+// document are a function of (company, id, version).
+func SetAsideItem(kind model.Kind, company, vendor, id string, version int) model.SetAside {
+	raw, _ := json.Marshal(map[string]any{"ID": id, "Type": fmt.Sprintf("UNKNOWN-%d", version), "Company": company})
+	return model.SetAside{
+		Company: company, Vendor: vendor, Kind: kind, VendorID: id,
+		ModifiedAt: At(version),
+		Reason:     fmt.Sprintf("%s type \"UNKNOWN-%d\" is not one the connector knows", kind, version),
+		Raw:        raw,
+	}
+}
+
+func keyOf(it model.SetAside) model.Key { return it.Key() }
+
+func mustSetAside(t *testing.T, tg Target, items ...model.SetAside) {
+	t.Helper()
+	if err := tg.Sink.SetAside(context.Background(), items); err != nil {
+		t.Fatalf("SetAside: %v", err)
+	}
+}
+
+func testSetAside(t *testing.T, h Harness) {
+	ctx := context.Background()
+	tg := h.Open(t)
+	if err := tg.Sink.SetAside(ctx, nil); err != nil {
+		t.Fatalf("SetAside(nil): %v", err)
+	}
+	kinds := []model.Kind{model.KindInvoice, model.KindPriceRule, model.KindProduct}
+	var first []model.SetAside
+	for _, k := range kinds {
+		first = append(first, SetAsideItem(k, "acme", "xero", "d1", 1), SetAsideItem(k, "acme", "xero", "d2", 1))
+	}
+	unknownTime := SetAsideItem(model.KindContact, "acme", "xero", "d3", 1)
+	unknownTime.ModifiedAt = time.Time{}
+	unknownTime.Raw = nil
+	first = append(first, unknownTime)
+	mustSetAside(t, tg, first...)
+	ExpectSetAside(t, tg, first...)
+
+	// Setting a key aside again replaces its reason and document.
+	var again []model.SetAside
+	for _, k := range kinds {
+		again = append(again, SetAsideItem(k, "acme", "xero", "d1", 2))
+	}
+	mustSetAside(t, tg, again...)
+	ExpectSetAside(t, tg, again...)
+	for _, k := range kinds {
+		ExpectSetAside(t, tg, SetAsideItem(k, "acme", "xero", "d2", 1))
+	}
+
+	// A later Write of the key clears it, in every kind; the others stay.
+	var recs []model.Record
+	for _, k := range kinds {
+		recs = append(recs, Record(k, "acme", "xero", "d1", 3))
+	}
+	mustWrite(t, tg, recs, sinks.WriteResult{Upserted: len(recs)})
+	ExpectStored(t, tg, recs...)
+	for _, k := range kinds {
+		ExpectNotSetAside(t, tg, keyOf(SetAsideItem(k, "acme", "xero", "d1", 0)))
+		ExpectSetAside(t, tg, SetAsideItem(k, "acme", "xero", "d2", 1))
+	}
+	ExpectSetAside(t, tg, unknownTime)
+
+	// A record of the same id in another kind clears nothing.
+	mustWrite(t, tg, []model.Record{Record(model.KindCustomer, "acme", "xero", "d2", 1)}, sinks.WriteResult{Upserted: 1})
+	for _, k := range kinds {
+		ExpectSetAside(t, tg, SetAsideItem(k, "acme", "xero", "d2", 1))
+	}
+
+	// Set aside after it was stored (the next version cannot be mapped),
+	// then stored again: cleared again.
+	mustSetAside(t, tg, SetAsideItem(model.KindInvoice, "acme", "xero", "d1", 4))
+	ExpectSetAside(t, tg, SetAsideItem(model.KindInvoice, "acme", "xero", "d1", 4))
+	mustWrite(t, tg, []model.Record{Record(model.KindInvoice, "acme", "xero", "d1", 5)}, sinks.WriteResult{Upserted: 1})
+	ExpectNotSetAside(t, tg, keyOf(SetAsideItem(model.KindInvoice, "acme", "xero", "d1", 0)))
+
+	// The same key twice in one call: the last wins.
+	a, b := SetAsideItem(model.KindShipment, "acme", "xero", "d9", 1), SetAsideItem(model.KindShipment, "acme", "xero", "d9", 2)
+	mustSetAside(t, tg, a, b)
+	ExpectSetAside(t, tg, b)
+}
+
+func testSetAsideCompaniesApart(t *testing.T, h Harness) {
+	tg := h.Open(t)
+	acme := SetAsideItem(model.KindInvoice, "acme", "xero", "same-id", 1)
+	globex := SetAsideItem(model.KindInvoice, "globex", "xero", "same-id", 2)
+	otherVendor := SetAsideItem(model.KindInvoice, "acme", "katana", "same-id", 3)
+	mustSetAside(t, tg, acme, globex, otherVendor)
+	ExpectSetAside(t, tg, acme, globex, otherVendor)
+	// acme's record clears acme's entry only.
+	mustWrite(t, tg, []model.Record{Record(model.KindInvoice, "acme", "xero", "same-id", 1)}, sinks.WriteResult{Upserted: 1})
+	ExpectNotSetAside(t, tg, acme.Key())
+	ExpectSetAside(t, tg, globex, otherVendor)
+	// Replacing globex's entry leaves the other vendor's alone.
+	globex2 := SetAsideItem(model.KindInvoice, "globex", "xero", "same-id", 4)
+	mustSetAside(t, tg, globex2)
+	ExpectSetAside(t, tg, globex2, otherVendor)
+}
+
+func testFailedBatchKeepsSetAside(t *testing.T, h Harness) {
+	poison := h.Poison
+	if poison == nil {
+		poison = PoisonDecimal
+	}
+	tg := h.Open(t)
+	item := SetAsideItem(model.KindProduct, "acme", "unleashed", "p1", 1)
+	mustSetAside(t, tg, item)
+	batch := []model.Record{Record(model.KindProduct, "acme", "unleashed", "p1", 2)}
+	if _, err := tg.Sink.Write(context.Background(), poison(batch)); err == nil {
+		t.Fatalf("Write of a poisoned batch succeeded")
+	}
+	ExpectSetAside(t, tg, item)
+	ExpectAbsent(t, tg, batch...)
+}
+
+func testSetAsideCancelled(t *testing.T, h Harness) {
+	tg := h.Open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	item := SetAsideItem(model.KindProduct, "acme", "v", "p1", 1)
+	if err := tg.Sink.SetAside(ctx, []model.SetAside{item}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("SetAside with a cancelled context = %v, want an error wrapping context.Canceled", err)
+	}
+	ExpectNotSetAside(t, tg, item.Key())
+}
+
+// ExpectSetAside checks that each document is set aside as given (when the
+// target can read set-aside documents back).
+func ExpectSetAside(t testing.TB, tg Target, want ...model.SetAside) {
+	t.Helper()
+	if tg.GetSetAside == nil {
+		return
+	}
+	for _, w := range want {
+		got, ok, err := tg.GetSetAside(context.Background(), w.Key())
+		if err != nil {
+			t.Fatalf("GetSetAside %v: %v", w.Key(), err)
+		}
+		if !ok {
+			t.Fatalf("GetSetAside %v: not set aside", w.Key())
+		}
+		if err := EqualSetAside(got, w); err != nil {
+			t.Fatalf("GetSetAside %v: %v", w.Key(), err)
+		}
+	}
+}
+
+// ExpectNotSetAside checks that no document of the given keys is set aside
+// (when the target can read set-aside documents back).
+func ExpectNotSetAside(t testing.TB, tg Target, keys ...model.Key) {
+	t.Helper()
+	if tg.GetSetAside == nil {
+		return
+	}
+	for _, k := range keys {
+		_, ok, err := tg.GetSetAside(context.Background(), k)
+		if err != nil {
+			t.Fatalf("GetSetAside %v: %v", k, err)
+		}
+		if ok {
+			t.Fatalf("GetSetAside %v: set aside, want cleared", k)
+		}
+	}
+}
+
+// EqualSetAside compares a stored set-aside document with the one given:
+// key, modified time (to the microsecond; zero stays zero), reason, and raw
+// document as a JSON value.
+func EqualSetAside(got, want model.SetAside) error {
+	if got.Key() != want.Key() {
+		return fmt.Errorf("key %v, want %v", got.Key(), want.Key())
+	}
+	g, w := got.ModifiedAt.UTC().Truncate(time.Microsecond), want.ModifiedAt.UTC().Truncate(time.Microsecond)
+	if !g.Equal(w) || got.ModifiedAt.IsZero() != want.ModifiedAt.IsZero() {
+		return fmt.Errorf("modified %v, want %v", got.ModifiedAt, want.ModifiedAt)
+	}
+	if got.Reason != want.Reason {
+		return fmt.Errorf("reason %q, want %q", got.Reason, want.Reason)
+	}
+	return jsonEqual("raw", got.Raw, want.Raw)
+}
+
+// MemorySetAside is the GetSetAside of an in-memory sink (the reference,
+// or the store behind a webhook receiver).
+func MemorySetAside(m interface{ SetAsideItems() []model.SetAside }) func(context.Context, model.Key) (model.SetAside, bool, error) {
+	return func(_ context.Context, k model.Key) (model.SetAside, bool, error) {
+		for _, it := range m.SetAsideItems() {
+			if it.Key() == k {
+				return it, true, nil
+			}
+		}
+		return model.SetAside{}, false, nil
+	}
 }

@@ -39,7 +39,7 @@ func TestSuiteAgainstTheReferenceSink(t *testing.T) {
 		return Target{Sink: validating{m}, Get: func(_ context.Context, k model.Key) (model.Record, bool, error) {
 			r, ok := m.Get(k)
 			return r, ok, nil
-		}}
+		}, GetSetAside: MemorySetAside(m)}
 	}})
 }
 

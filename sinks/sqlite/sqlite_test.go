@@ -2,11 +2,16 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/sinks"
@@ -35,9 +40,15 @@ func TestConformance(t *testing.T) {
 	sinktest.Run(t, sinktest.Harness{
 		Open: func(t *testing.T) sinktest.Target {
 			s := open(t, Options{})
-			return sinktest.Target{Sink: s, Get: s.Get}
+			return sinktest.Target{Sink: s, Get: s.Get, GetSetAside: s.getSetAside}
 		},
 	})
+}
+
+// getSetAside is the suite's reader of set-aside documents.
+func (s *Sink) getSetAside(ctx context.Context, k model.Key) (model.SetAside, bool, error) {
+	e, ok, err := s.GetSetAside(ctx, k)
+	return e.SetAside, ok, err
 }
 
 func TestMigrationsAreAdditiveAndMatchTheColumns(t *testing.T) {
@@ -55,8 +66,7 @@ func TestMigrationsAreAdditiveAndMatchTheColumns(t *testing.T) {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			s := open(t, Options{schemaVersion: v})
 			for _, tb := range rows.Tables {
-				want := append([]string(nil), rows.CommonColumns...)
-				want = append(want, rows.ColSyncedAt)
+				want := append(rows.CommonColumnsAt(v), rows.ColSyncedAt)
 				for _, c := range tb.ColumnsAt(v) {
 					want = append(want, c.Name)
 				}
@@ -66,6 +76,16 @@ func TestMigrationsAreAdditiveAndMatchTheColumns(t *testing.T) {
 				if !slices.Equal(got, want) {
 					t.Errorf("table %s at v%d has columns %v, want %v", tb.Name, v, got, want)
 				}
+			}
+			got := columns(t, s, rows.SetAsideTable)
+			want := []string(nil)
+			if v >= rows.HashSince {
+				want = append(want, rows.SetAsideColumns...)
+			}
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("table %s at v%d has columns %v, want %v", rows.SetAsideTable, v, got, want)
 			}
 		})
 	}
@@ -111,10 +131,10 @@ func TestMigrateFromPreviousVersionKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := open(t, Options{Path: path})
-	if v, err := s.SchemaVersion(ctx); err != nil || v != 2 {
-		t.Fatalf("schema version %d, %v; want 2", v, err)
+	if v, err := s.SchemaVersion(ctx); err != nil || v != rows.LatestVersion() {
+		t.Fatalf("schema version %d, %v; want %d", v, err, rows.LatestVersion())
 	}
-	target := sinktest.Target{Sink: s, Get: s.Get}
+	target := sinktest.Target{Sink: s, Get: s.Get, GetSetAside: s.getSetAside}
 	sinktest.ExpectStored(t, target, batch...)
 	var barcode, taxNumber string
 	if err := s.r.QueryRow("SELECT barcode FROM products WHERE company = 'acme' AND vendor_id = 'a'").Scan(&barcode); err != nil {
@@ -133,11 +153,26 @@ func TestMigrateFromPreviousVersionKeepsData(t *testing.T) {
 	if res, err := s.Write(ctx, older); err != nil || res != (sinks.WriteResult{Skipped: len(older)}) {
 		t.Fatalf("older write after upgrade = %+v, %v", res, err)
 	}
+	// A row stored before the hash existed has none: the same content is
+	// rewritten once, storing its hash, and skipped from then on.
+	same := sinktest.AllKinds("globex", "unleashed", "a", 3)
+	if res, err := s.Write(ctx, same); err != nil || res != (sinks.WriteResult{Upserted: len(same)}) {
+		t.Fatalf("first redelivery after upgrade = %+v, %v", res, err)
+	}
+	if res, err := s.Write(ctx, same); err != nil || res != (sinks.WriteResult{Skipped: len(same)}) {
+		t.Fatalf("second redelivery after upgrade = %+v, %v", res, err)
+	}
 	newer := sinktest.AllKinds("acme", "unleashed", "a", 5)
 	if res, err := s.Write(ctx, newer); err != nil || res != (sinks.WriteResult{Upserted: len(newer)}) {
 		t.Fatalf("newer write after upgrade = %+v, %v", res, err)
 	}
 	sinktest.ExpectStored(t, target, newer...)
+	sinktest.ExpectStored(t, target, same...)
+	item := sinktest.SetAsideItem(model.KindInvoice, "acme", "unleashed", "a", 6)
+	if err := s.SetAside(ctx, []model.SetAside{item}); err != nil {
+		t.Fatalf("SetAside after upgrade: %v", err)
+	}
+	sinktest.ExpectSetAside(t, target, item)
 }
 
 // TestSeveralOpenersShareOneFile opens the same file from several sinks at
@@ -145,6 +180,8 @@ func TestMigrateFromPreviousVersionKeepsData(t *testing.T) {
 // every sink land.
 func TestSeveralOpenersShareOneFile(t *testing.T) {
 	ctx := context.Background()
+	retried := busyRetries.Load()
+	defer func() { t.Logf("%d SQLITE_BUSY answers retried", busyRetries.Load()-retried) }()
 	path := filepath.Join(t.TempDir(), "shared.db")
 	const n = 4
 	sinksOpen := make([]*Sink, n)
@@ -185,8 +222,122 @@ func TestSeveralOpenersShareOneFile(t *testing.T) {
 		t.Fatalf("counts %v, want %d companies", counts, n)
 	}
 	var applied int
-	if err := sinksOpen[0].r.QueryRow("SELECT count(*) FROM schema_migrations").Scan(&applied); err != nil || applied != 2 {
-		t.Fatalf("schema_migrations has %d rows (%v), want 2", applied, err)
+	if err := sinksOpen[0].r.QueryRow("SELECT count(*) FROM schema_migrations").Scan(&applied); err != nil || applied != rows.LatestVersion() {
+		t.Fatalf("schema_migrations has %d rows (%v), want %d", applied, err, rows.LatestVersion())
+	}
+}
+
+// TestOpenWhileOthersWrite has several sinks open one new file and write to
+// it at once, with no barrier between opening and writing: openers migrate
+// while others already write, as a manager restarting beside its
+// predecessor does.
+func TestOpenWhileOthersWrite(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	const openers, batches = 6, 4
+	var wg sync.WaitGroup
+	errs := make([]error, openers)
+	for i := range openers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = openAndWrite(ctx, path, fmt.Sprintf("c%d", i), batches)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("opener %d: %v", i, err)
+		}
+	}
+	checkShared(t, path, openers, batches)
+}
+
+// openAndWrite opens path, writes batches of every kind for a company
+// (each batch newer than the last, plus the same key of a shared company),
+// sets a document aside and closes.
+func openAndWrite(ctx context.Context, path, company string, batches int) error {
+	s, err := Open(ctx, Options{Path: path})
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	err = func() error {
+		for v := 1; v <= batches; v++ {
+			batch := append(sinktest.AllKinds(company, "v", "x", v), sinktest.Record(model.KindProduct, "shared", "v", company, v))
+			if _, err := s.Write(ctx, batch); err != nil {
+				return fmt.Errorf("write %d: %w", v, err)
+			}
+		}
+		if err := s.SetAside(ctx, []model.SetAside{sinktest.SetAsideItem(model.KindInvoice, company, "v", "unmapped", 1)}); err != nil {
+			return fmt.Errorf("set aside: %w", err)
+		}
+		return nil
+	}()
+	return errors.Join(err, s.Close())
+}
+
+// checkShared checks what openers × openAndWrite left in the file.
+func checkShared(t *testing.T, path string, openers, batches int) {
+	t.Helper()
+	ctx := context.Background()
+	s := open(t, Options{Path: path})
+	tg := sinktest.Target{Sink: s, Get: s.Get, GetSetAside: s.getSetAside}
+	for i := range openers {
+		c := fmt.Sprintf("c%d", i)
+		sinktest.ExpectStored(t, tg, sinktest.AllKinds(c, "v", "x", batches)...)
+		sinktest.ExpectStored(t, tg, sinktest.Record(model.KindProduct, "shared", "v", c, batches))
+		sinktest.ExpectSetAside(t, tg, sinktest.SetAsideItem(model.KindInvoice, c, "v", "unmapped", 1))
+	}
+	var applied int
+	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations").Scan(&applied); err != nil || applied != rows.LatestVersion() {
+		t.Fatalf("schema_migrations has %d rows (%v), want %d", applied, err, rows.LatestVersion())
+	}
+}
+
+// The helper process of TestSeveralProcessesShareOneFile: with these
+// variables set, TestHelperOpenAndWrite is one opener.
+const (
+	envHelperPath    = "ERPSYNC_SQLITE_HELPER_PATH"
+	envHelperCompany = "ERPSYNC_SQLITE_HELPER_COMPANY"
+)
+
+// TestSeveralProcessesShareOneFile starts several processes that open a
+// new file, migrate it and write to it at once.
+func TestSeveralProcessesShareOneFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	const procs, batches = 4, 4
+	var wg sync.WaitGroup
+	errs := make([]error, procs)
+	outs := make([][]byte, procs)
+	for i := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperOpenAndWrite$", "-test.count=1")
+			cmd.Env = append(os.Environ(), envHelperPath+"="+path, fmt.Sprintf("%s=c%d", envHelperCompany, i))
+			outs[i], errs[i] = cmd.CombinedOutput()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("process %d: %v\n%s", i, err, outs[i])
+		}
+	}
+	checkShared(t, path, procs, batches)
+}
+
+// TestHelperOpenAndWrite is one process of TestSeveralProcessesShareOneFile;
+// without its variables it does nothing.
+func TestHelperOpenAndWrite(t *testing.T) {
+	path := os.Getenv(envHelperPath)
+	if path == "" {
+		return
+	}
+	if err := openAndWrite(context.Background(), path, os.Getenv(envHelperCompany), 4); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -222,3 +373,110 @@ func BenchmarkSQLiteWrite(b *testing.B) {
 }
 
 const benchBatch = 2000
+
+// busyError returns a real SQLITE_BUSY error: a write on a connection that
+// does not wait while another connection holds the write lock.
+func busyError(t *testing.T) error {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "busy.db")
+	holder, err := sql.Open("sqlite", path+"?_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	tx, err := holder.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // test
+	if _, err := tx.Exec("CREATE TABLE x (a INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(0)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	_, err = other.Begin()
+	if !isBusy(err) {
+		t.Fatalf("BEGIN IMMEDIATE beside a writer = %v, want SQLITE_BUSY", err)
+	}
+	return err
+}
+
+func TestRetryBusy(t *testing.T) {
+	busy := busyError(t)
+	s := &Sink{busy: 200 * time.Millisecond}
+	t.Run("retried until it succeeds", func(t *testing.T) {
+		n := 0
+		err := s.retryBusy(context.Background(), func() error {
+			if n++; n <= 3 {
+				return fmt.Errorf("sqlite: migrate: begin: %w", busy)
+			}
+			return nil
+		})
+		if err != nil || n != 4 {
+			t.Fatalf("retryBusy = %v after %d calls, want nil after 4", err, n)
+		}
+	})
+	t.Run("gives up after the busy timeout", func(t *testing.T) {
+		start := time.Now()
+		n := 0
+		err := s.retryBusy(context.Background(), func() error { n++; return busy })
+		if d := time.Since(start); !isBusy(err) || d < 200*time.Millisecond || d > 2*time.Second || n < 3 {
+			t.Fatalf("retryBusy = %v after %v and %d calls, want the busy error after about 200ms", err, d, n)
+		}
+	})
+	t.Run("other errors are not retried", func(t *testing.T) {
+		n := 0
+		other := errors.New("disk I/O error")
+		if err := s.retryBusy(context.Background(), func() error { n++; return other }); err != other || n != 1 {
+			t.Fatalf("retryBusy = %v after %d calls, want the error after 1", err, n)
+		}
+	})
+	t.Run("cancellation stops the retries", func(t *testing.T) {
+		slow := &Sink{busy: time.Hour}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := slow.retryBusy(ctx, func() error { return busy })
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+			t.Fatalf("retryBusy = %v after %v, want the context's error at once", err, time.Since(start))
+		}
+	})
+}
+
+// TestOpenWaitsForAWriter opens a file while another connection holds its
+// write lock (as another process migrating it would): Open waits and
+// succeeds once the lock is released.
+func TestOpenWaitsForAWriter(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "held.db")
+	open(t, Options{Path: path, schemaVersion: 1})
+	holder, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	tx, err := holder.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO schema_migrations (version, name) VALUES (99, 'held')"); err != nil {
+		t.Fatal(err)
+	}
+	const hold = 300 * time.Millisecond
+	go func() {
+		time.Sleep(hold)
+		_ = tx.Rollback()
+	}()
+	start := time.Now()
+	s := open(t, Options{Path: path, BusyTimeout: 5 * time.Second})
+	if d := time.Since(start); d < hold {
+		t.Fatalf("Open returned after %v, before the writer let go", d)
+	}
+	if v, err := s.SchemaVersion(ctx); err != nil || v != rows.LatestVersion() {
+		t.Fatalf("schema version %d, %v; want %d", v, err, rows.LatestVersion())
+	}
+
+}

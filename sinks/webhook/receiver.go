@@ -19,9 +19,10 @@ import (
 
 // Receiver is a reference receiving end of the webhook contract: it checks
 // the signature, answers a repeated idempotency key without writing again,
-// decodes and validates the records, and writes each batch to a Sink (which
-// keeps the never-backwards and companies-apart rules). The tests and the
-// demo use it as the CRM.
+// decodes and validates the records or set-aside documents, and writes each
+// request to a Sink (which keeps the never-backwards, content, set-aside and
+// companies-apart rules: its Write clears the set-aside entry of every key
+// it stores). The tests and the demo use it as the CRM.
 type Receiver struct {
 	key  []byte
 	sink sinks.Sink
@@ -40,7 +41,10 @@ type outcome struct {
 	ready chan struct{} // closed once the first request with the key ends
 	body  [32]byte      // SHA-256 of the body, to spot a key reused for another batch
 	res   sinks.WriteResult
-	ok    bool
+	// setAside is the number of set-aside documents a set-aside request
+	// stored (-1 for a records request).
+	setAside int
+	ok       bool
 }
 
 // NewReceiver returns a receiver checking signatures with key and writing to
@@ -61,17 +65,29 @@ type wireRecord struct {
 	Data       json.RawMessage `json:"data"`
 }
 
-// Decode parses a request body into records.
+// request is a request body of either operation, undecoded.
+type request struct {
+	Version  int             `json:"version"`
+	Records  []wireRecord    `json:"records"`
+	SetAside json.RawMessage `json:"setAside"`
+}
+
+// isSetAside reports whether a parsed body is a set-aside request.
+func (p *request) isSetAside() bool {
+	return len(p.SetAside) > 0 && string(p.SetAside) != "null"
+}
+
+// Decode parses a records request body into records.
 func Decode(body []byte) ([]model.Record, error) {
-	var p struct {
-		Version int          `json:"version"`
-		Records []wireRecord `json:"records"`
-	}
+	var p request
 	if err := json.Unmarshal(body, &p); err != nil {
 		return nil, fmt.Errorf("malformed batch: %w", err)
 	}
 	if p.Version != PayloadVersion {
 		return nil, fmt.Errorf("unsupported batch version %d", p.Version)
+	}
+	if p.isSetAside() {
+		return nil, errors.New("a set-aside request, not records")
 	}
 	out := make([]model.Record, len(p.Records))
 	for i, w := range p.Records {
@@ -95,6 +111,25 @@ func Decode(body []byte) ([]model.Record, error) {
 		out[i] = r
 	}
 	return out, nil
+}
+
+// DecodeSetAside parses a set-aside request body into documents, checked
+// as a sink would check them.
+func DecodeSetAside(body []byte) ([]model.SetAside, error) {
+	var p SetAsidePayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, fmt.Errorf("malformed set-aside request: %w", err)
+	}
+	if p.Version != PayloadVersion {
+		return nil, fmt.Errorf("unsupported set-aside version %d", p.Version)
+	}
+	if p.SetAside == nil {
+		return nil, errors.New("no setAside documents")
+	}
+	if _, err := rows.PlanSetAside(p.SetAside); err != nil {
+		return nil, err
+	}
+	return p.SetAside, nil
 }
 
 func (h *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -137,6 +172,10 @@ func (h *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case o.body != sum:
 			reply(w, http.StatusUnprocessableEntity, map[string]string{"error": "idempotency key reused for another batch"})
+		case o.ok && o.setAside >= 0:
+			// Stored already: the count is the same.
+			w.Header().Set(HeaderReplayed, "true")
+			reply(w, http.StatusOK, Response{SetAside: o.setAside})
 		case o.ok:
 			// Nothing is written again: every record counts as skipped.
 			w.Header().Set(HeaderReplayed, "true")
@@ -148,25 +187,45 @@ func (h *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	res, status, err := h.process(r, body)
-	h.finish(key, o, res, err == nil)
+	res, n, status, err := h.process(r, body)
+	h.finish(key, o, res, n, err == nil)
 	if err != nil {
 		reply(w, status, map[string]string{"error": err.Error()})
+		return
+	}
+	if n >= 0 {
+		reply(w, http.StatusOK, Response{SetAside: n})
 		return
 	}
 	reply(w, http.StatusOK, Response{Upserted: res.Upserted, Skipped: res.Skipped})
 }
 
-func (h *Receiver) process(r *http.Request, body []byte) (sinks.WriteResult, int, error) {
+// process stores a request: records (n is -1) or set-aside documents (n
+// of them).
+func (h *Receiver) process(r *http.Request, body []byte) (res sinks.WriteResult, n, status int, err error) {
+	var p request
+	if err := json.Unmarshal(body, &p); err != nil {
+		return sinks.WriteResult{}, -1, http.StatusUnprocessableEntity, fmt.Errorf("malformed batch: %w", err)
+	}
+	if p.isSetAside() {
+		items, err := DecodeSetAside(body)
+		if err != nil {
+			return sinks.WriteResult{}, -1, http.StatusUnprocessableEntity, err
+		}
+		if err := h.sink.SetAside(r.Context(), items); err != nil {
+			return sinks.WriteResult{}, -1, http.StatusInternalServerError, errors.New("the set-aside documents could not be stored")
+		}
+		return sinks.WriteResult{}, len(items), 0, nil
+	}
 	recs, err := Decode(body)
 	if err != nil {
-		return sinks.WriteResult{}, http.StatusUnprocessableEntity, err
+		return sinks.WriteResult{}, -1, http.StatusUnprocessableEntity, err
 	}
-	res, err := h.sink.Write(r.Context(), recs)
+	res, err = h.sink.Write(r.Context(), recs)
 	if err != nil {
-		return sinks.WriteResult{}, http.StatusInternalServerError, errors.New("the batch could not be stored")
+		return sinks.WriteResult{}, -1, http.StatusInternalServerError, errors.New("the batch could not be stored")
 	}
-	return res, 0, nil
+	return res, -1, 0, nil
 }
 
 // claim returns the outcome slot of a key and whether this request is the
@@ -194,9 +253,9 @@ func (h *Receiver) claim(key string, sum [32]byte) (*outcome, bool) {
 	return o, true
 }
 
-func (h *Receiver) finish(key string, o *outcome, res sinks.WriteResult, ok bool) {
+func (h *Receiver) finish(key string, o *outcome, res sinks.WriteResult, setAside int, ok bool) {
 	h.mu.Lock()
-	o.res, o.ok = res, ok
+	o.res, o.setAside, o.ok = res, setAside, ok
 	if !ok && h.done[key] == o {
 		delete(h.done, key)
 	}

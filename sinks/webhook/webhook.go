@@ -13,10 +13,16 @@
 //   - X-Erpsync-Signature: sha256=<hex HMAC-SHA256 of the exact body under
 //     the shared key>. Receivers must verify it (in constant time) before
 //     trusting anything in the request.
-//   - Idempotency-Key: <hex SHA-256 of the body>. The same batch always gets
-//     the same key, so a retried batch (after a timeout, a 5xx, or a restart
-//     of the sync) is recognised; receivers should answer a key they have
-//     already processed without processing it again.
+//   - Idempotency-Key: <hex SHA-256 of a random delivery id and the body>.
+//     Every attempt of one Write (or SetAside) sends the same key, so a
+//     retried request (after a timeout or a 5xx) is recognised; receivers
+//     should answer a key they have already processed without processing it
+//     again. Another Write of the same batch gets another key: under the
+//     content rule below a body equal to an earlier one can be a real change
+//     (content A, then B, then A again at one modified time), which a
+//     receiver replaying by content would drop. A batch sent again after a
+//     restart of the sync is stored as a new request and changes nothing,
+//     by the content rule.
 //   - X-Erpsync-Attempt: the attempt number, for the receiver's logs.
 //
 // The receiver owns the sink rules: a record is identified by (company,
@@ -24,8 +30,32 @@
 // must never replace a stored one whose modifiedAt is newer or equal. It
 // stores a batch all or nothing.
 //
+// The receiver owns the content rule too: a record whose modifiedAt equals
+// or passes the stored one is stored when its content (kind, deleted, data,
+// raw) differs, and skipped, not rewritten, when it says the same.
+//
 // Response: any 2xx means the batch is stored. The body may be
 // {"upserted": n, "skipped": m}; without it every record counts as upserted.
+//
+// # Set-aside documents
+//
+// Documents the connector could not map are sent as their own request, to
+// the same URL, signed and keyed the same way, with the header
+// X-Erpsync-Operation: set-aside (records requests say "records") and the
+// body
+//
+//	{"version": 1, "setAside": [ {"company": …, "vendor": …, "kind": …,
+//	  "vendorId": …, "modifiedAt": "RFC 3339, UTC; 0001-01-01T00:00:00Z
+//	  when unknown", "reason": "a sentence", "raw": {vendor document}}, … ]}
+//
+// The receiver stores each one by its key (company, vendor, kind,
+// vendorId), replacing an earlier one of the same key, all or nothing, and
+// answers 2xx with {"setAside": n}, n the number of documents in the
+// request; an answer without that count fails the call, so that a receiver
+// that does not know the operation cannot drop documents silently. A set-aside
+// entry is the receiver's to clear: a later records request that stores a
+// record of the same key removes it, so a records request carries nothing
+// extra for it.
 // 5xx, 408, 429 and timeouts are retried with jittered exponential backoff
 // (honouring Retry-After up to the maximum backoff), up to MaxAttempts; any
 // other status fails the write with the response's message (shortened, and
@@ -39,6 +69,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -65,6 +96,13 @@ const (
 	HeaderIdempotency = "Idempotency-Key"
 	HeaderAttempt     = "X-Erpsync-Attempt"
 	HeaderReplayed    = "Idempotent-Replayed"
+	HeaderOperation   = "X-Erpsync-Operation"
+)
+
+// The operations, in HeaderOperation.
+const (
+	OperationRecords  = "records"
+	OperationSetAside = "set-aside"
 )
 
 // PayloadVersion is the version field of the request body.
@@ -76,10 +114,19 @@ type Payload struct {
 	Records []model.Record `json:"records"`
 }
 
-// Response is the optional body of a 2xx answer.
+// SetAsidePayload is the request body of the set-aside operation.
+type SetAsidePayload struct {
+	Version  int              `json:"version"`
+	SetAside []model.SetAside `json:"setAside"`
+}
+
+// Response is the body of a 2xx answer: the counts of a records request
+// (optional), or of a set-aside request (required).
 type Response struct {
 	Upserted int `json:"upserted"`
 	Skipped  int `json:"skipped"`
+	// SetAside is the number of set-aside documents stored.
+	SetAside int `json:"setAside,omitempty"`
 }
 
 // Options configures New.
@@ -174,7 +221,7 @@ func (e *StatusError) Error() string {
 }
 
 // Encode validates a batch and returns the request body, its signature and
-// its idempotency key.
+// a fresh idempotency key for its delivery.
 func Encode(batch []model.Record, key []byte) (body []byte, signature, idempotencyKey string, err error) {
 	recs := make([]model.Record, len(batch))
 	for i := range batch {
@@ -193,7 +240,28 @@ func Encode(batch []model.Record, key []byte) (body []byte, signature, idempoten
 	if err != nil {
 		return nil, "", "", fmt.Errorf("encode batch: %w", err)
 	}
-	return body, Sign(key, body), IdempotencyKey(body), nil
+	return body, Sign(key, body), NewIdempotencyKey(body), nil
+}
+
+// EncodeSetAside validates set-aside documents and returns the request body
+// of the set-aside operation, its signature and its idempotency key. Each
+// key is sent once (the last document of a key wins), in key order, with
+// its reason made printable and bounded.
+func EncodeSetAside(items []model.SetAside, key []byte) (body []byte, signature, idempotencyKey string, n int, err error) {
+	planned, err := rows.PlanSetAside(items)
+	if err != nil {
+		return nil, "", "", 0, err
+	}
+	out := make([]model.SetAside, len(planned))
+	for i, r := range planned {
+		out[i] = model.SetAside{Company: r.Company, Vendor: r.Vendor, Kind: model.Kind(r.Kind), VendorID: r.VendorID,
+			ModifiedAt: r.ModifiedAt, Reason: r.Reason, Raw: r.Raw}
+	}
+	body, err = json.Marshal(SetAsidePayload{Version: PayloadVersion, SetAside: out})
+	if err != nil {
+		return nil, "", "", 0, fmt.Errorf("encode set-aside documents: %w", err)
+	}
+	return body, Sign(key, body), NewIdempotencyKey(body), len(out), nil
 }
 
 // Sign returns the signature header value of a body.
@@ -203,10 +271,15 @@ func Sign(key, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// IdempotencyKey returns the idempotency key of a body.
-func IdempotencyKey(body []byte) string {
-	h := sha256.Sum256(body)
-	return hex.EncodeToString(h[:])
+// NewIdempotencyKey returns a fresh idempotency key for one delivery of a
+// body: the SHA-256 of a random delivery id and the body.
+func NewIdempotencyKey(body []byte) string {
+	var id [16]byte
+	crand.Read(id[:]) // never fails (crypto/rand panics rather than return short)
+	h := sha256.New()
+	h.Write(id[:])
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Write implements sinks.Sink.
@@ -221,18 +294,57 @@ func (s *Sink) Write(ctx context.Context, batch []model.Record) (sinks.WriteResu
 	if err != nil {
 		return sinks.WriteResult{}, fmt.Errorf("webhook: %w", err)
 	}
+	msg, err := s.send(ctx, OperationRecords, body, sig, key)
+	if err != nil {
+		return sinks.WriteResult{}, err
+	}
+	n := len(batch)
+	var r Response
+	if json.Unmarshal(msg, &r) == nil && r.Upserted >= 0 && r.Skipped >= 0 && r.Upserted+r.Skipped == n {
+		return sinks.WriteResult{Upserted: r.Upserted, Skipped: r.Skipped}, nil
+	}
+	return sinks.WriteResult{Upserted: n}, nil
+}
+
+// SetAside implements sinks.Sink: the documents go in one set-aside
+// request, which the receiver must confirm with their count.
+func (s *Sink) SetAside(ctx context.Context, items []model.SetAside) error {
+	if len(items) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("webhook: set aside: %w", err)
+	}
+	body, sig, key, n, err := EncodeSetAside(items, s.o.Key)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	msg, err := s.send(ctx, OperationSetAside, body, sig, key)
+	if err != nil {
+		return err
+	}
+	var r Response
+	if err := json.Unmarshal(msg, &r); err != nil || r.SetAside != n {
+		return fmt.Errorf("webhook %s: the receiver did not confirm the %d set-aside documents (it must answer {\"setAside\": %d}; does it implement the %s operation?)", s.where, n, n, OperationSetAside)
+	}
+	return nil
+}
+
+// send posts a body, retrying as the package documents, and returns the
+// start of the 2xx answer's body.
+func (s *Sink) send(ctx context.Context, op string, body []byte, sig, key string) ([]byte, error) {
 	var last error
 	for attempt := 1; attempt <= s.o.MaxAttempts; attempt++ {
-		res, retryAfter, err := s.post(ctx, body, sig, key, attempt, len(batch))
+		msg, retryAfter, err := s.post(ctx, op, body, sig, key, attempt)
 		if err == nil {
-			return res, nil
+			return msg, nil
 		}
 		if ctx.Err() != nil {
-			return sinks.WriteResult{}, fmt.Errorf("webhook: write: %w", ctx.Err())
+			return nil, fmt.Errorf("webhook: %s: %w", op, ctx.Err())
 		}
 		var se *StatusError
 		if errors.As(err, &se) && !retryStatus(se.Code) {
-			return sinks.WriteResult{}, err
+			return nil, err
 		}
 		last = err
 		if attempt == s.o.MaxAttempts {
@@ -246,11 +358,11 @@ func (s *Sink) Write(ctx context.Context, batch []model.Record) (sinks.WriteResu
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return sinks.WriteResult{}, fmt.Errorf("webhook: write: %w", ctx.Err())
+			return nil, fmt.Errorf("webhook: %s: %w", op, ctx.Err())
 		case <-t.C:
 		}
 	}
-	return sinks.WriteResult{}, fmt.Errorf("webhook: gave up after %d attempts: %w", s.o.MaxAttempts, last)
+	return nil, fmt.Errorf("webhook: gave up after %d attempts: %w", s.o.MaxAttempts, last)
 }
 
 // backoff returns the wait after a failed attempt: exponential from
@@ -273,24 +385,25 @@ func retryStatus(code int) bool {
 // maxMessage bounds the part of an error response quoted in errors.
 const maxMessage = 300
 
-func (s *Sink) post(ctx context.Context, body []byte, sig, key string, attempt, n int) (sinks.WriteResult, time.Duration, error) {
+func (s *Sink) post(ctx context.Context, op string, body []byte, sig, key string, attempt int) ([]byte, time.Duration, error) {
 	actx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.o.URL, bytes.NewReader(body))
 	if err != nil {
-		return sinks.WriteResult{}, 0, fmt.Errorf("webhook %s: build request: %w", s.where, scrubURL(err, s.o.URL, s.where))
+		return nil, 0, fmt.Errorf("webhook %s: build request: %w", s.where, scrubURL(err, s.o.URL, s.where))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "erpsync-operator")
 	req.Header.Set(HeaderSignature, sig)
 	req.Header.Set(HeaderIdempotency, key)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
+	req.Header.Set(HeaderOperation, op)
 	resp, err := s.client.Do(req)
 	if err != nil {
 		if ctx.Err() == nil && actx.Err() != nil {
-			return sinks.WriteResult{}, 0, fmt.Errorf("webhook %s: attempt %d timed out after %v", s.where, attempt, s.o.Timeout)
+			return nil, 0, fmt.Errorf("webhook %s: attempt %d timed out after %v", s.where, attempt, s.o.Timeout)
 		}
-		return sinks.WriteResult{}, 0, fmt.Errorf("webhook %s: attempt %d: %w", s.where, attempt, scrubURL(err, s.o.URL, s.where))
+		return nil, 0, fmt.Errorf("webhook %s: attempt %d: %w", s.where, attempt, scrubURL(err, s.o.URL, s.where))
 	}
 	defer resp.Body.Close()
 	// Read a bounded part of the body; drain a little more so the
@@ -298,14 +411,9 @@ func (s *Sink) post(ctx context.Context, body []byte, sig, key string, attempt, 
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		res := sinks.WriteResult{Upserted: n}
-		var r Response
-		if json.Unmarshal(msg, &r) == nil && r.Upserted >= 0 && r.Skipped >= 0 && r.Upserted+r.Skipped == n {
-			res = sinks.WriteResult{Upserted: r.Upserted, Skipped: r.Skipped}
-		}
-		return res, 0, nil
+		return msg, 0, nil
 	}
-	return sinks.WriteResult{}, retryAfter(resp.Header.Get("Retry-After")),
+	return nil, retryAfter(resp.Header.Get("Retry-After")),
 		&StatusError{Code: resp.StatusCode, Message: message(msg, s.o.Key), where: s.where}
 }
 

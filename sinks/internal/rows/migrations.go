@@ -47,9 +47,10 @@ func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 	return out, nil
 }
 
-// LatestVersion is the schema version the typed columns of Tables need.
+// LatestVersion is the schema version the typed columns of Tables, the
+// content hash and the set-aside table need.
 func LatestVersion() int {
-	v := 1
+	v := HashSince
 	for _, t := range Tables {
 		for _, c := range t.Columns {
 			v = max(v, c.Since)

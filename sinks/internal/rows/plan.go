@@ -15,8 +15,9 @@ type Group struct {
 
 // Plan prepares a batch for a database write: it checks every record's key
 // and kind, groups the records by kind in sync order, keeps for each key only
-// the newest version (the first one among equal modified times, as a
-// record-by-record write would), and sorts each group by key so that
+// the newest version (the last one among equal modified times: a
+// record-by-record write would store each of them in turn, since an equal
+// time with other content is written), and sorts each group by key so that
 // concurrent writers take row locks in the same order. It returns the number
 // of records dropped as superseded duplicates, which count as skipped.
 func Plan(batch []model.Record) (groups []Group, dropped int, err error) {
@@ -35,7 +36,7 @@ func Plan(batch []model.Record) (groups []Group, dropped int, err error) {
 			continue
 		}
 		dropped++
-		if StoredTime(r.ModifiedAt).After(StoredTime(batch[j].ModifiedAt)) {
+		if !StoredTime(r.ModifiedAt).Before(StoredTime(batch[j].ModifiedAt)) {
 			keep[j] = false
 			keep[i] = true
 			index[k] = i

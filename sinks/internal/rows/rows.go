@@ -64,7 +64,25 @@ const (
 	ColData       = "data" // the canonical payload as JSON
 	ColRaw        = "raw"  // the vendor's document as JSON, or NULL
 	ColSyncedAt   = "synced_at"
+	// ColHash is the content hash (model.HashContent of the kind, deleted
+	// flag, data and raw), since schema version HashSince. Rows stored
+	// before that version hold NULL, which differs from every hash.
+	ColHash = "content_hash"
 )
+
+// HashSince is the schema version that added the content_hash column and
+// the set_aside table.
+const HashSince = 3
+
+// CommonColumnsAt returns the columns written for every record at schema
+// version v: CommonColumns, then content_hash from HashSince on.
+func CommonColumnsAt(v int) []string {
+	out := append([]string(nil), CommonColumns...)
+	if v >= HashSince {
+		out = append(out, ColHash)
+	}
+	return out
+}
 
 // CommonColumns lists the columns written for every record, in the order Row
 // values start with: company, vendor, vendor_id, modified_at, deleted, data,
@@ -123,6 +141,9 @@ type Row struct {
 	Data []byte
 	// Raw is the vendor document, or nil.
 	Raw []byte
+	// Hash is the content hash: model.HashContent over Data and Raw, equal
+	// to model.Record.ContentHash.
+	Hash string
 	// Values holds the typed columns' values, in the order of the columns
 	// passed to Row.
 	Values []any
@@ -169,6 +190,7 @@ func (t *Table) Row(r *model.Record, cols []Column) (Row, error) {
 		return Row{}, fmt.Errorf("%s: encode data: %w", Describe(r), err)
 	}
 	row.Data = data
+	row.Hash = model.HashContent(r.Kind, r.Deleted, data, r.Raw)
 	row.Values = make([]any, len(cols))
 	for i, c := range cols {
 		v, err := c.value(r.Data)

@@ -35,6 +35,18 @@ func rec(id string, at time.Time, kind model.Kind) model.Record {
 	return model.Record{Company: "acme", Vendor: "v", Kind: kind, VendorID: id, ModifiedAt: at, Data: d}
 }
 
+// label names a kept record by its SKU or code (rec sets them to the id;
+// a test changes them to tell versions apart).
+func label(r *model.Record) string {
+	switch p := r.Data.(type) {
+	case *model.Product:
+		return p.SKU
+	case *model.Customer:
+		return p.Code
+	}
+	return r.VendorID
+}
+
 func TestPlan(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
@@ -57,14 +69,14 @@ func TestPlan(t *testing.T) {
 			wantDropped: 2,
 		},
 		{
-			name: "keeps the first of equal times",
+			name: "keeps the last of equal times",
 			batch: func() []model.Record {
-				a, b := rec("a", at(2), model.KindProduct), rec("a", at(2), model.KindProduct)
-				b.Deleted = true
-				return []model.Record{a, b}
+				a, b, c := rec("a", at(2), model.KindProduct), rec("a", at(2), model.KindProduct), rec("a", at(1), model.KindProduct)
+				b.Data = &model.Product{SKU: "second"}
+				return []model.Record{a, b, c}
 			}(),
-			wantGroups:  map[model.Kind][]string{model.KindProduct: {"a@2"}},
-			wantDropped: 1,
+			wantGroups:  map[model.Kind][]string{model.KindProduct: {"second@2"}},
+			wantDropped: 2,
 		},
 		{
 			name:       "same id in two kinds is two keys",
@@ -107,7 +119,7 @@ func TestPlan(t *testing.T) {
 				last = g.Table.Kind.Order()
 				var got []string
 				for _, r := range g.Records {
-					got = append(got, r.VendorID+"@"+strconv.Itoa(int(r.ModifiedAt.Sub(t0)/time.Minute)))
+					got = append(got, label(r)+"@"+strconv.Itoa(int(r.ModifiedAt.Sub(t0)/time.Minute)))
 				}
 				if strings.Join(got, ",") != strings.Join(tc.wantGroups[g.Table.Kind], ",") {
 					t.Errorf("%s: kept %v, want %v", g.Table.Kind, got, tc.wantGroups[g.Table.Kind])
@@ -191,5 +203,71 @@ func TestMigrationFiles(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestPlanSetAside(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 1_234_567, time.FixedZone("NZDT", 13*3600))
+	item := func(company, id, reason string) model.SetAside {
+		return model.SetAside{Company: company, Vendor: "xero", Kind: model.KindInvoice, VendorID: id, ModifiedAt: t0, Reason: reason, Raw: []byte(`{"Type":"ACCRECCREDIT"}`)}
+	}
+	t.Run("last of a key wins, sorted by key", func(t *testing.T) {
+		got, err := PlanSetAside([]model.SetAside{item("globex", "b", "one"), item("acme", "b", "two"), item("acme", "a", "three"), item("acme", "b", "four")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, r := range got {
+			keys = append(keys, r.Company+"/"+r.VendorID+"="+r.Reason)
+		}
+		if want := "acme/a=three,acme/b=four,globex/b=one"; strings.Join(keys, ",") != want {
+			t.Fatalf("planned %v, want %s", keys, want)
+		}
+		if !got[0].ModifiedAt.Equal(t0.Truncate(time.Microsecond)) || got[0].ModifiedAt.Location() != time.UTC || got[0].ModifiedAt.Nanosecond() != 1_234_000 {
+			t.Errorf("modified at %v, want UTC to the microsecond", got[0].ModifiedAt)
+		}
+	})
+	t.Run("unknown modified time stays zero", func(t *testing.T) {
+		it := item("acme", "a", "r")
+		it.ModifiedAt = time.Time{}
+		got, err := PlanSetAside([]model.SetAside{it})
+		if err != nil || !got[0].ModifiedAt.IsZero() {
+			t.Fatalf("PlanSetAside = %v, %v; want a zero time", got, err)
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		mutate func(*model.SetAside)
+		want   string
+	}{
+		{"empty vendor id", func(s *model.SetAside) { s.VendorID = "" }, "empty vendor id"},
+		{"unknown kind", func(s *model.SetAside) { s.Kind = "widgets" }, "unknown kind"},
+		{"raw not JSON", func(s *model.SetAside) { s.Raw = []byte(`{"a":`) }, "not valid JSON"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			it := item("acme", "a", "r")
+			tc.mutate(&it)
+			if _, err := PlanSetAside([]model.SetAside{it}); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("PlanSetAside error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCleanReason(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"invoice type \"ACCRECCREDIT\" is unknown", "invoice type \"ACCRECCREDIT\" is unknown"},
+		{"  a\n\tb \x00c\x1b[31m ", "a b c[31m"},
+		{"", "no reason given"},
+		{"\x00\x01", "no reason given"},
+		{"bad \xff utf8", "bad utf8"},
+		{strings.Repeat("é", 400), strings.Repeat("é", model.MaxReasonLen/2)},
+	} {
+		if got := CleanReason(tc.in); got != tc.want {
+			t.Errorf("CleanReason(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if got := CleanReason(tc.in); len(got) > model.MaxReasonLen {
+			t.Errorf("CleanReason(%q) is %d bytes", tc.in, len(got))
+		}
 	}
 }
