@@ -253,6 +253,10 @@ func (c *Client) GetJSON(ctx context.Context, op, rawURL string, header http.Hea
 //     MaxRetries.
 //   - other 4xx: KindInvalidResponse.
 //
+// Every wait of at least connectors.MinHookedWait (limits, Retry-After,
+// back-off, a concurrency slot) first calls the context's WaitHook (see
+// connectors.WithWaitHook), on the calling goroutine.
+//
 // The request's body, if any, is buffered so it can be resent.
 func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Response, error) {
 	method, path := req.Method, safePath(req.URL)
@@ -268,6 +272,13 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 	}
 	var wait time.Duration
 	for attempt := 1; ; attempt++ {
+		if wait > 0 {
+			// A Retry-After or a back-off: let the caller save its work
+			// first; the time that takes is part of the wait.
+			start := c.clock.Now()
+			connectors.BeforeWait(ctx, wait)
+			wait -= c.clock.Now().Sub(start)
+		}
 		if wait > 0 {
 			if err := c.clock.Sleep(ctx, wait); err != nil {
 				return nil, fmt.Errorf("%s: %w", target, err)
@@ -375,7 +386,7 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 // failures (already stripped of the URL).
 func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body []byte, target string) (*Response, error) {
 	for _, l := range c.sorted {
-		if err := l.load(ctx); err != nil {
+		if err := l.load(ctx, c.clock.Now()); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -384,10 +395,12 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 				// vendor answers by blocking the account until it resets.
 				return nil, connectors.Wrap(connectors.KindERPUnavailable, err, "reading the call quota failed")
 			}
-			// Nothing to enforce here; remembered vendor blocks are lost,
-			// and the vendor will tell us again.
-			c.log.Error(err, "reading the quota store failed; going on without it", "connector", c.opts.Connector)
-			l.markLoaded()
+			// No quota to overrun; the calls a previous process made in
+			// the current windows are unknown, so the windows start spent
+			// (one window's wait, never a burst). Remembered vendor blocks
+			// are lost, and the vendor will tell us again.
+			c.log.Error(err, "reading the quota store failed; going on without it, the rate windows taken as spent", "connector", c.opts.Connector)
+			l.markLoaded(c.clock.Now())
 		}
 	}
 	start := c.clock.Now()
@@ -412,8 +425,8 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 		return nil, err
 	}
 	for _, l := range counted {
-		if err := l.save(ctx); err != nil {
-			c.log.Error(err, "saving the call quota failed; counting goes on in memory", "connector", c.opts.Connector)
+		if repeated, err := l.save(ctx); err != nil && !repeated {
+			c.log.Error(err, "saving the call quota and rate windows failed; counting goes on in memory", "connector", c.opts.Connector)
 		}
 	}
 
@@ -507,7 +520,7 @@ func (c *Client) blockQuota(ctx context.Context, l *limiter, name string, until 
 		return
 	}
 	l.block(name, until)
-	if err := l.save(ctx); err != nil {
+	if _, err := l.save(ctx); err != nil {
 		c.log.Error(err, "saving the call quota failed", "connector", c.opts.Connector)
 	}
 }

@@ -20,6 +20,22 @@
 // When a quota is used up a call fails with KindQuotaExhausted and RetryAt at
 // the reset, without being sent.
 //
+// The store also keeps each window's recent calls (how many within one span
+// of the latest, and when that was), so a restarted manager goes on where the
+// previous one stopped instead of sending a whole window's allowance at once:
+// it counts those calls as sent at the latest of them, which can only delay a
+// call. When the store cannot be read, a limiter without quotas takes its
+// windows as spent (its first call waits one window) and one with quotas
+// fails its calls with KindERPUnavailable until the store answers.
+//
+// # Waits
+//
+// Before every wait of at least connectors.MinHookedWait (a rate window or a
+// vendor pause, a Retry-After, the back-off before a retry, a concurrency
+// slot) the client calls connectors.BeforeWait on the calling goroutine, so
+// that the engine can checkpoint first; the time the hook takes counts
+// toward the wait.
+//
 // The vendors' documented limits, as a connector passes them (see
 // ../shared/vendor-apis.md):
 //

@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors"
 )
 
 // Window is a rate limit: at most Limit calls in any span of Per. Windows are
@@ -172,6 +175,9 @@ type limiter struct {
 
 	loadMu sync.Mutex // serialises the first load from the store
 	saveMu sync.Mutex // serialises saves, so the last save is the newest
+	// saveFailing is set while saves fail, so that a store outage is
+	// logged once rather than on every call. Guarded by saveMu.
+	saveFailing bool
 
 	mu          sync.Mutex
 	windows     []*window
@@ -205,6 +211,61 @@ func (w *window) record(t time.Time) {
 	}
 }
 
+// usageName is the name under which the window is kept in the store.
+func (w *window) usageName() string {
+	return WindowUsagePrefix + w.Name + "@" + w.Per.String()
+}
+
+// latest returns the newest send time of the ring, and false when the ring
+// is empty.
+func (w *window) latest() (time.Time, bool) {
+	if w.n == 0 {
+		return time.Time{}, false
+	}
+	return w.times[(w.next-1+w.Limit)%w.Limit], true
+}
+
+// usage summarises the ring for the store: the number of sends within Per
+// of the newest one, and the newest one. ok is false when there is nothing
+// a restarted process must respect.
+func (w *window) usage() (u QuotaUsage, ok bool) {
+	last, ok := w.latest()
+	if !ok {
+		return QuotaUsage{}, false
+	}
+	// The ring holds its n times oldest first from next-n: find the first
+	// one within Per of the newest.
+	cut := last.Add(-w.Per)
+	first := sort.Search(w.n, func(i int) bool { return w.times[(w.next-w.n+i+w.Limit)%w.Limit].After(cut) })
+	return QuotaUsage{Used: int64(w.n - first), Last: last}, true
+}
+
+// restore adds n sends at t (clamped to the window's limit) to the ring,
+// keeping the ring in time order. Sends a previous process made are assumed
+// to have all happened at its latest recorded send, which can only delay
+// the next call, never let one through early.
+func (w *window) restore(n int64, t time.Time) {
+	if n <= 0 {
+		return
+	}
+	n = min(n, int64(w.Limit))
+	all := make([]time.Time, 0, w.n+int(n))
+	for i := range w.n {
+		all = append(all, w.times[(w.next-w.n+i+w.Limit)%w.Limit])
+	}
+	for range n {
+		all = append(all, t)
+	}
+	slices.SortFunc(all, func(a, b time.Time) int { return a.Compare(b) })
+	if len(all) > w.Limit {
+		all = all[len(all)-w.Limit:]
+	}
+	w.n, w.next = 0, 0
+	for _, x := range all {
+		w.record(x)
+	}
+}
+
 // pause holds every call of the limiter until t (a vendor's Retry-After).
 func (l *limiter) pause(t time.Time) {
 	l.mu.Lock()
@@ -232,18 +293,36 @@ func (l *limiter) hasQuotas() bool {
 	return len(l.quotas) > 0
 }
 
-// markLoaded starts the counters empty, without the store.
-func (l *limiter) markLoaded() {
+// persisted reports whether the limiter keeps anything in the store: its
+// windows' recent calls or its quota counters.
+func (l *limiter) persisted() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.loaded {
-		l.usage = map[string]QuotaUsage{}
-		l.loaded = true
-	}
+	return len(l.windows) > 0 || len(l.quotas) > 0
 }
 
-// load reads the quota counters from the store once.
-func (l *limiter) load(ctx context.Context) error {
+// markLoaded starts the counters empty, without the store, after reading it
+// failed. The calls a previous process made in the current windows are
+// unknown, so every window is taken as spent at now: the next call waits a
+// full window rather than risk a burst past the vendor's limit.
+func (l *limiter) markLoaded(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.loaded {
+		return
+	}
+	l.usage = map[string]QuotaUsage{}
+	for _, w := range l.windows {
+		w.restore(int64(w.Limit), now)
+	}
+	l.loaded = true
+}
+
+// load reads the quota counters and the windows' recent calls from the
+// store once. now is the client's clock, which a restored send time never
+// passes (a clock that went back, or a scaled clock of a previous process,
+// must not hold calls for longer than one window).
+func (l *limiter) load(ctx context.Context, now time.Time) error {
 	l.mu.Lock()
 	loaded := l.loaded
 	l.mu.Unlock()
@@ -263,23 +342,64 @@ func (l *limiter) load(ctx context.Context) error {
 		return fmt.Errorf("loading quota usage: %w", err)
 	}
 	l.mu.Lock()
-	l.usage = cloneUsage(u)
-	if l.usage == nil {
-		l.usage = map[string]QuotaUsage{}
+	defer l.mu.Unlock()
+	l.usage = map[string]QuotaUsage{}
+	saved := map[string]QuotaUsage{}
+	for name, v := range u {
+		if strings.HasPrefix(name, WindowUsagePrefix) {
+			saved[name] = v
+		} else {
+			l.usage[name] = v
+		}
+	}
+	for _, w := range l.windows {
+		for _, name := range []string{w.usageName(), EveryWindow} {
+			v, ok := saved[name]
+			if !ok || v.Used <= 0 {
+				continue
+			}
+			last := v.Last
+			if last.After(now) {
+				last = now
+			}
+			w.restore(v.Used, last)
+		}
 	}
 	l.loaded = true
-	l.mu.Unlock()
 	return nil
 }
 
-// save writes the current counters to the store.
-func (l *limiter) save(ctx context.Context) error {
+// save writes the current counters and window usage to the store. repeated
+// is true when the previous save failed too, so that an outage is logged
+// once, not on every call (the limiter goes on counting in memory).
+func (l *limiter) save(ctx context.Context) (repeated bool, err error) {
 	l.saveMu.Lock()
 	defer l.saveMu.Unlock()
 	l.mu.Lock()
 	snap := cloneUsage(l.usage)
+	for _, w := range l.windows {
+		u, ok := w.usage()
+		if !ok {
+			continue
+		}
+		name := w.usageName()
+		if prev, dup := snap[name]; dup {
+			// Two windows of one name and span: keep the stricter.
+			u.Used = max(u.Used, prev.Used)
+			if prev.Last.After(u.Last) {
+				u.Last = prev.Last
+			}
+		}
+		snap[name] = u
+	}
 	l.mu.Unlock()
-	return l.store.Save(ctx, l.key, snap)
+	if err := l.store.Save(ctx, l.key, snap); err != nil {
+		repeated = l.saveFailing
+		l.saveFailing = true
+		return repeated, err
+	}
+	l.saveFailing = false
+	return false, nil
 }
 
 // quotaBlockLocked returns, for the first quota that is used up or blocked
@@ -410,9 +530,11 @@ func (e *waitError) Error() string {
 }
 
 // admit waits until every limiter (sorted by key) admits one call now, then
-// records it in their windows and quotas. It returns how long it waited. A
-// wait longer than maxWait fails at once with a *waitError. Concurrency slots
-// must already be held.
+// records it in their windows and quotas. It returns how long it waited and
+// the limiters whose state changed (those with windows or quotas), which the
+// caller saves. A wait longer than maxWait fails at once with a *waitError;
+// a wait of at least connectors.MinHookedWait calls the context's WaitHook
+// first. Concurrency slots must already be held.
 func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duration) (waited time.Duration, counted []*limiter, err error) {
 	for {
 		if err := ctx.Err(); err != nil {
@@ -440,7 +562,7 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 				for _, w := range l.windows {
 					w.record(now)
 				}
-				if l.countLocked(now) {
+				if l.countLocked(now) || len(l.windows) > 0 {
 					counted = append(counted, l)
 				}
 			}
@@ -452,15 +574,22 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 		if d > maxWait {
 			return waited, nil, &waitError{until: until}
 		}
-		if err := clock.Sleep(ctx, d); err != nil {
-			return waited, nil, err
+		// Let the caller save its work before blocking (no lock is held);
+		// the time the hook took is part of the wait.
+		connectors.BeforeWait(ctx, d)
+		if d = until.Sub(clock.Now()); d > 0 {
+			if err := clock.Sleep(ctx, d); err != nil {
+				return waited, nil, err
+			}
 		}
-		waited += d
+		waited += clock.Now().Sub(now)
 	}
 }
 
 // acquireSlots takes one concurrency slot of every capped limiter, in key
-// order, and returns a func that gives them back.
+// order, and returns a func that gives them back. When a slot is taken it
+// calls the context's WaitHook (with MinHookedWait: how long the calls in
+// flight take is unknown) before blocking.
 func acquireSlots(ctx context.Context, ls []*limiter) (release func(), err error) {
 	var held []*limiter
 	release = func() {
@@ -472,6 +601,13 @@ func acquireSlots(ctx context.Context, ls []*limiter) (release func(), err error
 		if l.sem == nil {
 			continue
 		}
+		select {
+		case l.sem <- struct{}{}:
+			held = append(held, l)
+			continue
+		default:
+		}
+		connectors.BeforeWait(ctx, connectors.MinHookedWait)
 		select {
 		case l.sem <- struct{}{}:
 			held = append(held, l)

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr/funcr"
 
 	"github.com/erpsync/erpsync-operator/connectors"
 )
@@ -447,5 +450,244 @@ func TestLongPauseFailsFast(t *testing.T) {
 	}
 	if clock.Slept() != 0 {
 		t.Errorf("slept %v", clock.Slept())
+	}
+}
+
+// TestWindowsSurviveARestart: a registry that made Limit-5 calls is
+// replaced by a new one over the same store (a restarted manager); the new
+// one sends 5 more and then waits for the window to roll, so that no span
+// of the window holds more than Limit calls across the restart.
+func TestWindowsSurviveARestart(t *testing.T) {
+	tests := []struct {
+		name    string
+		store   func(t *testing.T) func() QuotaStore // a new store object over the same data
+		windows []Window
+		quotas  []Quota
+		before  int           // calls before the restart
+		gap     time.Duration // between the calls of the first process
+		down    time.Duration // between the last call and the restart
+		free    int           // calls the new process may send at once
+		wait    time.Duration // its next call is sent this long after the last call of the first process
+	}{
+		{name: "Cin7 Core 60/min, memory store", store: memoryStore, windows: []Window{{Name: "minute", Limit: 60, Per: time.Minute}},
+			before: 55, gap: 100 * time.Millisecond, down: 10 * time.Second, free: 5, wait: time.Minute},
+		{name: "Cin7 Core 60/min, file store", store: fileStore, windows: []Window{{Name: "minute", Limit: 60, Per: time.Minute}},
+			before: 55, gap: 100 * time.Millisecond, down: 10 * time.Second, free: 5, wait: time.Minute},
+		{name: "window and quota, file store", store: fileStore, windows: []Window{{Name: "minute", Limit: 60, Per: time.Minute}}, quotas: []Quota{{Name: "day", Limit: 5000, Period: Daily}},
+			before: 55, gap: 100 * time.Millisecond, down: 10 * time.Second, free: 5, wait: time.Minute},
+		{name: "a window that rolled while down", store: memoryStore, windows: []Window{{Name: "minute", Limit: 60, Per: time.Minute}},
+			before: 55, gap: 100 * time.Millisecond, down: time.Minute, free: 60, wait: 2 * time.Minute},
+		{name: "Cin7 Omni 3/s and 60/min, restart within the second", store: memoryStore,
+			windows: []Window{{Name: "second", Limit: 3, Per: time.Second}, {Name: "minute", Limit: 60, Per: time.Minute}},
+			before:  2, gap: 10 * time.Millisecond, down: 100 * time.Millisecond, free: 1, wait: time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			newStore := tc.store(t)
+			clock := NewFakeClock(t0)
+			srv, times := sendTimes(t, clock)
+			lim := Limit{Key: Key("cin7core", "account", "app"), Windows: tc.windows, Quotas: tc.quotas}
+			first, _ := New(Options{Registry: NewRegistry(newStore()), Clock: clock, Limits: []Limit{lim}})
+			for range tc.before {
+				if _, err := first.Get(context.Background(), "op", srv.srv.URL, nil); err != nil {
+					t.Fatal(err)
+				}
+				clock.Advance(tc.gap)
+			}
+			last := times()[tc.before-1]
+			if clock.Slept() != 0 {
+				t.Fatalf("the first process waited %v", clock.Slept())
+			}
+			clock.Set(last.Add(tc.down))
+
+			second, _ := New(Options{Registry: NewRegistry(newStore()), Clock: clock, Limits: []Limit{lim}})
+			for range tc.free + 1 {
+				if _, err := second.Get(context.Background(), "op", srv.srv.URL, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ts := times()
+			for i, at := range ts[tc.before : tc.before+tc.free] {
+				if !at.Equal(last.Add(tc.down)) {
+					t.Errorf("call %d after the restart waited %v", i+1, at.Sub(last.Add(tc.down)))
+				}
+			}
+			if got := ts[len(ts)-1].Sub(last); got != tc.wait {
+				t.Errorf("call %d after the restart sent %v after the last call before it, want %v", tc.free+1, got, tc.wait)
+			}
+			for _, w := range tc.windows {
+				if got := maxInWindow(ts, w.Per); got > w.Limit {
+					t.Errorf("%d calls within %v across the restart, limit %d", got, w.Per, w.Limit)
+				}
+			}
+		})
+	}
+}
+
+func memoryStore(*testing.T) func() QuotaStore {
+	s := NewMemoryQuotaStore()
+	return func() QuotaStore { return s }
+}
+
+func fileStore(t *testing.T) func() QuotaStore {
+	path := filepath.Join(t.TempDir(), "quota.json")
+	return func() QuotaStore { return NewFileQuotaStore(path) }
+}
+
+// TestRestoredWindowsNeverPassTheClock: a send time recorded ahead of the
+// new process's clock (a clock that went back, a scaled clock of the
+// previous process) holds calls for one window from now, not until then.
+func TestRestoredWindowsNeverPassTheClock(t *testing.T) {
+	store := NewMemoryQuotaStore()
+	lim := minuteLimit("k", 5)
+	if err := store.Save(context.Background(), "k", map[string]QuotaUsage{
+		WindowUsagePrefix + "minute@1m0s": {Used: 5, Last: t0.Add(48 * time.Hour)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	clock := NewFakeClock(t0)
+	srv := newScript(t)
+	c, _ := New(Options{Registry: NewRegistry(store), Clock: clock, Limits: []Limit{lim}})
+	if _, err := c.Get(context.Background(), "op", srv.srv.URL, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := clock.Sleeps(); len(got) != 1 || got[0] != time.Minute {
+		t.Errorf("slept %v, want one minute", got)
+	}
+}
+
+// TestStoreReadFailureSpendsTheWindows: when the store cannot be read, the
+// calls of the previous process are unknown: a limiter without quotas takes
+// its windows as spent and waits a full window rather than burst.
+func TestStoreReadFailureSpendsTheWindows(t *testing.T) {
+	clock := NewFakeClock(t0)
+	srv, times := sendTimes(t, clock)
+	c, _ := New(Options{Registry: NewRegistry(failingStore{}), Clock: clock, Limits: []Limit{{Key: "k", Windows: []Window{{Name: "second", Limit: 3, Per: time.Second}, {Name: "minute", Limit: 5, Per: time.Minute}}}}})
+	for range 6 {
+		if _, err := c.Get(context.Background(), "op", srv.srv.URL, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := times()
+	if !ts[0].Equal(t0.Add(time.Minute)) {
+		t.Errorf("first call sent at +%v, want after a full window", ts[0].Sub(t0))
+	}
+	if maxInWindow(ts, time.Minute) != 5 || maxInWindow(ts, time.Second) != 3 {
+		t.Errorf("windows overrun: %d a minute, %d a second", maxInWindow(ts, time.Minute), maxInWindow(ts, time.Second))
+	}
+
+	// A window longer than the caller will wait fails the call with its
+	// RetryAt, unsent.
+	srv2 := newScript(t)
+	c2, _ := New(Options{Registry: NewRegistry(failingStore{}), Clock: NewFakeClock(t0), Limits: []Limit{{Key: "k", Windows: []Window{{Name: "hour", Limit: 100, Per: time.Hour}}}}})
+	_, err := c2.Get(context.Background(), "op", srv2.srv.URL, nil)
+	if connectors.KindOf(err) != connectors.KindRateLimited || !connectors.RetryAtOf(err).Equal(t0.Add(time.Hour)) || srv2.count() != 0 {
+		t.Fatalf("err %v (RetryAt %v) after %d calls, want RateLimited until +1h and no call", err, connectors.RetryAtOf(err), srv2.count())
+	}
+}
+
+// countingStore counts Save calls and can fail them.
+type countingStore struct {
+	QuotaStore
+	mu    sync.Mutex
+	saves int
+	fail  bool
+}
+
+func (s *countingStore) Save(ctx context.Context, key string, u map[string]QuotaUsage) error {
+	s.mu.Lock()
+	s.saves++
+	fail := s.fail
+	s.mu.Unlock()
+	if fail {
+		return errors.New("store down")
+	}
+	return s.QuotaStore.Save(ctx, key, u)
+}
+
+// TestWindowSaves: a limiter with windows saves once per call (a store that
+// writes somewhere slow coalesces: see internal/quotastore), a limiter with
+// neither windows nor quotas never, and a failing store is logged once per
+// outage, not once per call.
+func TestWindowSaves(t *testing.T) {
+	srv := newScript(t)
+	store := &countingStore{QuotaStore: NewMemoryQuotaStore()}
+	var logged atomic.Int32
+	log := funcr.New(func(prefix, args string) {
+		if strings.Contains(args, "saving the call quota") {
+			logged.Add(1)
+		}
+	}, funcr.Options{})
+	c, _ := New(Options{Registry: NewRegistry(store), Clock: NewFakeClock(t0), Log: log,
+		Limits: []Limit{minuteLimit("windows", 60), {Key: "cap-only", Concurrency: 2}}})
+	call := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := c.Get(context.Background(), "op", srv.srv.URL, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	call(100)
+	if store.saves != 100 {
+		t.Errorf("%d saves for 100 calls, want 100", store.saves)
+	}
+	if u, _ := store.Load(context.Background(), "cap-only"); len(u) != 0 {
+		t.Errorf("a limiter without windows or quotas saved %v", u)
+	}
+	u, _ := store.Load(context.Background(), "windows")
+	// 60 calls at t0, then 40 a minute later.
+	if w := u[WindowUsagePrefix+"minute@1m0s"]; w.Used != 40 || !w.Last.Equal(t0.Add(time.Minute)) {
+		t.Errorf("saved window %+v, want the 40 calls of the last minute, at +1m", w)
+	}
+	store.fail = true
+	call(10)
+	store.fail = false
+	call(1)
+	store.fail = true
+	call(1)
+	if got := logged.Load(); got != 2 {
+		t.Errorf("logged %d save failures for two outages, want 2", got)
+	}
+}
+
+// TestWindowUsageAndRestore checks the ring arithmetic, wrap-around
+// included: the saved count is the sends within one span of the newest,
+// and a restore keeps the ring in time order and within its limit.
+func TestWindowUsageAndRestore(t *testing.T) {
+	sec := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	tests := []struct {
+		name     string
+		limit    int
+		sends    []int // seconds after t0
+		restoreN int64
+		restoreT int
+		wantUsed int64
+		wantLast time.Time
+		wantFree time.Time // zero: a call fits now
+	}{
+		{name: "empty", limit: 3},
+		{name: "all within the span", limit: 3, sends: []int{0, 10, 20}, wantUsed: 3, wantLast: sec(20), wantFree: sec(60)},
+		{name: "wrapped, older ones out of the span", limit: 3, sends: []int{0, 10, 20, 65, 70}, wantUsed: 3, wantLast: sec(70), wantFree: sec(80)},
+		{name: "older than the span do not count", limit: 5, sends: []int{0, 1, 61, 62}, wantUsed: 2, wantLast: sec(62)},
+		{name: "restore into an empty ring", limit: 5, restoreN: 3, restoreT: 30, wantUsed: 3, wantLast: sec(30)},
+		{name: "restore clamps to the limit", limit: 5, restoreN: 1 << 40, restoreT: 30, wantUsed: 5, wantLast: sec(30), wantFree: sec(90)},
+		{name: "restore merges in time order", limit: 4, sends: []int{10, 50}, restoreN: 3, restoreT: 40, wantUsed: 4, wantLast: sec(50), wantFree: sec(100)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &window{Window: Window{Name: "minute", Limit: tc.limit, Per: time.Minute}, times: make([]time.Time, tc.limit)}
+			for _, s := range tc.sends {
+				w.record(sec(s))
+			}
+			w.restore(tc.restoreN, sec(tc.restoreT))
+			u, ok := w.usage()
+			if ok != (tc.wantUsed > 0) || u.Used != tc.wantUsed || !u.Last.Equal(tc.wantLast) {
+				t.Errorf("usage %+v (%v), want %d up to %v", u, ok, tc.wantUsed, tc.wantLast)
+			}
+			if got := w.freeAt(); !got.Equal(tc.wantFree) {
+				t.Errorf("free at %v, want %v", got, tc.wantFree)
+			}
+		})
 	}
 }

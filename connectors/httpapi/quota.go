@@ -13,22 +13,45 @@ import (
 	"time"
 )
 
-// QuotaUsage is the count of one quota in its current period.
+// QuotaUsage is the count of one quota in its current period, or, under a
+// name starting with WindowUsagePrefix, the recent calls of one rate window.
 type QuotaUsage struct {
-	// PeriodStart is the start of the period Used counts.
+	// PeriodStart is the start of the period Used counts (quotas only).
 	PeriodStart time.Time `json:"periodStart"`
-	// Used is the number of calls sent in the period, retries included.
+	// Used is the number of calls sent in the period, retries included; for
+	// a window, the number of calls sent within the window's span up to
+	// Last.
 	Used int64 `json:"used"`
 	// BlockedUntil is set when the vendor said the quota is used up; no call
 	// is sent before it.
 	BlockedUntil time.Time `json:"blockedUntil,omitzero"`
+	// Last is, for a window, the time of the latest call Used counts. A
+	// restarted process takes every one of them as sent at Last, so that
+	// it never sends more than the window's limit within any span of it.
+	Last time.Time `json:"last,omitzero"`
 }
 
-// QuotaStore keeps quota counters across restarts, by limiter key and quota
-// name. The Client saves after every counted call; an implementation backed
-// by a slow store (a Kubernetes object) may coalesce saves, at the price of
-// under-counting the calls of its last moments after a crash. Keys are
-// hashes (see Key): they never carry secrets.
+// WindowUsagePrefix starts the names under which a limiter keeps its rate
+// windows in its QuotaStore entry, beside its quotas: "window:minute@1m0s"
+// (the window's name and span). Quota names must not start with it.
+const WindowUsagePrefix = "window:"
+
+// EveryWindow names an entry that applies to every window of the limiter: a
+// store that may have lost the windows' recent calls (a writer that crashed
+// between coalesced writes, a damaged record) returns it with Used at or
+// above any limit and Last at the latest time a lost call may have been
+// sent, so that the windows are spent until one span after it.
+const EveryWindow = WindowUsagePrefix + "*"
+
+// QuotaStore keeps quota counters and the recent calls of rate windows
+// across restarts, by limiter key and name. The Client saves after every
+// call of a limiter with windows or quotas; an implementation backed by a
+// slow store (a Kubernetes object) may coalesce saves, flushing once more
+// when the process stops, at the price of under-counting the calls of its
+// last moments after a crash. When Load fails, a limiter without quotas
+// takes its windows as spent (its next call waits a full window) and one
+// with quotas fails its calls until the store answers. Keys are hashes (see
+// Key): they never carry secrets.
 type QuotaStore interface {
 	// Load returns the counters saved for key, or an empty map when there are
 	// none.
@@ -37,8 +60,9 @@ type QuotaStore interface {
 	Save(ctx context.Context, key string, usage map[string]QuotaUsage) error
 }
 
-// MemoryQuotaStore is a QuotaStore in memory: counters survive a new Client
-// or Registry in the same process, not a restart.
+// MemoryQuotaStore is a QuotaStore in memory: counters and windows survive a
+// new Client or Registry in the same process (a simulated restart), not a
+// real one.
 type MemoryQuotaStore struct {
 	mu sync.Mutex
 	m  map[string]map[string]QuotaUsage

@@ -1,12 +1,14 @@
-// Package quotastore keeps the vendors' daily and monthly call counters in
-// Kubernetes, so that they survive a restart and a leader change: one small
-// ConfigMap per metered credential, in the operator's namespace.
+// Package quotastore keeps the vendors' daily and monthly call counters, and
+// the recent calls of their rate windows, in Kubernetes, so that they
+// survive a restart and a leader change: one small ConfigMap per metered
+// credential, in the operator's namespace.
 package quotastore
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,14 +27,35 @@ import (
 // dataKey is the ConfigMap key holding the counters as JSON.
 const dataKey = "usage.json"
 
+// The ConfigMap keys that say whether its writer stopped cleanly.
+const (
+	// stateKey is stateClosed after the final flush of a store that
+	// stopped, stateOpen while it runs (or after it crashed).
+	stateKey    = "state"
+	stateOpen   = "open"
+	stateClosed = "closed"
+	// writtenKey is the time of the write (RFC 3339) and flushKey the
+	// writer's FlushEvery: after a crash, calls made up to writtenAt +
+	// FlushEvery may be missing from the counts.
+	writtenKey = "writtenAt"
+	flushKey   = "flushEvery"
+)
+
 // LabelKey marks the ConfigMaps this store owns.
 const LabelKey = "erpsync.io/quota"
 
 // ConfigMapStore is an httpapi.QuotaStore on ConfigMaps. Saves are coalesced:
 // a key is written at most every FlushEvery (and once more when the manager
 // stops), so a busy credential costs one write every few seconds rather than
-// one per call. A crash loses at most FlushEvery of counting, which the
-// vendors' own over-quota answers then cover.
+// one per call, rate windows included.
+//
+// The final write of a stopping store marks each ConfigMap closed, and a
+// restarted manager then resumes the windows exactly. A ConfigMap left open
+// (its writer crashed, or another replica is using the credential) may miss
+// the calls of the last FlushEvery, so its windows are loaded as spent until
+// one window after the last write plus FlushEvery: a crash costs a wait,
+// never a burst past the vendor's limit. Daily and monthly counters may
+// under-count those calls, which the vendors' own over-quota answers cover.
 type ConfigMapStore struct {
 	// Reader reads straight from the API server (ConfigMaps are not cached).
 	Reader client.Reader
@@ -42,10 +65,16 @@ type ConfigMapStore struct {
 	Namespace string
 	// FlushEvery bounds how often one key is written; default 5s.
 	FlushEvery time.Duration
+	// Now is the clock of writes and of the limiters' send times; nil
+	// means time.Now.
+	Now func() time.Time
 
 	mu        sync.Mutex
 	pending   map[string]map[string]httpapi.QuotaUsage
 	lastFlush map[string]time.Time
+	// open holds the keys this store has written since it started and not
+	// yet closed: the final flush closes them.
+	open map[string]bool
 }
 
 var _ httpapi.QuotaStore = (*ConfigMapStore)(nil)
@@ -73,12 +102,42 @@ func (s *ConfigMapStore) Load(ctx context.Context, key string) (map[string]httpa
 	if raw := cm.Data[dataKey]; raw != "" {
 		if err := json.Unmarshal([]byte(raw), &out); err != nil {
 			// A damaged counter must not stop syncs: start counting afresh
-			// and let the vendor's own limit answers guard the quota.
-			log.FromContext(ctx).Error(err, "quota counters unreadable; counting afresh", "configmap", cm.Name)
-			return map[string]httpapi.QuotaUsage{}, nil
+			// and let the vendor's own limit answers guard the quota. The
+			// windows' calls are unknown, so they are taken as spent.
+			log.FromContext(ctx).Error(err, "quota counters unreadable; counting afresh, the rate windows taken as spent", "configmap", cm.Name)
+			return map[string]httpapi.QuotaUsage{httpapi.EveryWindow: {Used: math.MaxInt32, Last: s.now()}}, nil
 		}
 	}
+	s.mu.Lock()
+	ours := s.open[key]
+	s.mu.Unlock()
+	// A key this store wrote last, with nothing pending, is current.
+	if until, open := s.openUntil(cm.Data); open && !ours {
+		// The writer did not stop cleanly: calls up to until may be
+		// missing, so every window is spent then.
+		out[httpapi.EveryWindow] = httpapi.QuotaUsage{Used: math.MaxInt32, Last: until}
+	}
 	return out, nil
+}
+
+// openUntil reports whether a ConfigMap was left open by its writer, and
+// until when its counts may miss calls.
+func (s *ConfigMapStore) openUntil(data map[string]string) (time.Time, bool) {
+	if data[stateKey] != stateOpen {
+		// Closed, or written before the state was kept (such writers kept
+		// no windows).
+		return time.Time{}, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, data[writtenKey])
+	if err != nil {
+		// Unknown write time: the windows are spent from now.
+		return s.now(), true
+	}
+	every, err := time.ParseDuration(data[flushKey])
+	if err != nil || every < 0 {
+		every = 0
+	}
+	return at.Add(every), true
 }
 
 // Save records the counters of key, writing them now if the key was not
@@ -90,12 +149,12 @@ func (s *ConfigMapStore) Save(ctx context.Context, key string, usage map[string]
 		s.lastFlush = map[string]time.Time{}
 	}
 	s.pending[key] = clone(usage)
-	due := time.Since(s.lastFlush[key]) >= s.flushEvery()
+	due := s.now().Sub(s.lastFlush[key]) >= s.flushEvery()
 	s.mu.Unlock()
 	if !due {
 		return nil
 	}
-	return s.flush(ctx, key)
+	return s.flush(ctx, key, false)
 }
 
 // Start flushes pending counters every FlushEvery until ctx ends, then once
@@ -110,8 +169,31 @@ func (s *ConfigMapStore) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			s.FlushAll(fctx)
+			s.Close(fctx)
 			return nil
+		}
+	}
+}
+
+// Close writes every pending key and marks every key this store wrote
+// closed, so that a restarted manager resumes their windows exactly. Start
+// calls it when the manager stops; the store may be used again after it
+// (the next write reopens the key).
+func (s *ConfigMapStore) Close(ctx context.Context) {
+	s.mu.Lock()
+	keys := make([]string, 0, len(s.open)+len(s.pending))
+	for k := range s.open {
+		keys = append(keys, k)
+	}
+	for k := range s.pending {
+		if !s.open[k] {
+			keys = append(keys, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range keys {
+		if err := s.flush(ctx, k, true); err != nil {
+			log.FromContext(ctx).Error(err, "saving quota counters", "configmap", Name(k))
 		}
 	}
 }
@@ -128,52 +210,96 @@ func (s *ConfigMapStore) FlushAll(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	for _, k := range keys {
-		if err := s.flush(ctx, k); err != nil {
+		if err := s.flush(ctx, k, false); err != nil {
 			log.FromContext(ctx).Error(err, "saving quota counters", "configmap", Name(k))
 		}
 	}
 }
 
-func (s *ConfigMapStore) flush(ctx context.Context, key string) error {
+// flush writes the pending counters of key; final also writes a key with
+// nothing pending, marking it closed.
+func (s *ConfigMapStore) flush(ctx context.Context, key string, final bool) error {
 	s.mu.Lock()
 	usage, ok := s.pending[key]
+	now := s.now()
 	if ok {
 		delete(s.pending, key)
-		s.lastFlush[key] = time.Now()
+		s.lastFlush[key] = now
 	}
 	s.mu.Unlock()
-	if !ok {
+	if !ok && !final {
 		return nil
-	}
-	raw, err := json.Marshal(usage)
-	if err != nil {
-		return fmt.Errorf("encoding quota counters: %w", err)
 	}
 	name := Name(key)
 	var cm corev1.ConfigMap
-	err = s.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: name}, &cm)
-	switch {
-	case apierrors.IsNotFound(err):
+	err := s.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: name}, &cm)
+	if err != nil && !apierrors.IsNotFound(err) {
+		s.keep(key, usage, ok)
+		return fmt.Errorf("reading quota counters %s: %w", name, err)
+	}
+	exists := err == nil
+	raw := cm.Data[dataKey]
+	if ok {
+		b, err := json.Marshal(usage)
+		if err != nil {
+			return fmt.Errorf("encoding quota counters: %w", err)
+		}
+		raw = string(b)
+	} else if !exists {
+		return nil // nothing to close
+	}
+	state := stateOpen
+	if final {
+		state = stateClosed
+	}
+	data := map[string]string{dataKey: raw, stateKey: state,
+		writtenKey: now.UTC().Format(time.RFC3339Nano), flushKey: s.flushEvery().String()}
+	if exists {
+		cm.Data = data
+		err = s.Writer.Update(ctx, &cm)
+	} else {
 		cm = corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: map[string]string{LabelKey: "true"},
 				Annotations: map[string]string{"erpsync.io/quota-key": key}},
-			Data: map[string]string{dataKey: string(raw)},
+			Data: data,
 		}
 		err = s.Writer.Create(ctx, &cm)
-	case err == nil:
-		cm.Data = map[string]string{dataKey: string(raw)}
-		err = s.Writer.Update(ctx, &cm)
 	}
 	if err != nil {
-		// Keep the counters for the next flush, unless newer ones arrived.
-		s.mu.Lock()
-		if _, newer := s.pending[key]; !newer {
-			s.pending[key] = usage
-		}
-		s.mu.Unlock()
+		s.keep(key, usage, ok)
 		return fmt.Errorf("writing quota counters %s: %w", name, err)
 	}
+	s.mu.Lock()
+	if s.open == nil {
+		s.open = map[string]bool{}
+	}
+	if final {
+		delete(s.open, key)
+	} else {
+		s.open[key] = true
+	}
+	s.mu.Unlock()
 	return nil
+}
+
+// keep puts counters whose write failed back for the next flush, unless
+// newer ones arrived meanwhile.
+func (s *ConfigMapStore) keep(key string, usage map[string]httpapi.QuotaUsage, ok bool) {
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, newer := s.pending[key]; !newer {
+		s.pending[key] = usage
+	}
+}
+
+func (s *ConfigMapStore) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 func (s *ConfigMapStore) flushEvery() time.Duration {
