@@ -35,6 +35,12 @@ const (
 	KindQuotaExhausted ErrorKind = "QuotaExhausted"
 	// KindCRMWriteFailed: the sink refused or failed a write.
 	KindCRMWriteFailed ErrorKind = "CRMWriteFailed"
+	// KindCredentialsWriteFailed: rotated credentials (Xero's refresh token)
+	// could not be written back to the Secret. The connector keeps them in
+	// memory; RetryAt is the latest time a retry still saves the connection
+	// (inside the vendor's grace for the old token), and the controller
+	// retries by then even when retryInterval is longer.
+	KindCredentialsWriteFailed ErrorKind = "CredentialsWriteFailed"
 )
 
 // Error is a classified failure. Its message must never contain credentials

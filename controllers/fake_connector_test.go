@@ -26,6 +26,20 @@ type fakeERP struct {
 	// channel is closed or the context ends.
 	block         chan struct{}
 	blockFromPage int
+	// failProductsFrom and failTimes: the next failTimes requests for a
+	// product page >= failProductsFrom fail as the ERP being unavailable.
+	failProductsFrom, failTimes int
+	// setAside lists product ids the mapping "cannot know": they come as
+	// set-aside documents, not records.
+	setAside map[string]bool
+	// overstate is added to the products' Total: a vendor whose count
+	// claims more than its list holds, so every pass reads short.
+	overstate int
+	// keyset makes product pages carry a cursor (Next "after:<last id>"),
+	// as keyset readers do; the fake still pages by number.
+	keyset bool
+	// configs logs the config of every connector built.
+	configs []connectors.Config
 	// requiredKey is the Secret key the factory demands.
 	requiredKey string
 	now         func() time.Time
@@ -34,6 +48,9 @@ type fakeERP struct {
 type fakeRecord struct {
 	id       string
 	modified time.Time
+	// rev counts the edits, so that an edit changes the content (a sink
+	// skips a record whose content is unchanged).
+	rev int
 }
 
 func newFakeERP(products int) *fakeERP {
@@ -46,6 +63,9 @@ func newFakeERP(products int) *fakeERP {
 }
 
 func (f *fakeERP) factory(_ context.Context, cfg connectors.Config) (connectors.Connector, error) {
+	f.mu.Lock()
+	f.configs = append(f.configs, cfg)
+	f.mu.Unlock()
 	if _, err := connectors.RequiredKey(cfg.Credentials, f.requiredKey); err != nil {
 		return nil, err
 	}
@@ -55,12 +75,13 @@ func (f *fakeERP) factory(_ context.Context, cfg connectors.Config) (connectors.
 	return &fakeConn{erp: f, cfg: cfg}, nil
 }
 
-// touch changes n products now.
+// touch edits n products now.
 func (f *fakeERP) touch(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := 0; i < n && i < len(f.products); i++ {
 		f.products[i].modified = f.now()
+		f.products[i].rev++
 	}
 }
 
@@ -95,6 +116,10 @@ func (c *fakeConn) ListPage(ctx context.Context, req connectors.PageRequest) (*c
 	f.mu.Lock()
 	f.requests = append(f.requests, req)
 	failWith, block, blockFrom := f.failWith, f.block, f.blockFromPage
+	if req.Entity == model.KindProduct && f.failTimes > 0 && f.failProductsFrom > 0 && req.Page >= f.failProductsFrom {
+		f.failTimes--
+		failWith = connectors.Errorf(connectors.KindERPUnavailable, "the fake ERP answered 503 for products page %d", req.Page)
+	}
 	f.mu.Unlock()
 	if c.authFail {
 		return &connectors.Page{Calls: 1}, connectors.Errorf(connectors.KindAuthenticationFailed, "the fake ERP refused the API key (401)")
@@ -125,12 +150,22 @@ func (c *fakeConn) ListPage(ctx context.Context, req connectors.PageRequest) (*c
 	}
 	start := min((req.Page-1)*f.pageSize, len(match))
 	end := min(start+f.pageSize, len(match))
-	page := &connectors.Page{Calls: 1, Total: len(match), More: end < len(match), ServerTime: f.now()}
+	page := &connectors.Page{Calls: 1, Total: len(match) + f.overstate, More: end < len(match), ServerTime: f.now()}
 	for _, p := range match[start:end] {
+		if f.setAside[p.id] {
+			page.SetAside = append(page.SetAside, model.SetAside{
+				Company: c.cfg.CompanyID, Vendor: c.cfg.Type, Kind: model.KindProduct, VendorID: p.id, ModifiedAt: p.modified,
+				Reason: "productType \"kit\" is not a product type the connector knows", Raw: []byte(`{"id":"` + p.id + `"}`),
+			})
+			continue
+		}
 		page.Records = append(page.Records, model.Record{
 			Company: c.cfg.CompanyID, Vendor: c.cfg.Type, Kind: model.KindProduct, VendorID: p.id,
-			ModifiedAt: p.modified, Data: &model.Product{SKU: p.id, Name: "Product " + p.id},
+			ModifiedAt: p.modified, Data: &model.Product{SKU: p.id, Name: fmt.Sprintf("Product %s rev %d", p.id, p.rev)},
 		})
+	}
+	if f.keyset && len(page.Records) > 0 && page.More {
+		page.Next = "after:" + page.Records[len(page.Records)-1].VendorID
 	}
 	return page, nil
 }

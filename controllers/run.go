@@ -62,6 +62,16 @@ type syncRun struct {
 	// persisted is the status as last written: the base of every patch, so
 	// that each patch carries every change made since.
 	persisted *erpv1.ErpSync
+	// importBase is the import under way as this sync found it (its counts
+	// before this sync); nil when no import runs.
+	importBase *erpv1.ImportStatus
+	// skipCompletedSince and full are the engine's settings for this sync:
+	// the decision's, unless a source change forces a full import.
+	skipCompletedSince time.Time
+	full               bool
+	// setAsideBefore is the number of documents set aside when the sync
+	// started.
+	setAsideBefore int64
 }
 
 func (s *syncRun) run(ctx context.Context) {
@@ -69,13 +79,18 @@ func (s *syncRun) run(ctx context.Context) {
 	start := r.Clock.Now()
 	wasReady := isReady(obj)
 	firstSync := obj.Status.LastSuccessfulSyncEnd == nil
+	s.setAsideBefore = reportOf(toEngineState(obj.Status.Entities)).setAside
 
-	// Run start: record the tokens read now (handled even if this sync
-	// fails; a token that arrives during the sync gets the next one).
+	// Run start: record the request tokens this sync honours (handled even
+	// if it fails; a token it does not honour, or that arrives during the
+	// sync, gets a later one). A full resync forgets the watermarks and
+	// checkpoints in the same write, so that its token is never recorded
+	// without them being gone.
 	s.reconciling = s.decision.Trigger != TriggerSchedule && s.decision.Trigger != TriggerCredentials
 	if s.decision.Trigger == TriggerResume {
 		s.reconciling = hasCondition(obj, erpv1.ReconcilingCondition)
 	}
+	s.full, s.skipCompletedSince = s.decision.Full, s.decision.SkipCompletedSince
 	err := s.patchStatus(ctx, func(o *erpv1.ErpSync) {
 		o.Status.Phase = erpv1.PhaseSyncing
 		if s.decision.Trigger != TriggerResume || o.Status.LastSyncStart == nil {
@@ -83,11 +98,23 @@ func (s *syncRun) run(ctx context.Context) {
 		}
 		o.Status.NextSyncAt = nil
 		o.Status.Progress = &erpv1.SyncProgress{}
-		if v := o.Annotations[erpv1.RequestedAtAnnotation]; v != "" {
+		if v := s.decision.RequestToken; v != "" {
 			o.Status.LastHandledReconcileAt = v
 		}
-		if v := o.Annotations[erpv1.FullResyncAtAnnotation]; v != "" {
+		if v := s.decision.FullResyncToken; v != "" {
 			o.Status.LastHandledFullResyncAt = v
+		}
+		switch {
+		case s.decision.Trigger == TriggerFullResync:
+			// Also when it replaces an interrupted sync or an unfinished
+			// import: the pages those read predate the request.
+			o.Status.Entities = forgetPositions(o.Status.Entities)
+			o.Status.Import = &erpv1.ImportStatus{StartedAt: metav1.NewTime(start.UTC()), Reason: importReasonFullResync}
+		case o.Status.Import == nil && o.Status.LastSuccessfulSyncEnd == nil:
+			o.Status.Import = &erpv1.ImportStatus{StartedAt: metav1.NewTime(start.UTC()), Reason: importReasonFirst}
+		}
+		if o.Status.Import != nil {
+			o.Status.Import.Syncs++
 		}
 		if s.reconciling {
 			setCondition(o, erpv1.ReconcilingCondition, metav1.ConditionTrue, erpv1.ReasonProgressing, fmt.Sprintf("sync in progress (%s)", s.decision.Trigger))
@@ -99,6 +126,9 @@ func (s *syncRun) run(ctx context.Context) {
 	if err != nil {
 		s.log.Error(err, "recording sync start")
 		return
+	}
+	if imp := obj.Status.Import; imp != nil {
+		s.importBase = imp.DeepCopy()
 	}
 
 	res, runErr := s.execute(ctx)
@@ -114,7 +144,7 @@ func (s *syncRun) run(ctx context.Context) {
 		return
 	}
 	mode := erpv1.SyncModeIncremental
-	if res.Full {
+	if res.Full || obj.Status.Import != nil {
 		mode = erpv1.SyncModeFull
 	}
 	metrics.ObserveSync(string(obj.Spec.Connector.Type), string(mode), resultLabel(runErr), end.Sub(start))
@@ -134,6 +164,34 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		return res, err
 	}
 	obj.Status.CredentialsVersion = secret.ResourceVersion
+
+	// A new source: the watermarks and checkpoints describe another ERP.
+	// Drop them and import in full; the first sync that records a
+	// fingerprint only records it.
+	src := sourceOf(obj, secret.Data)
+	if changes := sourceChanges(obj.Status.Source, src); len(changes) > 0 {
+		reason := sourceChangeReason(changes)
+		msg := reason + "; running a full import"
+		now := r.Clock.Now()
+		state, res.State = nil, nil
+		s.full, s.skipCompletedSince = true, time.Time{}
+		s.reconciling = true
+		err := s.patchStatus(ctx, func(o *erpv1.ErpSync) {
+			o.Status.Source = src
+			o.Status.Entities = nil
+			o.Status.Import = &erpv1.ImportStatus{StartedAt: metav1.NewTime(now.UTC()), Reason: reason, Syncs: 1}
+			setCondition(o, erpv1.ReconcilingCondition, metav1.ConditionTrue, erpv1.ReasonProgressing, msg)
+			setCondition(o, erpv1.ReadyCondition, metav1.ConditionUnknown, erpv1.ReasonProgressing, msg)
+		})
+		s.importBase = obj.Status.Import.DeepCopy()
+		if err != nil {
+			return res, err
+		}
+		s.log.Info("the source changed: dropped the watermarks and checkpoints; running a full import", "changed", changes)
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SourceChanged", "Sync", "%s", msg)
+	} else {
+		obj.Status.Source = src
+	}
 
 	conn, err := r.Registry.New(ctx, connectors.Config{
 		Type:            string(obj.Spec.Connector.Type),
@@ -155,20 +213,20 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		entities = append(entities, model.Kind(e))
 	}
 
-	// Resuming an interrupted sync: the entities it had finished are not
-	// read again.
-	var skipCompletedSince time.Time
-	if s.decision.Trigger == TriggerResume && obj.Status.LastSyncStart != nil {
-		skipCompletedSince = obj.Status.LastSyncStart.Time
+	runCtx := ctx
+	if d := syncTimeout(obj); d > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
 	}
-	runCtx, cancel := context.WithTimeout(ctx, obj.GetTimeout())
-	defer cancel()
 	return engine.Execute(runCtx, engine.Run{
-		SkipCompletedSince: skipCompletedSince,
+		// Resuming an interrupted sync, or retrying a failed one: the
+		// entities it had finished are not read again.
+		SkipCompletedSince: s.skipCompletedSince,
 		Connector:          conn,
 		Sink:               r.Sink,
 		Entities:           entities,
-		Full:               s.decision.Full,
+		Full:               s.full,
 		State:              state,
 		Overlap:            r.Options.Overlap,
 		BatchSize:          r.Options.BatchSize,
@@ -179,9 +237,51 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 			return s.patchStatus(ctx, func(o *erpv1.ErpSync) {
 				o.Status.Entities = fromEngineState(st)
 				o.Status.Progress = &erpv1.SyncProgress{Entity: string(p.Entity), Records: p.Records, APICalls: p.Calls}
+				s.countImport(o, p.Calls, p.Records, -1)
 			})
 		},
 	})
+}
+
+// Why a full import runs, as status.import.reason says.
+const (
+	importReasonFirst      = "first import"
+	importReasonFullResync = "a full resync was requested"
+)
+
+// syncTimeout bounds one sync of obj: a full import (status.import set: a
+// first import, a requested full resync, the import after a source change)
+// only by an explicit spec.timeout, so that it runs to completion however
+// long it takes; a routine sync by the timeout or the interval. 0: no bound.
+func syncTimeout(obj *erpv1.ErpSync) time.Duration {
+	if obj.Status.Import != nil || obj.Status.LastSuccessfulSyncEnd == nil {
+		return obj.GetImportTimeout()
+	}
+	return obj.GetTimeout()
+}
+
+// forgetPositions drops every entity's watermark and checkpoint (a full
+// resync reads every entity from its start), keeping the rest of its state.
+func forgetPositions(in []erpv1.EntityStatus) []erpv1.EntityStatus {
+	out := make([]erpv1.EntityStatus, len(in))
+	for i, e := range in {
+		e.Watermark, e.Checkpoint = nil, nil
+		out[i] = e
+	}
+	return out
+}
+
+// countImport sets the import's counts to what it had before this sync
+// plus this sync's; upserted < 0 leaves that count as it is.
+func (s *syncRun) countImport(o *erpv1.ErpSync, calls, records, upserted int64) {
+	if o.Status.Import == nil || s.importBase == nil {
+		return
+	}
+	o.Status.Import.APICalls = s.importBase.APICalls + calls
+	o.Status.Import.Records = s.importBase.Records + records
+	if upserted >= 0 {
+		o.Status.Import.Upserted = s.importBase.Upserted + upserted
+	}
 }
 
 // finish records the outcome of a sync that ran to its end.
@@ -189,18 +289,49 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 	r, obj := s.r, s.obj
 	ctx := r.baseCtx
 	records := res.Upserted + res.Skipped
+	report := reportOf(res.State)
+	var summary erpv1.SyncSummary
+	var readyMsg string
 	err := s.patchStatus(ctx, func(o *erpv1.ErpSync) {
 		o.Status.Entities = fromEngineState(res.State)
 		o.Status.Progress = nil
 		o.Status.LastSyncEnd = mtime(end)
 		removeCondition(o, erpv1.ReconcilingCondition)
+		s.countImport(o, res.Calls, records, res.Upserted)
 		if runErr == nil {
+			summary = erpv1.SyncSummary{Mode: mode, Records: records, Upserted: res.Upserted, APICalls: res.Calls, Duration: metav1.Duration{Duration: end.Sub(start).Round(time.Millisecond)}}
+			what := string(mode) + " sync"
+			var why string
+			if imp := o.Status.Import; imp != nil {
+				// This sync finished the import: report the whole of it.
+				summary = erpv1.SyncSummary{Mode: erpv1.SyncModeFull, Records: imp.Records, Upserted: imp.Upserted, APICalls: imp.APICalls,
+					Duration: metav1.Duration{Duration: end.Sub(imp.StartedAt.Time).Round(time.Millisecond)}}
+				what = "full import"
+				if imp.Syncs > 1 {
+					summary.Syncs = imp.Syncs
+				}
+				if imp.Reason != "" && imp.Reason != importReasonFirst {
+					why = "; imported in full because " + imp.Reason
+				}
+				o.Status.Import = nil
+			}
+			summary.SetAside = report.setAside
+			summary.Incomplete = report.incompleteNames()
 			o.Status.Phase = erpv1.PhaseSucceeded
 			o.Status.LastSuccessfulSyncEnd = mtime(end)
-			o.Status.LastSync = &erpv1.SyncSummary{Mode: mode, Records: records, Upserted: res.Upserted, APICalls: res.Calls, Duration: metav1.Duration{Duration: end.Sub(start).Round(time.Millisecond)}}
+			o.Status.LastSync = summary.DeepCopy()
 			o.Status.NextSyncAt = mtime(end.Add(o.GetInterval()).Truncate(time.Second))
-			setCondition(o, erpv1.ReadyCondition, metav1.ConditionTrue, erpv1.ReasonSucceeded,
-				fmt.Sprintf("%s sync read %d records (%d new or changed) with %d API calls in %s", mode, records, res.Upserted, res.Calls, end.Sub(start).Round(time.Millisecond)))
+			over := ""
+			if summary.Syncs > 1 {
+				over = fmt.Sprintf(" over %d syncs", summary.Syncs)
+			}
+			readyMsg = fmt.Sprintf("%s read %d records (%d new or changed) with %d API calls in %s%s%s%s",
+				what, summary.Records, summary.Upserted, summary.APICalls, summary.Duration.Duration, over, why, report.readySuffix())
+			reason := erpv1.ReasonSucceeded
+			if len(report.incomplete) > 0 {
+				reason = erpv1.ReasonIncomplete
+			}
+			setCondition(o, erpv1.ReadyCondition, metav1.ConditionTrue, reason, readyMsg)
 			removeCondition(o, erpv1.StalledCondition)
 			o.Status.ObservedGeneration = o.Generation
 			return
@@ -208,7 +339,9 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 		reason, msg := failureReason(runErr)
 		o.Status.Phase = erpv1.PhaseFailed
 		next := end.Add(o.GetRetryInterval())
-		if at := connectors.RetryAtOf(runErr); at.After(next) {
+		if at := connectors.RetryAtOf(runErr); at.After(next) || (retryBy(runErr) && !at.IsZero() && at.After(end)) {
+			// A vendor reset comes later than the retry interval; a
+			// deadline to keep credentials working comes earlier.
 			next = at
 		}
 		o.Status.NextSyncAt = mtime(next.Truncate(time.Second))
@@ -231,6 +364,7 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 	for _, c := range obj.Status.Conditions {
 		metrics.SetCondition(obj.Namespace, obj.Name, c.Type, string(c.Status))
 	}
+	metrics.SetEntityReport(obj.Namespace, obj.Name, entityMetrics(obj.Status.Entities))
 	if runErr != nil {
 		reason, msg := failureReason(runErr)
 		s.log.Info("sync failed", "reason", reason, "error", msg)
@@ -238,12 +372,33 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 		return
 	}
 	metrics.SetLastSuccess(obj.Namespace, obj.Name, string(obj.Spec.Connector.Type), end)
-	s.log.Info("sync succeeded", "mode", mode, "records", records, "upserted", res.Upserted, "calls", res.Calls, "duration", end.Sub(start))
-	// Events only on news: the first success, a recovery, a full resync.
-	if firstSync || !wasReady || s.decision.Full {
-		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SyncSucceeded", "Sync",
-			"%s sync read %d records (%d new or changed) with %d API calls in %s", mode, records, res.Upserted, res.Calls, end.Sub(start).Round(time.Millisecond))
+	s.log.Info("sync succeeded", "mode", summary.Mode, "records", summary.Records, "upserted", summary.Upserted, "calls", summary.APICalls,
+		"duration", summary.Duration.Duration, "syncs", max(summary.Syncs, 1), "setAside", report.setAside, "incomplete", summary.Incomplete)
+	// Events only on news: the first success, a recovery, a full resync, an
+	// import's end; documents set aside and incomplete passes after every
+	// sync that ends with them, as warnings (the recorder folds repeats into
+	// one series).
+	if firstSync || !wasReady || s.full || summary.Syncs > 1 {
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SyncSucceeded", "Sync", "%s", truncate(readyMsg, maxEventLen))
 	}
+	if report.setAside > 0 {
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, "RecordsSetAside", "Sync", "%s", report.setAsideEvent())
+	} else if s.setAsideBefore > 0 {
+		s.log.Info("every document set aside before this sync maps now", "before", s.setAsideBefore)
+	}
+	if len(report.incomplete) > 0 {
+		s.log.Info("entities read fewer distinct records than the vendor reported; their watermarks were kept", "entities", report.incompleteNames())
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, "IncompletePass", "Sync", "%s", report.incompleteEvent())
+	}
+}
+
+// entityMetrics is what the per-entity gauges show of status.entities.
+func entityMetrics(in []erpv1.EntityStatus) []metrics.EntityReport {
+	out := make([]metrics.EntityReport, 0, len(in))
+	for _, e := range in {
+		out = append(out, metrics.EntityReport{Entity: e.Name, SetAside: e.SetAside, Incomplete: e.Incomplete != ""})
+	}
+	return out
 }
 
 // stopped records a sync that was stopped for a suspension or deletion: its
@@ -258,6 +413,7 @@ func (s *syncRun) stopped(cause StopCause, res engine.Result, start, end time.Ti
 		o.Status.LastSyncEnd = mtime(end)
 		o.Status.NextSyncAt = nil
 		o.Status.Phase = erpv1.PhaseSuspended
+		s.countImport(o, res.Calls, res.Upserted+res.Skipped, res.Upserted)
 		removeCondition(o, erpv1.ReconcilingCondition)
 	})
 	if err != nil {

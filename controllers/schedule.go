@@ -44,6 +44,16 @@ type Decision struct {
 	DueAt time.Time
 	// Full asks the sync to ignore watermarks.
 	Full bool
+	// RequestToken and FullResyncToken are the request annotation values
+	// this sync honours; the sync records them as handled when it starts,
+	// and a token the sync does not honour stays pending. Empty: none.
+	RequestToken    string
+	FullResyncToken string
+	// SkipCompletedSince, when set, skips the entities that completed a pass
+	// at or after it (and have no interrupted pass): a resumed sync, or a
+	// retry after a failed or timed-out sync, does not read again what that
+	// sync had finished.
+	SkipCompletedSince time.Time
 }
 
 // Due reports whether a sync of obj is due at now, and otherwise when it will
@@ -54,21 +64,39 @@ type Decision struct {
 // The next sync is due at lastSyncEnd + interval after a success, and at
 // lastSyncEnd + retryInterval after a failure (later, when the vendor told us
 // when a quota or rate limit resets: then status.nextSyncAt holds that time).
+//
+// A sync interrupted by a restart resumes from its checkpoints, unless a
+// request arrived meanwhile: a new fullResyncAt runs the full resync instead
+// of the resume (it reads every entity from its start, so finishing the
+// interrupted sync first would spend calls on pages it reads again), and a
+// new requestedAt runs the requested sync instead (it continues the
+// interrupted passes from their checkpoints and reads the entities the
+// interrupted sync had finished again, for their changes since). Either way
+// the request is recorded as handled by the sync that honours it, never by a
+// resume.
 func Due(obj *erpv1.ErpSync, secretVersion string, now time.Time) Decision {
 	if obj.Spec.Suspend || !obj.DeletionTimestamp.IsZero() {
 		return Decision{}
 	}
 	st := &obj.Status
-	full := requestPending(obj, erpv1.FullResyncAtAnnotation, st.LastHandledFullResyncAt)
+	full := pendingToken(obj, erpv1.FullResyncAtAnnotation, st.LastHandledFullResyncAt)
+	req := pendingToken(obj, erpv1.RequestedAtAnnotation, st.LastHandledReconcileAt)
 	switch {
+	case st.Phase == erpv1.PhaseSyncing && full != "":
+		return Decision{Trigger: TriggerFullResync, Full: true, FullResyncToken: full, RequestToken: req}
+	case st.Phase == erpv1.PhaseSyncing && req != "":
+		return Decision{Trigger: TriggerRequested, RequestToken: req}
 	case st.Phase == erpv1.PhaseSyncing:
-		return Decision{Trigger: TriggerResume, Full: false}
+		return Decision{Trigger: TriggerResume, SkipCompletedSince: skipBoundary(st)}
 	case st.LastSyncEnd == nil:
-		return Decision{Trigger: TriggerInitial, Full: full}
-	case full:
-		return Decision{Trigger: TriggerFullResync, Full: true}
-	case requestPending(obj, erpv1.RequestedAtAnnotation, st.LastHandledReconcileAt):
-		return Decision{Trigger: TriggerRequested}
+		// The first sync reads everything: it honours both requests.
+		return Decision{Trigger: TriggerInitial, Full: full != "", FullResyncToken: full, RequestToken: req}
+	case full != "":
+		// A full resync reads everything now: it honours a pending
+		// requestedAt too.
+		return Decision{Trigger: TriggerFullResync, Full: true, FullResyncToken: full, RequestToken: req}
+	case req != "":
+		return Decision{Trigger: TriggerRequested, RequestToken: req}
 	}
 	ready := meta.FindStatusCondition(st.Conditions, erpv1.ReadyCondition)
 	if ready == nil || ready.ObservedGeneration != obj.Generation {
@@ -76,26 +104,53 @@ func Due(obj *erpv1.ErpSync, secretVersion string, now time.Time) Decision {
 	}
 	end := st.LastSyncEnd.Time
 	due := end.Add(obj.GetInterval())
+	var skip time.Time
+	if st.Phase == erpv1.PhaseFailed {
+		skip = skipBoundary(st)
+	}
 	if ready.Status != "True" {
 		if credentialReason(ready.Reason) && secretVersion != st.CredentialsVersion {
-			return Decision{Trigger: TriggerCredentials}
+			return Decision{Trigger: TriggerCredentials, SkipCompletedSince: skip}
 		}
 		due = end.Add(obj.GetRetryInterval())
 		if waitsForVendor(ready.Reason) && st.NextSyncAt != nil && st.NextSyncAt.After(due) {
 			due = st.NextSyncAt.Time
 		}
+		if connectors.ErrorKind(ready.Reason) == connectors.KindCredentialsWriteFailed && st.NextSyncAt != nil && st.NextSyncAt.Time.Before(due) {
+			// Rotated credentials wait in memory for their write: retry
+			// while the vendor still accepts the old ones.
+			due = st.NextSyncAt.Time
+		}
 	}
 	if !now.Before(due) {
-		return Decision{Trigger: TriggerSchedule}
+		return Decision{Trigger: TriggerSchedule, SkipCompletedSince: skip}
 	}
 	return Decision{DueAt: due}
 }
 
-// requestPending reports whether the annotation holds a token not yet
-// handled.
-func requestPending(obj *erpv1.ErpSync, key, handled string) bool {
-	v, ok := obj.Annotations[key]
-	return ok && v != "" && v != handled
+// skipBoundary is the time from which completed entities need not be read
+// again by a sync that continues an interrupted or failed one: the start of
+// that sync or, while a full import spans several syncs, the start of the
+// import (every entity it completed since was read by the import). Zero when
+// unknown: nothing is skipped.
+func skipBoundary(st *erpv1.ErpSyncStatus) time.Time {
+	var at time.Time
+	if st.LastSyncStart != nil {
+		at = st.LastSyncStart.Time
+	}
+	if st.Import != nil && !st.Import.StartedAt.IsZero() && (at.IsZero() || st.Import.StartedAt.Time.Before(at)) {
+		at = st.Import.StartedAt.Time
+	}
+	return at
+}
+
+// pendingToken returns the annotation's value when it is a request not yet
+// handled, else "".
+func pendingToken(obj *erpv1.ErpSync, key, handled string) string {
+	if v := obj.Annotations[key]; v != "" && v != handled {
+		return v
+	}
+	return ""
 }
 
 // credentialReason reports whether a Ready reason can be fixed by changing
@@ -110,6 +165,12 @@ func credentialReason(reason string) bool {
 
 // waitsForVendor reports whether a Ready reason comes with a vendor-given
 // time before which retrying is pointless.
+// retryBy reports whether err's RetryAt is a deadline to retry by rather
+// than a time to wait for.
+func retryBy(err error) bool {
+	return connectors.KindOf(err) == connectors.KindCredentialsWriteFailed
+}
+
 func waitsForVendor(reason string) bool {
 	switch connectors.ErrorKind(reason) {
 	case connectors.KindQuotaExhausted, connectors.KindRateLimited:

@@ -37,6 +37,18 @@ func TestDue(t *testing.T) {
 			o.Spec.RetryInterval = &metav1.Duration{Duration: 2 * time.Minute}
 		}
 	}
+	importing := func(o *erpv1.ErpSync) {
+		o.Status.Import = &erpv1.ImportStatus{StartedAt: metav1.NewTime(t0.Add(-time.Hour)), Syncs: 3}
+	}
+	annotate := func(kv ...string) func(o *erpv1.ErpSync) {
+		return func(o *erpv1.ErpSync) {
+			o.Annotations = map[string]string{}
+			for i := 0; i+1 < len(kv); i += 2 {
+				o.Annotations[kv[i]] = kv[i+1]
+			}
+		}
+	}
+	syncing := func(o *erpv1.ErpSync) { o.Status.Phase = erpv1.PhaseSyncing }
 	cases := []struct {
 		name    string
 		obj     *erpv1.ErpSync
@@ -45,24 +57,49 @@ func TestDue(t *testing.T) {
 		trigger Trigger
 		dueAt   time.Time
 		full    bool
+		// reqToken and fullToken are the tokens the sync honours; skip its
+		// SkipCompletedSince.
+		reqToken, fullToken string
+		skip                time.Time
 	}{
 		{name: "new object syncs at once", obj: &erpv1.ErpSync{}, now: t0, trigger: TriggerInitial},
 		{name: "due exactly interval after the end: 15:00-15:12 means 15:27", obj: synced(), secret: "7", now: end.Add(15 * time.Minute), trigger: TriggerSchedule},
 		{name: "a nanosecond before is not due", obj: synced(), secret: "7", now: end.Add(15*time.Minute - 1), dueAt: end.Add(15 * time.Minute)},
 		{name: "not measured from the start", obj: synced(), secret: "7", now: t0.Add(15 * time.Minute), dueAt: t0.Add(27 * time.Minute)},
 		{name: "suspended never due", obj: synced(func(o *erpv1.ErpSync) { o.Spec.Suspend = true }), now: end.Add(time.Hour)},
-		{name: "interrupted sync resumes", obj: synced(func(o *erpv1.ErpSync) { o.Status.Phase = erpv1.PhaseSyncing }), now: end, trigger: TriggerResume},
+		{name: "interrupted sync resumes, skipping what it finished", obj: synced(syncing), now: end, trigger: TriggerResume, skip: t0},
+		{name: "interrupted import resumes, skipping what the import finished", obj: synced(syncing, importing), now: end, trigger: TriggerResume, skip: t0.Add(-time.Hour)},
+		{name: "a full resync requested before a restart runs instead of the resume, and only it marks the token",
+			obj: synced(syncing, annotate(erpv1.FullResyncAtAnnotation, "f")), now: end, trigger: TriggerFullResync, full: true, fullToken: "f"},
+		{name: "a full resync requested before a restart honours a pending requestedAt too",
+			obj: synced(syncing, annotate(erpv1.FullResyncAtAnnotation, "f", erpv1.RequestedAtAnnotation, "r")), now: end, trigger: TriggerFullResync, full: true, fullToken: "f", reqToken: "r"},
+		{name: "a handled fullResyncAt does not replace the resume",
+			obj: synced(syncing, annotate(erpv1.FullResyncAtAnnotation, "f"), func(o *erpv1.ErpSync) { o.Status.LastHandledFullResyncAt = "f" }), now: end, trigger: TriggerResume, skip: t0},
+		{name: "a sync requested before a restart runs instead of the resume, reading finished entities again",
+			obj: synced(syncing, annotate(erpv1.RequestedAtAnnotation, "r")), now: end, trigger: TriggerRequested, reqToken: "r"},
+		{name: "credentials that could not be written are retried by their deadline, before retryInterval",
+			obj: synced(failed(connectors.KindCredentialsWriteFailed), func(o *erpv1.ErpSync) {
+				o.Spec.RetryInterval = &metav1.Duration{Duration: time.Hour}
+				o.Status.NextSyncAt = mtime(end.Add(time.Minute))
+			}), secret: "7", now: end.Add(30 * time.Second), dueAt: end.Add(time.Minute)},
+		{name: "a vendor's reset earlier than retryInterval does not bring a retry forward",
+			obj: synced(failed(connectors.KindQuotaExhausted), func(o *erpv1.ErpSync) {
+				o.Status.NextSyncAt = mtime(end.Add(time.Minute))
+			}), secret: "7", now: end.Add(time.Minute), dueAt: end.Add(2 * time.Minute)},
+		{name: "retry of a failed import skips what the import finished", obj: synced(failed(connectors.KindERPUnavailable), importing), secret: "7", now: end.Add(2 * time.Minute), trigger: TriggerSchedule, skip: t0.Add(-time.Hour)},
+		{name: "a spec change after a failure reads everything", obj: synced(failed(connectors.KindERPUnavailable), func(o *erpv1.ErpSync) { o.Generation = 2 }), secret: "7", now: end, trigger: TriggerGeneration},
+		{name: "a requested sync after a failure reads everything", obj: synced(failed(connectors.KindERPUnavailable), annotate(erpv1.RequestedAtAnnotation, "r")), secret: "7", now: end, trigger: TriggerRequested, reqToken: "r"},
 		{name: "spec change is due at once", obj: synced(func(o *erpv1.ErpSync) { o.Generation = 2 }), secret: "7", now: end, trigger: TriggerGeneration},
-		{name: "new requestedAt", obj: synced(func(o *erpv1.ErpSync) { o.Annotations = map[string]string{erpv1.RequestedAtAnnotation: "a"} }), secret: "7", now: end, trigger: TriggerRequested},
+		{name: "new requestedAt", obj: synced(func(o *erpv1.ErpSync) { o.Annotations = map[string]string{erpv1.RequestedAtAnnotation: "a"} }), secret: "7", now: end, trigger: TriggerRequested, reqToken: "a"},
 		{name: "handled requestedAt", obj: synced(func(o *erpv1.ErpSync) {
 			o.Annotations = map[string]string{erpv1.RequestedAtAnnotation: "a"}
 			o.Status.LastHandledReconcileAt = "a"
 		}), secret: "7", now: end, dueAt: end.Add(15 * time.Minute)},
-		{name: "new fullResyncAt", obj: synced(func(o *erpv1.ErpSync) { o.Annotations = map[string]string{erpv1.FullResyncAtAnnotation: "f"} }), secret: "7", now: end, trigger: TriggerFullResync, full: true},
-		{name: "first sync with a pending fullResyncAt is full", obj: &erpv1.ErpSync{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{erpv1.FullResyncAtAnnotation: "f"}}}, now: t0, trigger: TriggerInitial, full: true},
+		{name: "new fullResyncAt", obj: synced(func(o *erpv1.ErpSync) { o.Annotations = map[string]string{erpv1.FullResyncAtAnnotation: "f"} }), secret: "7", now: end, trigger: TriggerFullResync, full: true, fullToken: "f"},
+		{name: "first sync with a pending fullResyncAt is full", obj: &erpv1.ErpSync{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{erpv1.FullResyncAtAnnotation: "f"}}}, now: t0, trigger: TriggerInitial, full: true, fullToken: "f"},
 		{name: "failure retries after retryInterval", obj: synced(failed(connectors.KindERPUnavailable)), secret: "7", now: end.Add(time.Minute), dueAt: end.Add(2 * time.Minute)},
-		{name: "failure retry due", obj: synced(failed(connectors.KindERPUnavailable)), secret: "7", now: end.Add(2 * time.Minute), trigger: TriggerSchedule},
-		{name: "credentials failure retries when the Secret changes", obj: synced(failed(connectors.KindAuthenticationFailed)), secret: "8", now: end, trigger: TriggerCredentials},
+		{name: "failure retry due; it skips what the failed sync finished", obj: synced(failed(connectors.KindERPUnavailable)), secret: "7", now: end.Add(2 * time.Minute), trigger: TriggerSchedule, skip: t0},
+		{name: "credentials failure retries when the Secret changes, skipping what the failed sync finished", obj: synced(failed(connectors.KindAuthenticationFailed)), secret: "8", now: end, trigger: TriggerCredentials, skip: t0},
 		{name: "credentials failure waits while the Secret is unchanged", obj: synced(failed(connectors.KindAuthenticationFailed)), secret: "7", now: end, dueAt: end.Add(2 * time.Minute)},
 		{name: "other failures ignore Secret changes", obj: synced(failed(connectors.KindERPUnavailable)), secret: "8", now: end, dueAt: end.Add(2 * time.Minute)},
 		{name: "quota exhausted waits for the reset", obj: synced(failed(connectors.KindQuotaExhausted), func(o *erpv1.ErpSync) {
@@ -74,6 +111,12 @@ func TestDue(t *testing.T) {
 			d := Due(tc.obj, tc.secret, tc.now)
 			if d.Trigger != tc.trigger || d.Full != tc.full || !d.DueAt.Equal(tc.dueAt) {
 				t.Fatalf("Due() = %+v, want trigger %q full %v dueAt %v", d, tc.trigger, tc.full, tc.dueAt)
+			}
+			if d.RequestToken != tc.reqToken || d.FullResyncToken != tc.fullToken {
+				t.Errorf("Due() honours requestedAt %q fullResyncAt %q, want %q %q", d.RequestToken, d.FullResyncToken, tc.reqToken, tc.fullToken)
+			}
+			if !d.SkipCompletedSince.Equal(tc.skip) {
+				t.Errorf("Due() skips entities completed since %v, want %v", d.SkipCompletedSince, tc.skip)
 			}
 		})
 	}

@@ -1,7 +1,9 @@
 package controllers
 
 import (
+	"slices"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,11 +30,16 @@ func removeCondition(obj *erpv1.ErpSync, typ string) {
 	meta.RemoveStatusCondition(&obj.Status.Conditions, typ)
 }
 
+// truncate bounds s to n bytes, cutting at a rune boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-3] + "..."
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 func mtime(t time.Time) *metav1.Time {
@@ -50,6 +57,12 @@ func tval(t *metav1.Time) time.Time {
 	return t.Time
 }
 
+// Bounds of the CRD on vendor text in status.entities.
+const (
+	maxStatusIDLen   = 128
+	maxIncompleteLen = 512
+)
+
 // toEngineState turns status.entities into the engine's state.
 func toEngineState(in []erpv1.EntityStatus) []engine.EntityState {
 	out := make([]engine.EntityState, 0, len(in))
@@ -61,12 +74,19 @@ func toEngineState(in []erpv1.EntityStatus) []engine.EntityState {
 			LastCompleted:      tval(e.LastCompleted),
 			LastRunCalls:       e.LastRunCalls,
 			LastRunIncremental: e.LastRunMode == erpv1.SyncModeIncremental,
+			SetAside:           e.SetAside,
+			SetAsideIDs:        slices.Clone(e.SetAsideIDs),
+			SetAsideSince:      tval(e.SetAsideSince),
+			Incomplete:         e.Incomplete,
 		}
 		if cp := e.Checkpoint; cp != nil {
 			s.Resume = &engine.Checkpoint{
 				Since:     tval(cp.Since),
 				StartedAt: tval(cp.StartedAt),
 				Page:      cp.Page,
+				Cursor:    cp.Cursor,
+				Repeats:   cp.Repeats,
+				Distinct:  cp.Distinct,
 				Records:   cp.Records,
 				Total:     cp.Total,
 			}
@@ -86,6 +106,15 @@ func fromEngineState(in []engine.EntityState) []erpv1.EntityStatus {
 			LastRunRecords: s.LastRunRecords,
 			LastCompleted:  mtime(s.LastCompleted),
 			LastRunCalls:   s.LastRunCalls,
+			SetAside:       s.SetAside,
+			SetAsideSince:  mtime(s.SetAsideSince),
+			Incomplete:     shown(s.Incomplete, maxIncompleteLen),
+		}
+		for _, id := range s.SetAsideIDs {
+			if len(e.SetAsideIDs) == engine.MaxSetAsideIDs {
+				break
+			}
+			e.SetAsideIDs = append(e.SetAsideIDs, shown(id, maxStatusIDLen))
 		}
 		if !s.LastCompleted.IsZero() {
 			e.LastRunMode = erpv1.SyncModeFull
@@ -98,6 +127,9 @@ func fromEngineState(in []engine.EntityState) []erpv1.EntityStatus {
 				Since:     mtime(cp.Since),
 				StartedAt: mtime(cp.StartedAt),
 				Page:      cp.Page,
+				Cursor:    cp.Cursor,
+				Repeats:   cp.Repeats,
+				Distinct:  cp.Distinct,
 				Records:   cp.Records,
 				Total:     cp.Total,
 			}

@@ -15,7 +15,13 @@ const (
 // Condition reasons that are not connector error kinds (those are in
 // connectors.ErrorKind and are used as reasons verbatim).
 const (
-	ReasonSucceeded   = "Succeeded"
+	ReasonSucceeded = "Succeeded"
+	// ReasonIncomplete is Ready=True's reason when the sync ran to its end
+	// but an entity's pass read fewer distinct records than the vendor
+	// reported: nothing read was lost and its watermark did not advance, so
+	// the next sync reads the same window again; the message names the
+	// entities.
+	ReasonIncomplete  = "Incomplete"
 	ReasonProgressing = "Progressing"
 	ReasonSuspended   = "Suspended"
 	ReasonSyncFailed  = "SyncFailed"

@@ -113,8 +113,10 @@ type ErpSyncSpec struct {
 	// +optional
 	RetryInterval *metav1.Duration `json:"retryInterval,omitempty"`
 
-	// Timeout bounds one sync. Defaults to no bound shorter than the interval;
-	// must be shorter than the interval.
+	// Timeout bounds one sync. Defaults to the interval for routine syncs;
+	// a full import (a first import, a requested full resync, the import
+	// after a source change) is bounded only by an explicit timeout. Must be
+	// shorter than the interval.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	// +kubebuilder:validation:MaxLength=32
@@ -182,6 +184,34 @@ type EntityStatus struct {
 	// from it instead of starting the entity over.
 	// +optional
 	Checkpoint *EntityCheckpoint `json:"checkpoint,omitempty"`
+
+	// SetAside is the number of vendor documents the last completed pass
+	// could not map. They are kept in the CRM's store beside the records,
+	// with the reason and the raw document, and read again by every later
+	// sync until they map.
+	// +optional
+	SetAside int64 `json:"setAside,omitempty"`
+
+	// SetAsideIDs names the first few documents set aside (vendor ids).
+	// +kubebuilder:validation:MaxItems=5
+	// +kubebuilder:validation:items:MaxLength=128
+	// +listType=atomic
+	// +optional
+	SetAsideIDs []string `json:"setAsideIDs,omitempty"`
+
+	// SetAsideSince is the earliest modified time among the documents set
+	// aside: the entity's next window starts no later than it, so they are
+	// read again.
+	// +optional
+	SetAsideSince *metav1.Time `json:"setAsideSince,omitempty"`
+
+	// Incomplete, when set, says why the last pass did not advance the
+	// watermark although it read to the end: it read fewer distinct records
+	// than the vendor reported, after every repeat. The next sync reads the
+	// same window again.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Incomplete string `json:"incomplete,omitempty"`
 }
 
 // EntityCheckpoint is the position of an unfinished pass.
@@ -194,6 +224,19 @@ type EntityCheckpoint struct {
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
 	// Page is the last page whose records were written to the CRM.
 	Page int `json:"page"`
+	// Cursor is where the pass continues, for connectors that read by key
+	// (opaque; empty for page-numbered reading).
+	// +optional
+	Cursor string `json:"cursor,omitempty"`
+	// Repeats counts the times this pass was read again because the
+	// vendor's list shifted under it; the repeat limit counts the pass, not
+	// the run.
+	// +optional
+	Repeats int `json:"repeats,omitempty"`
+	// Distinct is the number of distinct documents the pass has read so far
+	// (across its repeats), compared with the vendor's total at its end.
+	// +optional
+	Distinct int64 `json:"distinct,omitempty"`
 	// Records written so far in the pass.
 	// +optional
 	Records int64 `json:"records,omitempty"`
@@ -215,7 +258,8 @@ type SyncProgress struct {
 	APICalls int64 `json:"apiCalls,omitempty"`
 }
 
-// SyncSummary describes the last finished sync.
+// SyncSummary describes the last finished sync, or the whole import when
+// that sync finished one begun in earlier syncs.
 type SyncSummary struct {
 	// Mode is full or incremental.
 	Mode SyncMode `json:"mode"`
@@ -225,8 +269,78 @@ type SyncSummary struct {
 	Upserted int64 `json:"upserted"`
 	// APICalls made.
 	APICalls int64 `json:"apiCalls"`
-	// Duration of the sync.
+	// Duration of the sync; for an import, from its start to its end.
 	Duration metav1.Duration `json:"duration"`
+	// Syncs is the number of syncs the import ran in; absent for a sync that
+	// did its work alone.
+	// +optional
+	Syncs int64 `json:"syncs,omitempty"`
+	// SetAside is the number of documents set aside at the end of the sync,
+	// over every entity (see status.entities).
+	// +optional
+	SetAside int64 `json:"setAside,omitempty"`
+	// Incomplete lists the entities whose last pass did not advance its
+	// watermark (see status.entities[].incomplete).
+	// +listType=atomic
+	// +optional
+	Incomplete []string `json:"incomplete,omitempty"`
+}
+
+// ImportStatus is a full import under way: a first import, a requested full
+// resync or the import after a source change. It may span several syncs
+// (a failure, a timeout or a restart between them); it is cleared when the
+// import completes, and lastSync then describes the whole import.
+type ImportStatus struct {
+	// StartedAt is when the first sync of the import started.
+	StartedAt metav1.Time `json:"startedAt"`
+	// Reason says why the import runs: a first import, a requested full
+	// resync, or the source changed (naming what changed).
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Syncs is the number of syncs the import has run in (this one
+	// included).
+	// +optional
+	Syncs int64 `json:"syncs,omitempty"`
+	// APICalls made by the import so far, across its syncs.
+	// +optional
+	APICalls int64 `json:"apiCalls,omitempty"`
+	// Records read by the import so far, across its syncs.
+	// +optional
+	Records int64 `json:"records,omitempty"`
+	// Upserted records (new or changed) so far, across its syncs.
+	// +optional
+	Upserted int64 `json:"upserted,omitempty"`
+}
+
+// SourceFingerprint identifies the ERP account the last sync read. When it
+// changes (another connector type, tenant, API root, Secret or account), the
+// watermarks and checkpoints describe another ERP: they are dropped and a
+// full import runs. It holds no secret: the tenant and the credentials
+// identity are hashes, and the credentials identity covers only keys that
+// name the account (clientId, apiId, accountId, username, tenantId), never
+// keys that rotate or authenticate (refreshToken, apiKey, clientSecret).
+type SourceFingerprint struct {
+	// Type is the connector type.
+	Type ConnectorType `json:"type"`
+	// BaseURL is the API root ("" for the vendor's public endpoint).
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	BaseURL string `json:"baseURL,omitempty"`
+	// CredentialsRef is the name of the credentials Secret.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	CredentialsRef string `json:"credentialsRef,omitempty"`
+	// Tenant is a hash of the tenant the sync read (spec.connector.tenantId,
+	// else the Secret's tenantId key); empty when none is set.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Tenant string `json:"tenant,omitempty"`
+	// CredentialsIdentity is a hash of the Secret's account-naming keys;
+	// empty when the Secret has none.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	CredentialsIdentity string `json:"credentialsIdentity,omitempty"`
 }
 
 // ErpSyncStatus is the observed state of an ErpSync. It belongs to the
@@ -268,11 +382,16 @@ type ErpSyncStatus struct {
 	// +optional
 	NextSyncAt *metav1.Time `json:"nextSyncAt,omitempty"`
 
-	// LastHandledReconcileAt is the last erpsync.io/requestedAt value acted on.
+	// LastHandledReconcileAt is the last erpsync.io/requestedAt value acted
+	// on: recorded when the sync that honours it starts (a sync that only
+	// resumes an interrupted one never records a request).
 	// +optional
 	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
 
-	// LastHandledFullResyncAt is the last erpsync.io/fullResyncAt value acted on.
+	// LastHandledFullResyncAt is the last erpsync.io/fullResyncAt value acted
+	// on: recorded when the full resync starts, in the same write that
+	// forgets the watermarks (a sync that only resumes an interrupted one
+	// never records a request).
 	// +optional
 	LastHandledFullResyncAt string `json:"lastHandledFullResyncAt,omitempty"`
 
@@ -282,9 +401,19 @@ type ErpSyncStatus struct {
 	// +optional
 	CredentialsVersion string `json:"credentialsVersion,omitempty"`
 
-	// LastSync summarises the last finished sync.
+	// LastSync summarises the last finished sync; for a sync that finished
+	// an import begun in earlier syncs, the whole import.
 	// +optional
 	LastSync *SyncSummary `json:"lastSync,omitempty"`
+
+	// Source identifies the ERP account the syncs read; see
+	// SourceFingerprint.
+	// +optional
+	Source *SourceFingerprint `json:"source,omitempty"`
+
+	// Import is the full import under way, absent when none is.
+	// +optional
+	Import *ImportStatus `json:"import,omitempty"`
 
 	// Progress shows the sync under way; absent between syncs.
 	// +optional
@@ -356,13 +485,25 @@ func (in *ErpSync) GetRetryInterval() time.Duration {
 	return in.GetInterval()
 }
 
-// GetTimeout returns the bound on one sync: the timeout if set, otherwise
-// the interval (a sync never runs longer than the pause between two).
+// GetTimeout returns the bound on one routine sync: the timeout if set,
+// otherwise the interval (a sync never runs longer than the pause between
+// two).
 func (in *ErpSync) GetTimeout() time.Duration {
 	if in.Spec.Timeout != nil && in.Spec.Timeout.Duration > 0 {
 		return in.Spec.Timeout.Duration
 	}
 	return in.GetInterval()
+}
+
+// GetImportTimeout returns the bound on one sync of a full import (a first
+// import, a requested full resync, the import after a source change): only
+// an explicit timeout bounds it; 0 means it runs to completion, so a long
+// first import is not cut every interval.
+func (in *ErpSync) GetImportTimeout() time.Duration {
+	if in.Spec.Timeout != nil && in.Spec.Timeout.Duration > 0 {
+		return in.Spec.Timeout.Duration
+	}
+	return 0
 }
 
 // GetConditions returns the conditions (for condition helpers).

@@ -71,11 +71,21 @@ var (
 		Name: "erpsync_suspended",
 		Help: "1 while an ErpSync is suspended, else 0.",
 	}, []string{"namespace", "name"})
+
+	setAside = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "erpsync_set_aside_records",
+		Help: "Vendor documents of an ErpSync's entity that the connector could not map, set aside (kept with their reason and raw document) after the entity's last completed pass.",
+	}, []string{"namespace", "name", "entity"})
+
+	incomplete = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "erpsync_entity_incomplete",
+		Help: "1 while an ErpSync's entity's last pass read fewer distinct records than the vendor reported (its watermark was kept), else 0.",
+	}, []string{"namespace", "name", "entity"})
 )
 
 // Collectors lists every metric of the package.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{syncDuration, syncsTotal, recordsTotal, upstreamRequests, upstreamDuration, rateLimitWait, lastSuccess, condition, suspended}
+	return []prometheus.Collector{syncDuration, syncsTotal, recordsTotal, upstreamRequests, upstreamDuration, rateLimitWait, lastSuccess, condition, suspended, setAside, incomplete}
 }
 
 func init() {
@@ -151,12 +161,39 @@ func SetSuspended(namespace, name string, isSuspended bool) {
 	suspended.WithLabelValues(namespace, name).Set(v)
 }
 
+// EntityReport is what SetEntityReport shows of one entity.
+type EntityReport struct {
+	Entity     string
+	SetAside   int64
+	Incomplete bool
+}
+
+// SetEntityReport replaces an ErpSync's per-entity series with entities:
+// the documents set aside and whether the last pass was incomplete, one
+// series each per entity (entities no longer listed, after a source change
+// for instance, lose theirs).
+func SetEntityReport(namespace, name string, entities []EntityReport) {
+	l := prometheus.Labels{"namespace": namespace, "name": name}
+	setAside.DeletePartialMatch(l)
+	incomplete.DeletePartialMatch(l)
+	for _, e := range entities {
+		setAside.WithLabelValues(namespace, name, e.Entity).Set(float64(e.SetAside))
+		v := 0.0
+		if e.Incomplete {
+			v = 1
+		}
+		incomplete.WithLabelValues(namespace, name, e.Entity).Set(v)
+	}
+}
+
 // DeleteObject drops every series of a deleted ErpSync.
 func DeleteObject(namespace, name string) {
 	l := prometheus.Labels{"namespace": namespace, "name": name}
 	lastSuccess.DeletePartialMatch(l)
 	condition.DeletePartialMatch(l)
 	suspended.DeletePartialMatch(l)
+	setAside.DeletePartialMatch(l)
+	incomplete.DeletePartialMatch(l)
 }
 
 // HTTPObserver feeds connectors/httpapi's measurements into these metrics;

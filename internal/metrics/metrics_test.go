@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +120,59 @@ func TestDeleteObject(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestSetEntityReportReplacesTheObjectsSeries(t *testing.T) {
+	SetEntityReport("ns", "report", []EntityReport{
+		{Entity: "invoices", SetAside: 3},
+		{Entity: "stock_levels", Incomplete: true},
+	})
+	SetEntityReport("ns", "other", []EntityReport{{Entity: "invoices", SetAside: 7}})
+	if got := testutil.ToFloat64(setAside.WithLabelValues("ns", "report", "invoices")); got != 3 {
+		t.Errorf("set aside invoices = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(incomplete.WithLabelValues("ns", "report", "stock_levels")); got != 1 {
+		t.Errorf("incomplete stock_levels = %v, want 1", got)
+	}
+	// The next report names only products: the other entities' series go,
+	// the other object's stay.
+	SetEntityReport("ns", "report", []EntityReport{{Entity: "products", SetAside: 1}})
+	mfs, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "erpsync_set_aside_records" && mf.GetName() != "erpsync_entity_incomplete" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			seen[mf.GetName()+"/"+l["name"]+"/"+l["entity"]] = m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"erpsync_set_aside_records/report/products": 1,
+		"erpsync_entity_incomplete/report/products": 0,
+		"erpsync_set_aside_records/other/invoices":  7,
+		"erpsync_entity_incomplete/other/invoices":  0,
+	}
+	for k, v := range want {
+		if got, ok := seen[k]; !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
+		}
+	}
+	for k := range seen {
+		if _, ok := want[k]; !ok && (strings.Contains(k, "/report/") || strings.Contains(k, "/other/")) {
+			t.Errorf("unexpected series %s", k)
+		}
+	}
+	DeleteObject("ns", "other")
+	if got := testutil.CollectAndCount(setAside); got < 1 {
+		t.Errorf("set aside series %d after deleting another object", got)
 	}
 }
