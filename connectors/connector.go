@@ -45,6 +45,13 @@ type EntityInfo struct {
 	Also []model.Kind
 	// Endpoint is the vendor endpoint the stream reads, for docs and logs.
 	Endpoint string
+	// ShiftsOnEdit is set when the stream is read by page number from a
+	// list whose order depends on a field that edits change (its modified
+	// time): an edit during a pass moves a record past the cursor. The
+	// engine then does not trust, after a resume, the documents changed
+	// since the pass began. Keyset readers, and lists ordered by an id,
+	// code or creation time, leave it false.
+	ShiftsOnEdit bool
 }
 
 // PageRequest asks for one page of an entity stream.

@@ -106,6 +106,37 @@ func Sorted[T any](items []T, keep func(T) bool, less func(a, b T) bool) []int {
 	return idx
 }
 
+// List returns the indexes of one page of a list in the vendor's order:
+// the items keep accepts, sorted by less, served in a fresh order when b is
+// unstable, and cut to the 1-based page of size items (size < 1: one page
+// of everything). total is the length of the filtered list and more says
+// whether another page follows. b may be nil (a stable list).
+func List[T any](b *Base, items []T, keep func(T) bool, less func(a, b T) bool, page, size int) (idx []int, total int, more bool) {
+	all := Sorted(items, keep, less)
+	if b != nil {
+		all = b.Order(all)
+	}
+	if size < 1 {
+		size = max(1, len(all))
+	}
+	start, end, more := PageOf(len(all), page, size)
+	return all[start:end], len(all), more
+}
+
+// After drops from idx (indexes into items, in ByModified order) every
+// item at or before the key (modified, id): the rest of a keyset list that
+// restarts from the last record a client saw.
+func After[T any](items []T, idx []int, meta func(T) Meta, modified time.Time, id string) []int {
+	out := idx[:0:0]
+	for _, i := range idx {
+		m := meta(items[i])
+		if m.Modified.After(modified) || (m.Modified.Equal(modified) && m.ID > id) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // ByModified orders by modified time, then id: the order of a vendor's
 // "order by modified ascending".
 func ByModified[T any](meta func(T) Meta) func(a, b T) bool {

@@ -1,0 +1,441 @@
+package connectortest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/httpapi"
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/connectors/simkit"
+	"github.com/erpsync/erpsync-operator/internal/engine"
+	"github.com/erpsync/erpsync-operator/sinks/memory"
+)
+
+// The fake vendor: page-numbered lists of products, customers and orders in
+// modified order (the shape that loses records when edits move them),
+// a Bearer key, a minute limit, and everything simkit.Base gives.
+
+const (
+	fakeVendor   = "fake"
+	fakePageSize = 100
+	fakeLimit    = 60
+)
+
+type fakeSim struct {
+	simkit.Base
+	data    *simkit.Dataset
+	key     string
+	limiter *simkit.Limiter
+	// aside, when set, makes the product list serve one document of a
+	// product type the connector does not know.
+	aside atomic.Bool
+	// keyset pages by key (modified time and id) instead of page number.
+	keyset bool
+}
+
+const fakeAsideID = "mystery-product-1"
+
+type fakeItem struct {
+	ID       string `json:"id"`
+	Modified string `json:"modified"`
+	Type     string `json:"type,omitempty"`
+	Name     string `json:"name,omitempty"`
+	Price    string `json:"price,omitempty"`
+	Phone    string `json:"phone,omitempty"`
+	Status   string `json:"status,omitempty"`
+	Deleted  bool   `json:"deleted,omitempty"`
+}
+
+type fakeList struct {
+	Total int        `json:"total"`
+	More  bool       `json:"more"`
+	Items []fakeItem `json:"items"`
+}
+
+func (s *fakeSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.Stats().Count(r.URL.Path)
+	s.SetDate(w)
+	if s.ApplyFault(w, r) {
+		return
+	}
+	if r.Header.Get("Authorization") != "Bearer "+s.key {
+		s.Stats().AuthFails.Add(1)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if ok, _, wait := s.limiter.Allow(s.key); !ok {
+		s.Stats().Throttled.Add(1)
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+		return
+	}
+	q := r.URL.Query()
+	page, err := strconv.Atoi(q.Get("page"))
+	if err != nil || page < 1 {
+		http.Error(w, "bad page", http.StatusBadRequest)
+		return
+	}
+	var since time.Time
+	if v := q.Get("since"); v != "" {
+		if since, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			http.Error(w, "bad since", http.StatusBadRequest)
+			return
+		}
+	}
+	keep := func(m simkit.Meta) bool { return since.IsZero() || !m.Modified.Before(since) }
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+	after := q.Get("after")
+	var items []fakeItem
+	total, more, found := 0, false, true
+	s.data.View(func(d *simkit.Dataset) {
+		switch strings.TrimPrefix(r.URL.Path, "/") {
+		case "products":
+			list := d.Products
+			if s.aside.Load() {
+				// The unknown document is the newest product.
+				list = append(list[:len(list):len(list)], &simkit.Product{Meta: simkit.Meta{ID: fakeAsideID, Modified: s.Now()}})
+			}
+			var idx []int
+			idx, total, more = listOf(s, list, func(p *simkit.Product) simkit.Meta { return p.Meta }, keep, page, after)
+			for _, i := range idx {
+				p := list[i]
+				typ := "goods"
+				if p.ID == fakeAsideID {
+					typ = "mystery"
+				}
+				items = append(items, fakeItem{ID: p.ID, Modified: stamp(p.Modified), Type: typ, Name: p.Name, Price: p.SellPrice, Deleted: p.Deleted})
+			}
+		case "customers":
+			var idx []int
+			idx, total, more = listOf(s, d.Customers, func(c *simkit.Customer) simkit.Meta { return c.Meta }, keep, page, after)
+			for _, i := range idx {
+				c := d.Customers[i]
+				items = append(items, fakeItem{ID: c.ID, Modified: stamp(c.Modified), Name: c.Name, Phone: c.Phone})
+			}
+		case "orders":
+			var idx []int
+			idx, total, more = listOf(s, d.Orders, func(o *simkit.Document) simkit.Meta { return o.Meta }, keep, page, after)
+			for _, i := range idx {
+				o := d.Orders[i]
+				items = append(items, fakeItem{ID: o.ID, Modified: stamp(o.Modified), Name: o.Number, Status: o.Status})
+			}
+		default:
+			found = false
+		}
+	})
+	if !found {
+		http.NotFound(w, r)
+		return
+	}
+	body, err := json.Marshal(fakeList{Total: total, More: more, Items: items})
+	if err != nil {
+		http.Error(w, "encoding", http.StatusInternalServerError)
+		return
+	}
+	s.Stats().Served.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
+// listOf serves one page of a list in modified order. Page-numbered: the
+// page-th slice of the list, the whole list shuffled when the base is
+// unstable. Keyset (s.keyset): the page after the key in after
+// ("<RFC 3339 time>|<id>"), shuffled within the page when unstable (an
+// order by modified time and id is the server's, and cannot shuffle
+// across pages). total counts the whole filtered list either way.
+func listOf[T any](s *fakeSim, items []T, meta func(T) simkit.Meta, keep func(simkit.Meta) bool, page int, after string) (idx []int, total int, more bool) {
+	filter := func(it T) bool { return keep(meta(it)) }
+	if !s.keyset {
+		return simkit.List(&s.Base, items, filter, simkit.ByModified(meta), page, fakePageSize)
+	}
+	all := simkit.Sorted(items, filter, simkit.ByModified(meta))
+	total = len(all)
+	if mod, id, ok := strings.Cut(after, "|"); ok {
+		if t, err := time.Parse(time.RFC3339Nano, mod); err == nil {
+			all = simkit.After(items, all, meta, t, id)
+		}
+	}
+	more = len(all) > fakePageSize
+	return s.Order(all[:min(len(all), fakePageSize)]), total, more
+}
+
+// fakeConn is the fake vendor's connector, on the shared HTTP layer.
+type fakeConn struct {
+	c    *httpapi.Client
+	base string
+	key  string
+	// dropFirstOfPage2 is a deliberately broken mapping: it loses the
+	// first record of every second page.
+	dropFirstOfPage2 bool
+	// keyset reads by key: each page restarts after the largest
+	// (modified, id) the previous one held.
+	keyset bool
+}
+
+// fakeEntities are the fake's streams; the page-numbered fake lists by
+// modified time, so its streams shift on edits.
+var fakeEntities = []connectors.EntityInfo{
+	{Name: model.KindCustomer, Incremental: true, Endpoint: "/customers"},
+	{Name: model.KindProduct, Incremental: true, Endpoint: "/products"},
+	{Name: model.KindSalesOrder, Incremental: true, Endpoint: "/orders"},
+}
+
+func (c *fakeConn) Entities() []connectors.EntityInfo {
+	out := slices.Clone(fakeEntities)
+	for i := range out {
+		out[i].ShiftsOnEdit = !c.keyset
+	}
+	return out
+}
+
+func (c *fakeConn) ListPage(ctx context.Context, req connectors.PageRequest) (*connectors.Page, error) {
+	var path string
+	for _, e := range fakeEntities {
+		if e.Name == req.Entity {
+			path = e.Endpoint
+		}
+	}
+	if path == "" {
+		return nil, connectors.Errorf(connectors.KindInvalidConfig, "fake: no entity %q", req.Entity)
+	}
+	q := url.Values{"page": {strconv.Itoa(req.Page)}}
+	if !req.Since.IsZero() {
+		q.Set("since", req.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if c.keyset && req.Cursor != "" {
+		q.Set("after", req.Cursor)
+	}
+	var body fakeList
+	resp, err := c.c.GetJSON(ctx, "list_"+string(req.Entity), c.base+path+"?"+q.Encode(), http.Header{"Authorization": {"Bearer " + c.key}}, &body)
+	calls := 0
+	if resp != nil {
+		calls = resp.Attempts
+	}
+	if err != nil {
+		return &connectors.Page{Calls: calls}, err
+	}
+	p := &connectors.Page{Total: body.Total, More: body.More, ServerTime: resp.ServerTime, Calls: calls}
+	var lastMod time.Time
+	lastID := ""
+	for i, it := range body.Items {
+		// Docs names every document the page held: a broken mapping that
+		// drops one still reports it read, so no repeat recovers it.
+		p.Docs = append(p.Docs, it.ID)
+		if c.dropFirstOfPage2 && req.Page == 2 && i == 0 {
+			continue
+		}
+		mod, err := time.Parse(time.RFC3339Nano, it.Modified)
+		if err != nil {
+			return p, connectors.Errorf(connectors.KindInvalidResponse, "fake: item %d: field modified does not parse", i)
+		}
+		if mod.After(lastMod) || (mod.Equal(lastMod) && it.ID > lastID) {
+			lastMod, lastID = mod, it.ID
+		}
+		raw, _ := json.Marshal(it)
+		rec := model.Record{Company: Company, Vendor: fakeVendor, Kind: req.Entity, VendorID: it.ID, ModifiedAt: mod, Deleted: it.Deleted, Raw: raw}
+		switch req.Entity {
+		case model.KindProduct:
+			if it.Type != "goods" {
+				p.SetAside = append(p.SetAside, model.SetAside{Company: Company, Vendor: fakeVendor, Kind: req.Entity, VendorID: it.ID, ModifiedAt: mod,
+					Reason: fmt.Sprintf("product type %q is not one the connector knows", it.Type), Raw: raw})
+				continue
+			}
+			rec.Data = &model.Product{Name: it.Name, SellPrice: model.Decimal(it.Price), Obsolete: it.Deleted}
+		case model.KindCustomer:
+			rec.Data = &model.Customer{Name: it.Name, Phone: it.Phone}
+		default:
+			rec.Data = &model.SalesOrder{Number: it.Name, Status: it.Status}
+		}
+		p.Records = append(p.Records, rec)
+	}
+	if c.keyset && p.More && lastID != "" {
+		p.Next = lastMod.UTC().Format(time.RFC3339Nano) + "|" + lastID
+	}
+	return p, nil
+}
+
+// fakeHarness is the fake vendor's Harness; broken selects the lossy
+// mapping.
+type fakeHarness struct {
+	broken bool
+	keyset bool
+}
+
+func (fakeHarness) Vendor() string { return fakeVendor }
+
+func (h fakeHarness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) *Env {
+	s := &fakeSim{data: simkit.NewDataset(ds), key: "k-" + strconv.FormatUint(ds.Seed, 10), keyset: h.keyset}
+	s.Init(clock.Now)
+	s.data.SetClock(s.Now)
+	s.limiter = simkit.NewLimiter(s.Now, simkit.Window{Name: "minute", Limit: fakeLimit, Per: time.Minute})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	connect := func(t testing.TB, reg *httpapi.Registry, edit func(map[string][]byte)) connectors.Connector {
+		creds := map[string][]byte{"apiKey": []byte(s.key)}
+		if edit != nil {
+			edit(creds)
+		}
+		c, err := httpapi.New(httpapi.Options{
+			Connector:  fakeVendor,
+			Limits:     []httpapi.Limit{{Key: httpapi.Key(fakeVendor, string(creds["apiKey"])), Windows: []httpapi.Window{{Name: "minute", Limit: fakeLimit, Per: time.Minute}}}},
+			HTTPClient: srv.Client(), Registry: reg, Clock: clock, Log: testLogger(t),
+		})
+		if err != nil {
+			t.Fatalf("fake client: %v", err)
+		}
+		return &fakeConn{c: c, base: srv.URL, key: string(creds["apiKey"]), dropFirstOfPage2: h.broken, keyset: h.keyset}
+	}
+	return &Env{
+		Base: &s.Base,
+		Data: s.data,
+		Connect: func(t testing.TB, reg *httpapi.Registry) connectors.Connector {
+			return connect(t, reg, nil)
+		},
+		ConnectWith: connect,
+		Expected: func() []Want {
+			var out []Want
+			s.data.View(func(d *simkit.Dataset) {
+				for _, p := range d.Products {
+					name, price := p.Name, p.SellPrice
+					out = append(out, Want{Kind: model.KindProduct, VendorID: p.ID, Deleted: p.Deleted, Check: func(r *model.Record) error {
+						if got, ok := r.Data.(*model.Product); !ok || got.Name != name || string(got.SellPrice) != price {
+							return fmt.Errorf("holds %+v, want name %q price %s", r.Data, name, price)
+						}
+						return nil
+					}})
+				}
+				for _, c := range d.Customers {
+					phone := c.Phone
+					out = append(out, Want{Kind: model.KindCustomer, VendorID: c.ID, Check: func(r *model.Record) error {
+						if got, ok := r.Data.(*model.Customer); !ok || got.Phone != phone {
+							return fmt.Errorf("holds %+v, want phone %q", r.Data, phone)
+						}
+						return nil
+					}})
+				}
+				for _, o := range d.Orders {
+					status := o.Status
+					out = append(out, Want{Kind: model.KindSalesOrder, VendorID: o.ID, Check: func(r *model.Record) error {
+						if got, ok := r.Data.(*model.SalesOrder); !ok || got.Status != status {
+							return fmt.Errorf("holds %+v, want status %q", r.Data, status)
+						}
+						return nil
+					}})
+				}
+			})
+			return out
+		},
+		SetAside: func() (model.Kind, string) {
+			s.aside.Store(true)
+			return model.KindProduct, fakeAsideID
+		},
+		Caps: Caps{ModifiedPrecision: time.Millisecond, MinuteLimit: fakeLimit, PageSize: fakePageSize, Throttle: http.StatusTooManyRequests},
+	}
+}
+
+// TestScenarios runs the whole suite against the fake vendor, reading by
+// page number and by keyset.
+func TestScenarios(t *testing.T) {
+	t.Run("PageNumbers", func(t *testing.T) { Run(t, fakeHarness{}) })
+	t.Run("Keyset", func(t *testing.T) { Run(t, fakeHarness{keyset: true}) })
+}
+
+// TestCompareReportsLoss: the comparison helper reports the records a
+// lossy connector drops, names them, and tells stale from lost.
+func TestCompareReportsLoss(t *testing.T) {
+	w := newWorld(t, fakeHarness{broken: true}, simkit.Options{Seed: 5, Products: 250, Customers: 30, Orders: 30})
+	w.mustRun("import", engine.Run{Connector: &hooked{inner: w.conn, after: func(_ context.Context, req connectors.PageRequest, _ *connectors.Page) {
+		if req.Entity == model.KindProduct && req.Page == 1 {
+			w.env.Data.EditOldest(3)
+		}
+	}}})
+	d := w.diff()
+	if d.OK() || d.Lost == 0 {
+		t.Fatalf("a connector that drops the first record of page 2 compared equal: %s", d)
+	}
+	if len(d.LostIDs) == 0 || !strings.HasPrefix(d.LostIDs[0], string(model.KindProduct)+"/") {
+		t.Errorf("the diff does not name the lost product: %s", d)
+	}
+	if !strings.Contains(d.String(), "lost") {
+		t.Errorf("the summary does not say what was lost: %s", d)
+	}
+
+	// Stale: a record the CRM holds in an older version.
+	sink := memory.New()
+	var want []Want
+	want = append(want, Want{Kind: model.KindProduct, VendorID: "p1", Check: func(r *model.Record) error {
+		if r.Data.(*model.Product).Name != "new" {
+			return fmt.Errorf("old name")
+		}
+		return nil
+	}}, Want{Kind: model.KindProduct, VendorID: "p2", Deleted: true}, Want{Kind: model.KindProduct, VendorID: "p3"})
+	for _, id := range []string{"p1", "p2", "p9"} {
+		sink.Put(model.Record{Company: Company, Vendor: fakeVendor, Kind: model.KindProduct, VendorID: id, ModifiedAt: Start, Data: &model.Product{Name: "old"}})
+	}
+	d = Compare(sink, fakeVendor, want)
+	if d.Lost != 1 || d.Stale != 2 || d.Extra != 1 || d.Wanted != 3 {
+		t.Fatalf("Compare = %s, want 3 wanted, 1 lost (p3), 2 stale (p1 content, p2 deleted), 1 extra (p9)", d)
+	}
+	if d.LostIDs[0] != "products/p3" {
+		t.Errorf("lost ids %v, want products/p3", d.LostIDs)
+	}
+}
+
+// TestTorture runs a small torture against the keyset fake vendor: nothing
+// lost or stale, every crash taken, and the calls measured against a clean
+// import (a crash costs at most a batch of pages, and every page adds a
+// product). The page-numbered fake's torture is the engine's to pass: see
+// TestScenarios/PageNumbers.
+func TestTorture(t *testing.T) {
+	r := Torture(t, fakeHarness{keyset: true}, TortureOptions{Products: 1500, Customers: 300, Orders: 300, Crashes: 3})
+	if r.Lost != 0 || r.Stale != 0 {
+		t.Errorf("torture lost %d and left %d stale: %v %v", r.Lost, r.Stale, r.LostIDs, r.StaleIDs)
+	}
+	if r.Crashes != 3 || r.Runs != 4 {
+		t.Errorf("torture took %d crashes in %d runs, want 3 in 4", r.Crashes, r.Runs)
+	}
+	if r.CleanCalls <= 0 || r.Calls < r.CleanCalls || r.Records < 2100 {
+		t.Errorf("torture measured %d calls against a clean %d over %d records", r.Calls, r.CleanCalls, r.Records)
+	}
+	if r.ProductsAdded == 0 || r.Pages < r.CleanPages {
+		t.Errorf("torture added %d products over %d pages (clean %d)", r.ProductsAdded, r.Pages, r.CleanPages)
+	}
+	if r.ExtraCallsPct > 30 {
+		t.Errorf("a keyset reader's torture cost %.1f%% extra calls (%d against %d)", r.ExtraCallsPct, r.Calls, r.CleanCalls)
+	}
+}
+
+// TestTortureCatchesLoss: a lossy connector's torture reports lost records.
+func TestTortureCatchesLoss(t *testing.T) {
+	r := Torture(t, fakeHarness{broken: true, keyset: true}, TortureOptions{Products: 600, Customers: 150, Orders: 150, Crashes: 2})
+	if r.Lost == 0 {
+		t.Fatalf("a connector that drops records tortured with nothing lost: %+v", r)
+	}
+}
+
+func TestBenchLines(t *testing.T) {
+	got := benchLines("fake", TortureResult{Lost: 2, Stale: 0, ExtraCallsPct: 7.25, Calls: 110, CleanCalls: 100, Throttled: 1})
+	want := []string{
+		"BENCH fake_torture_lost 2 records",
+		"BENCH fake_torture_stale 0 records",
+		"BENCH fake_torture_extra_calls_pct 7.2 %",
+		"BENCH fake_torture_calls 110 calls",
+		"BENCH fake_torture_clean_calls 100 calls",
+		"BENCH fake_torture_throttled 1 requests",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("bench lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
