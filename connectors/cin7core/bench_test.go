@@ -10,6 +10,7 @@ import (
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/cin7core"
 	"github.com/erpsync/erpsync-operator/connectors/cin7core/sim"
+	"github.com/erpsync/erpsync-operator/connectors/connectortest"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
@@ -72,5 +73,21 @@ func BenchmarkImport(b *testing.B) {
 		fmt.Printf("BENCH cin7core_import_throttled %d requests\n", s.Stats().Throttled.Load())
 		b.ReportMetric(float64(res.Calls), "calls")
 		b.ReportMetric(elapsed.Seconds(), "sim-s")
+	}
+}
+
+// BenchmarkTorture is the shared torture import (connectortest.Torture:
+// 20,000 products with their stock and prices, edits on every page read,
+// five crashes, one more incremental sync) against Cin7 Core's simulator
+// at its documented limit of 60 calls a minute, on a fake clock.
+func BenchmarkTorture(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		r := connectortest.Torture(b, harness{}, connectortest.TortureOptions{})
+		connectortest.PrintBench(cin7core.Type, r)
+		if r.Lost != 0 || r.Stale != 0 {
+			b.Errorf("torture: %d lost (%v), %d stale (%v)", r.Lost, r.LostIDs, r.Stale, r.StaleIDs)
+		}
+		b.ReportMetric(float64(r.Calls), "calls")
+		b.ReportMetric(r.ExtraCallsPct, "extra-calls-%")
 	}
 }

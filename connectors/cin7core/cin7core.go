@@ -7,7 +7,15 @@
 // ModifiedSince and sale lists with UpdatedSince (UTC, yyyy-MM-ddTHH:mm:ss.fff),
 // and sends every request through connectors/httpapi with Cin7 Core's limit
 // of 60 calls a minute per API application, treating 429 and 503 as
-// throttling. See docs/connectors/cin7core.md.
+// throttling.
+//
+// Cin7 Core documents no list order and no sort parameter, and its filters
+// are lower bounds only, so no entity can be read by keyset: every page
+// reports the envelope's Total and the vendor ids of its documents
+// (Page.Docs), and the engine repeats a pass that read fewer distinct
+// documents than the total. Documents the mapping cannot key (a credit note
+// row of an Advanced Sale) are set aside, never fatal. See
+// docs/connectors/cin7core.md.
 package cin7core
 
 import (
@@ -223,6 +231,8 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	}
 	page.Records = doc.Records
 	page.Total = doc.Total
+	page.Docs = doc.Docs
+	page.SetAside = doc.SetAside
 	// End of data: the envelope's Total (the records before this page plus
 	// this page's cover it), or a short or empty page when Total is absent.
 	seen := (req.Page-1)*c.pageSize + doc.Items

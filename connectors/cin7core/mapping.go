@@ -29,10 +29,27 @@ type pageDoc struct {
 	Items int
 	// Total is the vendor's Total, or -1 when absent.
 	Total int
+	// Docs is the vendor id of every list item, in page order: the units
+	// Total counts (a customer yields its contacts and prices too, but
+	// counts once).
+	Docs []string
+	// SetAside holds the items the mapping cannot know.
+	SetAside []model.SetAside
+}
+
+// item is what mapping one list item learnt besides its records.
+type item struct {
+	// ID is the item's vendor id (the unit the list's Total counts).
+	ID string
+	// Aside, when not empty, says why the item cannot be mapped: it yields
+	// no record and is set aside with Modified and its raw document. It is
+	// a fixed sentence, never vendor text.
+	Aside    string
+	Modified time.Time
 }
 
 // itemMapper maps one vendor list item into records.
-type itemMapper func(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record)
+type itemMapper func(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item
 
 // decodePage decodes a page of stream s: the envelope, then each item. A
 // document that does not parse or breaks the contract fails with
@@ -56,7 +73,7 @@ func decodePage(s *stream, page int, body []byte, env mapEnv) (*pageDoc, error) 
 	if !ok {
 		return nil, fail("field %s: not an array", s.listKey)
 	}
-	doc := &pageDoc{Items: len(items), Total: -1}
+	doc := &pageDoc{Items: len(items), Total: -1, Docs: make([]string, 0, len(items))}
 	if o.Get("Total") != nil {
 		t := o.Dec("Total")
 		n, err := strconv.Atoi(string(t))
@@ -71,9 +88,14 @@ func decodePage(s *stream, page int, body []byte, env mapEnv) (*pageDoc, error) 
 		if err != nil {
 			return nil, fail("%s[%d]: not a JSON object", s.listKey, i)
 		}
-		s.mapItem(ro, raw, env, &doc.Records)
+		it := s.mapItem(ro, raw, env, &doc.Records)
 		if ro.Err() != nil {
 			return nil, fail("%s[%d]: %v", s.listKey, i, ro.Err())
+		}
+		doc.Docs = append(doc.Docs, it.ID)
+		if it.Aside != "" {
+			doc.SetAside = append(doc.SetAside, model.SetAside{Company: env.Company, Vendor: Type, Kind: s.kind, VendorID: it.ID,
+				ModifiedAt: it.Modified, Reason: it.Aside, Raw: raw})
 		}
 	}
 	return doc, nil
@@ -92,16 +114,17 @@ func voided(status string) bool { return strings.EqualFold(status, "VOIDED") }
 
 // mapTaxRule maps a /ref/tax TaxRuleList item. Tax rules have no
 // modification time: they are stamped with the response time.
-func mapTaxRule(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
+func mapTaxRule(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item {
 	id := o.ReqStr("ID")
 	name := o.Str("Name")
 	rate := o.Float("TaxPercent")
 	active := o.Get("IsActive") == nil || o.Bool("IsActive")
 	*out = append(*out, record(env, model.KindTaxRate, id, env.Fetched, !active, raw, &model.TaxRate{Code: name, Name: name, Rate: rate}))
+	return item{ID: id}
 }
 
 // mapLocation maps a /ref/location LocationList item.
-func mapLocation(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
+func mapLocation(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item {
 	id := o.ReqStr("ID")
 	name := o.Str("Name")
 	w := &model.Warehouse{Code: name, Name: name}
@@ -112,6 +135,7 @@ func mapLocation(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 	}
 	del := o.Bool("IsDeprecated") || o.Bool("Deprecated")
 	*out = append(*out, record(env, model.KindWarehouse, id, env.Fetched, del, raw, w))
+	return item{ID: id}
 }
 
 // defaultContact returns the default (or first) contact of a customer or
@@ -132,7 +156,7 @@ func defaultContact(o *obj, contacts []json.RawMessage) *obj {
 
 // mapSupplier maps a /supplier SupplierList item. Cin7 Core suppliers have
 // no code: the name identifies them in the UI and in documents.
-func mapSupplier(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
+func mapSupplier(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item {
 	id := o.ReqStr("ID")
 	mod := o.Time("LastModifiedOn", true)
 	s := &model.Supplier{Code: o.Str("Name"), Name: o.Str("Name"), Currency: o.Str("Currency")}
@@ -141,6 +165,7 @@ func mapSupplier(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 		o.Adopt("Contacts", c)
 	}
 	*out = append(*out, record(env, model.KindSupplier, id, mod, deprecated(o.Str("Status")), raw, s))
+	return item{ID: id}
 }
 
 func firstNonEmpty(v ...string) string {
@@ -156,7 +181,7 @@ func firstNonEmpty(v ...string) string {
 // contacts and (IncludeProductPrices=true) its customer-specific prices.
 // Contacts and prices share the customer's modification time and deleted
 // flag: Cin7 Core keeps neither apart from the customer.
-func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
+func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item {
 	id := o.ReqStr("ID")
 	mod := o.Time("LastModifiedOn", true)
 	status := o.Str("Status")
@@ -193,6 +218,7 @@ func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 	}
 	*out = append(*out, record(env, model.KindCustomer, id, mod, del, raw, c))
 	*out = append(*out, extra...)
+	return item{ID: id}
 }
 
 // splitName splits "Pat Buyer" into first and last name at the first space.
@@ -205,7 +231,7 @@ func splitName(full string) (string, string) {
 // mapProduct maps a /product Products item. Price tier 1 is Cin7 Core's
 // default sell price; every non-zero tier of PriceTiers (named as the
 // account names them) becomes a Price.
-func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
+func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item {
 	id := o.ReqStr("ID")
 	mod := o.Time("LastModifiedOn", true)
 	status := o.Str("Status")
@@ -239,12 +265,13 @@ func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 		}
 	}
 	*out = append(*out, record(env, model.KindProduct, id, mod, p.Obsolete, raw, p))
+	return item{ID: id}
 }
 
 // mapAvailability maps a /ref/productavailability row: the stock of one
 // product in one location (and bin and batch, where the account uses them).
 // Availability has no modification time and no modified filter.
-func mapAvailability(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
+func mapAvailability(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item {
 	pid := o.ReqStr("ID")
 	loc := o.ReqStr("Location")
 	key := pid + "/" + loc
@@ -257,6 +284,7 @@ func mapAvailability(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Recor
 	st := &model.StockLevel{ProductVendorID: pid, SKU: o.Str("SKU"), Warehouse: loc, WarehouseName: loc,
 		OnHand: o.Float("OnHand"), Allocated: o.Float("Allocated"), Available: o.Float("Available"), OnOrder: o.Float("OnOrder")}
 	*out = append(*out, record(env, model.KindStockLevel, key, env.Fetched, false, raw, st))
+	return item{ID: key}
 }
 
 var notShipped = map[string]bool{"": true, "NOT SHIPPED": true, "NOT AVAILABLE": true, "VOIDED": true}
@@ -264,7 +292,7 @@ var notShipped = map[string]bool{"": true, "NOT SHIPPED": true, "NOT AVAILABLE":
 // mapSale maps a /saleList row into the sales order and, where the row
 // carries them, the sale's invoice and its shipping summary. Lines need one
 // GET /sale per sale and are not read (see docs/connectors/cin7core.md).
-func mapSale(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
+func mapSale(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item {
 	id := o.ReqStr("SaleID")
 	mod := o.Time("Updated", true)
 	status := o.Str("Status")
@@ -276,7 +304,7 @@ func mapSale(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 		OrderDate: o.OptTime("OrderDate"), RequiredDate: o.OptTime("ShipBy"), Warehouse: o.Str("OrderLocationID"), Currency: currency}
 	invoiceAmount, paid := o.Dec("InvoiceAmount"), o.Dec("PaidAmount")
 	if o.Err() != nil {
-		return
+		return item{ID: id}
 	}
 	*out = append(*out, record(env, model.KindSalesOrder, id, mod, del, raw, so))
 	if inv := o.Str("InvoiceNumber"); inv != "" {
@@ -294,6 +322,7 @@ func mapSale(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 			TrackingNumber: o.Str("CombinedTrackingNumbers"), Warehouse: o.Str("OrderLocationID")}
 		*out = append(*out, record(env, model.KindShipment, id+"/shipment", mod, del, raw, sh))
 	}
+	return item{ID: id}
 }
 
 func firstDecimal(v ...model.Decimal) model.Decimal {
@@ -305,13 +334,29 @@ func firstDecimal(v ...model.Decimal) model.Decimal {
 	return ""
 }
 
-// mapCreditNote maps a /saleCreditNoteList row: one sale's credit note.
-func mapCreditNote(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
+// advancedSale is the sale type whose sales hold several invoices,
+// fulfilments and credit notes (the spec's "Sale Types").
+const advancedSale = "Advanced Sale"
+
+// reasonAdvancedCredit is why a credit note row of an advanced sale is set
+// aside.
+const reasonAdvancedCredit = "credit note of an Advanced Sale: such a sale may hold several credit notes, " +
+	"the list row names one, and the connector keys a sale's credit note by the sale"
+
+// mapCreditNote maps a /saleCreditNoteList row: one sale's credit note. A
+// simple or service sale holds at most one, keyed by the sale; a row of an
+// Advanced Sale, which may hold several, is set aside rather than stored
+// under a key that would merge them.
+func mapCreditNote(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item {
 	id := o.ReqStr("SaleID")
 	mod := o.Time("Updated", true)
+	if strings.EqualFold(strings.TrimSpace(o.Str("Type")), advancedSale) {
+		return item{ID: id, Aside: reasonAdvancedCredit, Modified: mod}
+	}
 	status := o.Str("CreditNoteStatus")
 	cn := &model.CreditNote{Number: o.Str("CreditNoteNumber"), Type: "sale", CustomerVendorID: o.Str("CustomerID"),
 		CustomerCode: o.Str("Customer"), InvoiceNumber: o.Str("InvoiceNumber"), Status: status,
 		Currency: firstNonEmpty(o.Str("CustomerCurrency"), o.Str("BaseCurrency"))}
 	*out = append(*out, record(env, model.KindCreditNote, id, mod, voided(status) || voided(o.Str("Status")), raw, cn))
+	return item{ID: id}
 }

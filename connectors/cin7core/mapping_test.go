@@ -215,3 +215,56 @@ func TestMappingNeverPanics(t *testing.T) {
 		}
 	}
 }
+
+// TestSetAsideAndDocs: a page lists the vendor id of every item it held
+// (the units of Total), and a credit note row of an Advanced Sale is set
+// aside (raw row, bounded reason, its Updated time) while the rows around
+// it map.
+func TestSetAsideAndDocs(t *testing.T) {
+	row := func(id, typ string) string {
+		return `{"SaleID": "` + id + `", "Type": "` + typ + `", "CreditNoteNumber": "CR-1", "CreditNoteStatus": "AUTHORISED", "Status": "CREDITED",
+			"Customer": "C", "CustomerID": "c1", "Updated": "2026-02-03T04:05:06.7Z"}`
+	}
+	for _, tc := range []struct {
+		typ     string
+		aside   bool
+		records int
+	}{
+		{"Simple Sale", false, 3},
+		{"Credit Note", false, 3},
+		{"Service Sale", false, 3},
+		{"Advanced Sale", true, 2},
+		{"advanced sale ", true, 2},
+	} {
+		t.Run(tc.typ, func(t *testing.T) {
+			body := `{"Total": 3, "Page": 1, "SaleList": [` + row("s1", "Simple Sale") + `,` + row("s2", tc.typ) + `,` + row("s3", "Simple Sale") + `]}`
+			doc, err := decodePage(streamFor(model.KindCreditNote), 1, []byte(body), mapEnv{Company: "c", Fetched: fetched})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(doc.Docs, ",") != "s1,s2,s3" || doc.Total != 3 || len(doc.Records) != tc.records {
+				t.Fatalf("docs %v, total %d, %d records", doc.Docs, doc.Total, len(doc.Records))
+			}
+			if !tc.aside {
+				if len(doc.SetAside) != 0 {
+					t.Fatalf("set aside %+v", doc.SetAside)
+				}
+				return
+			}
+			if len(doc.SetAside) != 1 {
+				t.Fatalf("set aside %+v, want s2", doc.SetAside)
+			}
+			a := doc.SetAside[0]
+			if a.VendorID != "s2" || a.Kind != model.KindCreditNote || a.Company != "c" || a.Vendor != Type ||
+				!a.ModifiedAt.Equal(time.Date(2026, 2, 3, 4, 5, 6, 7e8, time.UTC)) || !strings.Contains(string(a.Raw), `"SaleID": "s2"`) ||
+				a.Reason == "" || len(a.Reason) > model.MaxReasonLen {
+				t.Errorf("set aside %+v", a)
+			}
+			for _, r := range doc.Records {
+				if r.VendorID == "s2" {
+					t.Errorf("the set-aside row was mapped too: %+v", r)
+				}
+			}
+		})
+	}
+}

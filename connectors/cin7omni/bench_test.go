@@ -10,6 +10,7 @@ import (
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/cin7omni"
 	"github.com/erpsync/erpsync-operator/connectors/cin7omni/sim"
+	"github.com/erpsync/erpsync-operator/connectors/connectortest"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
@@ -72,5 +73,15 @@ func BenchmarkImport(b *testing.B) {
 		fmt.Printf("BENCH cin7omni_import_throttled %d requests\n", s.Stats().Throttled.Load())
 		b.ReportMetric(float64(res.Calls), "calls")
 		b.ReportMetric(elapsed.Seconds(), "sim-s")
+	}
+}
+
+// BenchmarkTorture is the suite's torture import (20,000 products, edits on
+// every page, five crashes) at the production page size, against the
+// simulator's limits on the suite's fake clock.
+func BenchmarkTorture(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		r := connectortest.Torture(b, harness{rows: cin7omni.MaxRows}, connectortest.TortureOptions{})
+		connectortest.PrintBench("cin7omni", r)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -171,20 +172,18 @@ type stream struct {
 	where string
 	// modified: the resource has ModifiedDate to filter on.
 	modified bool
-	// order is sent as order=; "" leaves Omni's default.
-	order   string
-	mapItem itemMapper
+	mapItem  itemMapper
 }
 
 var streams = []*stream{
-	{kind: model.KindWarehouse, path: "v1/Branches", modified: true, order: "Id ASC", mapItem: mapBranch},
-	{kind: model.KindSalesPerson, path: "v1/Users", order: "Id ASC", mapItem: mapUser},
-	{kind: model.KindSupplier, path: "v1/Contacts", where: "Type='Supplier'", modified: true, order: "Id ASC", mapItem: mapSupplier},
-	{kind: model.KindCustomer, also: []model.Kind{model.KindContact}, path: "v1/Contacts", where: "Type='Customer'", modified: true, order: "Id ASC", mapItem: mapCustomer},
-	{kind: model.KindProduct, also: []model.Kind{model.KindPriceRule}, path: "v1/Products", modified: true, order: "Id ASC", mapItem: mapProduct},
+	{kind: model.KindWarehouse, path: "v1/Branches", modified: true, mapItem: mapBranch},
+	{kind: model.KindSalesPerson, path: "v1/Users", mapItem: mapUser},
+	{kind: model.KindSupplier, path: "v1/Contacts", where: "Type='Supplier'", modified: true, mapItem: mapSupplier},
+	{kind: model.KindCustomer, also: []model.Kind{model.KindContact}, path: "v1/Contacts", where: "Type='Customer'", modified: true, mapItem: mapCustomer},
+	{kind: model.KindProduct, also: []model.Kind{model.KindPriceRule}, path: "v1/Products", modified: true, mapItem: mapProduct},
 	{kind: model.KindStockLevel, path: "v1/Stock", modified: true, mapItem: mapStock},
-	{kind: model.KindSalesOrder, also: []model.Kind{model.KindInvoice, model.KindShipment}, path: "v1/SalesOrders", modified: true, order: "Id ASC", mapItem: mapSalesOrder},
-	{kind: model.KindCreditNote, path: "v1/CreditNotes", modified: true, order: "Id ASC", mapItem: mapCreditNote},
+	{kind: model.KindSalesOrder, also: []model.Kind{model.KindInvoice, model.KindShipment}, path: "v1/SalesOrders", modified: true, mapItem: mapSalesOrder},
+	{kind: model.KindCreditNote, path: "v1/CreditNotes", modified: true, mapItem: mapCreditNote},
 }
 
 func streamFor(k model.Kind) *stream {
@@ -209,21 +208,94 @@ func (c *Connector) Entities() []connectors.EntityInfo {
 	return out
 }
 
-// where returns the where clause of a page request.
-func (s *stream) whereClause(since time.Time) string {
+// whereClause returns the where clause of a page request: the stream's own
+// condition, the modified-since filter and the keyset condition.
+func (s *stream) whereClause(since time.Time, after string) string {
 	var conds []string
 	if s.where != "" {
 		conds = append(conds, s.where)
 	}
 	if s.modified && !since.IsZero() {
 		// Seconds, rounded down: the window only widens. >= because Omni's
-		// boundary semantics are the client's choice.
+		// boundary semantics are the client's choice. The literal is UTC
+		// with Z, so an account whose dates are local reads it exactly.
 		conds = append(conds, "ModifiedDate>='"+since.UTC().Format(sinceLayout)+"'")
+	}
+	if after != "" {
+		conds = append(conds, after)
 	}
 	return strings.Join(conds, " AND ")
 }
 
+// cursor is a keyset position, carried in Page.Next and back in
+// PageRequest.Cursor. In the usual, open form the next page asks for the
+// rows after After (for stock: from option After on, dropping the branches
+// Seen of it already read). When Omni serves a full page out of the order
+// asked for (a fault: the page may then miss rows after the cursor), the
+// pass narrows instead: it asks for the closed range (After, Upto] of ids,
+// halving it until a page comes back short, which proves the range read
+// whole in any order, and then goes on after it.
+type cursor struct {
+	After int64
+	Seen  []int64
+	Upto  int64 // 0: open
+}
+
+func (c cursor) encode() string {
+	if c.Upto != 0 {
+		return strconv.FormatInt(c.After, 10) + "~" + strconv.FormatInt(c.Upto, 10)
+	}
+	out := strconv.FormatInt(c.After, 10)
+	if len(c.Seen) > 0 {
+		parts := make([]string, len(c.Seen))
+		for i, b := range c.Seen {
+			parts[i] = strconv.FormatInt(b, 10)
+		}
+		out += ":" + strings.Join(parts, ",")
+	}
+	return out
+}
+
+func decodeCursor(s string) (cursor, bool) {
+	var c cursor
+	var err error
+	if a, u, ok := strings.Cut(s, "~"); ok {
+		c.After, err = strconv.ParseInt(a, 10, 64)
+		if err != nil {
+			return cursor{}, false
+		}
+		if c.Upto, err = strconv.ParseInt(u, 10, 64); err != nil || c.Upto <= c.After {
+			return cursor{}, false
+		}
+		return c, true
+	}
+	a, rest, _ := strings.Cut(s, ":")
+	if c.After, err = strconv.ParseInt(a, 10, 64); err != nil {
+		return cursor{}, false
+	}
+	if rest == "" {
+		return c, true
+	}
+	for _, p := range strings.Split(rest, ",") {
+		b, err := strconv.ParseInt(p, 10, 64)
+		if err != nil {
+			return cursor{}, false
+		}
+		c.Seen = append(c.Seen, b)
+	}
+	return c, true
+}
+
 // ListPage implements connectors.Connector.
+//
+// Every stream is read by keyset: each page asks for the rows after the
+// last one read (where=…AND Id>N, order=Id ASC; stock by ProductOptionId)
+// and returns that position as Next. Ids never change and new records get
+// higher ids, so an edit, a creation or a removal during a pass moves no
+// row across a page boundary, and a resumed pass continues from its cursor.
+// Omni reports no total, so the connector proves each page complete itself:
+// a short page is the end, a full page in the order asked for ends at its
+// last row, and a full page out of that order is narrowed (see cursor).
 func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*connectors.Page, error) {
 	s := streamFor(req.Entity)
 	if s == nil {
@@ -232,14 +304,41 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	if req.Page < 1 {
 		return nil, connectors.Errorf(connectors.KindInvalidConfig, "cin7omni %s: page %d: pages start at 1", req.Entity, req.Page)
 	}
+	stock := s.kind == model.KindStockLevel
+	field, keyFn := "Id", keyOf(idKey)
+	if stock {
+		field, keyFn = "ProductOptionId", stockKey
+	}
+	cur := cursor{After: -1}
+	if req.Cursor != "" {
+		var ok bool
+		if cur, ok = decodeCursor(req.Cursor); !ok {
+			return nil, connectors.Errorf(connectors.KindInvalidConfig, "cin7omni %s page %d: the checkpointed cursor is not one this connector wrote", req.Entity, req.Page)
+		}
+	}
+	var after string
+	var skip func(key) bool
+	switch {
+	case cur.Upto != 0:
+		after = field + ">" + strconv.FormatInt(cur.After, 10) + " AND " + field + "<=" + strconv.FormatInt(cur.Upto, 10)
+	case stock && cur.After >= 0:
+		// From the last option on: a page may have ended inside its
+		// branches.
+		after = field + ">=" + strconv.FormatInt(cur.After, 10)
+		seen := map[int64]bool{}
+		for _, b := range cur.Seen {
+			seen[b] = true
+		}
+		skip = func(k key) bool { return k.a == cur.After && seen[k.b] }
+	case cur.After >= 0:
+		after = field + ">" + strconv.FormatInt(cur.After, 10)
+	}
 	q := url.Values{}
-	if w := s.whereClause(req.Since); w != "" {
+	if w := s.whereClause(req.Since, after); w != "" {
 		q.Set("where", w)
 	}
-	if s.order != "" {
-		q.Set("order", s.order)
-	}
-	q.Set("page", strconv.Itoa(req.Page))
+	q.Set("order", field+" ASC")
+	q.Set("page", "1")
 	q.Set("rows", strconv.Itoa(c.rows))
 	before := c.client.Calls()
 	resp, err := c.client.Get(ctx, "list_"+string(s.kind), c.base+s.path+"?"+q.Encode(), c.header)
@@ -252,12 +351,104 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	if fetched.IsZero() {
 		fetched = c.client.Clock().Now().UTC()
 	}
-	recs, items, err := decodePage(s.kind, s.mapItem, req.Page, resp.Body, mapEnv{Company: c.cfg.CompanyID, Fetched: fetched})
+	d, err := decodePage(s.kind, s.mapItem, req.Page, resp.Body, mapEnv{Company: c.cfg.CompanyID, Fetched: fetched}, keyFn, skip)
 	if err != nil {
 		return page, err
 	}
-	page.Records = recs
-	// End of data: a page shorter than rows (Omni sends no total).
-	page.More = items == c.rows
+	page.Records, page.SetAside, page.Docs = d.records, d.aside, d.docs
+	next, more, err := c.advance(s, cur, d)
+	if err != nil {
+		return page, fmt.Errorf("cin7omni %s page %d: %w", req.Entity, req.Page, err)
+	}
+	page.More = more
+	if more {
+		page.Next = next.encode()
+	}
 	return page, nil
+}
+
+// advance decides where the pass goes after a page read from cur.
+func (c *Connector) advance(s *stream, cur cursor, d *decoded) (next cursor, more bool, err error) {
+	stock := s.kind == model.KindStockLevel
+	full := d.items >= c.rows
+	lo := cur.After // the page's rows are all above lo (or at it, for open stock)
+	ordered := true
+	for i, k := range d.keys {
+		switch {
+		case stock && cur.Upto == 0:
+			ordered = ordered && k.a >= lo && (i == 0 || k.a >= d.keys[i-1].a)
+		case stock:
+			ordered = ordered && k.a > lo && k.a <= cur.Upto && (i == 0 || k.a >= d.keys[i-1].a)
+		default:
+			ordered = ordered && k.a > lo && (cur.Upto == 0 || k.a <= cur.Upto) && (i == 0 || k.a > d.keys[i-1].a)
+		}
+	}
+	if cur.Upto != 0 {
+		// A closed range: complete when the page is short, or when the
+		// range cannot hold more ids than a page (distinct ids; stock has
+		// a row per branch, so only a short page proves it).
+		if !full || (!stock && cur.Upto-cur.After <= int64(c.rows)) {
+			return cursor{After: cur.Upto}, true, nil
+		}
+		return c.narrow(cur.After, cur.Upto, d)
+	}
+	if !full {
+		// All the rows after the cursor, in whatever order: the end.
+		return cursor{}, false, nil
+	}
+	if !ordered {
+		// Rows out of the order asked for: rows after the cursor may be
+		// missing from this page. Read the range up to the page's
+		// highest key in halves until each comes back whole.
+		lower := cur.After
+		if stock && lower >= 0 {
+			lower-- // the open stock form includes its last option
+		}
+		var hi int64
+		for _, k := range d.keys {
+			hi = max(hi, k.a)
+		}
+		return c.narrow(lower, hi, d)
+	}
+	if len(d.keys) == 0 {
+		return cursor{}, false, fmt.Errorf("a full page held no row after the cursor (more than %d rows of one key)", c.rows)
+	}
+	last := d.keys[len(d.keys)-1]
+	if !stock {
+		return cursor{After: last.a}, true, nil
+	}
+	next = cursor{After: last.a}
+	if last.a == cur.After {
+		next.Seen = append(next.Seen, cur.Seen...)
+	}
+	for _, k := range d.keys {
+		if k.a == last.a {
+			next.Seen = append(next.Seen, k.b)
+		}
+	}
+	return next, true, nil
+}
+
+// narrow returns the closed range (lo, m] whose upper end m is the median
+// key of a full page of rows above lo: about half the rows the page held.
+func (c *Connector) narrow(lo, hi int64, d *decoded) (cursor, bool, error) {
+	keys := make([]int64, 0, len(d.keys))
+	for _, k := range d.keys {
+		if k.a > lo && k.a <= hi {
+			keys = append(keys, k.a)
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	m := hi
+	if len(keys) > 1 {
+		m = keys[(len(keys)-1)/2]
+	}
+	if m <= lo || (m == hi && hi-lo <= 1) {
+		return cursor{}, false, connectors.Errorf(connectors.KindInvalidResponse, "rows out of the order asked for, and more than a page of them under one key")
+	}
+	if m == hi {
+		m = lo + (hi-lo)/2
+	}
+	return cursor{After: lo, Upto: m}, true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,36 +18,130 @@ type mapEnv struct {
 	Company string
 	// Fetched stamps records whose document has no modification time.
 	Fetched time.Time
+	// aside collects the documents set aside (decodePage sets it).
+	aside *[]model.SetAside
+}
+
+// setAside keeps a document the mapping cannot know (a value Cin7 Omni may
+// send that the connector does not map) instead of failing its page. reason
+// must hold no vendor text beyond short field values.
+func (env mapEnv) setAside(kind model.Kind, id string, mod time.Time, raw json.RawMessage, reason string) {
+	if env.aside == nil {
+		return
+	}
+	if len(reason) > model.MaxReasonLen {
+		reason = reason[:model.MaxReasonLen]
+	}
+	*env.aside = append(*env.aside, model.SetAside{Company: env.Company, Vendor: Type, Kind: kind, VendorID: id, ModifiedAt: mod,
+		Reason: reason, Raw: append(json.RawMessage(nil), raw...)})
+}
+
+// short quotes a vendor value for a reason, cut to a few dozen bytes.
+func short(v string) string {
+	const limit = 40
+	if len(v) > limit {
+		v = v[:limit] + "..."
+	}
+	return strconv.Quote(v)
+}
+
+// key is a row's place in the order the connector reads a list in: the
+// Id (b zero), or for stock the option's Id and the branch's.
+type key struct{ a, b int64 }
+
+// keyOf reads a row's key; ok is false for a row without one.
+type keyOf func(o *obj) (key, bool)
+
+func idKey(o *obj) (key, bool) {
+	n, ok := intField(o, "Id")
+	return key{a: n}, ok
+}
+
+func stockKey(o *obj) (key, bool) {
+	a, ok1 := intField(o, "ProductOptionId")
+	b, ok2 := intField(o, "BranchId")
+	return key{a: a, b: b}, ok1 && ok2
+}
+
+// intField reads a required integer id, failing o with the field's name.
+func intField(o *obj, field string) (int64, bool) {
+	v := reqID(o, field)
+	if o.Err() != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		o.Fail(field, "not an id")
+		return 0, false
+	}
+	return n, true
+}
+
+// decoded is one decoded page.
+type decoded struct {
+	records []model.Record
+	aside   []model.SetAside
+	// items is the number of rows the page held, skipped ones included.
+	items int
+	// keys are the rows' keys in the order served, and docs their vendor
+	// ids, skipped rows left out.
+	keys []key
+	docs []string
 }
 
 type itemMapper func(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record)
 
 // decodePage decodes a bare JSON array (Cin7 Omni has no envelope) and maps
-// each item. A malformed document fails with KindInvalidResponse naming the
-// entity, page, item and field.
-func decodePage(kind model.Kind, mapItem itemMapper, page int, body []byte, env mapEnv) (records []model.Record, items int, err error) {
+// each item, leaving out the rows skip names (rows a keyset pass has
+// already read). A malformed document fails with KindInvalidResponse
+// naming the entity, page, item and field.
+func decodePage(kind model.Kind, mapItem itemMapper, page int, body []byte, env mapEnv, keyOf keyOf, skip func(key) bool) (*decoded, error) {
 	fail := func(format string, args ...any) error {
 		return connectors.Errorf(connectors.KindInvalidResponse, "cin7omni %s page %d: "+format, append([]any{kind, page}, args...)...)
 	}
 	if !json.Valid(body) {
-		return nil, 0, fail("the body is not JSON")
+		return nil, fail("the body is not JSON")
 	}
 	list, ok := vendorjson.SplitArray(bytes.TrimSpace(body))
 	if !ok {
-		return nil, 0, fail("the body is not a JSON array")
+		return nil, fail("the body is not a JSON array")
 	}
-	records = make([]model.Record, 0, len(list))
+	d := &decoded{records: make([]model.Record, 0, len(list)), items: len(list)}
+	env.aside = &d.aside
 	for i, raw := range list {
 		o, err := newObj(raw)
 		if err != nil {
-			return nil, 0, fail("item %d: not a JSON object", i)
+			return nil, fail("item %d: not a JSON object", i)
 		}
-		mapItem(o, raw, env, &records)
+		if keyOf == nil {
+			keyOf = idKey
+		}
+		k, ok := keyOf(o)
+		if !ok {
+			return nil, fail("item %d: %v", i, firstErr(o.Err(), "field Id: missing or not an id"))
+		}
+		if skip != nil && skip(k) {
+			continue
+		}
+		mapItem(o, raw, env, &d.records)
 		if o.Err() != nil {
-			return nil, 0, fail("item %d: %v", i, o.Err())
+			return nil, fail("item %d: %v", i, o.Err())
+		}
+		d.keys = append(d.keys, k)
+		if k.b != 0 {
+			d.docs = append(d.docs, strconv.FormatInt(k.a, 10)+"/"+strconv.FormatInt(k.b, 10))
+		} else {
+			d.docs = append(d.docs, strconv.FormatInt(k.a, 10))
 		}
 	}
-	return records, len(list), nil
+	return d, nil
+}
+
+func firstErr(err error, otherwise string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return otherwise
 }
 
 func record(env mapEnv, kind model.Kind, id string, mod time.Time, deleted bool, raw json.RawMessage, data model.Payload) model.Record {
@@ -151,6 +246,12 @@ func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 	id := reqID(o, "Id")
 	mod := modTime(o, env, true)
 	status := o.Str("Status")
+	if !knownProductStatus(status) {
+		if o.Err() == nil {
+			env.setAside(model.KindProduct, "style/"+id, mod, raw, "product status "+short(status)+" is not one of Inactive, Public, ShowInB2B and Internal, so the connector cannot tell whether it is sold or retired")
+		}
+		return
+	}
 	inactive := strings.EqualFold(status, "Inactive")
 	base := model.Product{Name: o.Str("Name"), Description: o.Str("Description"), Category: o.Str("Category"),
 		UnitOfMeasure: o.Str("UnitOfMeasure"), IsSold: !strings.EqualFold(status, "Internal"), IsPurchased: true, Tracked: true}
@@ -169,6 +270,13 @@ func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 			omod = mod
 		}
 		optStatus := po.Str("Status")
+		if !knownOptionStatus(optStatus) {
+			if po.Err() == nil {
+				env.setAside(model.KindProduct, oid, omod, oraw, "product option status "+short(optStatus)+" is not one of Primary, Active and Disabled")
+			}
+			o.Adopt(fmt.Sprintf("ProductOptions[%d]", i), po)
+			continue
+		}
 		del := inactive || strings.EqualFold(optStatus, "Disabled")
 		p := base
 		p.SKU = firstNonEmpty(po.Str("ProductOptionCode"), po.Str("Code"))
@@ -210,10 +318,33 @@ func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 	}
 }
 
+// knownProductStatus: the product statuses the Products help page lists.
+func knownProductStatus(s string) bool {
+	switch strings.ToLower(s) {
+	case "", "inactive", "public", "showinb2b", "internal":
+		return true
+	}
+	return false
+}
+
+// knownOptionStatus: the product option statuses Omni documents.
+func knownOptionStatus(s string) bool {
+	switch strings.ToLower(s) {
+	case "", "primary", "active", "disabled":
+		return true
+	}
+	return false
+}
+
 // mapStock maps a /v1/Stock row: an option's stock in one branch.
-// ModifiedDate is the option's last transaction in the branch.
+// ModifiedDate is the option's last transaction in the branch. A row of a
+// product without options (ProductOptionId 0) belongs to the product
+// mapped as "style/<id>".
 func mapStock(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 	oid := reqID(o, "ProductOptionId")
+	if oid == "0" {
+		oid = "style/" + reqID(o, "ProductId")
+	}
 	bid := reqID(o, "BranchId")
 	branch := o.Str("BranchName")
 	st := &model.StockLevel{ProductVendorID: oid, SKU: o.Str("Code"), Warehouse: firstNonEmpty(branch, bid), WarehouseName: branch,

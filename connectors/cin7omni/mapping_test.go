@@ -19,8 +19,20 @@ var update = flag.Bool("update", false, "rewrite the golden files from the curre
 var fetched = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func decodeFor(kind model.Kind, page int, body []byte) ([]model.Record, int, error) {
+	d, err := decodeDoc(kind, page, body)
+	if err != nil {
+		return nil, 0, err
+	}
+	return d.records, d.items, nil
+}
+
+func decodeDoc(kind model.Kind, page int, body []byte) (*decoded, error) {
 	s := streamFor(kind)
-	return decodePage(kind, s.mapItem, page, body, mapEnv{Company: "ACME-01", Fetched: fetched})
+	keyFn := idKey
+	if kind == model.KindStockLevel {
+		keyFn = stockKey
+	}
+	return decodePage(kind, s.mapItem, page, body, mapEnv{Company: "ACME-01", Fetched: fetched}, keyFn, nil)
 }
 
 // TestGoldenMapping maps the example payloads (see testdata/README.md) into
@@ -148,7 +160,7 @@ func TestWhereClause(t *testing.T) {
 		{model.KindProduct, since, "ModifiedDate>='2026-01-01T14:04:05Z'"},
 		{model.KindSalesPerson, since, ""},
 	} {
-		if got := streamFor(tc.kind).whereClause(tc.since); got != tc.want {
+		if got := streamFor(tc.kind).whereClause(tc.since, ""); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.kind, got, tc.want)
 		}
 	}
@@ -211,9 +223,58 @@ func TestMappingNeverPanics(t *testing.T) {
 							t.Fatalf("%s on %s panicked: %v", s.kind, f, r)
 						}
 					}()
-					_, _, _ = decodePage(s.kind, s.mapItem, 1, []byte(m(string(body))), mapEnv{Fetched: fetched})
+					_, _ = decodePage(s.kind, s.mapItem, 1, []byte(m(string(body))), mapEnv{Fetched: fetched}, stockKey, nil)
+					_, _ = decodePage(s.kind, s.mapItem, 1, []byte(m(string(body))), mapEnv{Fetched: fetched}, idKey, nil)
 				}()
 			}
 		}
+	}
+}
+
+// TestSetAside: products and options whose status Omni does not document
+// are set aside with their id, modified time, a bounded reason and the raw
+// document; the rest of the page maps.
+func TestSetAside(t *testing.T) {
+	long := strings.Repeat("x", 500)
+	page := `[
+	  {"Id": 1, "Status": "` + long + `", "ModifiedDate": "2026-01-05T22:41:07Z", "ProductOptions": [{"Id": 11, "Status": "Primary"}]},
+	  {"Id": 2, "Status": "Public", "ModifiedDate": "2026-01-05T22:41:07Z", "ProductOptions": [
+	    {"Id": 21, "Status": "Primary", "ProductOptionCode": "A"}, {"Id": 22, "Status": "Hidden", "ProductOptionCode": "B"}]},
+	  {"Id": 3, "Status": "ShowInB2B", "ModifiedDate": "2026-01-05T22:41:07Z", "ProductOptions": []}
+	]`
+	d, err := decodeDoc(model.KindProduct, 1, []byte(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range d.records {
+		ids = append(ids, r.VendorID)
+	}
+	if strings.Join(ids, ",") != "21,style/3" {
+		t.Errorf("mapped %v, want 21 and style/3", ids)
+	}
+	if len(d.aside) != 2 || d.aside[0].VendorID != "style/1" || d.aside[1].VendorID != "22" {
+		t.Fatalf("set aside %+v, want style/1 and 22", d.aside)
+	}
+	for _, a := range d.aside {
+		if a.Kind != model.KindProduct || a.Company != "ACME-01" || len(a.Raw) == 0 || a.Reason == "" || len(a.Reason) > 300 ||
+			!a.ModifiedAt.Equal(time.Date(2026, 1, 5, 22, 41, 7, 0, time.UTC)) || strings.Contains(a.Reason, long) {
+			t.Errorf("set-aside %+v", a)
+		}
+	}
+	if strings.Join(d.docs, ",") != "1,2,3" {
+		t.Errorf("docs %v, want the three products", d.docs)
+	}
+}
+
+// TestStockOfAProductWithoutOptions: a stock row with ProductOptionId 0
+// belongs to the product mapped as style/<id>, not to a shared "0".
+func TestStockOfAProductWithoutOptions(t *testing.T) {
+	d, err := decodeDoc(model.KindStockLevel, 1, []byte(`[{"ProductId": 7, "ProductOptionId": 0, "BranchId": 901, "StockOnHand": 3}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.records) != 1 || d.records[0].VendorID != "style/7/901" || d.records[0].Data.(*model.StockLevel).ProductVendorID != "style/7" {
+		t.Errorf("records %+v", d.records)
 	}
 }

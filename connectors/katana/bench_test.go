@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/connectortest"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
 	"github.com/erpsync/erpsync-operator/connectors/katana/sim"
 	"github.com/erpsync/erpsync-operator/connectors/model"
@@ -73,6 +74,21 @@ func BenchmarkImport(b *testing.B) {
 			fmt.Printf("BENCH katana_import_min_calls %d calls\n", minimum)
 			fmt.Printf("BENCH katana_rate_bound_ratio %.3f\n", forced.Seconds()/simulated.Seconds())
 			fmt.Printf("BENCH katana_import_throttled %d requests\n", s.Stats().Throttled.Load())
+		}
+	}
+}
+
+// BenchmarkTorture is the scenario suite's torture import against the
+// simulator: 20,000 products (stock in 3 locations, a price per product),
+// edited and added to on every page read, the import killed five times and
+// resumed by a restarted manager, then one incremental sync. It prints the
+// records lost and stale (both must be 0) and the calls beyond a clean
+// import. The rate limit's waits run on the fake clock.
+func BenchmarkTorture(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		r := connectortest.Torture(b, harness{}, connectortest.TortureOptions{})
+		if i == b.N-1 {
+			connectortest.PrintBench(Type, r)
 		}
 	}
 }

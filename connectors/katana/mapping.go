@@ -418,7 +418,10 @@ func (m *mapper) priceRow(raw json.RawMessage) ([]model.Record, error) {
 	}
 	list, ok := m.lists[r.PriceListID]
 	if !ok {
-		return nil, &fieldErr{"price_list_id", fmt.Errorf("price list %d is not in /price_lists", r.PriceListID)}
+		// A list created after the lists were read (or one the key may not
+		// see): the row is kept aside and read again by later passes.
+		return nil, &asideError{kind: model.KindPriceRule, id: id, mod: mod,
+			reason: fmt.Sprintf("price_list_id %d names a price list that GET /price_lists did not return (created after the lists were read?)", r.PriceListID)}
 	}
 	if t, err := timestamp(list.UpdatedAt); err == nil && t.After(mod) {
 		mod = t
@@ -498,18 +501,56 @@ func (m *mapper) salesOrder(raw json.RawMessage) ([]model.Record, error) {
 	return []model.Record{m.record(model.KindSalesOrder, id, mod, deleted, raw, so)}, nil
 }
 
-// mapAll maps every document of a page with fn, naming the record that fails.
-func mapAll(data []json.RawMessage, fn func(json.RawMessage) ([]model.Record, error)) ([]model.Record, error) {
+// asideError is a document the mapping cannot know although the vendor's
+// documents allow it (a reference to a price list the connector has not
+// read): it is set aside, never fatal to its page.
+type asideError struct {
+	kind   model.Kind
+	id     string
+	mod    time.Time
+	reason string // without vendor text beyond ids (model.MaxReasonLen)
+}
+
+func (e *asideError) Error() string { return e.reason }
+
+// aside is a set-aside document with its reason.
+type aside struct {
+	raw json.RawMessage
+	err *asideError
+}
+
+// mapAll maps every document of a page with fn, naming the record that
+// fails. Documents fn sets aside (an *asideError) are returned apart; any
+// other error fails the page.
+func mapAll(data []json.RawMessage, fn func(json.RawMessage) ([]model.Record, error)) ([]model.Record, []aside, error) {
 	out := make([]model.Record, 0, len(data))
+	var set []aside
 	for i, raw := range data {
-		if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-			return nil, fmt.Errorf("record %d: empty document", i)
-		}
-		recs, err := fn(raw)
+		recs, a, err := mapOne(raw, fn)
 		if err != nil {
-			return nil, fmt.Errorf("record %d: %w", i, err)
+			return nil, nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		if a != nil {
+			set = append(set, *a)
 		}
 		out = append(out, recs...)
 	}
-	return out, nil
+	return out, set, nil
+}
+
+// mapOne maps one document: its records, or the document set aside, or the
+// error that fails its page.
+func mapOne(raw json.RawMessage, fn func(json.RawMessage) ([]model.Record, error)) ([]model.Record, *aside, error) {
+	if t := bytes.TrimSpace(raw); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+		return nil, nil, fmt.Errorf("empty document")
+	}
+	recs, err := fn(raw)
+	var ae *asideError
+	if errors.As(err, &ae) {
+		if len(ae.reason) > model.MaxReasonLen {
+			ae.reason = ae.reason[:model.MaxReasonLen]
+		}
+		return nil, &aside{raw: raw, err: ae}, nil
+	}
+	return recs, nil, err
 }

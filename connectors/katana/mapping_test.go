@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,9 +52,9 @@ func TestGoldenMapping(t *testing.T) {
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			data := loadData[json.RawMessage](t, tc.file)
-			recs, err := mapAll(data, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) })
-			if err != nil {
-				t.Fatalf("mapping: %v", err)
+			recs, aside, err := mapAll(data, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) })
+			if err != nil || len(aside) > 0 {
+				t.Fatalf("mapping: %v (%d set aside)", err, len(aside))
 			}
 			if len(recs) == 0 {
 				t.Fatal("no records")
@@ -116,12 +117,12 @@ func TestMappingRejectsBadDocuments(t *testing.T) {
 		{"customer id is a string", `{"id":"seven","name":"x","updated_at":"2024-01-01T00:00:00Z"}`, "id", (*mapper).customer},
 		{"customer without updated_at", `{"id":7,"name":"x"}`, "updated_at", (*mapper).customer},
 		{"order row bad quantity", `{"id":1,"order_no":"SO1","updated_at":"2024-01-01T00:00:00Z","sales_order_rows":[{"id":1,"variant_id":2,"quantity":"many"}]}`, "sales_order_rows[0].quantity", (*mapper).salesOrder},
-		{"row of unknown list", `{"id":1,"price_list_id":9,"variant_id":2,"adjustment_method":"fixed","amount":1,"updated_at":"2024-01-01T00:00:00Z"}`, "price_list_id", (*mapper).priceRow},
+		{"row of a known list with a bad amount", `{"id":1,"price_list_id":1,"variant_id":2,"adjustment_method":"fixed","amount":"x","updated_at":"2024-01-01T00:00:00Z"}`, "amount", (*mapper).priceRow},
 		{"tax rate bad rate", `{"id":1,"name":"GST","rate":"fifteen","updated_at":"2024-01-01T00:00:00Z"}`, "rate", (*mapper).taxRate},
 		{"not an object", `[1,2]`, "", (*mapper).location},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := mapAll([]json.RawMessage{json.RawMessage(tc.doc)}, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) })
+			_, _, err := mapAll([]json.RawMessage{json.RawMessage(tc.doc)}, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) })
 			if err == nil {
 				t.Fatal("a broken document mapped without error")
 			}
@@ -129,6 +130,32 @@ func TestMappingRejectsBadDocuments(t *testing.T) {
 				t.Errorf("error %q does not name the record and field %q", err, tc.field)
 			}
 		})
+	}
+}
+
+// TestRowOfUnknownListIsSetAside maps a page whose middle row names a price
+// list the connector has not read: that row is set aside with its raw
+// document, its modified time and a reason naming the list id, and the rows
+// around it map.
+func TestRowOfUnknownListIsSetAside(t *testing.T) {
+	m := &mapper{company: "acme", now: goldenTime, lists: map[int64]kPriceList{1: {ID: 1, Name: "L", UpdatedAt: "2024-01-01T00:00:00Z"}}}
+	row := func(id, list int) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"id":%d,"price_list_id":%d,"variant_id":2,"adjustment_method":"fixed","amount":"1.5","updated_at":"2024-02-03T04:05:06.789Z"}`, id, list))
+	}
+	recs, aside, err := mapAll([]json.RawMessage{row(10, 1), row(11, 77), row(12, 1)}, func(raw json.RawMessage) ([]model.Record, error) { return m.priceRow(raw) })
+	if err != nil {
+		t.Fatalf("a row of an unknown list failed the page: %v", err)
+	}
+	if len(recs) != 2 || recs[0].VendorID != "10" || recs[1].VendorID != "12" {
+		t.Fatalf("records %+v, want rows 10 and 12", recs)
+	}
+	if len(aside) != 1 {
+		t.Fatalf("%d set aside, want 1", len(aside))
+	}
+	a := aside[0]
+	if a.err.kind != model.KindPriceRule || a.err.id != "11" || !a.err.mod.Equal(time.Date(2024, 2, 3, 4, 5, 6, 789e6, time.UTC)) ||
+		!strings.Contains(a.err.reason, "77") || len(a.err.reason) > model.MaxReasonLen || string(a.raw) != string(row(11, 77)) {
+		t.Fatalf("set aside %+v (raw %s)", a.err, a.raw)
 	}
 }
 

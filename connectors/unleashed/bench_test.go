@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/connectortest"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
@@ -64,5 +65,14 @@ func BenchmarkImport(b *testing.B) {
 		fmt.Printf("BENCH unleashed_import_seconds %.2f s\n", wall.Seconds())
 		fmt.Printf("BENCH unleashed_import_throttled %d requests\n", s.Stats().Throttled.Load())
 		b.ReportMetric(float64(res.Calls), "calls")
+	}
+}
+
+// BenchmarkTorture is the suite's torture import (20,000 products, edits on
+// every page, five crashes) at the production page size.
+func BenchmarkTorture(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		r := connectortest.Torture(b, harness{pageSize: unleashed.MaxPageSize}, connectortest.TortureOptions{})
+		connectortest.PrintBench("unleashed", r)
 	}
 }

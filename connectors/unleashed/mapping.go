@@ -17,12 +17,38 @@ type mapEnv struct {
 	Company string
 	// Fetched stamps records whose document has no modification time.
 	Fetched time.Time
+	// aside collects the documents set aside (decodePage sets it).
+	aside *[]model.SetAside
+}
+
+// setAside keeps a document the mapping cannot know (a value Unleashed
+// allows that the connector does not map) instead of failing its page.
+// reason must hold no vendor text beyond short field values.
+func (env mapEnv) setAside(kind model.Kind, id string, mod time.Time, raw json.RawMessage, reason string) {
+	if env.aside == nil {
+		return
+	}
+	if len(reason) > model.MaxReasonLen {
+		reason = reason[:model.MaxReasonLen]
+	}
+	*env.aside = append(*env.aside, model.SetAside{Company: env.Company, Vendor: Type, Kind: kind, VendorID: id, ModifiedAt: mod,
+		Reason: reason, Raw: append(json.RawMessage(nil), raw...)})
+}
+
+// short quotes a vendor value for a reason, cut to a few dozen bytes.
+func short(v string) string {
+	const limit = 40
+	if len(v) > limit {
+		v = v[:limit] + "..."
+	}
+	return strconv.Quote(v)
 }
 
 // pageDoc is one decoded page.
 type pageDoc struct {
-	Records []model.Record
-	Items   int
+	Records  []model.Record
+	SetAside []model.SetAside
+	Items    int
 	// PageNumber and NumberOfPages come from the Pagination object; Total
 	// is NumberOfItems.
 	PageNumber, NumberOfPages, Total int
@@ -74,6 +100,7 @@ func decodePage(kind model.Kind, mapItem itemMapper, page int, body []byte, env 
 	}
 	doc.Items = len(items)
 	doc.Records = make([]model.Record, 0, len(items))
+	env.aside = &doc.SetAside
 	for i, raw := range items {
 		ro, err := newObj(raw)
 		if err != nil {
@@ -230,12 +257,25 @@ func mapStock(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 	*out = append(*out, record(env, model.KindStockLevel, pid+"/"+wid, modTime(o, env, true), false, raw, st))
 }
 
-// mapPrice maps a ProductPrices row: a customer (or product group) price.
+// mapPrice maps a ProductPrices row: a customer price of one product. A
+// row for a whole product group (ProductGroup and no Product), or one of a
+// price type the connector does not know without a customer price, is set
+// aside: the CRM's price rules name one product and a price.
 func mapPrice(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 	prod, cust, group := sub(o, "Product"), sub(o, "Customer"), sub(o, "ProductGroup")
+	id := o.Str("Guid")
+	if prod.Str("Guid") == "" && group.Str("Guid") != "" {
+		if id == "" {
+			id = "group/" + group.Str("Guid") + "/" + cust.Str("Guid") + "/" + string(o.Dec("MinimumQuantity"))
+		}
+		mod := o.Time("LastModifiedOn", false)
+		if o.Err() == nil {
+			env.setAside(model.KindPriceRule, id, mod, raw, "the price applies to product group "+short(group.Str("GroupName"))+", not to one product; the connector maps product prices only")
+		}
+		return
+	}
 	pid := prod.ReqStr("Guid")
 	o.Adopt("Product", prod)
-	id := o.Str("Guid")
 	if id == "" {
 		id = pid + "/" + firstNonEmpty(cust.Str("Guid"), group.Str("Guid")) + "/" + string(o.Dec("MinimumQuantity"))
 	}
@@ -243,9 +283,18 @@ func mapPrice(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 		PriceList: group.Str("GroupName"), Price: o.Dec("CustomerPrice"), MinQuantity: o.Float("MinimumQuantity"),
 		ValidFrom: o.OptTime("ValidFrom"), ValidTo: o.OptTime("ValidTo")}
 	if pr.Price == "" {
-		// A discount row carries no price: apply its percentage to the
-		// default sell price.
-		pr.Price = discounted(o.Dec("DefaultSellPrice"), o.Dec("DiscountValue"))
+		switch pt := o.Str("PriceType"); strings.ToLower(pt) {
+		case "", "discount", "fixed price":
+			// A discount row carries no price: apply its percentage to the
+			// default sell price.
+			pr.Price = discounted(o.Dec("DefaultSellPrice"), o.Dec("DiscountValue"))
+		default:
+			mod := o.Time("LastModifiedOn", false)
+			if o.Err() == nil {
+				env.setAside(model.KindPriceRule, id, mod, raw, "price type "+short(pt)+" carries no customer price and is not one the connector can compute")
+			}
+			return
+		}
 	}
 	*out = append(*out, record(env, model.KindPriceRule, id, modTime(o, env, false), false, raw, pr))
 }

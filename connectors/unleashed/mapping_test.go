@@ -215,3 +215,41 @@ func TestMappingNeverPanics(t *testing.T) {
 		}
 	}
 }
+
+// TestSetAside: price rows the canonical model cannot hold are set aside
+// with their id, modified time, a bounded reason and the raw row, and the
+// rest of the page maps.
+func TestSetAside(t *testing.T) {
+	long := strings.Repeat("x", 500)
+	page := `{"Pagination": {"NumberOfItems": 4, "PageSize": 4, "PageNumber": 1, "NumberOfPages": 1}, "Items": [
+	  {"Guid": "g-1", "Product": null, "ProductGroup": {"Guid": "pg-1", "GroupName": "` + long + `"}, "Customer": {"Guid": "c-1"},
+	   "PriceType": "Discount", "DiscountValue": 10, "LastModifiedOn": "/Date(1767225600000)/"},
+	  {"Guid": "g-2", "Product": {"Guid": "p-2", "ProductCode": "B"}, "PriceType": "Markup", "DefaultSellPrice": 5, "LastModifiedOn": "/Date(1767225600000)/"},
+	  {"Guid": "g-3", "Product": {"Guid": "p-3", "ProductCode": "C"}, "PriceType": "Fixed Price", "CustomerPrice": 7.5},
+	  {"Guid": "g-4", "Product": {"Guid": "p-4", "ProductCode": "D"}, "PriceType": "Markup", "CustomerPrice": 8}
+	]}`
+	doc, err := decodeFor(model.KindPriceRule, 1, []byte(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range doc.Records {
+		ids = append(ids, r.VendorID)
+	}
+	if strings.Join(ids, ",") != "g-3,g-4" {
+		t.Errorf("mapped %v, want g-3 and g-4 (a markup row that carries its price maps)", ids)
+	}
+	if len(doc.SetAside) != 2 {
+		t.Fatalf("set aside %d rows, want 2: %+v", len(doc.SetAside), doc.SetAside)
+	}
+	for i, want := range []string{"g-1", "g-2"} {
+		a := doc.SetAside[i]
+		if a.VendorID != want || a.Kind != model.KindPriceRule || a.Company != "ACME-01" || a.Vendor != Type || len(a.Raw) == 0 ||
+			!a.ModifiedAt.Equal(time.UnixMilli(1767225600000).UTC()) || a.Reason == "" || len(a.Reason) > 200 {
+			t.Errorf("set-aside %d: %+v", i, a)
+		}
+	}
+	if strings.Contains(doc.SetAside[0].Reason, long) {
+		t.Error("the reason carries the whole group name")
+	}
+}

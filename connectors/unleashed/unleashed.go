@@ -156,7 +156,7 @@ type Connector struct {
 	id, key, clientType string
 	client              *httpapi.Client
 	pageSize            int
-	stock               *stockCursor
+	stock               *stockCache
 }
 
 // stream is one entity stream.
@@ -226,7 +226,12 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	if err != nil {
 		return page, err
 	}
-	page.Records, page.Total = doc.Records, doc.Total
+	page.Records, page.Total, page.SetAside = doc.Records, doc.Total, doc.SetAside
+	// Page numbers, with NumberOfItems as the total: every list is in an
+	// order that edits do not change (see docs/connectors/unleashed.md), and
+	// the engine repeats a pass whose total moved or that read fewer distinct
+	// documents than the total. Docs stays nil: each document yields one
+	// record of the stream's kind (customers add their contacts).
 	// End of data: Pagination says this is the last page (or the page is
 	// empty).
 	page.More = doc.Items > 0 && doc.PageNumber < doc.NumberOfPages

@@ -335,6 +335,7 @@ func (m *mapper) invoice(raw json.RawMessage) ([]model.Record, error) {
 		IssueDate: f.optTime("Date", d.Date), DueDate: f.optTime("DueDate", d.DueDate), Currency: d.CurrencyCode,
 		SubTotal: f.dec("SubTotal", d.SubTotal), TaxTotal: f.dec("TotalTax", d.TotalTax), Total: f.dec("Total", d.Total),
 		AmountDue: f.dec("AmountDue", d.AmountDue)}
+	var unknown error
 	switch d.Type {
 	case "ACCREC":
 		inv.Type = "sales"
@@ -342,13 +343,16 @@ func (m *mapper) invoice(raw json.RawMessage) ([]model.Record, error) {
 	case "ACCPAY":
 		inv.Type = "bill"
 	default:
-		if f.err == nil {
-			f.err = &fieldErr{"Type", fmt.Errorf("%q is not an invoice type the connector knows", d.Type)}
-		}
+		// Xero's document allows ACCPAYCREDIT, APOVERPAYMENT, APPREPAYMENT,
+		// ACCRECCREDIT, AROVERPAYMENT and ARPREPAYMENT too: set aside.
+		unknown = &unknownValue{kind: model.KindInvoice, id: id, mod: mod, field: "Type", value: d.Type, what: "an invoice type the connector maps (ACCREC, ACCPAY)"}
 	}
 	inv.Lines = m.lines(&f, d.LineItems)
 	if f.err != nil {
 		return nil, f.err
+	}
+	if unknown != nil {
+		return nil, unknown
 	}
 	return []model.Record{m.record(model.KindInvoice, id, mod, voided(d.Status), raw, inv)}, nil
 }
@@ -367,15 +371,14 @@ func (m *mapper) creditNote(raw json.RawMessage) ([]model.Record, error) {
 	cn := &model.CreditNote{Number: d.CreditNoteNumber, CustomerVendorID: cid, CustomerCode: code, Status: d.Status,
 		IssueDate: f.optTime("Date", d.Date), Currency: d.CurrencyCode, SubTotal: f.dec("SubTotal", d.SubTotal),
 		TaxTotal: f.dec("TotalTax", d.TotalTax), Total: f.dec("Total", d.Total)}
+	var unknown error
 	switch d.Type {
 	case "ACCRECCREDIT":
 		cn.Type = "sales"
 	case "ACCPAYCREDIT":
 		cn.Type = "purchase"
 	default:
-		if f.err == nil {
-			f.err = &fieldErr{"Type", fmt.Errorf("%q is not a credit note type the connector knows", d.Type)}
-		}
+		unknown = &unknownValue{kind: model.KindCreditNote, id: id, mod: mod, field: "Type", value: d.Type, what: "a credit note type the connector maps (ACCRECCREDIT, ACCPAYCREDIT)"}
 	}
 	for _, a := range d.Allocations {
 		if a.Invoice != nil && a.Invoice.InvoiceNumber != "" {
@@ -386,6 +389,9 @@ func (m *mapper) creditNote(raw json.RawMessage) ([]model.Record, error) {
 	cn.Lines = m.lines(&f, d.LineItems)
 	if f.err != nil {
 		return nil, f.err
+	}
+	if unknown != nil {
+		return nil, unknown
 	}
 	return []model.Record{m.record(model.KindCreditNote, id, mod, voided(d.Status), raw, cn)}, nil
 }
@@ -424,18 +430,101 @@ func (m *mapper) currency(raw json.RawMessage) ([]model.Record, error) {
 	return []model.Record{m.record(model.KindCurrency, code, m.now, false, raw, &model.Currency{Code: code, Name: c.Description})}, nil
 }
 
-// mapAll maps every document of a page with fn, naming the record that fails.
-func mapAll(data []json.RawMessage, fn func(json.RawMessage) ([]model.Record, error)) ([]model.Record, error) {
-	out := make([]model.Record, 0, len(data))
+// unknownValue is a document that decodes but holds a value the vendor's
+// document allows and the connector does not map (an enum value beyond
+// those it knows): it is set aside, not fatal.
+type unknownValue struct {
+	kind         model.Kind
+	id           string
+	mod          time.Time
+	field, value string
+	what         string
+}
+
+// maxValueLen bounds the vendor text quoted in a set-aside reason.
+const maxValueLen = 40
+
+func (e *unknownValue) Error() string {
+	v := e.value
+	if r := []rune(v); len(r) > maxValueLen {
+		v = string(r[:maxValueLen]) + "…"
+	}
+	return fmt.Sprintf("field %s: %q is not %s", e.field, v, e.what)
+}
+
+// docMeta is one vendor document of a page: its id and modified time
+// (UpdatedDateUTC, or the response time for lists without one), and
+// whether it was dropped as already read.
+type docMeta struct {
+	id  string
+	mod time.Time
+	dup bool
+}
+
+// mapped is one page of documents mapped to records.
+type mapped struct {
+	recs  []model.Record
+	docs  []docMeta // every document, in the order the page listed them
+	aside []model.SetAside
+}
+
+// ids returns the ids of the documents the page contributed (not dropped
+// as already read): Page.Docs.
+func (p *mapped) ids() []string {
+	out := make([]string, 0, len(p.docs))
+	for _, d := range p.docs {
+		if !d.dup {
+			out = append(out, d.id)
+		}
+	}
+	return out
+}
+
+// mapAll maps every document of a page with fn, naming the record that
+// fails. A document the mapping does not know (unknownValue) is set aside
+// with its reason and raw document; any other failure fails the page. seen,
+// when not nil, says which documents were read already (a keyset page
+// restarting inside the previous page's last second): their records are
+// dropped.
+func mapAll(company string, data []json.RawMessage, fn func(json.RawMessage) ([]model.Record, error), seen func(id string, mod time.Time) bool) (*mapped, error) {
+	out := &mapped{recs: make([]model.Record, 0, len(data)), docs: make([]docMeta, 0, len(data))}
 	for i, raw := range data {
 		if t := bytes.TrimSpace(raw); len(t) == 0 || bytes.Equal(t, []byte("null")) {
 			return nil, fmt.Errorf("record %d: empty document", i)
 		}
 		recs, err := fn(raw)
-		if err != nil {
+		var unknown *unknownValue
+		switch {
+		case errors.As(err, &unknown):
+			out.docs = append(out.docs, docMeta{id: unknown.id, mod: unknown.mod})
+			out.aside = append(out.aside, model.SetAside{Company: company, Vendor: Type, Kind: unknown.kind, VendorID: unknown.id,
+				ModifiedAt: unknown.mod.UTC(), Reason: clipReason(unknown.Error()), Raw: append(json.RawMessage(nil), raw...)})
+			continue
+		case err != nil:
 			return nil, fmt.Errorf("record %d: %w", i, err)
+		case len(recs) == 0:
+			return nil, fmt.Errorf("record %d: the document maps to no record", i)
 		}
-		out = append(out, recs...)
+		d := docMeta{id: recs[0].VendorID, mod: recs[0].ModifiedAt}
+		if seen != nil && seen(d.id, d.mod) {
+			d.dup = true
+			out.docs = append(out.docs, d)
+			continue
+		}
+		out.docs = append(out.docs, d)
+		out.recs = append(out.recs, recs...)
 	}
 	return out, nil
+}
+
+// clipReason bounds a set-aside reason to model.MaxReasonLen bytes.
+func clipReason(s string) string {
+	if len(s) <= model.MaxReasonLen {
+		return s
+	}
+	r := []rune(s)
+	for len(string(r)) > model.MaxReasonLen-len("…") {
+		r = r[:len(r)-1]
+	}
+	return string(r) + "…"
 }

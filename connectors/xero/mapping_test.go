@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,10 +51,14 @@ func TestGoldenMapping(t *testing.T) {
 			if err := json.Unmarshal(env[tc.list], &data); err != nil {
 				t.Fatalf("%s: %v", tc.list, err)
 			}
-			recs, err := mapAll(data, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) })
+			page, err := mapAll("acme", data, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) }, nil)
 			if err != nil {
 				t.Fatalf("mapping: %v", err)
 			}
+			if len(page.aside) != 0 {
+				t.Fatalf("the OpenAPI examples were set aside: %+v", page.aside)
+			}
+			recs := page.recs
 			if len(recs) == 0 {
 				t.Fatal("no records")
 			}
@@ -98,7 +103,7 @@ func TestMappingRejectsBadDocuments(t *testing.T) {
 		{"contact without date", `{"ContactID":"x","Name":"A"}`, "UpdatedDateUTC", (*mapper).contact},
 		{"contact flag of wrong type", `{"ContactID":"x","Name":"A","IsCustomer":"yes","UpdatedDateUTC":"/Date(1573755038314)/"}`, "IsCustomer", (*mapper).contact},
 		{"invoice bad line", `{"Type":"ACCREC","InvoiceID":"x","UpdatedDateUTC":"/Date(1573755038314)/","LineItems":[{"Quantity":"two"}]}`, "LineItems[0].Quantity", (*mapper).invoice},
-		{"invoice of unknown type", `{"Type":"ACCXXX","InvoiceID":"x","UpdatedDateUTC":"/Date(1573755038314)/"}`, "Type", (*mapper).invoice},
+		{"invoice of unknown type with a bad line", `{"Type":"ACCXXX","InvoiceID":"x","UpdatedDateUTC":"/Date(1573755038314)/","LineItems":[{"Quantity":"two"}]}`, "LineItems[0].Quantity", (*mapper).invoice},
 		{"invoice bad due date", `{"Type":"ACCREC","InvoiceID":"x","DueDate":"/Date(12a)/","UpdatedDateUTC":"/Date(1573755038314)/"}`, "DueDate", (*mapper).invoice},
 		{"credit note without id", `{"Type":"ACCRECCREDIT","UpdatedDateUTC":"/Date(1573755038314)/"}`, "CreditNoteID", (*mapper).creditNote},
 		{"tax rate bad rate", `{"TaxType":"OUTPUT","EffectiveRate":"high"}`, "EffectiveRate", (*mapper).taxRate},
@@ -106,7 +111,7 @@ func TestMappingRejectsBadDocuments(t *testing.T) {
 		{"not an object", `"item"`, "", (*mapper).item},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := mapAll([]json.RawMessage{json.RawMessage(tc.doc)}, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) })
+			_, err := mapAll("acme", []json.RawMessage{json.RawMessage(tc.doc)}, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) }, nil)
 			if err == nil {
 				t.Fatal("a broken document mapped without error")
 			}
@@ -115,6 +120,66 @@ func TestMappingRejectsBadDocuments(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMappingSetsAsideUnknownTypes: a document whose type Xero's OpenAPI
+// document allows but the connector does not map is set aside with its id,
+// modified time, a bounded reason and the raw document; the documents
+// beside it map as usual.
+func TestMappingSetsAsideUnknownTypes(t *testing.T) {
+	m := &mapper{company: "acme", now: goldenTime}
+	long := strings.Repeat("X", 5000)
+	for _, tc := range []struct {
+		name, typ string
+		kind      model.Kind
+		fn        func(*mapper, json.RawMessage) ([]model.Record, error)
+		doc       func(typ, id string) string
+	}{
+		{"invoice ACCRECCREDIT", "ACCRECCREDIT", model.KindInvoice, (*mapper).invoice, invoiceDoc},
+		{"invoice APOVERPAYMENT", "APOVERPAYMENT", model.KindInvoice, (*mapper).invoice, invoiceDoc},
+		{"invoice ARPREPAYMENT", "ARPREPAYMENT", model.KindInvoice, (*mapper).invoice, invoiceDoc},
+		{"invoice of a type no document names, long", long, model.KindInvoice, (*mapper).invoice, invoiceDoc},
+		{"credit note ACCREC", "ACCREC", model.KindCreditNote, (*mapper).creditNote, creditNoteDoc},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			good := "ACCREC"
+			if tc.kind == model.KindCreditNote {
+				good = "ACCRECCREDIT"
+			}
+			data := []json.RawMessage{json.RawMessage(tc.doc(good, "a")), json.RawMessage(tc.doc(tc.typ, "odd")), json.RawMessage(tc.doc(good, "b"))}
+			got, err := mapAll("acme", data, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) }, nil)
+			if err != nil {
+				t.Fatalf("the page failed: %v", err)
+			}
+			if len(got.recs) != 2 || got.recs[0].VendorID != "a" || got.recs[1].VendorID != "b" {
+				t.Fatalf("records %+v, want a and b", got.recs)
+			}
+			if ids := got.ids(); len(ids) != 3 || ids[1] != "odd" {
+				t.Fatalf("docs %v, want a, odd, b", ids)
+			}
+			if len(got.aside) != 1 {
+				t.Fatalf("set aside %d, want 1", len(got.aside))
+			}
+			a := got.aside[0]
+			if a.Company != "acme" || a.Vendor != Type || a.Kind != tc.kind || a.VendorID != "odd" || !a.ModifiedAt.Equal(time.UnixMilli(1573755038314)) {
+				t.Errorf("set-aside entry %+v", a)
+			}
+			if len(a.Reason) > model.MaxReasonLen || len(a.Reason) > 200 || !strings.Contains(a.Reason, "Type") {
+				t.Errorf("reason %q (%d bytes) is unbounded or does not name the field", a.Reason, len(a.Reason))
+			}
+			if !bytes.Equal(a.Raw, data[1]) {
+				t.Errorf("raw document %s, want %s", a.Raw, data[1])
+			}
+		})
+	}
+}
+
+func invoiceDoc(typ, id string) string {
+	return fmt.Sprintf(`{"Type":%q,"InvoiceID":%q,"InvoiceNumber":"N","UpdatedDateUTC":"/Date(1573755038314)/","Total":1}`, typ, id)
+}
+
+func creditNoteDoc(typ, id string) string {
+	return fmt.Sprintf(`{"Type":%q,"CreditNoteID":%q,"CreditNoteNumber":"N","UpdatedDateUTC":"/Date(1573755038314)/","Total":1}`, typ, id)
 }
 
 func TestMSDate(t *testing.T) {

@@ -31,6 +31,14 @@ import (
 //   - on a conflict, re-reads: if the Secret now holds another refresh token
 //     (another manager, a person), it refreshes with that one instead, and
 //     never overwrites it;
+//   - when the write itself fails (the API server is down), keeps the new
+//     tokens in the process-wide cache as a pending write: the access token
+//     is not used, and the write is retried with back-off before anything
+//     else uses or refreshes the Secret's tokens. The run fails with a
+//     RetryAt inside the 30-minute grace of the token the Secret still
+//     holds, so the retry comes while either token works; past the grace
+//     the pending token is the only one that works, and it is kept until it
+//     is written or the Secret gets another token;
 //   - on invalid_grant, re-reads once more in case the token was rotated
 //     elsewhere, then fails with AuthenticationFailed and a message asking
 //     for a reconnect, without retrying.
@@ -42,6 +50,23 @@ const refreshMargin = 5 * time.Minute
 // maxRotations bounds how often one refresh restarts because the Secret
 // changed under it.
 const maxRotations = 4
+
+// refreshGrace is how long Xero accepts a used refresh token again (for a
+// lost response).
+const refreshGrace = 30 * time.Minute
+
+// Writing a rotated refresh token back: writeAttempts tries per call,
+// writeBackoff after the first failed try, doubling; a call that still
+// fails asks to be retried after retryBackoff (doubling per failed call, at
+// most maxRetryBackoff), and while the grace lasts at least graceMargin
+// before it ends.
+const (
+	writeAttempts   = 3
+	writeBackoff    = time.Second
+	retryBackoff    = time.Minute
+	maxRetryBackoff = 8 * time.Minute
+	graceMargin     = 2 * time.Minute
+)
 
 // reconnectMsg is what a person must do when Xero refuses the refresh token.
 const reconnectMsg = "Xero refused the refresh token (invalid_grant): it was revoked, expired after 60 days unused, or already used. " +
@@ -78,12 +103,25 @@ type tokenSource struct {
 	mu     sync.Mutex
 	access string
 	expiry time.Time
+	// pending, when set, is a rotation whose refresh token is not in the
+	// Secret yet (its write failed). Guarded by sem.
+	pending *pendingWrite
+}
+
+// pendingWrite is a rotated token set waiting to be written to the Secret.
+type pendingWrite struct {
+	used   string // the refresh token the Secret holds, spent at usedAt
+	next   string // its successor, to be written
+	usedAt time.Time
+	access string
+	expiry time.Time
+	fails  int // calls that failed to write it
 }
 
 func (s *tokenSource) current(now time.Time) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.access != "" && now.Add(refreshMargin).Before(s.expiry) {
+	if s.pending == nil && s.access != "" && now.Add(refreshMargin).Before(s.expiry) {
 		return s.access, true
 	}
 	return "", false
@@ -122,12 +160,96 @@ func (c *connector) accessToken(ctx context.Context) (string, error) {
 	if tok, ok := src.current(c.auth.Clock().Now()); ok {
 		return tok, nil
 	}
-	tok, exp, err := c.refresh(ctx)
+	if src.pending != nil {
+		// A rotation is not saved yet: save it before anything else.
+		tok, ok, err := c.flushPending(ctx, src)
+		if err != nil || ok {
+			return tok, err
+		}
+		// The Secret got another token meanwhile: refresh with it.
+	}
+	tok, exp, err := c.refresh(ctx, src)
 	if err != nil {
 		return "", err
 	}
 	src.set(tok, exp)
 	return tok, nil
+}
+
+// flushPending writes the pending rotation's refresh token to the Secret,
+// trying writeAttempts times with back-off. It returns the pending access
+// token when the write succeeded (or had landed already), ok=false when the
+// Secret meanwhile got a token other than the one the rotation spent (a
+// person or another manager: theirs wins, the pending set is dropped) or
+// when the write succeeded after the kept access token expired (the caller
+// refreshes with the Secret's token either way), and
+// an error with a RetryAt when the write still fails. The caller holds the
+// Secret's refresh lock.
+func (c *connector) flushPending(ctx context.Context, src *tokenSource) (string, bool, error) {
+	p := src.pending
+	clock := c.auth.Clock()
+	var lastErr error
+	for attempt := 1; attempt <= writeAttempts; attempt++ {
+		if attempt > 1 {
+			wait := writeBackoff << (attempt - 2)
+			connectors.BeforeWait(ctx, wait)
+			if err := clock.Sleep(ctx, wait); err != nil {
+				return "", false, fmt.Errorf("waiting to save the rotated Xero refresh token to Secret %s: %w", c.storeKey, err)
+			}
+		}
+		data, version, err := c.store.Get(ctx)
+		if err != nil {
+			lastErr = fmt.Errorf("reading the Secret: %w", err)
+			continue
+		}
+		switch cur := strings.TrimSpace(string(data["refreshToken"])); cur {
+		case p.next:
+			// An earlier write landed although it reported a failure.
+		case p.used:
+			upd := make(map[string][]byte, len(data)+1)
+			for k, v := range data {
+				upd[k] = v
+			}
+			upd["refreshToken"] = []byte(p.next)
+			if _, err := c.store.Update(ctx, upd, version); err != nil {
+				if ctx.Err() != nil {
+					return "", false, fmt.Errorf("saving the rotated Xero refresh token to Secret %s: %w", c.storeKey, ctx.Err())
+				}
+				lastErr = err
+				continue
+			}
+		default:
+			c.log.Info("the credentials Secret got a new Xero refresh token while a rotated one waited to be saved; using the Secret's", "secret", c.storeKey)
+			src.pending = nil
+			return "", false, nil
+		}
+		src.pending = nil
+		if p.fails > 0 {
+			c.log.Info("saved the rotated Xero refresh token after failed writes", "secret", c.storeKey, "failedCalls", p.fails)
+		}
+		if !clock.Now().Add(refreshMargin).Before(p.expiry) {
+			// The kept access token ran out while its refresh token waited:
+			// refresh with the one just saved.
+			return "", false, nil
+		}
+		src.set(p.access, p.expiry)
+		return p.access, true, nil
+	}
+	p.fails++
+	now := clock.Now()
+	retryAt := now.Add(min(retryBackoff<<(p.fails-1), maxRetryBackoff))
+	graceEnd := p.usedAt.Add(refreshGrace)
+	if latest := graceEnd.Add(-graceMargin); now.Before(latest) && retryAt.After(latest) {
+		retryAt = latest
+	}
+	msg := fmt.Sprintf("saving the rotated Xero refresh token to Secret %s failed %d times; the new tokens are kept in memory and the write is retried first thing (the Secret's previous token works until %s)",
+		c.storeKey, writeAttempts*p.fails, graceEnd.UTC().Format(time.RFC3339))
+	if !now.Before(graceEnd) {
+		msg = fmt.Sprintf("saving the rotated Xero refresh token to Secret %s keeps failing (%d times); the Secret's token is past Xero's grace, so only the token kept in memory works: restore write access to the Secret",
+			c.storeKey, writeAttempts*p.fails)
+	}
+	c.log.Info("could not save the rotated Xero refresh token; keeping it and retrying", "secret", c.storeKey, "retryAt", retryAt, "error", lastErr.Error())
+	return "", false, &connectors.Error{Kind: connectors.KindCredentialsWriteFailed, Msg: msg, RetryAt: retryAt, Err: lastErr}
 }
 
 // tokenResponse is the token endpoint's answer.
@@ -141,7 +263,7 @@ type tokenResponse struct {
 
 // refresh rotates the Secret's refresh token and returns the new access
 // token. The caller holds the Secret's refresh lock.
-func (c *connector) refresh(ctx context.Context) (string, time.Time, error) {
+func (c *connector) refresh(ctx context.Context, src *tokenSource) (string, time.Time, error) {
 	for rotation := 1; rotation <= maxRotations; rotation++ {
 		data, version, err := c.store.Get(ctx)
 		if err != nil {
@@ -188,6 +310,20 @@ func (c *connector) refresh(ctx context.Context) (string, time.Time, error) {
 
 		// Persist the new refresh token before using the access token.
 		retry, err := c.saveRefreshToken(ctx, data, version, rt, tr.RefreshToken)
+		var failed *writeFailed
+		if errors.As(err, &failed) {
+			// Xero has rotated: the new refresh token is the one that
+			// lasts. Keep it and retry the write, never drop it.
+			src.pending = &pendingWrite{used: rt, next: tr.RefreshToken, usedAt: now, access: tr.AccessToken, expiry: expiry}
+			tok, ok, err := c.flushPending(ctx, src)
+			if err != nil {
+				return "", time.Time{}, err
+			}
+			if !ok {
+				continue // the Secret holds another token now: use it
+			}
+			return tok, expiry, nil
+		}
 		if err != nil {
 			return "", time.Time{}, err
 		}
@@ -216,17 +352,16 @@ func (c *connector) saveRefreshToken(ctx context.Context, data map[string][]byte
 			return false, nil
 		}
 		if ctx.Err() != nil {
-			return false, fmt.Errorf("saving the rotated Xero refresh token to Secret %s: %w", c.storeKey, ctx.Err())
+			// Whether the write landed is unknown: keep the tokens.
+			return false, &writeFailed{ctx.Err()}
 		}
 		cur, curVersion, gerr := c.store.Get(ctx)
 		if gerr != nil {
-			return false, fmt.Errorf("saving the rotated Xero refresh token to Secret %s failed (%w) and re-reading it failed too: %v", c.storeKey, err, gerr)
+			return false, &writeFailed{fmt.Errorf("%w; re-reading the Secret failed too: %v", err, gerr)}
 		}
 		if curVersion == version {
-			// Nothing changed the Secret: the write itself failed. The
-			// Secret keeps the token we used, which Xero accepts again
-			// within its grace period.
-			return false, fmt.Errorf("saving the rotated Xero refresh token to Secret %s failed; the Secret keeps the previous token, which Xero accepts again for 30 minutes: %w", c.storeKey, err)
+			// Nothing changed the Secret: the write itself failed.
+			return false, &writeFailed{err}
 		}
 		if strings.TrimSpace(string(cur["refreshToken"])) != used {
 			c.log.Info("the credentials Secret got a new Xero refresh token during a refresh; using it", "secret", c.storeKey)
@@ -236,6 +371,14 @@ func (c *connector) saveRefreshToken(ctx context.Context, data map[string][]byte
 	}
 	return true, nil
 }
+
+// writeFailed is a rotated refresh token whose write to the Secret failed
+// (or may have): the caller keeps it pending.
+type writeFailed struct{ err error }
+
+func (e *writeFailed) Error() string { return "writing the Secret failed: " + e.err.Error() }
+
+func (e *writeFailed) Unwrap() error { return e.err }
 
 // postRefresh calls the token endpoint. A 400/401 answer is returned as an
 // OAuth error code, not as an HTTP error.

@@ -66,7 +66,7 @@ func TestTokenRotation(t *testing.T) {
 		}},
 		{"crash between refresh and Secret update", func(t *testing.T, h *harness) {
 			old := h.store.Value("refreshToken")
-			h.store.FailUpdates = 1
+			h.store.FailUpdates = 1 + writeAttempts // the first write and every retry of the call
 			_, err := h.run(context.Background())
 			if err == nil || !strings.Contains(err.Error(), "saving the rotated Xero refresh token") {
 				t.Fatalf("error %v, want the failed write reported", err)
@@ -83,6 +83,13 @@ func TestTokenRotation(t *testing.T) {
 			h.conn = h.connector(t, h.store, "")
 			h.clock.Advance(time.Minute)
 			mustRun(t, h)
+		}},
+		{"the Secret write fails once: retried at once", func(t *testing.T, h *harness) {
+			h.store.FailUpdates = 1
+			mustRun(t, h)
+			if h.sim.Refreshes() != 1 {
+				t.Fatalf("%d refreshes, want 1: the rotated token must be written, not replaced by another refresh", h.sim.Refreshes())
+			}
 		}},
 		{"two ErpSyncs share one Secret and refresh at the same moment", func(t *testing.T, h *harness) {
 			other := newHarnessOn(t, h, h.sim.Tenants()[1])
@@ -197,6 +204,121 @@ func TestTokenRotation(t *testing.T) {
 			tc.run(t, h)
 			h.secretUsable(t, h.store)
 		})
+	}
+}
+
+// TestRotatedTokenWriteFailure: when writing a rotated refresh token to the
+// Secret fails, the new tokens are kept and their write is retried before
+// any later refresh, and the run asks to be retried inside the grace of the
+// token the Secret still holds. Dropping them (as before) leaves a Secret
+// whose token dies with the grace: invalid_grant, and the organisation must
+// be reconnected.
+func TestRotatedTokenWriteFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, h *harness)
+	}{
+		{"the run asks for a retry inside the grace, which saves the token", func(t *testing.T, h *harness) {
+			h.store.FailUpdates = 1 + writeAttempts // the first write and every retry of the call
+			start := h.clock.Now()
+			_, err := h.run(context.Background())
+			retryAt := connectors.RetryAtOf(err)
+			if err == nil || retryAt.IsZero() {
+				t.Fatalf("error %v with RetryAt %v: want a failure that says when to retry", err, retryAt)
+			}
+			if !retryAt.After(h.clock.Now()) || !retryAt.Before(start.Add(refreshGrace)) {
+				t.Fatalf("RetryAt %v is not between now (%v) and the end of the grace (%v)", retryAt, h.clock.Now(), start.Add(refreshGrace))
+			}
+			if n := connectors.KindOf(err); n == connectors.KindAuthenticationFailed {
+				t.Fatalf("kind %s: nothing is wrong with the credentials", n)
+			}
+			h.clock.Set(retryAt)
+			mustRun(t, h)
+			if h.sim.Refreshes() != 1 {
+				t.Fatalf("%d refreshes, want 1: the kept token is written, not refreshed again", h.sim.Refreshes())
+			}
+		}},
+		{"the write keeps failing past the grace", func(t *testing.T, h *harness) {
+			h.store.FailUpdates = 1000
+			var retries []time.Time
+			for range 4 {
+				_, err := h.run(context.Background())
+				at := connectors.RetryAtOf(err)
+				if err == nil || at.IsZero() {
+					t.Fatalf("error %v, RetryAt %v", err, at)
+				}
+				retries = append(retries, at)
+				h.clock.Set(at)
+			}
+			for i := 1; i < len(retries); i++ {
+				if !retries[i].After(retries[i-1]) {
+					t.Fatalf("retry times %v do not back off", retries)
+				}
+			}
+			// Long past the grace of the Secret's token: only the kept one
+			// works. The store recovers.
+			h.clock.Advance(40 * time.Minute)
+			if h.sim.RefreshTokenUsable(h.store.Value("refreshToken")) {
+				t.Fatal("the test needs the Secret's token to be past its grace")
+			}
+			h.store.FailUpdates = 0
+			mustRun(t, h)
+			if h.sim.Refreshes() != 2 || h.sim.Stats().AuthFails.Load() != 0 {
+				// The kept access token expired meanwhile: one refresh with
+				// the kept (now saved) refresh token, none with the dead one,
+				// and the expired access token never sent.
+				t.Fatalf("%d refreshes, %d refused calls; want 2 and none", h.sim.Refreshes(), h.sim.Stats().AuthFails.Load())
+			}
+		}},
+		{"a person replaces the token while the write is pending", func(t *testing.T, h *harness) {
+			h.store.FailUpdates = 1 + writeAttempts // the first write and every retry of the call
+			if _, err := h.run(context.Background()); err == nil {
+				t.Fatal("the run succeeded although the Secret could not be written")
+			}
+			fresh := h.sim.Authorize()
+			h.store.Set("refreshToken", fresh)
+			mustRun(t, h)
+			if h.sim.Refreshes() != 2 || h.store.Value("refreshToken") == fresh {
+				t.Fatalf("%d refreshes: want the person's token used and rotated, the pending one dropped", h.sim.Refreshes())
+			}
+		}},
+		{"another ErpSync on the Secret waits for the pending write", func(t *testing.T, h *harness) {
+			h.store.FailUpdates = 1 + writeAttempts // the first write and every retry of the call
+			if _, err := h.run(context.Background()); err == nil {
+				t.Fatal("the run succeeded although the Secret could not be written")
+			}
+			other := newHarnessOn(t, h, "")
+			h.clock.Advance(time.Minute)
+			mustRun(t, other)
+			if h.sim.Refreshes() != 1 {
+				t.Fatalf("%d refreshes, want 1: the other ErpSync must save and use the kept token", h.sim.Refreshes())
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, sim.Options{}, nil)
+			tc.run(t, h)
+			h.secretUsable(t, h.store)
+		})
+	}
+}
+
+// TestForbiddenDropsTheAccessToken: a 403 (the connection lost the
+// organisation or its scopes) drops the cached access token, so that the
+// next request gets a fresh one rather than a refused one again.
+func TestForbiddenDropsTheAccessToken(t *testing.T) {
+	h := newHarness(t, sim.Options{}, nil)
+	mustRun(t, h)
+	src := h.tokens.source(h.store.Key())
+	if _, ok := src.current(h.clock.Now()); !ok {
+		t.Fatal("no access token cached after a run")
+	}
+	h.conn = h.connector(t, h.store, "00000000-0000-4000-8000-000000000000")
+	if _, err := h.run(context.Background()); connectors.KindOf(err) != connectors.KindAuthenticationFailed {
+		t.Fatalf("error %v, want AuthenticationFailed", err)
+	}
+	if _, ok := src.current(h.clock.Now()); ok {
+		t.Fatal("the access token Xero refused with 403 is still cached")
 	}
 }
 

@@ -77,6 +77,9 @@ type Options struct {
 	// tokens replaces the process-wide token cache (tests playing a second
 	// manager process).
 	tokens *tokenCache
+	// pageSize overrides PageSize (tests that need many pages of a small
+	// dataset).
+	pageSize int
 }
 
 // New builds a Xero connector; it is a connectors.Factory. It needs the
@@ -109,6 +112,10 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 		storeKey: cfg.CredentialStore.Key(), tokens: opts.tokens, opts: opts, log: cfg.Log}
 	if c.tokens == nil {
 		c.tokens = sharedTokens
+	}
+	c.pageSize = PageSize
+	if opts.pageSize > 0 {
+		c.pageSize = min(opts.pageSize, PageSize)
 	}
 	c.tenant = strings.TrimSpace(cfg.TenantID)
 	if c.tenant == "" {
@@ -168,6 +175,7 @@ type connector struct {
 	base, tokenURL         string
 	connectionsURL         string
 	tenant                 string
+	pageSize               int
 	auth                   *httpapi.Client // identity endpoints: no API limits
 	api                    *httpapi.Client // Accounting API: the tenant's and the app's limits
 }
@@ -266,17 +274,32 @@ func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep
 	if !ep.paged && req.Page > 1 {
 		return &connectors.Page{Total: -1}, nil // the whole list came with page 1
 	}
+	since := time.Time{}
+	if ep.incremental {
+		since = req.Since
+	}
+	// Paged lists are read by keyset (keyset.go): the cursor, not the
+	// engine's page number, says where a page starts. A pass without a
+	// cursor beyond page 1 resumes a checkpoint written by page number.
+	at := startCursor(since, req.Page)
+	if ep.paged && req.Cursor != "" {
+		cur, err := parseCursor(req.Cursor)
+		if err != nil {
+			// Not ours (a checkpoint of another version): reading the
+			// window again from its start loses nothing.
+			c.log.Info("the checkpoint's cursor does not parse; reading the pass's window again from its start", "entity", req.Entity, "error", err.Error())
+			cur = startCursor(since, 1)
+		}
+		at = cur
+	}
 	q := url.Values{}
 	for k, v := range ep.extra {
 		q[k] = v
 	}
 	if ep.paged {
-		q.Set("page", strconv.Itoa(req.Page))
-		q.Set("pageSize", strconv.Itoa(PageSize))
-	}
-	since := time.Time{}
-	if ep.incremental {
-		since = req.Since
+		since = at.since
+		q.Set("page", strconv.Itoa(at.page))
+		q.Set("pageSize", strconv.Itoa(c.pageSize))
 	}
 	resp, err := c.get(ctx, ep.op, ep.path, q, since)
 	if err != nil {
@@ -298,12 +321,22 @@ func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep
 	if now.IsZero() {
 		now = c.auth.Clock().Now().UTC()
 	}
-	m := &mapper{company: c.cfg.CompanyID, now: now}
-	recs, err := mapAll(data, func(raw json.RawMessage) ([]model.Record, error) { return ep.fn(m, raw) })
+	// Lists without a modified time are stamped with the response's second:
+	// the record's content, not this stamp, tells the sinks whether it
+	// changed.
+	m := &mapper{company: c.cfg.CompanyID, now: now.UTC().Truncate(time.Second)}
+	var seen func(string, time.Time) bool
+	if ep.paged && len(at.seen) > 0 {
+		seen = at.wasSeen
+	}
+	got, err := mapAll(c.cfg.CompanyID, data, func(raw json.RawMessage) ([]model.Record, error) { return ep.fn(m, raw) }, seen)
 	if err != nil {
 		return nil, connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("GET %s returned a document the connector cannot read", ep.path))
 	}
-	page := &connectors.Page{Records: recs, Total: -1, ServerTime: resp.ServerTime}
+	if len(got.aside) > 0 {
+		c.log.Info("set aside Xero documents the connector does not map", "entity", req.Entity, "count", len(got.aside), "first", got.aside[0].VendorID)
+	}
+	page := &connectors.Page{Records: got.recs, Total: -1, ServerTime: resp.ServerTime, Docs: got.ids(), SetAside: got.aside}
 	if !ep.paged {
 		page.Total = len(data)
 		return page, nil
@@ -322,10 +355,21 @@ func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep
 		}
 	}
 	if p := pag.Pagination; p != nil && p.PageCount >= 0 {
-		page.More = req.Page < p.PageCount
-		page.Total = p.ItemCount
+		page.More = at.page < p.PageCount
+		if req.Cursor == "" && req.Page == 1 {
+			// The first page's count is the whole pass's; later pages
+			// count only what follows their cursor.
+			page.Total = p.ItemCount
+		}
 	} else {
-		page.More = len(data) >= PageSize
+		page.More = len(data) >= c.pageSize
+	}
+	if page.More {
+		next, ordered := at.next(got.docs, c.pageSize/2)
+		if !ordered {
+			c.log.Info("Xero returned a page out of UpdatedDateUTC order; reading on by page number within the window", "entity", req.Entity, "page", req.Page)
+		}
+		page.Next = next.String()
 	}
 	return page, nil
 }
@@ -371,6 +415,9 @@ func (c *connector) get(ctx context.Context, op, path string, q url.Values, sinc
 			}
 			return nil, connectors.Wrap(connectors.KindAuthenticationFailed, err, "Xero refused a freshly issued access token")
 		case http.StatusForbidden:
+			// The token may have lost the organisation or its scopes: never
+			// send it again.
+			c.dropAccessToken(tok)
 			return nil, connectors.Wrap(connectors.KindAuthenticationFailed, err, fmt.Sprintf(
 				"Xero refused access to organisation %s: the connection does not reach it or lacks the read scopes; check tenantId and reconnect the app", c.tenant))
 		}

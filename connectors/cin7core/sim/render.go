@@ -57,7 +57,9 @@ var routes = map[string]handler{
 
 // since filters: Cin7 Core's ModifiedSince is "modified since" (>=), its
 // UpdatedSince "changed after" (>). Records keep their order in the dataset
-// (by code), so a record changed during a pass never shifts a later page.
+// (by code), so a record changed during a pass never shifts a later page,
+// unless the base is unstable: then every request is served from a fresh
+// order (simkit.Base.Order), Total staying honest.
 func atOrAfter(t, since time.Time) bool { return since.IsZero() || !t.Before(since) }
 func after(t, since time.Time) bool     { return since.IsZero() || t.After(since) }
 
@@ -276,6 +278,7 @@ func (s *Server) products(req request) []byte {
 				idx = append(idx, i)
 			}
 		}
+		idx = s.Order(idx)
 		total = len(idx)
 		start, end, _ := simkit.PageOf(total, req.page, req.limit)
 		items = make([]Product, 0, end-start)
@@ -316,33 +319,6 @@ func (s *Server) availability(req request) []byte {
 		// Rows are products x locations in product order; filters narrow it.
 		type row struct{ p, st int }
 		var rows []row
-		filtered := req.q["id"] != "" || req.q["sku"] != "" || req.q["location"] != ""
-		if !filtered {
-			n := 0
-			for _, p := range d.Products {
-				n += len(p.Stock)
-			}
-			total = n
-			start, end, _ := simkit.PageOf(total, req.page, req.limit)
-			items = make([]Availability, 0, end-start)
-			pos := 0
-			for i, p := range d.Products {
-				if pos+len(p.Stock) <= start {
-					pos += len(p.Stock)
-					continue
-				}
-				for j := range p.Stock {
-					if pos >= start && pos < end {
-						items = append(items, availabilityRow(d.Products[i], j, names))
-					}
-					pos++
-				}
-				if pos >= end {
-					break
-				}
-			}
-			return
-		}
 		for i, p := range d.Products {
 			if id := req.q["id"]; id != "" && !strings.EqualFold(id, p.ID) {
 				continue
@@ -357,9 +333,12 @@ func (s *Server) availability(req request) []byte {
 				rows = append(rows, row{i, j})
 			}
 		}
-		total = len(rows)
+		idx := s.Order(simkit.Sorted(rows, nil, nil))
+		total = len(idx)
 		start, end, _ := simkit.PageOf(total, req.page, req.limit)
-		for _, r := range rows[start:end] {
+		items = make([]Availability, 0, end-start)
+		for _, i := range idx[start:end] {
+			r := rows[i]
 			items = append(items, availabilityRow(d.Products[r.p], r.st, names))
 		}
 	})
@@ -506,6 +485,7 @@ func (s *Server) customers(req request) []byte {
 				idx = append(idx, i)
 			}
 		}
+		idx = s.Order(idx)
 		total = len(idx)
 		start, end, _ := simkit.PageOf(total, req.page, req.limit)
 		items = make([]Customer, 0, end-start)
@@ -578,6 +558,7 @@ func (s *Server) suppliers(req request) []byte {
 			}
 			idx = append(idx, i)
 		}
+		idx = s.Order(idx)
 		total = len(idx)
 		start, end, _ := simkit.PageOf(total, req.page, req.limit)
 		items = make([]Supplier, 0, end-start)
@@ -624,11 +605,13 @@ func (s *Server) locations(req request) []byte {
 	var items []Location
 	var total int
 	s.data.View(func(d *simkit.Dataset) {
-		total = len(d.Warehouses)
+		idx := s.Order(simkit.Sorted(d.Warehouses, nil, nil))
+		total = len(idx)
 		start, end, _ := simkit.PageOf(total, req.page, req.limit)
 		items = make([]Location, 0, end-start)
-		for i, w := range d.Warehouses[start:end] {
-			items = append(items, Location{ID: w.ID, Name: w.Name, IsDefault: start+i == 0, IsDeprecated: w.Deleted, Bins: []json.RawMessage{},
+		for _, i := range idx[start:end] {
+			w := d.Warehouses[i]
+			items = append(items, Location{ID: w.ID, Name: w.Name, IsDefault: i == 0, IsDeprecated: w.Deleted, Bins: []json.RawMessage{},
 				AddressLine1: w.Code + " Depot Road", AddressCitySuburb: w.City, AddressCountry: "New Zealand"})
 		}
 	})
@@ -663,10 +646,12 @@ func (s *Server) taxes(req request) []byte {
 	var items []TaxRule
 	var total int
 	s.data.View(func(d *simkit.Dataset) {
-		total = len(d.TaxRates)
+		idx := s.Order(simkit.Sorted(d.TaxRates, nil, nil))
+		total = len(idx)
 		start, end, _ := simkit.PageOf(total, req.page, req.limit)
 		items = make([]TaxRule, 0, end-start)
-		for _, t := range d.TaxRates[start:end] {
+		for _, i := range idx[start:end] {
+			t := d.TaxRates[i]
 			items = append(items, TaxRule{ID: t.ID, Name: t.Name, Account: "2200", IsActive: !t.Deleted, TaxPercent: t.Rate,
 				IsTaxForSale: true, IsTaxForPurchase: true,
 				Components: []TaxComponent{{ID: strings.ToUpper(t.ID[:24]) + "C0000000000" + fmt.Sprint(t.Seq%10), Name: t.Code,
@@ -763,6 +748,9 @@ func (s *Server) sale(ix salesIndex, o *simkit.Document, locations map[string]st
 		CombinedPackingStatus: "NOT PACKED", CombinedShippingStatus: "NOT SHIPPED", CombinedInvoiceStatus: "NOT INVOICED",
 		CreditNoteStatus: "NOT AVAILABLE", FulFilmentStatus: "NOT FULFILLED", RestockStatus: "NOT AVAILABLE", Type: "Simple Sale",
 		OrderLocationID: locations[o.WarehouseCode]}
+	if s.isAdvanced(o.ID) {
+		out.Type = "Advanced Sale"
+	}
 	if shipped(o) {
 		out.CombinedPickingStatus, out.CombinedPackingStatus, out.CombinedShippingStatus, out.FulFilmentStatus = "PICKED", "PACKED", "SHIPPED", "FULFILLED"
 		out.CombinedTrackingNumbers = fmt.Sprintf("TRK%09d", o.Seq)
@@ -832,9 +820,13 @@ func (s *Server) saleRows(req request, creditsOnly bool) []byte {
 				rows = append(rows, row)
 			}
 		}
-		total = len(rows)
+		idx := s.Order(simkit.Sorted(rows, nil, nil))
+		total = len(idx)
 		start, end, _ := simkit.PageOf(total, req.page, req.limit)
-		items = rows[start:end]
+		items = make([]Sale, 0, end-start)
+		for _, i := range idx[start:end] {
+			items = append(items, rows[i])
+		}
 	})
 	if items == nil {
 		items = []Sale{}

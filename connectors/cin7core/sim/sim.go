@@ -7,6 +7,11 @@
 // calls a minute limit per API application answered with 429 (and now and
 // then 503, as older servers did), fault injection and a Date header.
 //
+// It embeds simkit.Base (clock and skew, Date header, faults, statistics,
+// list order). Lists come in dataset order (by code or creation), or, with
+// UnstableOrder, in a fresh order for every request: the behaviour reported
+// for Cin7 Core, whose documentation promises no list order at all.
+//
 // It serves a simkit.Dataset, so tests can change records while a run is
 // under way and know what a full import must yield (Expected).
 package sim
@@ -68,20 +73,24 @@ type Options struct {
 	ServiceUnavailableEvery int
 	// MaxPageSize caps Limit; 0 means 1000.
 	MaxPageSize int
+	// UnstableOrder serves every list request in a fresh order (see
+	// simkit.Base.SetUnstable); SetUnstable changes it later.
+	UnstableOrder bool
 }
 
 // Server is a Cin7 Core simulator.
 type Server struct {
+	simkit.Base
 	opts     Options
 	data     *simkit.Dataset
-	now      func() time.Time
 	limiter  *simkit.Limiter
-	faults   simkit.Faults
-	stats    simkit.Stats
 	refusals atomic.Int64
 
 	mu      sync.Mutex
 	corrupt []corruption
+	// advanced holds the sales served as Cin7 Core "Advanced Sale"s (several
+	// invoices and credit notes per sale), by sale id.
+	advanced map[string]bool
 }
 
 type corruption struct {
@@ -117,14 +126,17 @@ func New(opts Options) *Server {
 		data.Update(func(d *simkit.Dataset) { base = d.Stamp() })
 		now = simkit.NewClock(base, opts.TimeScale).Now
 	}
-	data.SetClock(now)
-	s := &Server{opts: opts, data: data, now: now}
+	s := &Server{opts: opts, data: data, advanced: map[string]bool{}}
+	s.Init(now)
+	s.SetUnstable(opts.UnstableOrder)
+	// Changes are stamped on the vendor's clock, skew included.
+	data.SetClock(s.Now)
 	perMinute := opts.CallsPerMinute
 	if perMinute == 0 {
 		perMinute = CallsPerMinute
 	}
 	if perMinute > 0 {
-		s.limiter = simkit.NewLimiter(now, simkit.Window{Name: "minute", Limit: perMinute, Per: time.Minute})
+		s.limiter = simkit.NewLimiter(s.Now, simkit.Window{Name: "minute", Limit: perMinute, Per: time.Minute})
 	}
 	return s
 }
@@ -138,14 +150,38 @@ func (s *Server) Credentials() map[string]string {
 // Dataset returns the served dataset.
 func (s *Server) Dataset() *simkit.Dataset { return s.data }
 
-// Faults returns the fault queue.
-func (s *Server) Faults() *simkit.Faults { return &s.faults }
+// ServeAdvancedSale makes the sale of the dataset's first credit note an
+// "Advanced Sale" from now on (a sale type Cin7 Core documents: several
+// invoices, fulfilments and credit notes per sale) and stamps the credit
+// note as changed. Its saleCreditNoteList row then names one credit note of
+// a sale that may hold several, which the connector cannot key: it sets the
+// row aside. It returns the sale id (the credit note's vendor id), or ""
+// when the dataset has no credit note.
+func (s *Server) ServeAdvancedSale() string {
+	var id string
+	s.data.Update(func(d *simkit.Dataset) {
+		ix := indexSales(d)
+		for _, o := range d.Orders {
+			if cn := ix.credit[o.Number]; cn != nil {
+				id = o.ID
+				cn.Modified = d.Stamp()
+				return
+			}
+		}
+	})
+	if id != "" {
+		s.mu.Lock()
+		s.advanced[id] = true
+		s.mu.Unlock()
+	}
+	return id
+}
 
-// Stats returns the request counters.
-func (s *Server) Stats() *simkit.Stats { return &s.stats }
-
-// Now returns the simulator's clock.
-func (s *Server) Now() time.Time { return s.now() }
+func (s *Server) isAdvanced(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.advanced[id]
+}
 
 // CorruptNext makes the next page served by endpoint (for example
 // "product") carry value in field of its first record: a document that
@@ -170,9 +206,9 @@ func (s *Server) takeCorruption(endpoint string) (corruption, bool) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.stats.Count(r.URL.Path)
-	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
-	if s.faults.Apply(w, r, &s.stats.Faults) {
+	s.Stats().Count(r.URL.Path)
+	s.SetDate(w)
+	if s.ApplyFault(w, r) {
 		return
 	}
 	if r.Method != http.MethodGet {
@@ -180,12 +216,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Header.Get("api-auth-accountid") != s.opts.AccountID || r.Header.Get("api-auth-applicationkey") != s.opts.ApplicationKey {
-		s.stats.AuthFails.Add(1)
+		s.Stats().AuthFails.Add(1)
 		writeError(w, http.StatusForbidden, "Incorrect credentials! Please check your Account ID and API Application Key.")
 		return
 	}
 	if ok, _, _ := s.limiter.Allow(s.opts.ApplicationKey); !ok {
-		s.stats.Throttled.Add(1)
+		s.Stats().Throttled.Add(1)
 		n := s.refusals.Add(1)
 		status := http.StatusTooManyRequests
 		if every := int64(s.opts.ServiceUnavailableEvery); every > 0 && n%every == 0 {
@@ -213,7 +249,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
-	s.stats.Served.Add(1)
+	s.Stats().Served.Add(1)
 }
 
 // endpointOf strips the API root (/ExternalApi/v2, any case) and returns the

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,5 +115,72 @@ func TestExpectedCountsTheDataset(t *testing.T) {
 	}
 	if _, ok := e[model.KindCurrency]; ok {
 		t.Error("Cin7 Core has no currency list")
+	}
+}
+
+// TestUnstableOrder: with the knob on, every list request comes back in a
+// fresh order with an honest Total; with it off, in dataset order.
+func TestUnstableOrder(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := sim.New(sim.Options{Dataset: simkit.Options{Seed: 9, Products: 300, Customers: 10, Orders: 20}, Now: func() time.Time { return now },
+		CallsPerMinute: -1, UnstableOrder: true})
+	ids := func(path, key string) []string {
+		_, body := get(t, s, path, true)
+		if body["Total"] == nil {
+			t.Fatalf("%s: no Total", path)
+		}
+		var out []string
+		items, _ := body[key].([]any)
+		for _, it := range items {
+			m, _ := it.(map[string]any)
+			id, _ := m["ID"].(string)
+			if id == "" {
+				id, _ = m["SaleID"].(string)
+			}
+			out = append(out, id)
+		}
+		return out
+	}
+	for _, ep := range []struct{ path, key string }{
+		{"/ExternalApi/v2/product?Limit=100&IncludeDeprecated=true", "Products"},
+		{"/ExternalApi/v2/ref/productavailability?Limit=100", "ProductAvailabilityList"},
+		{"/ExternalApi/v2/saleList?Limit=100", "SaleList"},
+		{"/ExternalApi/v2/ref/tax?Limit=100", "TaxRuleList"},
+	} {
+		a, b := ids(ep.path, ep.key), ids(ep.path, ep.key)
+		if len(a) == 0 || strings.Join(a, ",") == strings.Join(b, ",") {
+			t.Errorf("%s: two requests of page 1 came back in the same order (%d rows)", ep.path, len(a))
+		}
+	}
+	s.SetUnstable(false)
+	a, b := ids("/ExternalApi/v2/product?Limit=100", "Products"), ids("/ExternalApi/v2/product?Limit=100", "Products")
+	if strings.Join(a, ",") != strings.Join(b, ",") {
+		t.Error("with the knob off, page 1 changed between requests")
+	}
+}
+
+// TestClockSkewAndAdvancedSale: the Date header and change stamps follow
+// the skewed vendor clock; ServeAdvancedSale marks a sale with a credit
+// note as an Advanced Sale and stamps it as changed.
+func TestClockSkewAndAdvancedSale(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := sim.New(sim.Options{Dataset: simkit.Options{Seed: 9, Products: 20, Customers: 10, Orders: 20}, Now: func() time.Time { return now }, CallsPerMinute: -1})
+	s.SetSkew(-7 * time.Minute)
+	w, _ := get(t, s, "/ExternalApi/v2/ref/tax", true)
+	if d, err := http.ParseTime(w.Header().Get("Date")); err != nil || !d.Equal(now.Add(-7*time.Minute)) {
+		t.Errorf("Date header %q, want the skewed clock", w.Header().Get("Date"))
+	}
+	id := s.ServeAdvancedSale()
+	if id == "" {
+		t.Fatal("no sale with a credit note")
+	}
+	_, body := get(t, s, "/ExternalApi/v2/saleCreditNoteList?Limit=1000&UpdatedSince="+url.QueryEscape(now.Add(-8*time.Minute).Format("2006-01-02T15:04:05.000")), true)
+	items, _ := body["SaleList"].([]any)
+	if len(items) != 1 {
+		t.Fatalf("%d credit note rows changed since the marking, want 1", len(items))
+	}
+	row, _ := items[0].(map[string]any)
+	if row["SaleID"] != id || row["Type"] != "Advanced Sale" || row["Updated"] != now.Add(-7*time.Minute).Format("2006-01-02T15:04:05Z") {
+		t.Errorf("row %v", row)
 	}
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,33 +12,23 @@ import (
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
 )
 
-// stampLayout is how the simulator renders Cin7 Omni dates: ISO 8601 in
-// UTC with the fraction trimmed ("2026-01-05T22:41:07.5Z").
-const stampLayout = "2006-01-02T15:04:05.999Z07:00"
+// stampLayout is how the simulator renders Cin7 Omni dates: ISO 8601 with
+// the fraction trimmed, in UTC ("2026-01-05T22:41:07.5Z") or with the
+// account's offset ("2024-03-20T13:30:44.518+13:00").
+const stampLayout = "2006-01-02T15:04:05.999999Z07:00"
 
-func stamp(t time.Time) string { return t.UTC().Format(stampLayout) }
+func (s *Server) stamp(t time.Time) string { return t.In(s.loc).Format(stampLayout) }
 
-func stampP(t time.Time) *string {
+func (s *Server) stampP(t time.Time) *string {
 	if t.IsZero() {
 		return nil
 	}
-	s := stamp(t)
-	return &s
+	v := s.stamp(t)
+	return &v
 }
 
-// num renders a decimal string as a JSON number without trailing zeros.
-func num(dec string) json.Number {
-	if dec == "" {
-		return "0"
-	}
-	if strings.Contains(dec, ".") {
-		dec = strings.TrimRight(strings.TrimRight(dec, "0"), ".")
-	}
-	if dec == "" || dec == "-" {
-		return "0"
-	}
-	return json.Number(dec)
-}
+// num renders a decimal string as a JSON number.
+func num(dec string) json.Number { return simkit.Money(dec) }
 
 // Ids: Cin7 Omni ids are integers; the simulator derives them from the
 // dataset's sequence numbers, one range per record type.
@@ -53,6 +44,7 @@ const (
 	creditBase    = 800000
 	lineBase      = 9000000
 	invoiceOffset = 10000
+	archivedBase  = 300000
 )
 
 type handler func(s *Server, req request) ([]byte, error)
@@ -68,9 +60,19 @@ var routes = map[string]handler{
 }
 
 // list filters n records with the where clause, orders them (by Id unless
-// order names another field) and renders the requested page as a bare
-// array.
-func list[T any](req request, n int, field func(i int) fields, render func(i int) T) ([]byte, error) {
+// order names another field; the simulator keeps its records in Id order)
+// and renders the requested page as a bare array. The base serves the list
+// in a fresh order when its unstable-order knob is on.
+func list[T any](s *Server, req request, n int, field func(i int) fields, render func(i int) T) ([]byte, error) {
+	if idx, ok, err := naturalPage(s, req, n, field); err != nil {
+		return nil, err
+	} else if ok {
+		items := make([]T, 0, len(idx))
+		for _, i := range idx {
+			items = append(items, render(i))
+		}
+		return json.Marshal(items)
+	}
 	idx := make([]int, 0, n)
 	for i := 0; i < n; i++ {
 		if len(req.where) > 0 {
@@ -105,12 +107,74 @@ func list[T any](req request, n int, field func(i int) fields, render func(i int
 			return c < 0
 		})
 	}
+	idx = s.Order(idx)
 	items := []T{}
 	start, end, _ := simkit.PageOf(len(idx), req.page, req.rows)
 	for _, i := range idx[start:end] {
 		items = append(items, render(i))
 	}
 	return json.Marshal(items)
+}
+
+// naturalKeys are the fields every list of the simulator is kept in
+// ascending order of (records are stored by id; stock rows by option).
+var naturalKeys = []string{"id", "productoptionid"}
+
+// naturalPage serves a page without filtering and sorting the whole list,
+// where the list is already in the order asked for (ascending on a
+// natural key, the unstable knob off): it finds the first row a lower
+// bound on that key admits by binary search and scans from there until
+// the page is full. ok is false where the slow path must serve.
+func naturalPage(s *Server, req request, n int, field func(i int) fields) (idx []int, ok bool, err error) {
+	key, desc := "id", false
+	if o := strings.TrimSpace(req.order); o != "" {
+		name, dir, _ := strings.Cut(o, " ")
+		key, desc = strings.ToLower(name), strings.EqualFold(strings.TrimSpace(dir), "DESC")
+	}
+	if desc || s.Unstable() || !slices.Contains(naturalKeys, key) || n == 0 {
+		return nil, false, nil
+	}
+	if _, has := field(0)[key]; !has {
+		return nil, false, nil
+	}
+	// The clause's errors (an unknown field, a bad literal) still answer
+	// 400, whatever rows the scan reaches.
+	if _, err := match(req.where, field(0)); err != nil {
+		return nil, false, err
+	}
+	start := 0
+	for _, c := range req.where {
+		if strings.ToLower(c.field) != key || (c.op != ">" && c.op != ">=") {
+			continue
+		}
+		lit, err := strconv.Atoi(c.lit)
+		if err != nil {
+			continue
+		}
+		strict := c.op == ">"
+		start = max(start, sort.Search(n, func(i int) bool {
+			v, _ := field(i)[key].(int)
+			return v > lit || (!strict && v == lit)
+		}))
+	}
+	skip, want := (req.page-1)*req.rows, req.rows
+	for i := start; i < n && len(idx) < want; i++ {
+		if len(req.where) > 0 {
+			m, err := match(req.where, field(i))
+			if err != nil {
+				return nil, false, err
+			}
+			if !m {
+				continue
+			}
+		}
+		if skip > 0 {
+			skip--
+			continue
+		}
+		idx = append(idx, i)
+	}
+	return idx, true, nil
 }
 
 func compareAny(a, b any) int {
@@ -187,6 +251,7 @@ func productStatus(p *simkit.Product) string {
 }
 
 func (s *Server) products(req request) ([]byte, error) {
+	archived := s.archivedProducts()
 	var body []byte
 	var err error
 	s.data.View(func(d *simkit.Dataset) {
@@ -194,14 +259,28 @@ func (s *Server) products(req request) ([]byte, error) {
 		for _, sp := range d.Suppliers {
 			sups[sp.Code] = supplierBase + sp.Seq
 		}
-		body, err = list(req, len(d.Products), func(i int) fields { return productFields(d.Products[i]) }, func(i int) Product {
+		// The archived products (ServeArchivedProduct) follow the dataset's,
+		// with higher ids.
+		np := len(d.Products)
+		body, err = list(s, req, np+len(archived), func(i int) fields {
+			if i >= np {
+				a := archived[i-np]
+				return fields{"id": a.id, "modifieddate": a.modified, "createddate": a.modified, "stylecode": a.code, "status": "Archived"}
+			}
+			return productFields(d.Products[i])
+		}, func(i int) Product {
+			if i >= np {
+				a := archived[i-np]
+				return Product{ID: a.id, Status: "Archived", CreatedDate: s.stamp(a.modified), ModifiedDate: s.stamp(a.modified), StyleCode: a.code,
+					Name: "Archived " + a.code, Brand: "Acme", Category: "Old", UnitOfMeasure: "EA", ProductOptions: []ProductOption{}}
+			}
 			p := d.Products[i]
 			stockAvail, stockOnHand := 0.0, 0.0
 			for _, st := range p.Stock {
 				stockOnHand += st.OnHand
 				stockAvail += st.OnHand - st.Allocated
 			}
-			opt := ProductOption{ID: optionBase + p.Seq, CreatedDate: stamp(p.Created), ModifiedDate: stamp(p.Modified), Status: "Primary",
+			opt := ProductOption{ID: optionBase + p.Seq, CreatedDate: s.stamp(p.Created), ModifiedDate: s.stamp(p.Modified), Status: "Primary",
 				ProductID: productBase + p.Seq, Code: p.SKU, ProductOptionCode: p.SKU, ProductOptionBarcode: p.Barcode, Option1: p.Unit,
 				SupplierCode: p.SupplierCode, RetailPrice: num(p.SellPrice), WholesalePrice: num(p.Tier2Price), VIPPrice: "0", SpecialPrice: "0",
 				StockAvailable: stockAvail, StockOnHand: stockOnHand,
@@ -213,10 +292,10 @@ func (s *Server) products(req request) ([]byte, error) {
 				// Omni's special price is a promotion for everyone, from a
 				// start date for a number of days.
 				opt.SpecialPrice = num(p.SpecialPrices[0].Price)
-				opt.SpecialsStartDate = stampP(p.Created.Truncate(24 * time.Hour))
+				opt.SpecialsStartDate = s.stampP(p.Created.Truncate(24 * time.Hour))
 				opt.SpecialDays = 30
 			}
-			return Product{ID: productBase + p.Seq, Status: productStatus(p), CreatedDate: stamp(p.Created), ModifiedDate: stamp(p.Modified),
+			return Product{ID: productBase + p.Seq, Status: productStatus(p), CreatedDate: s.stamp(p.Created), ModifiedDate: s.stamp(p.Modified),
 				StyleCode: p.SKU, Name: p.Name, Description: p.Description, Brand: "Acme", Category: p.Category, UnitOfMeasure: p.Unit,
 				SupplierID: sups[p.SupplierCode], ProductOptions: []ProductOption{opt}}
 		})
@@ -262,12 +341,12 @@ func (s *Server) stock(req request) ([]byte, error) {
 			return fields{"modifieddate": st.Modified, "productid": productBase + p.Seq, "productoptionid": optionBase + p.Seq,
 				"branchid": branchBase + branches[st.WarehouseCode].Seq, "code": p.SKU}
 		}
-		body, err = list(req, len(rows), field, func(i int) Stock {
+		body, err = list(s, req, len(rows), field, func(i int) Stock {
 			p, st := d.Products[rows[i].p], d.Products[rows[i].p].Stock[rows[i].st]
 			b := branches[st.WarehouseCode]
 			return Stock{ProductID: productBase + p.Seq, ProductOptionID: optionBase + p.Seq, Code: p.SKU, Barcode: p.Barcode,
 				BranchID: branchBase + b.Seq, BranchName: b.Name, Available: st.OnHand - st.Allocated, StockOnHand: st.OnHand,
-				OpenSales: st.Allocated, ModifiedDate: stamp(st.Modified)}
+				OpenSales: st.Allocated, ModifiedDate: s.stamp(st.Modified)}
 		})
 	})
 	return body, err
@@ -337,10 +416,10 @@ func (s *Server) contacts(req request) ([]byte, error) {
 			sp := d.Suppliers[i-nc]
 			return fields{"id": supplierBase + sp.Seq, "type": "Supplier", "modifieddate": sp.Modified, "createddate": sp.Created, "isactive": !sp.Deleted, "accountnumber": sp.Code}
 		}
-		body, err = list(req, nc+len(d.Suppliers), field, func(i int) Contact {
+		body, err = list(s, req, nc+len(d.Suppliers), field, func(i int) Contact {
 			if i < nc {
 				c := d.Customers[i]
-				out := Contact{ID: customerBase + c.Seq, CreatedDate: stamp(c.Created), ModifiedDate: stamp(c.Modified), IsActive: !c.Deleted, Type: "Customer",
+				out := Contact{ID: customerBase + c.Seq, CreatedDate: s.stamp(c.Created), ModifiedDate: s.stamp(c.Modified), IsActive: !c.Deleted, Type: "Customer",
 					AccountNumber: c.Code, Company: c.Name, Email: c.Email, Phone: c.Phone, Address1: c.Street, City: c.City, PostCode: c.PostalCode,
 					Country: c.Country, CurrencyCode: c.Currency, TaxNumber: c.TaxNumber, PriceColumn: priceColumns[c.PriceTier], SalesPersonID: reps[c.SalesPersonCode],
 					SecondaryContacts: []SecondaryContact{}}
@@ -354,7 +433,7 @@ func (s *Server) contacts(req request) ([]byte, error) {
 				return out
 			}
 			sp := d.Suppliers[i-nc]
-			return Contact{ID: supplierBase + sp.Seq, CreatedDate: stamp(sp.Created), ModifiedDate: stamp(sp.Modified), IsActive: !sp.Deleted, Type: "Supplier",
+			return Contact{ID: supplierBase + sp.Seq, CreatedDate: s.stamp(sp.Created), ModifiedDate: s.stamp(sp.Modified), IsActive: !sp.Deleted, Type: "Supplier",
 				AccountNumber: sp.Code, Company: sp.Name, Email: sp.Email, Phone: sp.Phone, Country: "New Zealand", CurrencyCode: sp.Currency,
 				SecondaryContacts: []SecondaryContact{}}
 		})
@@ -383,12 +462,12 @@ func (s *Server) branches(req request) ([]byte, error) {
 	var body []byte
 	var err error
 	s.data.View(func(d *simkit.Dataset) {
-		body, err = list(req, len(d.Warehouses), func(i int) fields {
+		body, err = list(s, req, len(d.Warehouses), func(i int) fields {
 			w := d.Warehouses[i]
 			return fields{"id": branchBase + w.Seq, "modifieddate": w.Modified, "createddate": w.Created, "isactive": !w.Deleted}
 		}, func(i int) Branch {
 			w := d.Warehouses[i]
-			return Branch{ID: branchBase + w.Seq, CreatedDate: stamp(w.Created), ModifiedDate: stamp(w.Modified), IsActive: !w.Deleted, BranchType: "Warehouse",
+			return Branch{ID: branchBase + w.Seq, CreatedDate: s.stamp(w.Created), ModifiedDate: s.stamp(w.Modified), IsActive: !w.Deleted, BranchType: "Warehouse",
 				Company: w.Name, Address1: w.Code + " Depot Road", City: w.City, Country: "New Zealand", Phone: "+64 9 555 0000", Email: strings.ToLower(w.Code) + "@example.com"}
 		})
 	})
@@ -408,7 +487,7 @@ func (s *Server) users(req request) ([]byte, error) {
 	var body []byte
 	var err error
 	s.data.View(func(d *simkit.Dataset) {
-		body, err = list(req, len(d.SalesPeople), func(i int) fields {
+		body, err = list(s, req, len(d.SalesPeople), func(i int) fields {
 			sp := d.SalesPeople[i]
 			return fields{"id": userBase + sp.Seq, "isactive": !sp.Deleted}
 		}, func(i int) User {
@@ -516,12 +595,12 @@ func digits(s string) int {
 	return n
 }
 
-func lineItems(doc *simkit.Document, txID int, seqBase int) []LineItem {
+func (s *Server) lineItems(doc *simkit.Document, txID int, seqBase int) []LineItem {
 	out := make([]LineItem, 0, len(doc.Lines))
 	for i, l := range doc.Lines {
 		seq := 0
 		fmt.Sscanf(strings.TrimPrefix(l.SKU, "SKU-"), "%d", &seq)
-		out = append(out, LineItem{ID: lineBase + seqBase*10 + i, CreatedDate: stamp(doc.Created), TransactionID: txID, ProductID: productBase + seq,
+		out = append(out, LineItem{ID: lineBase + seqBase*10 + i, CreatedDate: s.stamp(doc.Created), TransactionID: txID, ProductID: productBase + seq,
 			ProductOptionID: optionBase + seq, SortOrder: i + 1, Code: l.SKU, Name: l.Description, Qty: l.Quantity, UnitPrice: num(l.UnitPrice),
 			Discount: "0", TaxRate: l.TaxRate})
 	}
@@ -543,16 +622,16 @@ func (s *Server) salesOrders(req request) ([]byte, error) {
 	var err error
 	s.data.View(func(d *simkit.Dataset) {
 		ix := indexDocs(d)
-		body, err = list(req, len(d.Orders), func(i int) fields {
+		body, err = list(s, req, len(d.Orders), func(i int) fields {
 			o := d.Orders[i]
 			return fields{"id": orderBase + o.Seq, "modifieddate": orderModified(o, ix), "createddate": o.Created, "reference": o.Number, "isvoid": o.Deleted}
 		}, func(i int) SalesOrder {
 			o := d.Orders[i]
 			sub, tax, total := o.Totals()
-			out := SalesOrder{ID: orderBase + o.Seq, CreatedDate: stamp(o.Created), ModifiedDate: stamp(orderModified(o, ix)), Reference: o.Number,
-				CurrencyCode: o.Currency, Status: "APPROVED", Stage: "New", IsVoid: o.Deleted, OrderDate: stampP(o.Date),
-				EstimatedDeliveryDate: stampP(o.DueDate), PaymentTerms: "20 days", ProductTotal: num(sub), DiscountTotal: "0", FreightTotal: "0",
-				TaxTotal: num(tax), Total: num(total), LineItems: lineItems(o, orderBase+o.Seq, o.Seq)}
+			out := SalesOrder{ID: orderBase + o.Seq, CreatedDate: s.stamp(o.Created), ModifiedDate: s.stamp(orderModified(o, ix)), Reference: o.Number,
+				CurrencyCode: o.Currency, Status: "APPROVED", Stage: "New", IsVoid: o.Deleted, OrderDate: s.stampP(o.Date),
+				EstimatedDeliveryDate: s.stampP(o.DueDate), PaymentTerms: "20 days", ProductTotal: num(sub), DiscountTotal: "0", FreightTotal: "0",
+				TaxTotal: num(tax), Total: num(total), LineItems: s.lineItems(o, orderBase+o.Seq, o.Seq)}
 			if o.Status == "Parked" {
 				out.Status = "DRAFT"
 			}
@@ -564,10 +643,10 @@ func (s *Server) salesOrders(req request) ([]byte, error) {
 			}
 			if inv := ix.invoice[o.Number]; inv != nil {
 				n := invoiceOffset + digits(inv.Number)
-				out.InvoiceNumber, out.InvoiceDate = &n, stampP(inv.Date)
+				out.InvoiceNumber, out.InvoiceDate = &n, s.stampP(inv.Date)
 			}
 			if dispatched(o) {
-				out.Stage, out.DispatchedDate = "Dispatched", stampP(o.Date.Add(48*time.Hour))
+				out.Stage, out.DispatchedDate = "Dispatched", s.stampP(o.Date.Add(48*time.Hour))
 				out.LogisticsCarrier, out.LogisticsStatus, out.TrackingCode = "NZ Post", 3, fmt.Sprintf("NZP%09d", o.Seq)
 			}
 			return out
@@ -605,15 +684,15 @@ func (s *Server) creditNotes(req request) ([]byte, error) {
 		for _, o := range d.Orders {
 			orderSeq[o.Number] = o.Seq
 		}
-		body, err = list(req, len(d.CreditNotes), func(i int) fields {
+		body, err = list(s, req, len(d.CreditNotes), func(i int) fields {
 			cn := d.CreditNotes[i]
 			return fields{"id": creditBase + cn.Seq, "modifieddate": cn.Modified, "createddate": cn.Created, "reference": cn.Number, "isvoid": cn.Deleted}
 		}, func(i int) CreditNote {
 			cn := d.CreditNotes[i]
 			sub, tax, total := cn.Totals()
-			out := CreditNote{ID: creditBase + cn.Seq, CreatedDate: stamp(cn.Created), ModifiedDate: stamp(cn.Modified), Reference: cn.Number,
-				CurrencyCode: cn.Currency, Status: "APPROVED", IsVoid: cn.Deleted, CreditNoteDate: stampP(cn.Date),
-				ProductTotal: num(sub), TaxTotal: num(tax), Total: num(total), LineItems: lineItems(cn, creditBase+cn.Seq, 500000+cn.Seq)}
+			out := CreditNote{ID: creditBase + cn.Seq, CreatedDate: s.stamp(cn.Created), ModifiedDate: s.stamp(cn.Modified), Reference: cn.Number,
+				CurrencyCode: cn.Currency, Status: "APPROVED", IsVoid: cn.Deleted, CreditNoteDate: s.stampP(cn.Date),
+				ProductTotal: num(sub), TaxTotal: num(tax), Total: num(total), LineItems: s.lineItems(cn, creditBase+cn.Seq, 500000+cn.Seq)}
 			if inv := ix.invByNum[cn.OrderNumber]; inv != nil {
 				n := invoiceOffset + digits(inv.Number)
 				out.InvoiceNumber = &n
@@ -627,3 +706,70 @@ func (s *Server) creditNotes(req request) ([]byte, error) {
 	})
 	return body, err
 }
+
+// archivedProduct is a product whose Status is none of the four the help
+// page lists (Inactive, Public, ShowInB2B, Internal).
+type archivedProduct struct {
+	id       int
+	code     string
+	modified time.Time
+}
+
+func (s *Server) archivedProducts() []archivedProduct {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]archivedProduct(nil), s.archived...)
+}
+
+// ServeArchivedProduct makes GET /v1/Products serve, from now on, one more
+// product, modified now, whose Status is "Archived": a value beyond the four
+// the Products help page lists, which the connector sets aside rather than
+// guess whether it is sold or deleted. It returns the product's Id.
+func (s *Server) ServeArchivedProduct() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.archived) + 1
+	a := archivedProduct{id: archivedBase + n, code: fmt.Sprintf("OLD-%03d", n), modified: simkit.Stamp(s.Now(), time.Millisecond)}
+	s.archived = append(s.archived, a)
+	return a.id
+}
+
+// The ids the simulator gives the dataset's records, for tests that must
+// know what the connector reads.
+
+// BranchID is the Id of a warehouse.
+func BranchID(w *simkit.Warehouse) int { return branchBase + w.Seq }
+
+// UserID is the Id of a sales person.
+func UserID(sp *simkit.SalesPerson) int { return userBase + sp.Seq }
+
+// CustomerID is the Id of a customer contact.
+func CustomerID(c *simkit.Customer) int { return customerBase + c.Seq }
+
+// SupplierID is the Id of a supplier contact.
+func SupplierID(sp *simkit.Supplier) int { return supplierBase + sp.Seq }
+
+// SecondaryContactID is the Id of a customer's j-th person.
+func SecondaryContactID(c *simkit.Customer, j int) int { return contactBase + c.Seq*10 + j }
+
+// ProductID is the Id of a product (the style).
+func ProductID(p *simkit.Product) int { return productBase + p.Seq }
+
+// OptionID is the Id of a product's option (its one SKU).
+func OptionID(p *simkit.Product) int { return optionBase + p.Seq }
+
+// OrderID is the Id of a sales order.
+func OrderID(o *simkit.Document) int { return orderBase + o.Seq }
+
+// CreditNoteID is the Id of a credit note.
+func CreditNoteID(cn *simkit.Document) int { return creditBase + cn.Seq }
+
+// Invoiced returns a test of whether an order carries an invoice
+// (InvoiceNumber); call it inside a View of d.
+func Invoiced(d *simkit.Dataset) func(o *simkit.Document) bool {
+	ix := indexDocs(d)
+	return func(o *simkit.Document) bool { return ix.invoice[o.Number] != nil }
+}
+
+// Dispatched reports whether an order was dispatched.
+func Dispatched(o *simkit.Document) bool { return dispatched(o) }

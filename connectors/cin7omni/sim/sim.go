@@ -59,21 +59,29 @@ type Options struct {
 	Unlimited bool
 	// PerSecond, PerMinute and PerDay override the documented limits.
 	PerSecond, PerMinute, PerDay int
+	// TimeZone is the account's time zone (nil: UTC). Omni's help pages
+	// show dates with the account's local offset
+	// ("2024-03-20T13:30:44.518448+13:00"): the simulator renders every
+	// date in it, and reads a where-clause date literal without a zone as
+	// local time (an assumption; literals with Z or an offset are exact).
+	TimeZone *time.Location
 }
 
 // Server is a Cin7 Omni simulator.
 type Server struct {
+	// Base is the vendor clock (with its skew), the Date header, the fault
+	// queue, the statistics and the unstable-order knob.
+	simkit.Base
 	opts    Options
 	data    *simkit.Dataset
-	now     func() time.Time
+	loc     *time.Location
 	limiter *simkit.Limiter
-	faults  simkit.Faults
-	stats   simkit.Stats
 
-	mu      sync.Mutex
-	day     time.Time
-	dayUsed int
-	corrupt []corruption
+	mu       sync.Mutex
+	day      time.Time
+	dayUsed  int
+	corrupt  []corruption
+	archived []archivedProduct
 }
 
 type corruption struct {
@@ -112,10 +120,16 @@ func New(opts Options) *Server {
 		data.Update(func(d *simkit.Dataset) { base = d.Stamp() })
 		now = simkit.NewClock(base, opts.TimeScale).Now
 	}
-	data.SetClock(now)
-	s := &Server{opts: opts, data: data, now: now}
+	s := &Server{opts: opts, data: data, loc: opts.TimeZone}
+	if s.loc == nil {
+		s.loc = time.UTC
+	}
+	s.Init(now)
+	// Records are stamped and limits metered on the vendor's clock, skew
+	// included.
+	data.SetClock(s.Now)
 	if !opts.Unlimited {
-		s.limiter = simkit.NewLimiter(now,
+		s.limiter = simkit.NewLimiter(s.Now,
 			simkit.Window{Name: "second", Limit: opts.PerSecond, Per: time.Second},
 			simkit.Window{Name: "minute", Limit: opts.PerMinute, Per: time.Minute})
 	}
@@ -130,15 +144,6 @@ func (s *Server) Credentials() map[string]string {
 
 // Dataset returns the served dataset.
 func (s *Server) Dataset() *simkit.Dataset { return s.data }
-
-// Faults returns the fault queue.
-func (s *Server) Faults() *simkit.Faults { return &s.faults }
-
-// Stats returns the request counters.
-func (s *Server) Stats() *simkit.Stats { return &s.stats }
-
-// Now returns the simulator's clock.
-func (s *Server) Now() time.Time { return s.now() }
 
 // CorruptNext makes the next page served by endpoint (for example
 // "Products") carry value in field of its first record.
@@ -162,15 +167,15 @@ func (s *Server) takeCorruption(endpoint string) (corruption, bool) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.stats.Count(r.URL.Path)
-	now := s.now()
-	w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
-	if s.faults.Apply(w, r, &s.stats.Faults) {
+	s.Stats().Count(r.URL.Path)
+	now := s.Now()
+	s.SetDate(w)
+	if s.ApplyFault(w, r) {
 		return
 	}
 	user, key, ok := r.BasicAuth()
 	if !ok || user != s.opts.Username || key != s.opts.APIKey {
-		s.stats.AuthFails.Add(1)
+		s.Stats().AuthFails.Add(1)
 		w.Header().Set("WWW-Authenticate", `Basic realm="api.cin7.com"`)
 		writeError(w, http.StatusUnauthorized, "Authorization has been denied for this request.")
 		return
@@ -180,7 +185,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wait, refused := s.admit(now); refused {
-		s.stats.Throttled.Add(1)
+		s.Stats().Throttled.Add(1)
 		// Retry-After in whole seconds of the simulator's clock, rounded up.
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		writeError(w, http.StatusTooManyRequests, "API rate limit exceeded: 3 calls per second, 60 per minute, 5000 per day.")
@@ -191,7 +196,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "No HTTP resource was found that matches the request URI.")
 		return
 	}
-	req, err := parse(r)
+	req, err := parse(r, s.loc)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -207,7 +212,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
-	s.stats.Served.Add(1)
+	s.Stats().Served.Add(1)
 }
 
 // admit applies the second and minute windows (from their first call) and
@@ -273,7 +278,7 @@ type request struct {
 	order      string
 }
 
-func parse(r *http.Request) (request, error) {
+func parse(r *http.Request, loc *time.Location) (request, error) {
 	q := map[string]string{}
 	for k, v := range r.URL.Query() {
 		if len(v) > 0 {
@@ -296,7 +301,7 @@ func parse(r *http.Request) (request, error) {
 		req.rows = min(n, MaxRows)
 	}
 	if v := q["where"]; v != "" {
-		conds, err := parseWhere(v)
+		conds, err := parseWhere(v, loc)
 		if err != nil {
 			return req, err
 		}

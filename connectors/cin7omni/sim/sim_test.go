@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -127,4 +128,65 @@ func TestExpectedCountsTheDataset(t *testing.T) {
 			t.Errorf("Cin7 Omni has no %s list", k)
 		}
 	}
+}
+
+// TestAccountTimeZone: with a time zone, dates carry the account's offset
+// and a zone-less date literal is local time; a literal with Z is exact.
+func TestAccountTimeZone(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := sim.New(sim.Options{Dataset: simkit.Options{Seed: 9, Products: 50}, Now: func() time.Time { return now }, Unlimited: true,
+		TimeZone: time.FixedZone("EST", -5*3600)})
+	touched := len(s.Dataset().TouchProducts(5))
+	var mod time.Time
+	s.Dataset().View(func(d *simkit.Dataset) { mod = d.Products[0].Modified })
+	_, items := get(t, s, "/api/v1/Products?rows=1&order=Id%20ASC", true)
+	got, _ := items[0]["ModifiedDate"].(string)
+	if !strings.HasSuffix(got, "-05:00") {
+		t.Fatalf("ModifiedDate %q carries no -05:00 offset", got)
+	}
+	if parsed, err := time.Parse(time.RFC3339Nano, got); err != nil || !parsed.Equal(mod) {
+		t.Errorf("ModifiedDate %q is %v, want the instant %v", got, parsed, mod)
+	}
+	count := func(lit string) int {
+		_, items := get(t, s, "/api/v1/Products?rows=250&where="+url.QueryEscape("ModifiedDate>='"+lit+"'"), true)
+		return len(items)
+	}
+	at := now.Add(-time.Hour)
+	// The same wall clock without a zone is read five hours later: the
+	// products touched an hour ago no longer match.
+	if exact, local := count(at.Format("2006-01-02T15:04:05Z")), count(at.Format("2006-01-02T15:04:05")); exact < 1 || exact > touched || local != 0 {
+		t.Errorf("literal with Z matched %d (touched %d), the same wall clock read as local time %d; want the touched ones and 0", exact, touched, local)
+	}
+}
+
+// TestUnstableOrderAndArchivedProduct: the base's unstable knob serves each
+// list in a fresh order; ServeArchivedProduct adds a product of a status
+// the help page does not list, after the dataset's.
+func TestUnstableOrderAndArchivedProduct(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := sim.New(sim.Options{Dataset: simkit.Options{Seed: 9, Products: 40}, Now: func() time.Time { return now }, Unlimited: true})
+	id := s.ServeArchivedProduct()
+	_, items := get(t, s, "/api/v1/Products?rows=250&order=Id%20ASC", true)
+	if len(items) != 41 || items[40]["Status"] != "Archived" || int(items[40]["Id"].(float64)) != id {
+		t.Fatalf("%d products, last %v; want 41 ending with archived product %d", len(items), items[len(items)-1]["Id"], id)
+	}
+	s.SetUnstable(true)
+	first := order(t, s)
+	if second := order(t, s); first == second {
+		t.Errorf("two requests with the unstable knob on came back in the same order")
+	}
+	s.SetUnstable(false)
+	if a, b := order(t, s), order(t, s); a != b {
+		t.Errorf("with the knob off the order changed between requests")
+	}
+}
+
+func order(t *testing.T, s http.Handler) string {
+	t.Helper()
+	_, items := get(t, s, "/api/v1/Products?rows=250&order=Id%20ASC", true)
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		ids = append(ids, fmt.Sprint(it["Id"]))
+	}
+	return strings.Join(ids, ",")
 }

@@ -11,12 +11,14 @@ import (
 type cond struct {
 	field, op, lit string
 	quoted         bool
+	// loc reads date literals without a zone (the account's time zone).
+	loc *time.Location
 }
 
 // parseWhere reads the subset of Cin7 Omni's where syntax the connector
 // and the demo use: comparisons joined by AND, string and date literals in
 // single quotes (” escapes a quote), bare numbers and booleans.
-func parseWhere(s string) ([]cond, error) {
+func parseWhere(s string, loc *time.Location) ([]cond, error) {
 	bad := func(why string) ([]cond, error) {
 		return nil, fmt.Errorf("invalid where clause: %s", why)
 	}
@@ -30,7 +32,7 @@ func parseWhere(s string) ([]cond, error) {
 		if i == 0 {
 			return bad("expected a field name")
 		}
-		c := cond{field: rest[:i]}
+		c := cond{field: rest[:i], loc: loc}
 		rest = strings.TrimSpace(rest[i:])
 		for _, op := range []string{">=", "<=", "<>", "!=", "=", ">", "<"} {
 			if strings.HasPrefix(rest, op) {
@@ -88,10 +90,16 @@ func isIdent(c byte) bool {
 }
 
 // parseLiteralTime reads a date literal: ISO 8601 with or without fraction
-// and zone (no zone: UTC), or a date.
-func parseLiteralTime(v string) (time.Time, error) {
-	for _, l := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05", "2006-01-02"} {
-		if t, err := time.Parse(l, v); err == nil {
+// and zone (no zone: the account's local time), or a date.
+func parseLiteralTime(v string, loc *time.Location) (time.Time, error) {
+	if loc == nil {
+		loc = time.UTC
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t.UTC(), nil
+	}
+	for _, l := range []string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(l, v, loc); err == nil {
 			return t.UTC(), nil
 		}
 	}
@@ -112,7 +120,7 @@ func match(conds []cond, f fields) (bool, error) {
 		var cmp int
 		switch x := v.(type) {
 		case time.Time:
-			t, err := parseLiteralTime(c.lit)
+			t, err := parseLiteralTime(c.lit, c.loc)
 			if err != nil {
 				return false, err
 			}

@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -27,7 +28,7 @@ func MaterialVariantID(supplierSeq int) int { return materialVariantBase + suppl
 
 // ids maps dataset references (GUIDs, codes) to Katana integer ids.
 type ids struct {
-	products   int // len(d.Products) when built
+	shape      shape // the dataset's shape when built
 	product    map[string]int
 	customer   map[string]int
 	warehouse  map[string]int
@@ -36,15 +37,30 @@ type ids struct {
 	supplierBy map[string]int
 }
 
-// idx returns the id maps, rebuilding them when the dataset grew. Call it
-// inside Dataset.View.
+// shape is what changes in a dataset when records are added or removed
+// (edits keep it): the id maps are rebuilt when it changes.
+type shape struct {
+	products, firstProduct, lastProduct, customers, warehouses, taxes, suppliers int
+}
+
+func shapeOf(d *simkit.Dataset) shape {
+	sh := shape{products: len(d.Products), customers: len(d.Customers), warehouses: len(d.Warehouses), taxes: len(d.TaxRates), suppliers: len(d.Suppliers)}
+	if n := len(d.Products); n > 0 {
+		sh.firstProduct, sh.lastProduct = d.Products[0].Seq, d.Products[n-1].Seq
+	}
+	return sh
+}
+
+// idx returns the id maps, rebuilding them when the dataset changed shape.
+// Call it inside Dataset.View.
 func (s *Server) idx(d *simkit.Dataset) *ids {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.index != nil && s.index.products == len(d.Products) {
+	sh := shapeOf(d)
+	if s.index != nil && s.index.shape == sh {
 		return s.index
 	}
-	x := &ids{products: len(d.Products), product: make(map[string]int, len(d.Products)), customer: make(map[string]int, len(d.Customers)),
+	x := &ids{shape: sh, product: make(map[string]int, len(d.Products)), customer: make(map[string]int, len(d.Customers)),
 		warehouse: map[string]int{}, tax: map[string]int{}, taxRate: map[string]float64{}, supplierBy: map[string]int{}}
 	for _, p := range d.Products {
 		x.product[p.ID] = p.Seq
@@ -100,19 +116,20 @@ func keep(m simkit.Meta, q query) bool {
 	if m.Deleted && !q.includeDeleted {
 		return false
 	}
+	if !q.createdMax.IsZero() && m.Created.After(q.createdMax) {
+		return false
+	}
 	return q.since.IsZero() || !m.Modified.Before(q.since)
 }
 
-// newestFirst returns the indexes of the items kept by q, highest sequence
-// first, as Katana lists.
-func newestFirst[T any](items []T, meta func(T) simkit.Meta, q query) []int {
-	out := make([]int, 0, len(items))
-	for i := len(items) - 1; i >= 0; i-- {
-		if keep(meta(items[i]), q) {
-			out = append(out, i)
-		}
-	}
-	return out
+// newestFirst returns the indexes of the items kept by q in the order s
+// serves them: highest sequence (most recently created) first, as Katana
+// documents its lists, or a fresh order when s is unstable. Dataset slices
+// are in creation order, so reversing them is the newest-first order.
+func newestFirst[T any](s *Server, items []T, meta func(T) simkit.Meta, q query) []int {
+	idx := simkit.Sorted(items, func(it T) bool { return keep(meta(it), q) }, nil)
+	slices.Reverse(idx)
+	return s.Order(idx)
 }
 
 type variant struct {
@@ -208,7 +225,7 @@ func unit(u string) string {
 
 func (s *Server) products(d *simkit.Dataset, q query) (int, []any) {
 	x := s.idx(d)
-	sel := newestFirst(d.Products, func(p *simkit.Product) simkit.Meta { return p.Meta }, q)
+	sel := newestFirst(s, d.Products, func(p *simkit.Product) simkit.Meta { return p.Meta }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
@@ -225,7 +242,7 @@ func materialVariant(sp *simkit.Supplier) variant {
 }
 
 func (s *Server) materials(d *simkit.Dataset, q query) (int, []any) {
-	sel := newestFirst(d.Suppliers, func(sp *simkit.Supplier) simkit.Meta { return sp.Meta }, q)
+	sel := newestFirst(s, d.Suppliers, func(sp *simkit.Supplier) simkit.Meta { return sp.Meta }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
@@ -270,7 +287,7 @@ func renderLocation(w *simkit.Warehouse) location {
 }
 
 func (s *Server) locations(d *simkit.Dataset, q query) (int, []any) {
-	sel := newestFirst(d.Warehouses, func(w *simkit.Warehouse) simkit.Meta { return w.Meta }, q)
+	sel := newestFirst(s, d.Warehouses, func(w *simkit.Warehouse) simkit.Meta { return w.Meta }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
@@ -296,8 +313,10 @@ type inventoryRow struct {
 	Location                *location `json:"location,omitempty"`
 }
 
-// inventory lists stock per variant and location: live products first, then
-// materials, each in every location. Katana has no updated_at filter here.
+// inventory lists stock per variant and location, oldest location first
+// (as Katana documents) and, within a location, by variant id ascending
+// (an assumption): live products, then materials. Katana has no updated_at
+// filter here.
 func (s *Server) inventory(d *simkit.Dataset, q query) (int, []any) {
 	live := make([]int, 0, len(d.Products))
 	for i, p := range d.Products {
@@ -306,11 +325,13 @@ func (s *Server) inventory(d *simkit.Dataset, q query) (int, []any) {
 		}
 	}
 	nw := len(d.Warehouses)
-	total := (len(live) + len(d.Suppliers)) * nw
+	ne := len(live) + len(d.Suppliers)
+	total := ne * nw
 	start, end := pageOf(total, q)
 	out := make([]any, 0, end-start)
-	for r := start; r < end; r++ {
-		e, wi := r/nw, r%nw
+	// Row r is entity r%ne in warehouse r/ne.
+	for _, r := range s.positions(total, start, end) {
+		e, wi := r%ne, r/ne
 		w := d.Warehouses[wi]
 		row := inventoryRow{LocationID: w.Seq, ReorderPoint: qty(0), QuantityExpected: qty(0), QuantityMissingOrExcess: qty(0), SafetyStockLevel: qty(0)}
 		var v variant
@@ -328,7 +349,7 @@ func (s *Server) inventory(d *simkit.Dataset, q query) (int, []any) {
 		} else {
 			sp := d.Suppliers[e-len(live)]
 			v = materialVariant(sp)
-			onHand := float64(100 + 10*sp.Seq + wi)
+			onHand := materialStock(sp, wi)
 			row.VariantID = v.ID
 			row.AverageCost = money(string(v.PurchasePrice))
 			cost, _ := strconv.ParseFloat(string(v.PurchasePrice), 64)
@@ -348,6 +369,10 @@ func (s *Server) inventory(d *simkit.Dataset, q query) (int, []any) {
 	}
 	return total, out
 }
+
+// materialStock is the simulator's stock of a material in the wi-th
+// location (the dataset has no materials of its own).
+func materialStock(sp *simkit.Supplier, wi int) float64 { return float64(100 + 10*sp.Seq + wi) }
 
 type customerAddress struct {
 	ID         int     `json:"id"`
@@ -406,7 +431,7 @@ func renderCustomer(c *simkit.Customer) customer {
 }
 
 func (s *Server) customers(d *simkit.Dataset, q query) (int, []any) {
-	sel := newestFirst(d.Customers, func(c *simkit.Customer) simkit.Meta { return c.Meta }, q)
+	sel := newestFirst(s, d.Customers, func(c *simkit.Customer) simkit.Meta { return c.Meta }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
@@ -460,8 +485,8 @@ type salesOrder struct {
 	Addresses           []any           `json:"addresses"`
 }
 
-// orderStatus maps the dataset's order states to Katana's.
-func orderStatus(st string) string {
+// OrderStatus maps the dataset's order states to Katana's.
+func OrderStatus(st string) string {
 	switch st {
 	case "Parked":
 		return "PENDING"
@@ -476,7 +501,7 @@ func orderStatus(st string) string {
 func renderOrder(o *simkit.Document, x *ids) salesOrder {
 	_, _, total := o.Totals()
 	out := salesOrder{ID: o.Seq, CustomerID: x.customer[o.CustomerID], OrderNo: o.Number, OrderCreatedDate: ts(o.Date),
-		DeliveryDate: ptr(ts(o.DueDate)), LocationID: x.warehouse[o.WarehouseCode], Status: orderStatus(o.Status), Currency: o.Currency,
+		DeliveryDate: ptr(ts(o.DueDate)), LocationID: x.warehouse[o.WarehouseCode], Status: OrderStatus(o.Status), Currency: o.Currency,
 		Total: num(total), TotalInBaseCurrency: num(total), CreatedAt: ts(o.Created), UpdatedAt: ts(o.Modified),
 		DeletedAt: tsp(o.Modified, o.Deleted), Addresses: []any{}}
 	for i, l := range o.Lines {
@@ -492,7 +517,7 @@ func renderOrder(o *simkit.Document, x *ids) salesOrder {
 
 func (s *Server) salesOrders(d *simkit.Dataset, q query) (int, []any) {
 	x := s.idx(d)
-	sel := newestFirst(d.Orders, func(o *simkit.Document) simkit.Meta { return o.Meta }, q)
+	sel := newestFirst(s, d.Orders, func(o *simkit.Document) simkit.Meta { return o.Meta }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
@@ -514,7 +539,7 @@ type taxRate struct {
 
 func (s *Server) taxRates(d *simkit.Dataset, q query) (int, []any) {
 	q.includeDeleted = false // Katana's tax rates have no deleted marker
-	sel := newestFirst(d.TaxRates, func(t *simkit.TaxRate) simkit.Meta { return t.Meta }, q)
+	sel := newestFirst(s, d.TaxRates, func(t *simkit.TaxRate) simkit.Meta { return t.Meta }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
@@ -613,30 +638,181 @@ type priceListCustomer struct {
 
 func (s *Server) priceLists(d *simkit.Dataset, q query) (int, []any) {
 	cs := listCustomers(d, s.idx(d))
-	start, end := pageOf(len(cs), q)
+	var late []lateList
+	for _, l := range s.lateLists() {
+		if l.published {
+			late = append(late, l)
+		}
+	}
+	n := len(late) + len(cs)
+	start, end := pageOf(n, q)
 	out := make([]any, 0, end-start)
-	for _, c := range cs[start:end] {
+	for _, i := range s.positions(n, start, end) {
+		if i < len(late) {
+			l := late[len(late)-1-i] // the newest first
+			out = append(out, priceList{ID: l.listID, Name: fmt.Sprintf("Late list %d", l.listID), IsActive: true, CreatedAt: ts(l.created), UpdatedAt: ts(l.created)})
+			continue
+		}
+		c := cs[i-len(late)]
 		out = append(out, priceList{ID: c.Seq, Name: "Special prices " + c.Code, IsActive: !c.Deleted, CreatedAt: ts(c.Created), UpdatedAt: ts(c.Modified)})
 	}
-	return len(cs), out
+	return n, out
 }
 
 func (s *Server) priceListCustomers(d *simkit.Dataset, q query) (int, []any) {
 	cs := listCustomers(d, s.idx(d))
 	start, end := pageOf(len(cs), q)
 	out := make([]any, 0, end-start)
-	for _, c := range cs[start:end] {
+	for _, i := range s.positions(len(cs), start, end) {
+		c := cs[i]
 		out = append(out, priceListCustomer{ID: c.Seq, PriceListID: c.Seq, CustomerID: c.Seq, CreatedAt: ts(c.Created), UpdatedAt: ts(c.Modified)})
 	}
 	return len(cs), out
 }
 
+// priceListRows serves the rows of late price lists (the newest) first,
+// then the dataset's rows, newest product first.
 func (s *Server) priceListRows(d *simkit.Dataset, q query) (int, []any) {
 	refs := priceRefs(d, s.idx(d))
-	start, end := pageOf(len(refs), q)
+	late := s.lateLists()
+	n := len(late) + len(refs)
+	start, end := pageOf(n, q)
 	out := make([]any, 0, end-start)
-	for _, r := range refs[start:end] {
-		out = append(out, renderRow(d, r))
+	for _, i := range s.positions(n, start, end) {
+		if i < len(late) {
+			out = append(out, lateRow(late[len(late)-1-i]))
+			continue
+		}
+		out = append(out, renderRow(d, refs[i-len(late)]))
 	}
-	return len(refs), out
+	return n, out
 }
+
+func lateRow(l lateList) priceRow {
+	return priceRow{ID: l.rowID, PriceListID: l.listID, VariantID: l.variantID, Method: "fixed", Amount: num(l.amount),
+		CreatedAt: ts(l.created), UpdatedAt: ts(l.created)}
+}
+
+// positions returns the list indexes served at positions [start, end) of a
+// list of n: the positions themselves, or, when s is unstable, that stretch
+// of a fresh permutation of the whole list.
+func (s *Server) positions(n, start, end int) []int {
+	if !s.Unstable() {
+		out := make([]int, 0, end-start)
+		for i := start; i < end; i++ {
+			out = append(out, i)
+		}
+		return out
+	}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	return s.Order(all)[start:end]
+}
+
+// AddLatePriceList creates a price list with one fixed-price row for the
+// newest live product, as if it had been created after the client read
+// /price_lists: from now on /price_list_rows serves the row, while
+// /price_lists does not list the list until PublishLatePriceLists. The
+// list has no customers. It returns the row's id, or 0 when the dataset
+// has no live product.
+func (s *Server) AddLatePriceList() int {
+	var variantID int
+	s.data.View(func(d *simkit.Dataset) {
+		for i := len(d.Products) - 1; i >= 0; i-- {
+			if !d.Products[i].Deleted {
+				variantID = VariantID(d.Products[i].Seq)
+				return
+			}
+		}
+	})
+	if variantID == 0 {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.late) + 1
+	l := lateList{listID: lateListBase + n, rowID: lateRowBase + n, variantID: variantID, amount: fmt.Sprintf("%d.25", 10+n),
+		created: s.Now().Truncate(time.Millisecond)}
+	s.late = append(s.late, l)
+	return l.rowID
+}
+
+// PublishLatePriceLists makes every late price list appear in
+// /price_lists, so that its rows can be read.
+func (s *Server) PublishLatePriceLists() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.late {
+		s.late[i].published = true
+	}
+}
+
+// LatePriceRow describes a late price list's row for a test: its id, its
+// variant, its price and whether its list is published.
+type LatePriceRow struct {
+	RowID, VariantID int
+	Price            string
+	Published        bool
+}
+
+// LatePriceRows returns the rows of the late price lists, oldest first.
+func (s *Server) LatePriceRows() []LatePriceRow {
+	var out []LatePriceRow
+	for _, l := range s.lateLists() {
+		out = append(out, LatePriceRow{RowID: l.rowID, VariantID: l.variantID, Price: l.amount, Published: l.published})
+	}
+	return out
+}
+
+func (s *Server) lateLists() []lateList {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]lateList(nil), s.late...)
+}
+
+// PriceRow is one price-list row the simulator serves, as a test needs it
+// to know what a full import must yield.
+type PriceRow struct {
+	RowID, VariantID int
+	// CustomerSeq is the sequence (Katana id) of the list's one customer,
+	// 0 for a late list, which has none.
+	CustomerSeq int
+	// Price is the row's fixed price as a dataset decimal.
+	Price string
+	// Active is false for the list of a deleted customer.
+	Active bool
+	// Listed is false for a late list not yet published: its rows cannot
+	// be resolved.
+	Listed bool
+}
+
+// PriceRows returns every row /price_list_rows serves now.
+func (s *Server) PriceRows() []PriceRow {
+	var out []PriceRow
+	for _, l := range s.lateLists() {
+		out = append(out, PriceRow{RowID: l.rowID, VariantID: l.variantID, Price: l.amount, Active: true, Listed: l.published})
+	}
+	s.data.View(func(d *simkit.Dataset) {
+		x := s.idx(d)
+		deleted := map[int]bool{}
+		for _, c := range d.Customers {
+			deleted[c.Seq] = c.Deleted
+		}
+		for _, r := range priceRefs(d, x) {
+			row := renderRow(d, r)
+			out = append(out, PriceRow{RowID: row.ID, VariantID: row.VariantID, CustomerSeq: r.list, Price: d.Products[r.product].SpecialPrices[r.special].Price,
+				Active: !deleted[r.list], Listed: true})
+		}
+	})
+	return out
+}
+
+// MaterialOnHand is the stock the simulator serves for the material of a
+// supplier in the wi-th location (0-based, in dataset order).
+func MaterialOnHand(sp *simkit.Supplier, wi int) float64 { return materialStock(sp, wi) }
+
+// MaterialSKU is the SKU of the material the simulator derives from a
+// supplier.
+func MaterialSKU(sp *simkit.Supplier) string { return "MAT-" + sp.Code }

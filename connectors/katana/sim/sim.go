@@ -6,11 +6,32 @@
 // as in the community OpenAPI document). It checks the Bearer API key as
 // Katana does (401), pages with page/limit (limit above 250 silently reduced
 // to 250), filters with updated_at_min (inclusive), hides soft-deleted
-// records unless include_deleted=true, enforces 60 requests per 60 seconds
-// per API key with 429 and Retry-After on a compressible clock, and injects
-// faults.
+// records unless include_deleted=true, caps lists with created_at_max
+// (inclusive, like updated_at_min: an assumption), enforces 60 requests per
+// 60 seconds per API key with 429 and Retry-After on a compressible clock,
+// and injects faults.
 //
-// Lists come newest first (by id, descending), as Katana documents.
+// It embeds simkit.Base: the vendor's clock (with an optional skew from the
+// client's), the Date header, the fault queue, the request statistics and
+// the unstable-order knob.
+//
+// List order. Katana documents products, materials, locations and tax rates
+// as "returned in sorted order, with the most recent ... appearing first",
+// and inventory as "sorted ... with the oldest locations appearing first"
+// (community OpenAPI document, operation descriptions). The simulator serves
+// those lists that way: newest first by id (ids grow with creation), and
+// inventory by location (oldest first) and, within a location, by variant
+// id ascending. Customers, sales orders, price lists, price-list rows and
+// price-list customers have no documented order; the simulator assumes the
+// same newest-first order. No documented order depends on updated_at, so an
+// edit never moves a record; a record created during a pass enters at the
+// head (newest first) and a hard removal shifts every later record up.
+// SetUnstable serves every list request in a fresh order instead (a fault:
+// Katana is not reported to do it).
+//
+// Late price lists. AddLatePriceList makes /price_list_rows serve a row
+// whose price list /price_lists does not list yet (a list created after the
+// client read the lists); PublishLatePriceLists makes such lists appear.
 package sim
 
 import (
@@ -58,20 +79,38 @@ type Options struct {
 	RateLimit int
 }
 
-// Server is the simulator; it implements http.Handler.
+// Server is the simulator; it implements http.Handler. Its embedded
+// simkit.Base gives Now (the vendor's clock, skew included), Faults, Stats,
+// SetSkew and SetUnstable.
 type Server struct {
+	simkit.Base
 	opts    Options
 	data    *simkit.Dataset
-	now     func() time.Time
 	apiKey  string
 	limiter *simkit.Limiter
 	limit   int
-	faults  simkit.Faults
-	stats   simkit.Stats
 
 	mu    sync.Mutex
-	index *ids // product and customer GUID -> seq, rebuilt when the dataset grows
+	index *ids // dataset references -> Katana ids, rebuilt when the dataset changes shape
+	// late holds price lists created "after the client read the lists":
+	// their rows are served at once, the lists themselves once published.
+	late []lateList
 }
+
+// lateList is a price list of AddLatePriceList with its one row.
+type lateList struct {
+	listID, rowID, variantID int
+	amount                   string
+	created                  time.Time
+	published                bool
+}
+
+// Late price lists and their rows have ids in their own ranges, beyond any
+// the dataset yields.
+const (
+	lateListBase = 900_000
+	lateRowBase  = 90_000_000
+)
 
 // New builds a simulator.
 func New(opts Options) *Server {
@@ -79,11 +118,13 @@ func New(opts Options) *Server {
 	if s.data == nil {
 		s.data = simkit.NewDataset(opts.Dataset)
 	}
-	s.now = opts.Now
-	if s.now == nil {
-		s.now = simkit.NewClock(clockBase(s.data, opts.Dataset.Now), opts.TimeScale).Now
+	now := opts.Now
+	if now == nil {
+		now = simkit.NewClock(clockBase(s.data, opts.Dataset.Now), opts.TimeScale).Now
 	}
-	s.data.SetClock(s.now)
+	s.Init(now)
+	// Changes are stamped on the vendor's clock, skew included.
+	s.data.SetClock(s.Now)
 	s.apiKey = opts.APIKey
 	if s.apiKey == "" {
 		h := sha256.Sum256([]byte(fmt.Sprintf("katana-sim-%d", opts.Dataset.Seed)))
@@ -94,7 +135,8 @@ func New(opts Options) *Server {
 		s.limit = 60
 	}
 	if s.limit > 0 {
-		s.limiter = simkit.NewLimiter(s.now, simkit.Window{Name: "minute", Limit: s.limit, Per: time.Minute})
+		// The limit meters elapsed time, which a skew does not change.
+		s.limiter = simkit.NewLimiter(now, simkit.Window{Name: "minute", Limit: s.limit, Per: time.Minute})
 	}
 	return s
 }
@@ -135,15 +177,6 @@ func (s *Server) Credentials() map[string]string { return map[string]string{"api
 // Dataset returns the simulator's dataset.
 func (s *Server) Dataset() *simkit.Dataset { return s.data }
 
-// Faults returns the fault queue.
-func (s *Server) Faults() *simkit.Faults { return &s.faults }
-
-// Stats returns the request counters.
-func (s *Server) Stats() *simkit.Stats { return &s.stats }
-
-// Now returns the simulator's clock.
-func (s *Server) Now() time.Time { return s.now() }
-
 // Materials is the number of materials the simulator adds to the dataset:
 // one raw material per supplier (the dataset has no materials of its own).
 func (s *Server) Materials() int {
@@ -171,18 +204,24 @@ func (s *Server) Expected() map[model.Kind]int {
 		out[model.KindPriceRule] = len(priceRefs(d, s.idx(d)))
 		out[model.KindSalesOrder] = len(d.Orders)
 	})
+	for _, l := range s.lateLists() {
+		if l.published {
+			out[model.KindPriceRule]++
+		}
+	}
 	return out
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.stats.Count(r.URL.Path)
+	s.Stats().Count(r.URL.Path)
+	s.SetDate(w)
 	if r.Method != http.MethodGet {
 		s.errorBody(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "the simulator serves GET only")
 		return
 	}
 	if !s.authorised(r) {
-		s.stats.AuthFails.Add(1)
+		s.Stats().AuthFails.Add(1)
 		s.errorBody(w, http.StatusUnauthorized, "UnauthorizedError", "Unauthorized")
 		return
 	}
@@ -192,14 +231,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Ratelimit-Limit", strconv.Itoa(s.limit))
 		w.Header().Set("X-Ratelimit-Remaining", strconv.Itoa(max(rem, 0)))
 		if !ok {
-			s.stats.Throttled.Add(1)
+			s.Stats().Throttled.Add(1)
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
-			w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(s.now().Add(retry).UnixMilli(), 10))
+			w.Header().Set("X-Ratelimit-Reset", strconv.FormatInt(s.Now().Add(retry).UnixMilli(), 10))
 			s.errorBody(w, http.StatusTooManyRequests, "TooManyRequests", "Too Many Requests")
 			return
 		}
 	}
-	if s.faults.Apply(w, r, &s.stats.Faults) {
+	if s.ApplyFault(w, r) {
 		return
 	}
 	path, ok := strings.CutPrefix(r.URL.Path, BasePath)
@@ -259,6 +298,7 @@ type lister func(d *simkit.Dataset, q query) (int, []any)
 type query struct {
 	page, limit    int
 	since          time.Time
+	createdMax     time.Time
 	includeDeleted bool
 	extend         map[string]bool
 }
@@ -287,6 +327,13 @@ func parseQuery(r *http.Request) (query, error) {
 		}
 		q.since = t.UTC()
 	}
+	if c := v.Get("created_at_max"); c != "" {
+		t, err := time.Parse(time.RFC3339Nano, c)
+		if err != nil {
+			return q, fmt.Errorf("created_at_max must be compatible with ISO 8601")
+		}
+		q.createdMax = t.UTC()
+	}
 	q.includeDeleted = v.Get("include_deleted") == "true"
 	for _, e := range v["extend"] {
 		for _, x := range strings.Split(e, ",") {
@@ -312,7 +359,7 @@ func (s *Server) writeList(w http.ResponseWriter, q query, total int, items []an
 		items = []any{}
 	}
 	s.writeJSON(w, http.StatusOK, map[string]any{"data": items})
-	s.stats.Served.Add(1)
+	s.Stats().Served.Add(1)
 }
 
 func (s *Server) errorBody(w http.ResponseWriter, status int, name, msg string) {
@@ -326,7 +373,6 @@ func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }

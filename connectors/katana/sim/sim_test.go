@@ -142,3 +142,96 @@ func TestInventoryExtends(t *testing.T) {
 		t.Fatalf("inventory total %s, want %s", a.pag["total_records"], want)
 	}
 }
+
+// TestListOrderAsDocumented checks the orders the package documents:
+// inventory by location (oldest first), then variant id; the other lists
+// newest first; with SetUnstable, a fresh order per request.
+func TestListOrderAsDocumented(t *testing.T) {
+	s, srv, _ := newSim(t, Options{})
+	key := s.Credentials()["apiKey"]
+	a := list(t, s, srv, "/inventory?limit=250", key)
+	prevLoc, prevVar := 0.0, 0.0
+	for i, r := range a.data {
+		loc, v := r["location_id"].(float64), r["variant_id"].(float64)
+		if loc < prevLoc || (loc == prevLoc && v <= prevVar) {
+			t.Fatalf("inventory row %d (location %v, variant %v) is out of order after (%v, %v)", i, loc, v, prevLoc, prevVar)
+		}
+		prevLoc, prevVar = loc, v
+	}
+	for _, path := range []string{"/customers?limit=250", "/sales_orders?limit=250", "/materials", "/price_lists"} {
+		a := list(t, s, srv, path, key)
+		for i := 1; i < len(a.data); i++ {
+			if a.data[i]["id"].(float64) >= a.data[i-1]["id"].(float64) {
+				t.Fatalf("%s is not newest first at %d", path, i)
+			}
+		}
+	}
+	s.SetUnstable(true)
+	first := list(t, s, srv, "/products?limit=250&include_deleted=true", key)
+	second := list(t, s, srv, "/products?limit=250&include_deleted=true", key)
+	same := true
+	for i := range first.data {
+		if first.data[i]["id"] != second.data[i]["id"] {
+			same = false
+		}
+	}
+	if same {
+		t.Error("an unstable simulator served two requests in the same order")
+	}
+}
+
+// TestCreatedAtMaxAndSkew checks the creation cap (inclusive) and that a
+// skewed clock stamps changes and the Date header alike.
+func TestCreatedAtMaxAndSkew(t *testing.T) {
+	s, srv, clock := newSim(t, Options{})
+	key := s.Credentials()["apiKey"]
+	s.SetSkew(-7 * time.Minute)
+	all := list(t, s, srv, "/products?limit=250&include_deleted=true", key)
+	at := s.Now()
+	s.Dataset().AddProduct()
+	capped := list(t, s, srv, "/products?limit=250&include_deleted=true&created_at_max="+at.Add(-time.Millisecond).Format("2006-01-02T15:04:05.000Z"), key)
+	if capped.pag["total_records"] != all.pag["total_records"] {
+		t.Errorf("created_at_max before the creation: total %s, want %s", capped.pag["total_records"], all.pag["total_records"])
+	}
+	incl := list(t, s, srv, "/products?limit=250&include_deleted=true&created_at_max="+at.Format("2006-01-02T15:04:05.000Z"), key)
+	if n, _ := strconv.Atoi(incl.pag["total_records"]); strconv.Itoa(n-1) != all.pag["total_records"] {
+		t.Errorf("created_at_max at the creation: total %s, want one more than %s", incl.pag["total_records"], all.pag["total_records"])
+	}
+	if !at.Equal(clock.Now().Add(-7 * time.Minute)) {
+		t.Errorf("the vendor's clock %v is not 7 minutes behind %v", at, clock.Now())
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+BasePath+"/tax_rates", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d, _ := http.ParseTime(resp.Header.Get("Date")); !d.Equal(at.Truncate(time.Second)) {
+		t.Errorf("Date %q, want the skewed clock %v", resp.Header.Get("Date"), at)
+	}
+}
+
+// TestLatePriceList checks that a late list's row is served at once and
+// the list only once published.
+func TestLatePriceList(t *testing.T) {
+	s, srv, _ := newSim(t, Options{})
+	key := s.Credentials()["apiKey"]
+	lists := list(t, s, srv, "/price_lists", key).pag["total_records"]
+	row := s.AddLatePriceList()
+	rows := list(t, s, srv, "/price_list_rows", key)
+	if rows.data[0]["id"].(float64) != float64(row) {
+		t.Fatalf("the late row %d is not served first: %v", row, rows.data[0])
+	}
+	if got := list(t, s, srv, "/price_lists", key).pag["total_records"]; got != lists {
+		t.Fatalf("an unpublished late list is listed: %s lists, want %s", got, lists)
+	}
+	s.PublishLatePriceLists()
+	a := list(t, s, srv, "/price_lists", key)
+	if a.data[0]["id"].(float64) != rows.data[0]["price_list_id"].(float64) {
+		t.Fatalf("the published late list is not listed first: %v", a.data[0])
+	}
+	if late := s.LatePriceRows(); len(late) != 1 || !late[0].Published || late[0].RowID != row {
+		t.Fatalf("LatePriceRows: %+v", late)
+	}
+}

@@ -13,7 +13,7 @@ import (
 )
 
 // msDate renders a time as a Microsoft JSON date: "/Date(ms)/", UTC.
-func msDate(t time.Time) string { return fmt.Sprintf("/Date(%d)/", t.UTC().UnixMilli()) }
+func msDate(t time.Time) string { return simkit.MSDate(t) }
 
 func msDateP(t time.Time) *string {
 	if t.IsZero() {
@@ -23,19 +23,8 @@ func msDateP(t time.Time) *string {
 	return &s
 }
 
-// num renders a decimal string as a JSON number without trailing zeros.
-func num(dec string) json.Number {
-	if dec == "" {
-		return "0"
-	}
-	if strings.Contains(dec, ".") {
-		dec = strings.TrimRight(strings.TrimRight(dec, "0"), ".")
-	}
-	if dec == "" || dec == "-" {
-		return "0"
-	}
-	return json.Number(dec)
-}
+// num renders a decimal string as a JSON number.
+func num(dec string) json.Number { return simkit.Money(dec) }
 
 // tierValue renders a price tier the way Unleashed does: a string with four
 // decimals.
@@ -88,16 +77,20 @@ type Pagination struct {
 	NumberOfPages int `json:"NumberOfPages"`
 }
 
-// page renders the envelope of the given page of n items; render is called
-// for the indexes of the page.
-func page[T any](req request, n int, render func(i int) T) []byte {
+// page renders the envelope of the given page of the list idx (indexes
+// into the caller's records, in the vendor's order); render is called for
+// the indexes of the page. The base serves the list in a fresh order when
+// its unstable-order knob is on.
+func page[T any](s *Server, req request, idx []int, render func(i int) T) []byte {
+	idx = s.Order(idx)
+	n := len(idx)
 	size := req.size
 	items := []T{}
 	pages := 0
 	if size > 0 {
 		pages = (n + size - 1) / size
 		start, end, _ := simkit.PageOf(n, req.page, size)
-		for i := start; i < end; i++ {
+		for _, i := range idx[start:end] {
 			items = append(items, render(i))
 		}
 	}
@@ -109,6 +102,15 @@ func page[T any](req request, n int, render func(i int) T) []byte {
 		panic(fmt.Sprintf("unleashed sim: rendering: %v", err)) // only our own types are rendered
 	}
 	return b
+}
+
+// all returns the indexes 0..n-1: a list in the dataset's (creation) order.
+func all(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
 }
 
 // modified is modifiedSince: "created or modified since", inclusive.
@@ -234,13 +236,12 @@ func (s *Server) products(req request) []byte {
 	var body []byte
 	s.data.View(func(d *simkit.Dataset) {
 		sups := supplierIndex(d)
-		var idx []int
-		for i, p := range d.Products {
-			if (!p.Deleted || includeObsolete(req)) && modified(p.Modified, req) && (req.q["productcode"] == "" || strings.EqualFold(req.q["productcode"], p.SKU)) {
-				idx = append(idx, i)
-			}
-		}
-		body = page(req, len(idx), func(i int) Product { return s.product(d, d.Products[idx[i]], sups) })
+		// Unleashed lists products by code unless orderBy says otherwise
+		// (Products page): an edit does not move a product.
+		idx := simkit.Sorted(d.Products, func(p *simkit.Product) bool {
+			return (!p.Deleted || includeObsolete(req)) && modified(p.Modified, req) && (req.q["productcode"] == "" || strings.EqualFold(req.q["productcode"], p.SKU))
+		}, func(a, b *simkit.Product) bool { return a.SKU < b.SKU })
+		body = page(s, req, idx, func(i int) Product { return s.product(d, d.Products[i], sups) })
 	})
 	return body
 }
@@ -279,7 +280,10 @@ func (s *Server) stockOnHand(req request) []byte {
 		}
 		type row struct{ p, st int }
 		var rows []row
-		for i, p := range d.Products {
+		// Rows come in product code order (an assumption: Unleashed does
+		// not document the order of StockOnHand).
+		for _, i := range simkit.Sorted(d.Products, nil, func(a, b *simkit.Product) bool { return a.SKU < b.SKU }) {
+			p := d.Products[i]
 			if code == "" {
 				mod := p.Modified
 				for _, st := range p.Stock {
@@ -298,7 +302,7 @@ func (s *Server) stockOnHand(req request) []byte {
 				}
 			}
 		}
-		body = page(req, len(rows), func(i int) StockOnHand {
+		body = page(s, req, all(len(rows)), func(i int) StockOnHand {
 			p := d.Products[rows[i].p]
 			cost := float64(cents(p.CostPrice)) / 100
 			out := StockOnHand{Guid: p.ID, ProductGuid: p.ID, ProductCode: p.SKU, ProductDescription: p.Name, ProductGroupName: p.Category,
@@ -346,7 +350,7 @@ type CustomerRef struct {
 // ProductPrice is a customer-specific price (GET /ProductPrices).
 type ProductPrice struct {
 	Guid             string        `json:"Guid"`
-	Product          ProductRef    `json:"Product"`
+	Product          *ProductRef   `json:"Product"`
 	ProductGroup     *ProductGroup `json:"ProductGroup"`
 	Customer         *CustomerRef  `json:"Customer"`
 	PriceType        string        `json:"PriceType"`
@@ -385,12 +389,17 @@ func customerIndex(d *simkit.Dataset) map[string]*simkit.Customer {
 }
 
 func (s *Server) productPrices(req request) []byte {
+	groups := s.groupPriceRows()
 	var body []byte
 	s.data.View(func(d *simkit.Dataset) {
 		custs := customerIndex(d)
-		type row struct{ p, sp int }
+		// Rows: each product's customer prices in product code order (an
+		// assumption: the ProductPrices page does not say), then the
+		// product-group prices.
+		type row struct{ p, sp, group int }
 		var rows []row
-		for i, p := range d.Products {
+		for _, i := range simkit.Sorted(d.Products, nil, func(a, b *simkit.Product) bool { return a.SKU < b.SKU }) {
+			p := d.Products[i]
 			if !modified(p.Modified, req) {
 				continue
 			}
@@ -398,19 +407,54 @@ func (s *Server) productPrices(req request) []byte {
 				if cc := req.q["customercode"]; cc != "" && !strings.EqualFold(cc, sp.CustomerCode) {
 					continue
 				}
-				rows = append(rows, row{i, j})
+				rows = append(rows, row{i, j, -1})
 			}
 		}
-		body = page(req, len(rows), func(i int) ProductPrice {
+		for g, gp := range groups {
+			if modified(gp.modified, req) {
+				rows = append(rows, row{-1, -1, g})
+			}
+		}
+		body = page(s, req, all(len(rows)), func(i int) ProductPrice {
+			if g := rows[i].group; g >= 0 {
+				gp := groups[g]
+				pct := gp.discount
+				return ProductPrice{Guid: gp.guid, ProductGroup: &ProductGroup{Guid: deriveGUID(zeroGUID, "group/"+gp.group), GroupName: gp.group, LastModifiedOn: msDate(gp.modified)},
+					Customer: customerRef(custs[gp.customerID]), PriceType: "Discount", DiscountValue: &pct, MinimumQuantity: 1, DefaultSellPrice: "0",
+					CustomerPrice: "0", LastModifiedOn: msDate(gp.modified)}
+			}
 			p := d.Products[rows[i].p]
 			sp := p.SpecialPrices[rows[i].sp]
-			return ProductPrice{Guid: deriveGUID(p.ID, "price/"+sp.CustomerID+"/"+strconv.Itoa(rows[i].sp)),
-				Product: ProductRef{Guid: p.ID, ProductCode: p.SKU, ProductDescription: p.Name}, Customer: customerRef(custs[sp.CustomerID]),
+			return ProductPrice{Guid: PriceID(p.ID, sp.CustomerID, rows[i].sp),
+				Product: &ProductRef{Guid: p.ID, ProductCode: p.SKU, ProductDescription: p.Name}, Customer: customerRef(custs[sp.CustomerID]),
 				PriceType: "Fixed Price", MinimumQuantity: sp.MinQuantity, DefaultSellPrice: num(p.SellPrice), CustomerPrice: num(sp.Price),
 				LastModifiedOn: msDate(p.Modified)}
 		})
 	})
 	return body
+}
+
+// PriceID is the Guid of the j-th customer price of a product.
+func PriceID(productID, customerID string, j int) string {
+	return deriveGUID(productID, "price/"+customerID+"/"+strconv.Itoa(j))
+}
+
+// ShipmentID is the Guid of an order's shipment.
+func ShipmentID(orderID string) string { return deriveGUID(orderID, "shipment") }
+
+// groupPrice is a discount for a whole product group and one customer:
+// Unleashed's ProductPrices has them (ProductGroup instead of Product, the
+// productGroupPrices filter); the connector maps prices of products only.
+type groupPrice struct {
+	guid, group, customerID string
+	discount                float64
+	modified                time.Time
+}
+
+func (s *Server) groupPriceRows() []groupPrice {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]groupPrice(nil), s.groupPrices...)
 }
 
 // Currency is an Unleashed currency (GET /Currencies; nested in parties
@@ -502,15 +546,14 @@ func (s *Server) customers(req request) []byte {
 		for _, sp := range d.SalesPeople {
 			reps[sp.Code] = sp
 		}
-		var idx []int
-		for i, c := range d.Customers {
-			if (!c.Deleted || includeObsolete(req)) && modified(c.Modified, req) {
-				idx = append(idx, i)
-			}
-		}
+		// Customers come by code unless orderBy says otherwise (Customers
+		// page): an edit does not move a customer.
+		idx := simkit.Sorted(d.Customers, func(c *simkit.Customer) bool {
+			return (!c.Deleted || includeObsolete(req)) && modified(c.Modified, req)
+		}, func(a, b *simkit.Customer) bool { return a.Code < b.Code })
 		withContacts := strings.EqualFold(req.q["includeallcontacts"], "true")
-		body = page(req, len(idx), func(i int) Customer {
-			c := d.Customers[idx[i]]
+		body = page(s, req, idx, func(i int) Customer {
+			c := d.Customers[i]
 			out := Customer{Guid: c.ID, CustomerCode: c.Code, CustomerName: c.Name, Email: c.Email, PhoneNumber: c.Phone, GSTVATNumber: c.TaxNumber,
 				Currency: currencyOf(d, c.Currency), SellPriceTier: c.PriceTier, Salesperson: salesperson(reps[c.SalesPersonCode]),
 				Addresses: []Address{{AddressType: "Postal", AddressName: "Head office", StreetAddress: c.Street, City: c.City, Country: c.Country, PostalCode: c.PostalCode, IsDefault: true}},
@@ -550,8 +593,8 @@ func (s *Server) suppliers(req request) []byte {
 				idx = append(idx, i)
 			}
 		}
-		body = page(req, len(idx), func(i int) Supplier {
-			sp := d.Suppliers[idx[i]]
+		body = page(s, req, idx, func(i int) Supplier {
+			sp := d.Suppliers[i]
 			return Supplier{Guid: sp.ID, SupplierCode: sp.Code, SupplierName: sp.Name, Email: sp.Email, PhoneNumber: sp.Phone,
 				Currency: currencyOf(d, sp.Currency), Obsolete: sp.Deleted, CreatedOn: msDate(sp.Created), LastModifiedOn: msDate(sp.Modified)}
 		})
@@ -594,7 +637,7 @@ func (s *Server) warehouses(req request) []byte {
 				idx = append(idx, i)
 			}
 		}
-		body = page(req, len(idx), func(i int) Warehouse { return warehouse(d.Warehouses[idx[i]], idx[i] == 0) })
+		body = page(s, req, idx, func(i int) Warehouse { return warehouse(d.Warehouses[i], i == 0) })
 	})
 	return body
 }
@@ -623,7 +666,7 @@ func taxOf(t *simkit.TaxRate) *Tax {
 func (s *Server) taxes(req request) []byte {
 	var body []byte
 	s.data.View(func(d *simkit.Dataset) {
-		body = page(req, len(d.TaxRates), func(i int) Tax { return *taxOf(d.TaxRates[i]) })
+		body = page(s, req, all(len(d.TaxRates)), func(i int) Tax { return *taxOf(d.TaxRates[i]) })
 	})
 	return body
 }
@@ -631,7 +674,7 @@ func (s *Server) taxes(req request) []byte {
 func (s *Server) currencies(req request) []byte {
 	var body []byte
 	s.data.View(func(d *simkit.Dataset) {
-		body = page(req, len(d.Currencies), func(i int) Currency { return *currencyOf(d, d.Currencies[i].Code) })
+		body = page(s, req, all(len(d.Currencies)), func(i int) Currency { return *currencyOf(d, d.Currencies[i].Code) })
 	})
 	return body
 }
@@ -639,7 +682,7 @@ func (s *Server) currencies(req request) []byte {
 func (s *Server) salespersons(req request) []byte {
 	var body []byte
 	s.data.View(func(d *simkit.Dataset) {
-		body = page(req, len(d.SalesPeople), func(i int) Salesperson { return *salesperson(d.SalesPeople[i]) })
+		body = page(s, req, all(len(d.SalesPeople)), func(i int) Salesperson { return *salesperson(d.SalesPeople[i]) })
 	})
 	return body
 }
@@ -779,8 +822,8 @@ func (s *Server) salesOrders(req request) []byte {
 				idx = append(idx, i)
 			}
 		}
-		body = page(req, len(idx), func(i int) SalesOrder {
-			o := d.Orders[idx[i]]
+		body = page(s, req, idx, func(i int) SalesOrder {
+			o := d.Orders[i]
 			sub, tax, total := o.Totals()
 			out := SalesOrder{Guid: o.ID, OrderNumber: o.Number, OrderDate: msDateP(o.Date), RequiredDate: msDateP(o.DueDate), OrderStatus: orderStatus(o),
 				Customer: customerRef(ix.custs[o.CustomerID]), Warehouse: ix.warehouseRef(o.WarehouseCode), Currency: currencyOf(d, o.Currency),
@@ -838,8 +881,8 @@ func (s *Server) invoices(req request) []byte {
 				idx = append(idx, i)
 			}
 		}
-		body = page(req, len(idx), func(i int) Invoice {
-			inv := d.Invoices[idx[i]]
+		body = page(s, req, idx, func(i int) Invoice {
+			inv := d.Invoices[i]
 			sub, tax, total := inv.Totals()
 			return Invoice{Guid: inv.ID, InvoiceNumber: inv.Number, OrderNumber: inv.OrderNumber, InvoiceDate: msDateP(inv.Date), DueDate: msDateP(inv.DueDate),
 				InvoiceStatus: invoiceStatus(inv), Customer: customerRef(ix.custs[inv.CustomerID]), Warehouse: ix.warehouseRef(inv.WarehouseCode),
@@ -902,8 +945,8 @@ func (s *Server) creditNotes(req request) []byte {
 			}
 		}
 		byModifiedDesc(idx, func(i int) time.Time { return d.CreditNotes[i].Modified }, func(i int) string { return d.CreditNotes[i].ID })
-		body = page(req, len(idx), func(i int) CreditNote {
-			cn := d.CreditNotes[idx[i]]
+		body = page(s, req, idx, func(i int) CreditNote {
+			cn := d.CreditNotes[i]
 			sub, tax, total := cn.Totals()
 			order := ""
 			if inv := invoices[cn.OrderNumber]; inv != nil {
@@ -960,9 +1003,9 @@ func (s *Server) salesShipments(req request) []byte {
 		} else {
 			byModifiedDesc(idx, func(i int) time.Time { return d.Orders[i].Modified }, func(i int) string { return d.Orders[i].ID })
 		}
-		body = page(req, len(idx), func(i int) SalesShipment {
-			o := d.Orders[idx[i]]
-			return SalesShipment{Guid: deriveGUID(o.ID, "shipment"), ShipmentNumber: fmt.Sprintf("SS-%08d", o.Seq), OrderNumber: o.Number,
+		body = page(s, req, idx, func(i int) SalesShipment {
+			o := d.Orders[i]
+			return SalesShipment{Guid: ShipmentID(o.ID), ShipmentNumber: fmt.Sprintf("SS-%08d", o.Seq), OrderNumber: o.Number,
 				ShipmentStatus: shipmentStatus(o), DispatchDate: msDateP(o.Date.Add(48 * time.Hour)), ShippingCompany: strp("NZ Couriers"),
 				TrackingNumber: strp(fmt.Sprintf("NZC%09d", o.Seq)), Warehouse: ix.warehouseRef(o.WarehouseCode), Customer: customerRef(ix.custs[o.CustomerID]),
 				CreatedOn: msDate(o.Date.Add(48 * time.Hour)), LastModifiedOn: msDate(o.Modified)}

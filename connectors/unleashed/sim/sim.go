@@ -5,9 +5,13 @@
 // page number in the path (/Products/2) with pageSize up to 1000 and the
 // {"Pagination": {...}, "Items": [...]} envelope; modifiedSince in UTC;
 // Microsoft JSON dates ("/Date(1473149768263)/"); obsolete and deleted
-// records hidden unless asked for; a monthly call quota per account that
+// records hidden unless asked for; lists in the vendor's order (products and
+// customers by code, credit notes and shipments last modified first, the
+// rest in creation order); a monthly call quota per account that
 // blocks every request once used up (403 whose body names the limit) until
-// the 1st of the next month; fault injection and a Date header.
+// the 1st of the next month; and, from the embedded simkit.Base, the vendor
+// clock with its skew, the Date header, fault injection, statistics and the
+// unstable-order knob.
 //
 // It serves a simkit.Dataset, so tests can change records while a run is
 // under way and know what a full import must yield (Expected).
@@ -68,16 +72,17 @@ type Options struct {
 
 // Server is an Unleashed simulator.
 type Server struct {
-	opts   Options
-	data   *simkit.Dataset
-	now    func() time.Time
-	faults simkit.Faults
-	stats  simkit.Stats
+	// Base is the vendor clock (with its skew), the Date header, the fault
+	// queue, the statistics and the unstable-order knob.
+	simkit.Base
+	opts Options
+	data *simkit.Dataset
 
-	mu      sync.Mutex
-	month   time.Time // start of the counted month
-	used    int
-	corrupt []corruption
+	mu          sync.Mutex
+	month       time.Time // start of the counted month
+	used        int
+	corrupt     []corruption
+	groupPrices []groupPrice
 }
 
 type corruption struct {
@@ -107,8 +112,11 @@ func New(opts Options) *Server {
 		data.Update(func(d *simkit.Dataset) { base = d.Stamp() })
 		now = simkit.NewClock(base, opts.TimeScale).Now
 	}
-	data.SetClock(now)
-	return &Server{opts: opts, data: data, now: now}
+	s := &Server{opts: opts, data: data}
+	s.Init(now)
+	// Records are stamped on the vendor's clock, skew included.
+	data.SetClock(s.Now)
+	return s
 }
 
 // Credentials returns the Secret data that authenticates against the
@@ -120,20 +128,33 @@ func (s *Server) Credentials() map[string]string {
 // Dataset returns the served dataset.
 func (s *Server) Dataset() *simkit.Dataset { return s.data }
 
-// Faults returns the fault queue.
-func (s *Server) Faults() *simkit.Faults { return &s.faults }
-
-// Stats returns the request counters.
-func (s *Server) Stats() *simkit.Stats { return &s.stats }
-
-// Now returns the simulator's clock.
-func (s *Server) Now() time.Time { return s.now() }
-
 // QuotaUsed returns the calls counted against the quota this month.
 func (s *Server) QuotaUsed() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.used
+}
+
+// ServeGroupPrice makes GET /ProductPrices serve, from now on, a discount
+// for a whole product group and one customer: a row with ProductGroup and
+// no Product, which Unleashed allows (the ProductPrices page documents the
+// ProductGroup field and the productGroupPrices filter) and the connector
+// sets aside, as it maps prices of products only. The row is modified now;
+// ServeGroupPrice returns its Guid.
+func (s *Server) ServeGroupPrice() string {
+	var cust string
+	s.data.View(func(d *simkit.Dataset) {
+		if len(d.Customers) > 0 {
+			cust = d.Customers[0].ID
+		}
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.groupPrices) + 1
+	gp := groupPrice{guid: deriveGUID(zeroGUID, "groupprice/"+strconv.Itoa(n)), group: "Hardware", customerID: cust, discount: 10,
+		modified: simkit.Stamp(s.Now(), time.Millisecond)}
+	s.groupPrices = append(s.groupPrices, gp)
+	return gp.guid
 }
 
 // CorruptNext makes the next page served by endpoint (for example
@@ -166,10 +187,10 @@ func Sign(rawQuery, apiKey string) string {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.stats.Count(r.URL.Path)
-	now := s.now()
-	w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
-	if s.faults.Apply(w, r, &s.stats.Faults) {
+	s.Stats().Count(r.URL.Path)
+	now := s.Now()
+	s.SetDate(w)
+	if s.ApplyFault(w, r) {
 		return
 	}
 	if r.Method != http.MethodGet {
@@ -180,7 +201,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// string sent.
 	want := Sign(r.URL.RawQuery, s.opts.APIKey)
 	if r.Header.Get("api-auth-id") != s.opts.APIID || !hmac.Equal([]byte(r.Header.Get("api-auth-signature")), []byte(want)) {
-		s.stats.AuthFails.Add(1)
+		s.Stats().AuthFails.Add(1)
 		writeError(w, http.StatusForbidden, "Forbidden: the API id or signature is invalid")
 		return
 	}
@@ -189,7 +210,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.countQuota(now) {
-		s.stats.Throttled.Add(1)
+		s.Stats().Throttled.Add(1)
 		writeError(w, http.StatusForbidden, QuotaMessage)
 		return
 	}
@@ -211,7 +232,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
-	s.stats.Served.Add(1)
+	s.Stats().Served.Add(1)
 }
 
 // validClientType checks "<partner_or_account>/<app>": lower case, no

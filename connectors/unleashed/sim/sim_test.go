@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +127,37 @@ func TestExpectedCountsTheDataset(t *testing.T) {
 	if e[model.KindProduct] != 50 || e[model.KindStockLevel] != 100 || e[model.KindPriceRule] != 100 || e[model.KindSalesOrder] != 20 ||
 		e[model.KindInvoice] != 10 || e[model.KindCurrency] != 4 || e[model.KindShipment] != 5 {
 		t.Errorf("expected %v", e)
+	}
+}
+
+// TestListOrdersAndKnobs: products come by code, the unstable knob serves
+// each list in a fresh order, and ServeGroupPrice adds a product-group
+// price row (no Product) to /ProductPrices.
+func TestListOrdersAndKnobs(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := sim.New(sim.Options{Dataset: simkit.Options{Seed: 9, Products: 30, Customers: 5}, Now: func() time.Time { return now }})
+	codes := func() string {
+		_, env := get(t, s, "/Products?pageSize=1000", nil)
+		var out []string
+		for _, it := range env.Items {
+			out = append(out, it["ProductCode"].(string))
+		}
+		return strings.Join(out, ",")
+	}
+	ordered := codes()
+	parts := strings.Split(ordered, ",")
+	if !sort.StringsAreSorted(parts) {
+		t.Errorf("products not by code: %s", ordered)
+	}
+	s.SetUnstable(true)
+	if a, b := codes(), codes(); a == b || a == ordered {
+		t.Error("the unstable knob served the same order twice")
+	}
+	s.SetUnstable(false)
+	id := s.ServeGroupPrice()
+	_, env := get(t, s, "/ProductPrices?pageSize=1000", nil)
+	last := env.Items[len(env.Items)-1]
+	if last["Guid"] != id || last["Product"] != nil || last["ProductGroup"] == nil || env.Pagination.NumberOfItems != 31 {
+		t.Errorf("last price row %v of %d, want group price %s of 31", last, env.Pagination.NumberOfItems, id)
 	}
 }

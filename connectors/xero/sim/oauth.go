@@ -46,7 +46,7 @@ func (s *Server) Authorize() string {
 	s.grants.mu.Lock()
 	defer s.grants.mu.Unlock()
 	t := newToken("rt_")
-	s.grants.refresh[t] = &refreshState{issued: s.now()}
+	s.grants.refresh[t] = &refreshState{issued: s.Now()}
 	return t
 }
 
@@ -60,7 +60,7 @@ func (s *Server) RefreshTokenUsable(tok string) bool {
 }
 
 func (s *Server) refreshOK(st *refreshState) bool {
-	now := s.now()
+	now := s.Now()
 	if st.used.IsZero() {
 		return now.Sub(st.issued) < s.opts.RefreshTokenLifetime
 	}
@@ -95,7 +95,7 @@ func (s *Server) accessOK(tok string) bool {
 	s.grants.mu.Lock()
 	defer s.grants.mu.Unlock()
 	exp, ok := s.grants.access[tok]
-	return ok && s.now().Before(exp)
+	return ok && s.Now().Before(exp)
 }
 
 // serveToken is the identity token endpoint: grant_type=refresh_token with
@@ -114,7 +114,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
 	if id != s.opts.ClientID || secret != s.opts.ClientSecret {
-		s.stats.AuthFails.Add(1)
+		s.Stats().AuthFails.Add(1)
 		oauthError(w, http.StatusBadRequest, "invalid_client")
 		return
 	}
@@ -127,11 +127,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	st, known := s.grants.refresh[rt]
 	if !known || !s.refreshOK(st) {
 		s.grants.mu.Unlock()
-		s.stats.AuthFails.Add(1)
+		s.Stats().AuthFails.Add(1)
 		oauthError(w, http.StatusBadRequest, "invalid_grant")
 		return
 	}
-	now := s.now()
+	now := s.Now()
 	if st.used.IsZero() {
 		st.used = now
 	}
@@ -145,7 +145,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.grants.mu.Unlock()
 	if lose {
-		s.stats.Faults.Add(1)
+		s.Stats().Faults.Add(1)
 		if hj, ok := w.(http.Hijacker); ok {
 			if conn, _, err := hj.Hijack(); err == nil {
 				_ = conn.Close()
@@ -155,10 +155,10 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadGateway)
 		return
 	}
-	s.stats.Served.Add(1)
+	s.Stats().Served.Add(1)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
+	s.SetDate(w)
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"access_token":  access,
 		"expires_in":    int(s.opts.AccessTokenLifetime / time.Second),

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
 )
 
@@ -19,11 +19,15 @@ type query struct {
 	paged           bool
 	since           time.Time
 	includeArchived bool
+	// order is the list order the request named: "" (none: creation
+	// order), "asc" or "desc" (by UpdatedDateUTC).
+	order string
 }
 
-// parseQuery reads page, pageSize, includeArchived and If-Modified-Since.
-// If-Modified-Since is read as Xero reads it: to the second, in UTC; ISO
-// 8601 with or without a zone and the HTTP date format are accepted.
+// parseQuery reads page, pageSize, includeArchived, order and
+// If-Modified-Since. If-Modified-Since is read as Xero reads it: to the
+// second, in UTC; ISO 8601 with or without a zone and the HTTP date format
+// are accepted.
 func parseQuery(r *http.Request) (query, error) {
 	v := r.URL.Query()
 	q := query{page: 1, pageSize: 100}
@@ -42,6 +46,22 @@ func parseQuery(r *http.Request) (query, error) {
 		q.pageSize = min(n, MaxPageSize)
 	}
 	q.includeArchived = strings.EqualFold(v.Get("includeArchived"), "true")
+	if o := strings.TrimSpace(v.Get("order")); o != "" {
+		f := strings.Fields(o)
+		if !strings.EqualFold(f[0], "UpdatedDateUTC") || len(f) > 2 {
+			return q, fmt.Errorf("the simulator orders lists by UpdatedDateUTC only, not by %q", o)
+		}
+		q.order = "asc"
+		if len(f) == 2 {
+			switch strings.ToUpper(f[1]) {
+			case "ASC":
+			case "DESC":
+				q.order = "desc"
+			default:
+				return q, fmt.Errorf("order direction must be ASC or DESC")
+			}
+		}
+	}
 	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
 		t, err := parseSince(ims)
 		if err != nil {
@@ -61,44 +81,42 @@ func parseSince(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("If-Modified-Since %q is not a date", s)
 }
 
-// modifiedSince keeps records changed at or after since (to the second), in
-// ascending modified order then id: Xero's "order=UpdatedDateUTC ASC".
-func modifiedSince[T any](items []T, since time.Time, meta func(T) simkit.Meta, keep func(T) bool) []int {
-	out := make([]int, 0, len(items))
-	for i, it := range items {
-		m := meta(it)
+// selectList returns the indexes of the items a list request gets, in the
+// order it gets them: those keep accepts that changed at or after the
+// request's If-Modified-Since (compared to the second, inclusive), ordered
+// as the request's order parameter asks (by UpdatedDateUTC, ties by id) or
+// in the given (creation) order without one; the base's unstable knob then
+// reshuffles them.
+func selectList[T any](s *Server, items []T, q query, meta func(T) simkit.Meta, keep func(T) bool) []int {
+	accept := func(it T) bool {
 		if keep != nil && !keep(it) {
-			continue
+			return false
 		}
-		if since.IsZero() || !m.Modified.Truncate(time.Second).Before(since) {
-			out = append(out, i)
-		}
+		return q.since.IsZero() || !meta(it).Modified.Truncate(time.Second).Before(q.since)
 	}
-	sort.SliceStable(out, func(a, b int) bool {
-		ma, mb := meta(items[out[a]]), meta(items[out[b]])
-		if !ma.Modified.Equal(mb.Modified) {
-			return ma.Modified.Before(mb.Modified)
-		}
-		return ma.ID < mb.ID
-	})
-	return out
+	var less func(a, b T) bool
+	switch q.order {
+	case "asc":
+		less = simkit.ByModified(meta)
+	case "desc":
+		asc := simkit.ByModified(meta)
+		less = func(a, b T) bool { return asc(b, a) }
+	}
+	return s.Order(simkit.Sorted(items, accept, less))
 }
 
-// msDate renders Xero's /Date(ms+0000)/; msDatePlain its /Date(ms)/.
-func msDate(t time.Time) string      { return fmt.Sprintf("/Date(%d+0000)/", t.UnixMilli()) }
-func msDatePlain(t time.Time) string { return fmt.Sprintf("/Date(%d)/", t.UnixMilli()) }
-
-func num(dec string) json.Number {
-	if dec == "" {
-		return "0"
-	}
-	return json.Number(dec)
-}
+// Xero's wire formats: /Date(ms+0000)/ and /Date(ms)/ dates, money as JSON
+// numbers.
+var (
+	msDate      = simkit.MSDateZone
+	msDatePlain = simkit.MSDate
+	num         = simkit.Money
+)
 
 // write answers JSON in Xero's envelope, or XML when the client did not ask
 // for JSON (Xero's default format).
 func (s *Server) write(w http.ResponseWriter, r *http.Request, status int, body map[string]any) {
-	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
+	s.SetDate(w)
 	if !strings.Contains(r.Header.Get("Accept"), "application/json") {
 		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 		w.WriteHeader(status)
@@ -114,12 +132,12 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, status int, body 
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 	if status < 300 {
-		s.stats.Served.Add(1)
+		s.Stats().Served.Add(1)
 	}
 }
 
 func (s *Server) envelope(list string, items any, pag map[string]int) map[string]any {
-	out := map[string]any{"Id": newUUID(), "Status": "OK", "ProviderName": s.opts.ProviderName, "DateTimeUTC": msDatePlain(s.now()), list: items}
+	out := map[string]any{"Id": newUUID(), "Status": "OK", "ProviderName": s.opts.ProviderName, "DateTimeUTC": msDatePlain(s.Now()), list: items}
 	if pag != nil {
 		out["pagination"] = pag
 	}
@@ -216,7 +234,7 @@ type item struct {
 func (s *Server) serveItems(w http.ResponseWriter, r *http.Request, q query) {
 	var out []item
 	s.data.View(func(d *simkit.Dataset) {
-		sel := modifiedSince(d.Products, q.since, func(p *simkit.Product) simkit.Meta { return p.Meta }, func(p *simkit.Product) bool { return !p.Deleted })
+		sel := selectList(s, d.Products, q, func(p *simkit.Product) simkit.Meta { return p.Meta }, func(p *simkit.Product) bool { return !p.Deleted })
 		out = make([]item, 0, len(sel))
 		for _, i := range sel {
 			p := d.Products[i]
@@ -334,26 +352,38 @@ func contacts(d *simkit.Dataset) []contact {
 }
 
 func (s *Server) serveContacts(w http.ResponseWriter, r *http.Request, q query) {
-	var items []contact
-	var pag map[string]int
+	var body map[string]any
 	s.data.View(func(d *simkit.Dataset) {
 		all := contacts(d)
-		sel := modifiedSince(all, q.since, func(c contact) simkit.Meta { return simkit.Meta{ID: c.id, Modified: c.modified} },
+		sel := selectList(s, all, q, func(c contact) simkit.Meta { return simkit.Meta{ID: c.id, Modified: c.modified} },
 			func(c contact) bool { return q.includeArchived || c.ContactStatus != "ARCHIVED" })
-		if !q.paged {
-			q.pageSize = max(len(sel), 1)
-		}
-		start, end, p := page(len(sel), q)
-		pag = p
-		items = make([]contact, 0, end-start)
-		for _, i := range sel[start:end] {
-			items = append(items, all[i])
-		}
+		body = pageOf(s, "Contacts", all, sel, q)
 	})
+	s.write(w, r, http.StatusOK, body)
+}
+
+// pageOf renders the requested page of a selected list in Xero's envelope,
+// with the pagination object when the request was paged (without page,
+// Xero returns the whole list).
+func pageOf[T any](s *Server, list string, all []T, sel []int, q query) map[string]any {
+	return pageRendered(s, list, sel, q, func(i int) T { return all[i] })
+}
+
+// pageRendered is pageOf for lists rendered per item: only the requested
+// page's items are rendered.
+func pageRendered[T any](s *Server, list string, sel []int, q query, render func(i int) T) map[string]any {
+	if !q.paged {
+		q.pageSize = max(len(sel), 1)
+	}
+	start, end, pag := page(len(sel), q)
 	if !q.paged {
 		pag = nil
 	}
-	s.write(w, r, http.StatusOK, s.envelope("Contacts", items, pag))
+	items := make([]T, 0, end-start)
+	for _, i := range sel[start:end] {
+		items = append(items, render(i))
+	}
+	return s.envelope(list, items, pag)
 }
 
 type lineItemItem struct {
@@ -408,7 +438,6 @@ type invoice struct {
 	HasAttachments       bool         `json:"HasAttachments"`
 	IsDiscounted         bool         `json:"IsDiscounted"`
 	Allocations          []allocation `json:"Allocations,omitempty"`
-	meta                 simkit.Meta
 }
 
 type allocation struct {
@@ -483,8 +512,7 @@ func renderInvoice(doc *simkit.Document, typ string, contact contactRef, x *ids)
 		DueDateString: doc.DueDate.UTC().Format("2006-01-02T15:04:05"), Status: st, LineAmountTypes: "Exclusive", LineItems: ls,
 		SubTotal: json.Number(fmtCents(sub)), TotalTax: json.Number(fmtCents(tax)), Total: json.Number(fmtCents(sub + tax)),
 		AmountDue: json.Number(fmtCents(due)), AmountPaid: json.Number(fmtCents(paid)), AmountCredited: "0", CurrencyCode: doc.Currency,
-		CurrencyRate: "1", UpdatedDateUTC: msDate(doc.Modified), UpdatedDateUTCString: doc.Modified.UTC().Format("2006-01-02T15:04:05Z"),
-		meta: doc.Meta}
+		CurrencyRate: "1", UpdatedDateUTC: msDate(doc.Modified), UpdatedDateUTCString: doc.Modified.UTC().Format("2006-01-02T15:04:05Z")}
 }
 
 // bills derives supplier bills (ACCPAY invoices) from every fourth order:
@@ -508,44 +536,129 @@ func bills(d *simkit.Dataset) []*simkit.Document {
 	return out
 }
 
+// invoiceSource is one document GET /Invoices lists, before rendering.
+type invoiceSource struct {
+	doc *simkit.Document
+	typ string
+}
+
 func (s *Server) serveInvoices(w http.ResponseWriter, r *http.Request, q query) {
-	var items []invoice
-	var pag map[string]int
+	var body map[string]any
 	s.data.View(func(d *simkit.Dataset) {
 		x := s.idx(d)
-		all := make([]invoice, 0, len(d.Invoices))
+		bs := bills(d)
+		s.mu.Lock()
+		odd := append([]oddInvoice(nil), s.odd...)
+		s.mu.Unlock()
+		all := make([]invoiceSource, 0, len(d.Invoices)+len(bs)+len(odd))
 		for _, inv := range d.Invoices {
-			c := x.customer[inv.CustomerID]
-			ref := contactRef{ContactID: inv.CustomerID, Name: inv.CustomerCode}
-			if c != nil {
-				ref = contactRef{ContactID: c.ID, ContactNumber: c.Code, Name: c.Name}
-			}
-			all = append(all, renderInvoice(inv, "ACCREC", ref, x))
+			all = append(all, invoiceSource{doc: inv, typ: "ACCREC"})
 		}
-		for _, b := range bills(d) {
-			ref := contactRef{}
-			if p := x.product[b.Lines[0].ProductID]; p != nil {
-				if sp := x.supplier[p.SupplierCode]; sp != nil {
-					ref = contactRef{ContactID: sp.ID, ContactNumber: sp.Code, Name: sp.Name}
+		for _, b := range bs {
+			all = append(all, invoiceSource{doc: b, typ: "ACCPAY"})
+		}
+		for i := range odd {
+			all = append(all, invoiceSource{doc: &odd[i].doc, typ: odd[i].typ})
+		}
+		sel := selectList(s, all, q, func(i invoiceSource) simkit.Meta { return i.doc.Meta }, nil)
+		body = pageRendered(s, "Invoices", sel, q, func(i int) invoice {
+			src := all[i]
+			ref := customerRef(src.doc, x)
+			if src.typ == "ACCPAY" {
+				ref = contactRef{}
+				if p := x.product[src.doc.Lines[0].ProductID]; p != nil {
+					if sp := x.supplier[p.SupplierCode]; sp != nil {
+						ref = contactRef{ContactID: sp.ID, ContactNumber: sp.Code, Name: sp.Name}
+					}
 				}
 			}
-			all = append(all, renderInvoice(b, "ACCPAY", ref, x))
+			return renderInvoice(src.doc, src.typ, ref, x)
+		})
+	})
+	s.write(w, r, http.StatusOK, body)
+}
+
+// DocState is what Xero says about one invoice or credit note: the fields
+// a connector scenario checks.
+type DocState struct {
+	Kind    model.Kind // invoices or credit_notes
+	ID      string
+	Number  string
+	Type    string // ACCREC, ACCPAY, ACCRECCREDIT
+	Status  string
+	Deleted bool // VOIDED or DELETED
+}
+
+// Documents returns the state of every invoice (sales invoices and the
+// bills derived from orders) and credit note GET /Invoices and GET
+// /CreditNotes serve now, without the invoices of AddInvoiceOfType.
+func (s *Server) Documents() []DocState {
+	var out []DocState
+	s.data.View(func(d *simkit.Dataset) {
+		add := func(kind model.Kind, doc *simkit.Document, typ string) {
+			st := docStatus(doc)
+			out = append(out, DocState{Kind: kind, ID: doc.ID, Number: doc.Number, Type: typ, Status: st, Deleted: st == "VOIDED" || st == "DELETED"})
 		}
-		sel := modifiedSince(all, q.since, func(i invoice) simkit.Meta { return i.meta }, nil)
-		if !q.paged {
-			q.pageSize = max(len(sel), 1)
+		for _, inv := range d.Invoices {
+			add(model.KindInvoice, inv, "ACCREC")
 		}
-		start, end, p := page(len(sel), q)
-		pag = p
-		items = make([]invoice, 0, end-start)
-		for _, i := range sel[start:end] {
-			items = append(items, all[i])
+		for _, b := range bills(d) {
+			add(model.KindInvoice, b, "ACCPAY")
+		}
+		for _, cn := range d.CreditNotes {
+			add(model.KindCreditNote, cn, "ACCRECCREDIT")
 		}
 	})
-	if !q.paged {
-		pag = nil
+	return out
+}
+
+// IsTracked says which products the simulator serves as items tracked as
+// inventory, with a QuantityOnHand (a stock level).
+func IsTracked(p *simkit.Product) bool { return isTracked(p) }
+
+func customerRef(doc *simkit.Document, x *ids) contactRef {
+	if c := x.customer[doc.CustomerID]; c != nil {
+		return contactRef{ContactID: c.ID, ContactNumber: c.Code, Name: c.Name}
 	}
-	s.write(w, r, http.StatusOK, s.envelope("Invoices", items, pag))
+	return contactRef{ContactID: doc.CustomerID, Name: doc.CustomerCode}
+}
+
+// oddInvoice is an invoice of a type beyond ACCREC and ACCPAY.
+type oddInvoice struct {
+	typ string
+	doc simkit.Document
+}
+
+// OddInvoiceTypes are the invoice types Xero's OpenAPI document allows
+// beyond ACCREC and ACCPAY (schema Invoice, property Type).
+var OddInvoiceTypes = []string{"ACCPAYCREDIT", "APOVERPAYMENT", "APPREPAYMENT", "ACCRECCREDIT", "AROVERPAYMENT", "ARPREPAYMENT"}
+
+// AddInvoiceOfType makes GET /Invoices serve, from now on, one more invoice
+// of Type typ (one of OddInvoiceTypes, or anything else: the simulator does
+// not check), modelled on the dataset's first invoice and modified now. It
+// returns its InvoiceID, or "" when the dataset has no invoice to model it
+// on. The invoice is not in Expected: it is no record of a kind the
+// connector maps.
+func (s *Server) AddInvoiceOfType(typ string) string {
+	var doc simkit.Document
+	var ok bool
+	s.data.View(func(d *simkit.Dataset) {
+		if len(d.Invoices) > 0 {
+			doc, ok = *d.Invoices[0], true
+			doc.Lines = append([]simkit.Line(nil), doc.Lines...)
+		}
+	})
+	if !ok {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.odd) + 1
+	now := s.Now().Truncate(time.Millisecond)
+	doc.Meta = simkit.Meta{ID: derivedID(doc.ID, "odd", typ, strconv.Itoa(n)), Seq: 1_000_000 + n, Created: now, Modified: now}
+	doc.Number = fmt.Sprintf("%s-%06d", typ, n)
+	s.odd = append(s.odd, oddInvoice{typ: typ, doc: doc})
+	return doc.ID
 }
 
 type creditNote struct {
@@ -567,48 +680,30 @@ type creditNote struct {
 	UpdatedDateUTC   string       `json:"UpdatedDateUTC"`
 	Allocations      []allocation `json:"Allocations"`
 	HasAttachments   bool         `json:"HasAttachments"`
-	meta             simkit.Meta
 }
 
 func (s *Server) serveCreditNotes(w http.ResponseWriter, r *http.Request, q query) {
-	var items []creditNote
-	var pag map[string]int
+	var body map[string]any
 	s.data.View(func(d *simkit.Dataset) {
 		x := s.idx(d)
-		all := make([]creditNote, 0, len(d.CreditNotes))
-		for _, cn := range d.CreditNotes {
+		sel := selectList(s, d.CreditNotes, q, func(cn *simkit.Document) simkit.Meta { return cn.Meta }, nil)
+		body = pageRendered(s, "CreditNotes", sel, q, func(i int) creditNote {
+			cn := d.CreditNotes[i]
 			ls, sub, tax := lines(cn, x, false, "200")
-			ref := contactRef{ContactID: cn.CustomerID, Name: cn.CustomerCode}
-			if c := x.customer[cn.CustomerID]; c != nil {
-				ref = contactRef{ContactID: c.ID, ContactNumber: c.Code, Name: c.Name}
-			}
-			c := creditNote{Type: "ACCRECCREDIT", CreditNoteID: cn.ID, CreditNoteNumber: cn.Number, Reference: cn.OrderNumber, Contact: ref,
+			c := creditNote{Type: "ACCRECCREDIT", CreditNoteID: cn.ID, CreditNoteNumber: cn.Number, Reference: cn.OrderNumber, Contact: customerRef(cn, x),
 				Date: msDate(cn.Date), Status: docStatus(cn), LineAmountTypes: "Exclusive", LineItems: ls, SubTotal: json.Number(fmtCents(sub)),
 				TotalTax: json.Number(fmtCents(tax)), Total: json.Number(fmtCents(sub + tax)), RemainingCredit: "0", CurrencyCode: cn.Currency,
-				CurrencyRate: "1", UpdatedDateUTC: msDatePlain(cn.Modified), Allocations: []allocation{}, meta: cn.Meta}
+				CurrencyRate: "1", UpdatedDateUTC: msDatePlain(cn.Modified), Allocations: []allocation{}}
 			if inv := x.invoiceBy[cn.OrderNumber]; inv != nil && c.Status == "AUTHORISED" {
 				c.Allocations = append(c.Allocations, allocation{AllocationID: derivedID(cn.ID, "allocation"), Amount: c.Total, Date: msDate(cn.Date),
 					Invoice: invoiceRef{InvoiceID: inv.ID, InvoiceNumber: inv.Number}})
 			} else {
 				c.RemainingCredit = c.Total
 			}
-			all = append(all, c)
-		}
-		sel := modifiedSince(all, q.since, func(c creditNote) simkit.Meta { return c.meta }, nil)
-		if !q.paged {
-			q.pageSize = max(len(sel), 1)
-		}
-		start, end, p := page(len(sel), q)
-		pag = p
-		items = make([]creditNote, 0, end-start)
-		for _, i := range sel[start:end] {
-			items = append(items, all[i])
-		}
+			return c
+		})
 	})
-	if !q.paged {
-		pag = nil
-	}
-	s.write(w, r, http.StatusOK, s.envelope("CreditNotes", items, pag))
+	s.write(w, r, http.StatusOK, body)
 }
 
 type taxRate struct {
@@ -664,21 +759,21 @@ func (s *Server) serveCurrencies(w http.ResponseWriter, r *http.Request) {
 // token reaches.
 func (s *Server) serveConnections(w http.ResponseWriter, r *http.Request) {
 	if !s.accessOK(bearer(r)) {
-		s.stats.AuthFails.Add(1)
+		s.Stats().AuthFails.Add(1)
 		s.problem(w, r, http.StatusUnauthorized, "Unauthorized", "AuthenticationUnsuccessful")
 		return
 	}
-	created := s.now().Add(-30 * 24 * time.Hour).UTC().Format("2006-01-02T15:04:05.0000000")
+	created := s.Now().Add(-30 * 24 * time.Hour).UTC().Format("2006-01-02T15:04:05.0000000")
 	out := make([]map[string]any, 0, len(s.tenants))
 	for i, t := range s.tenants {
 		out = append(out, map[string]any{"id": derivedID(t, "connection"), "authEventId": derivedID(t, "auth"), "tenantId": t,
 			"tenantType": "ORGANISATION", "tenantName": fmt.Sprintf("Demo Company %d", i+1), "createdDateUtc": created, "updatedDateUtc": created})
 	}
-	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
+	s.SetDate(w)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	b, _ := json.Marshal(out)
 	_, _ = w.Write(b)
-	s.stats.Served.Add(1)
+	s.Stats().Served.Add(1)
 }
 
 func cents(dec string) int64 {

@@ -15,8 +15,14 @@
 // Invoices and CreditNotes while Items, TaxRates and Currencies come whole;
 // archived contacts need includeArchived=true; the per-organisation limits
 // (60 a minute, 5,000 a day, 5 in flight) and the app's 10,000 a minute
-// answer 429 with Retry-After and X-Rate-Limit-Problem; faults can be
-// injected. Time can be compressed (TimeScale) or driven by a test (Now).
+// answer 429 with Retry-After and X-Rate-Limit-Problem. Paged lists are
+// served in the order the request's order parameter names (UpdatedDateUTC
+// ASC or DESC, ties by id: the tie order is an assumption, Xero documents
+// none), and in creation order without one.
+//
+// The clock (with an optional skew), the Date header, the fault queue, the
+// statistics and the unstable-order knob come from the embedded
+// simkit.Base. Time can be compressed (TimeScale) or driven by a test (Now).
 package sim
 
 import (
@@ -79,19 +85,20 @@ type Options struct {
 
 // Server is the simulator; it implements http.Handler.
 type Server struct {
+	simkit.Base
 	opts    Options
 	data    *simkit.Dataset
-	now     func() time.Time
 	tenants []string
 	grants  grants
 	tenant  *simkit.Limiter
 	app     *simkit.Limiter
-	faults  simkit.Faults
-	stats   simkit.Stats
 
 	mu       sync.Mutex
 	inflight map[string]int
 	index    *ids
+	// odd holds invoices of types beyond ACCREC and ACCPAY (see
+	// AddInvoiceOfType), served after the dataset's.
+	odd []oddInvoice
 }
 
 // New builds a simulator.
@@ -135,11 +142,13 @@ func New(opts Options) *Server {
 		opts.ProviderName = "ErpSync"
 	}
 	s.opts = opts
-	s.now = opts.Now
-	if s.now == nil {
-		s.now = simkit.NewClock(clockBase(s.data, opts.Dataset.Now), opts.TimeScale).Now
+	now := opts.Now
+	if now == nil {
+		now = simkit.NewClock(clockBase(s.data, opts.Dataset.Now), opts.TimeScale).Now
 	}
-	s.data.SetClock(s.now)
+	s.Init(now)
+	// Changes are stamped on the vendor's (possibly skewed) clock.
+	s.data.SetClock(s.Now)
 	for i := 1; i <= opts.Tenants; i++ {
 		x := h(fmt.Sprintf("tenant%d", i))
 		s.tenants = append(s.tenants, fmt.Sprintf("%s-%s-4%s-8%s-%s", x[:8], x[8:12], x[13:16], x[17:20], x[20:32]))
@@ -152,9 +161,9 @@ func New(opts Options) *Server {
 	if opts.DayLimit > 0 {
 		tw = append(tw, simkit.Window{Name: "day", Limit: opts.DayLimit, Per: 24 * time.Hour})
 	}
-	s.tenant = simkit.NewLimiter(s.now, tw...)
+	s.tenant = simkit.NewLimiter(s.Now, tw...)
 	if opts.AppMinuteLimit > 0 {
-		s.app = simkit.NewLimiter(s.now, simkit.Window{Name: "appminute", Limit: opts.AppMinuteLimit, Per: time.Minute})
+		s.app = simkit.NewLimiter(s.Now, simkit.Window{Name: "appminute", Limit: opts.AppMinuteLimit, Per: time.Minute})
 	}
 	return s
 }
@@ -210,16 +219,6 @@ func (s *Server) Credentials() map[string]string {
 // Dataset returns the simulator's dataset.
 func (s *Server) Dataset() *simkit.Dataset { return s.data }
 
-// Faults returns the fault queue (API requests only; see LoseTokenResponses
-// for the token endpoint).
-func (s *Server) Faults() *simkit.Faults { return &s.faults }
-
-// Stats returns the request counters.
-func (s *Server) Stats() *simkit.Stats { return &s.stats }
-
-// Now returns the simulator's clock.
-func (s *Server) Now() time.Time { return s.now() }
-
 // Expected returns the canonical records per kind a full import yields.
 func (s *Server) Expected() map[model.Kind]int {
 	out := map[model.Kind]int{}
@@ -251,7 +250,7 @@ func (s *Server) Expected() map[model.Kind]int {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.stats.Count(r.URL.Path)
+	s.Stats().Count(r.URL.Path)
 	switch {
 	case r.URL.Path == TokenPath:
 		s.serveToken(w, r)
@@ -266,14 +265,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.accessOK(bearer(r)) {
-		s.stats.AuthFails.Add(1)
+		s.Stats().AuthFails.Add(1)
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		s.problem(w, r, http.StatusUnauthorized, "Unauthorized", "AuthenticationUnsuccessful")
 		return
 	}
 	tenant := r.Header.Get("xero-tenant-id")
 	if !s.connected(tenant) {
-		s.stats.AuthFails.Add(1)
+		s.Stats().AuthFails.Add(1)
 		s.problem(w, r, http.StatusForbidden, "Forbidden", "AuthorizationUnsuccessful")
 		return
 	}
@@ -281,7 +280,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.release(tenant)
-	if s.faults.Apply(w, r, &s.stats.Faults) {
+	// Faults apply to API requests only; see LoseTokenResponses for the
+	// token endpoint.
+	if s.ApplyFault(w, r) {
 		return
 	}
 	if r.Method != http.MethodGet {
@@ -360,7 +361,7 @@ func (s *Server) release(tenant string) {
 }
 
 func (s *Server) throttle(w http.ResponseWriter, r *http.Request, window string, retry time.Duration) {
-	s.stats.Throttled.Add(1)
+	s.Stats().Throttled.Add(1)
 	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Seconds())))))
 	w.Header().Set("X-Rate-Limit-Problem", window)
 	s.problem(w, r, http.StatusTooManyRequests, "Too Many Requests", "rate limit exceeded: "+window)

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
 )
 
@@ -182,5 +184,153 @@ func TestPagingAndIfModifiedSince(t *testing.T) {
 	}
 	if len(env.Contacts) != 1 {
 		t.Fatalf("If-Modified-Since returned %d contacts, want the 1 changed (HTTP %d)", len(env.Contacts), resp2.StatusCode)
+	}
+}
+
+// listContacts gets one page of contacts with the given query and headers.
+func listContacts(t *testing.T, s *Server, srv *httptest.Server, query string, h http.Header) (int, []map[string]any, http.Header) {
+	t.Helper()
+	_, body := refresh(t, s, srv, s.Authorize())
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+APIPath+"/Contacts?"+query, nil)
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+body["access_token"].(string))
+	req.Header.Set("xero-tenant-id", s.Tenants()[0])
+	req.Header.Set("Accept", "application/json")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var env struct{ Contacts []map[string]any }
+	_ = json.NewDecoder(resp.Body).Decode(&env)
+	return resp.StatusCode, env.Contacts, resp.Header
+}
+
+func updated(t *testing.T, c map[string]any) int64 {
+	t.Helper()
+	var ms int64
+	if _, err := fmt.Sscanf(c["UpdatedDateUTC"].(string), "/Date(%d+0000)/", &ms); err != nil {
+		t.Fatalf("UpdatedDateUTC %v: %v", c["UpdatedDateUTC"], err)
+	}
+	return ms
+}
+
+// TestOrderIsWhatTheRequestNames: the order parameter is honoured exactly
+// (UpdatedDateUTC ASC or DESC, ties by id), creation order without one,
+// and an order the simulator cannot serve is refused, not ignored.
+func TestOrderIsWhatTheRequestNames(t *testing.T) {
+	s, srv, _ := newSim(t, Options{Dataset: simkit.Options{Seed: 3, Products: 5, Customers: 30, Orders: 5}})
+	for _, tc := range []struct {
+		order string
+		check func(prev, cur map[string]any) bool
+	}{
+		{"UpdatedDateUTC ASC", func(p, c map[string]any) bool { return updated(t, p) <= updated(t, c) }},
+		{"UpdatedDateUTC", func(p, c map[string]any) bool { return updated(t, p) <= updated(t, c) }},
+		{"UpdatedDateUTC DESC", func(p, c map[string]any) bool { return updated(t, p) >= updated(t, c) }},
+	} {
+		code, cs, _ := listContacts(t, s, srv, url.Values{"page": {"1"}, "order": {tc.order}}.Encode(), nil)
+		if code != 200 || len(cs) != 40 {
+			t.Fatalf("%s: %d, %d contacts", tc.order, code, len(cs))
+		}
+		for i := 1; i < len(cs); i++ {
+			if !tc.check(cs[i-1], cs[i]) {
+				t.Fatalf("%s: contact %d is out of order", tc.order, i)
+			}
+		}
+	}
+	_, cs, _ := listContacts(t, s, srv, "page=1", nil)
+	var ids []string
+	s.Dataset().View(func(d *simkit.Dataset) {
+		for _, c := range d.Customers {
+			ids = append(ids, c.ID)
+		}
+	})
+	for i, id := range ids {
+		if cs[i]["ContactID"] != id {
+			t.Fatalf("without order, contact %d is %v, want creation order (%s)", i, cs[i]["ContactID"], id)
+		}
+	}
+	if code, _, _ := listContacts(t, s, srv, "page=1&order=Name", nil); code != 400 {
+		t.Fatalf("order=Name: %d, want 400 (the simulator cannot serve it)", code)
+	}
+	s.SetUnstable(true)
+	_, a, _ := listContacts(t, s, srv, "page=1&order=UpdatedDateUTC+ASC", nil)
+	_, b, _ := listContacts(t, s, srv, "page=1&order=UpdatedDateUTC+ASC", nil)
+	same := true
+	for i := range a {
+		same = same && a[i]["ContactID"] == b[i]["ContactID"]
+	}
+	if same {
+		t.Fatal("the unstable knob served the same order twice")
+	}
+}
+
+// TestIfModifiedSinceIsInclusiveToTheSecond: records stamped in the
+// If-Modified-Since second itself are returned.
+func TestIfModifiedSinceIsInclusiveToTheSecond(t *testing.T) {
+	s, srv, clock := newSim(t, Options{Dataset: simkit.Options{Seed: 4, Products: 5, Customers: 10, Orders: 5}})
+	clock.add(time.Hour + 700*time.Millisecond)
+	ids := s.Dataset().TouchCustomers(1)
+	since := clock.Now().Truncate(time.Second)
+	_, cs, _ := listContacts(t, s, srv, "page=1", http.Header{"If-Modified-Since": {since.Format("2006-01-02T15:04:05")}})
+	if len(cs) != 1 || cs[0]["ContactID"] != ids[0] {
+		t.Fatalf("If-Modified-Since the change's second returned %v, want the changed contact", cs)
+	}
+	_, cs, _ = listContacts(t, s, srv, "page=1", http.Header{"If-Modified-Since": {since.Add(time.Second).Format("2006-01-02T15:04:05")}})
+	if len(cs) != 0 {
+		t.Fatalf("If-Modified-Since the next second returned %d contacts", len(cs))
+	}
+}
+
+// TestSkewMovesTheVendorsClock: with a skew the Date header, the envelope
+// and the stamps of changes run on the vendor's clock.
+func TestSkewMovesTheVendorsClock(t *testing.T) {
+	s, srv, clock := newSim(t, Options{})
+	s.SetSkew(7 * time.Minute)
+	_, _, h := listContacts(t, s, srv, "page=1", nil)
+	date, err := http.ParseTime(h.Get("Date"))
+	if err != nil || !date.Equal(clock.Now().Add(7*time.Minute).Truncate(time.Second)) {
+		t.Fatalf("Date %q (%v), want our clock plus 7 minutes (%v)", h.Get("Date"), err, clock.Now().Add(7*time.Minute))
+	}
+	id := s.Dataset().TouchCustomers(1)[0]
+	var mod time.Time
+	s.Dataset().View(func(d *simkit.Dataset) {
+		for _, c := range d.Customers {
+			if c.ID == id {
+				mod = c.Modified
+			}
+		}
+	})
+	if !mod.Equal(clock.Now().Add(7 * time.Minute)) {
+		t.Fatalf("a change was stamped %v, want the vendor's clock %v", mod, clock.Now().Add(7*time.Minute))
+	}
+}
+
+// TestInvoicesOfOtherTypes: AddInvoiceOfType serves an invoice of a type
+// beyond ACCREC and ACCPAY, outside Documents and Expected.
+func TestInvoicesOfOtherTypes(t *testing.T) {
+	s, srv, _ := newSim(t, Options{})
+	before := s.Expected()
+	docs := len(s.Documents())
+	id := s.AddInvoiceOfType("ARPREPAYMENT")
+	_, body := refresh(t, s, srv, s.Authorize())
+	resp := get(t, srv, "/Invoices?page=1", body["access_token"].(string), s.Tenants()[0], "application/json")
+	var env struct{ Invoices []map[string]any }
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, inv := range env.Invoices {
+		if inv["InvoiceID"] == id {
+			found = inv["Type"] == "ARPREPAYMENT"
+		}
+	}
+	if !found {
+		t.Fatalf("invoice %s of type ARPREPAYMENT not served", id)
+	}
+	if len(s.Documents()) != docs || s.Expected()[model.KindInvoice] != before[model.KindInvoice] {
+		t.Fatal("the odd invoice counts as a mapped record")
 	}
 }

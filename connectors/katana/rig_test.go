@@ -18,10 +18,10 @@ import (
 	"github.com/erpsync/erpsync-operator/sinks/memory"
 )
 
-// harness is a connector wired to a simulator on one fake clock: the
+// rig is a connector wired to a simulator on one fake clock: the
 // client's rate-limit waits advance the clock the simulator meters with, so
 // the vendor's real limits are enforced without real waiting.
-type harness struct {
+type rig struct {
 	t     *testing.T
 	sim   *sim.Server
 	srv   *httptest.Server
@@ -33,9 +33,9 @@ type harness struct {
 
 var testStart = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
-func newHarness(t *testing.T, ds simkit.Options, wrap func(http.Handler) http.Handler) *harness {
+func newRig(t *testing.T, ds simkit.Options, wrap func(http.Handler) http.Handler) *rig {
 	t.Helper()
-	h := &harness{t: t, clock: httpapi.NewFakeClock(testStart), sink: memory.New()}
+	h := &rig{t: t, clock: httpapi.NewFakeClock(testStart), sink: memory.New()}
 	h.sim = sim.New(sim.Options{Dataset: ds, Now: h.clock.Now})
 	var handler http.Handler = h.sim
 	if wrap != nil {
@@ -47,7 +47,7 @@ func newHarness(t *testing.T, ds simkit.Options, wrap func(http.Handler) http.Ha
 	return h
 }
 
-func (h *harness) connector(t *testing.T, creds map[string]string) connectors.Connector {
+func (h *rig) connector(t *testing.T, creds map[string]string) connectors.Connector {
 	t.Helper()
 	data := map[string][]byte{}
 	for k, v := range creds {
@@ -64,14 +64,14 @@ func (h *harness) connector(t *testing.T, creds map[string]string) connectors.Co
 }
 
 // run executes one engine run and keeps the state it returns.
-func (h *harness) run(ctx context.Context) (engine.Result, error) {
+func (h *rig) run(ctx context.Context) (engine.Result, error) {
 	res, err := engine.Execute(ctx, engine.Run{Connector: h.conn, Sink: h.sink, State: h.state, Now: h.clock.Now, Log: testr.New(h.t)})
 	h.state = res.State
 	return res, err
 }
 
 // counts returns the sink's records per kind.
-func (h *harness) counts() map[model.Kind]int {
+func (h *rig) counts() map[model.Kind]int {
 	out := map[model.Kind]int{}
 	for _, r := range h.sink.Records() {
 		out[r.Kind]++
@@ -79,7 +79,7 @@ func (h *harness) counts() map[model.Kind]int {
 	return out
 }
 
-func (h *harness) get(kind model.Kind, id string) (model.Record, bool) {
+func (h *rig) get(kind model.Kind, id string) (model.Record, bool) {
 	return h.sink.Get(model.Key{Company: "acme", Vendor: Type, Kind: kind, VendorID: id})
 }
 
