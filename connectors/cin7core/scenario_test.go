@@ -3,7 +3,6 @@ package cin7core_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -44,34 +43,12 @@ var caps = connectortest.Caps{
 func (harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) *connectortest.Env {
 	t.Helper()
 	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now})
-	srv := httptest.NewServer(s)
-	t.Cleanup(srv.Close)
+	srv := connectortest.Serve(t, s)
 	var mu sync.Mutex
 	aside := map[string]bool{} // credit notes served as set-aside documents
-	connect := func(t testing.TB, reg *httpapi.Registry, edit func(map[string][]byte)) connectors.Connector {
-		t.Helper()
-		creds := map[string][]byte{}
-		for k, v := range s.Credentials() {
-			creds[k] = []byte(v)
-		}
-		if edit != nil {
-			edit(creds)
-		}
-		c, err := cin7core.NewWithOptions(context.Background(), connectors.Config{Type: cin7core.Type, CompanyID: connectortest.Company,
-			BaseURL: srv.URL + "/ExternalApi/v2/", Credentials: creds}, cin7core.Options{Clock: clock, Registry: reg})
-		if err != nil {
-			t.Fatalf("cin7core: %v", err)
-		}
-		return c
-	}
 	env := &connectortest.Env{
 		Base: &s.Base,
 		Data: s.Dataset(),
-		Connect: func(t testing.TB, reg *httpapi.Registry) connectors.Connector {
-			t.Helper()
-			return connect(t, reg, nil)
-		},
-		ConnectWith: connect,
 		Expected: func() []connectortest.Want {
 			mu.Lock()
 			skip := make(map[string]bool, len(aside))
@@ -83,6 +60,10 @@ func (harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) 
 		},
 		Caps: caps,
 	}
+	env.ConnectBy(s.Credentials, func(t testing.TB, reg *httpapi.Registry, creds map[string][]byte) (connectors.Connector, error) {
+		return cin7core.NewWithOptions(context.Background(), connectors.Config{Type: cin7core.Type, CompanyID: connectortest.Company,
+			BaseURL: srv.URL + "/ExternalApi/v2/", Credentials: creds}, cin7core.Options{Clock: clock, Registry: reg})
+	})
 	if ds.Orders > 0 && ds.Customers > 0 && ds.Products > 0 {
 		env.SetAside = func() (model.Kind, string) {
 			id := s.ServeAdvancedSale()

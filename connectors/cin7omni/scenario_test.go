@@ -3,7 +3,6 @@ package cin7omni_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,40 +34,25 @@ func (harness) Vendor() string { return cin7omni.Type }
 
 func (h harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) *connectortest.Env {
 	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now, TimeZone: h.loc})
-	srv := httptest.NewServer(s)
-	t.Cleanup(srv.Close)
+	srv := connectortest.Serve(t, s)
 	rows := h.rows
 	if rows <= 0 {
 		rows = harnessRows
 	}
-	connect := func(t testing.TB, reg *httpapi.Registry, edit func(map[string][]byte)) connectors.Connector {
-		t.Helper()
-		creds := map[string][]byte{}
-		for k, v := range s.Credentials() {
-			creds[k] = []byte(v)
-		}
-		if edit != nil {
-			edit(creds)
-		}
-		c, err := cin7omni.NewWithOptions(context.Background(), connectors.Config{Type: cin7omni.Type, CompanyID: connectortest.Company,
-			BaseURL: srv.URL + "/api/", Credentials: creds}, cin7omni.Options{Clock: clock, Registry: reg, Rows: rows})
-		if err != nil {
-			t.Fatalf("cin7omni: %v", err)
-		}
-		return c
-	}
-	return &connectortest.Env{
-		Base:        &s.Base,
-		Data:        s.Dataset(),
-		Connect:     func(t testing.TB, reg *httpapi.Registry) connectors.Connector { return connect(t, reg, nil) },
-		ConnectWith: connect,
-		Expected:    func() []connectortest.Want { return expected(s) },
+	env := &connectortest.Env{
+		Base:     &s.Base,
+		Data:     s.Dataset(),
+		Expected: func() []connectortest.Want { return expected(s) },
 		SetAside: func() (model.Kind, string) {
 			return model.KindProduct, "style/" + strconv.Itoa(s.ServeArchivedProduct())
 		},
 		// The where clause's date literal has whole seconds.
 		Caps: connectortest.Caps{ModifiedPrecision: time.Second, MinuteLimit: cin7omni.PerMinute, PageSize: rows, Throttle: 429},
 	}
+	return env.ConnectBy(s.Credentials, func(t testing.TB, reg *httpapi.Registry, creds map[string][]byte) (connectors.Connector, error) {
+		return cin7omni.NewWithOptions(context.Background(), connectors.Config{Type: cin7omni.Type, CompanyID: connectortest.Company,
+			BaseURL: srv.URL + "/api/", Credentials: creds}, cin7omni.Options{Clock: clock, Registry: reg, Rows: rows})
+	})
 }
 
 func TestScenarios(t *testing.T) { connectortest.Run(t, harness{}) }

@@ -15,8 +15,13 @@
 package connectortest
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/testr"
 
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
@@ -94,4 +99,51 @@ type Caps struct {
 	// Throttle is the status the vendor refuses with when over a limit
 	// (429, or 503 for Cin7 Core's second limit); 0 means 429.
 	Throttle int
+}
+
+// Serve serves a simulator on an httptest server that t's cleanup closes.
+func Serve(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Build makes a harness's connector from Secret data and a limiter registry.
+type Build func(t testing.TB, reg *httpapi.Registry, creds map[string][]byte) (connectors.Connector, error)
+
+// ConnectBy fills env.Connect and env.ConnectWith from the simulator's
+// working credentials (creds is called anew for every connector, as a
+// restarted manager reads the Secret again) and build.
+func (e *Env) ConnectBy(creds func() map[string]string, build Build) *Env {
+	with := func(t testing.TB, reg *httpapi.Registry, edit func(map[string][]byte)) connectors.Connector {
+		t.Helper()
+		data := map[string][]byte{}
+		for k, v := range creds() {
+			data[k] = []byte(v)
+		}
+		if edit != nil {
+			edit(data)
+		}
+		c, err := build(t, reg, data)
+		if err != nil {
+			t.Fatalf("building the connector: %v", err)
+		}
+		return c
+	}
+	e.Connect = func(t testing.TB, reg *httpapi.Registry) connectors.Connector {
+		t.Helper()
+		return with(t, reg, nil)
+	}
+	e.ConnectWith = with
+	return e
+}
+
+// Log returns a logger for t: testr for a *testing.T, a discarding one for
+// a benchmark.
+func Log(t testing.TB) logr.Logger {
+	if tt, ok := t.(*testing.T); ok {
+		return testr.New(tt)
+	}
+	return logr.Discard()
 }

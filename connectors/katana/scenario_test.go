@@ -3,13 +3,9 @@ package katana
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/testr"
 
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/connectortest"
@@ -32,34 +28,11 @@ func (harness) Vendor() string { return Type }
 func (harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) *connectortest.Env {
 	t.Helper()
 	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now})
-	srv := httptest.NewServer(s)
-	t.Cleanup(srv.Close)
-	connect := func(t testing.TB, reg *httpapi.Registry, edit func(map[string][]byte)) connectors.Connector {
-		t.Helper()
-		creds := map[string][]byte{}
-		for k, v := range s.Credentials() {
-			creds[k] = []byte(v)
-		}
-		if edit != nil {
-			edit(creds)
-		}
-		log := logr.Discard()
-		if tt, ok := t.(*testing.T); ok {
-			log = testr.New(tt)
-		}
-		c, err := NewWithOptions(context.Background(), connectors.Config{Type: Type, CompanyID: connectortest.Company, BaseURL: srv.URL + sim.BasePath,
-			Credentials: creds, HTTPClient: srv.Client(), Log: log}, Options{Clock: clock, Registry: reg})
-		if err != nil {
-			t.Fatalf("building the katana connector: %v", err)
-		}
-		return c
-	}
-	return &connectortest.Env{
-		Base:        &s.Base,
-		Data:        s.Dataset(),
-		Connect:     func(t testing.TB, reg *httpapi.Registry) connectors.Connector { return connect(t, reg, nil) },
-		ConnectWith: connect,
-		Expected:    func() []connectortest.Want { return expected(s) },
+	srv := connectortest.Serve(t, s)
+	env := &connectortest.Env{
+		Base:     &s.Base,
+		Data:     s.Dataset(),
+		Expected: func() []connectortest.Want { return expected(s) },
 		// A price-list row naming a list created after the lists were read
 		// (a reference the community OpenAPI document allows: rows carry
 		// any price_list_id).
@@ -68,6 +41,10 @@ func (harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) 
 		},
 		Caps: connectortest.Caps{ModifiedPrecision: time.Millisecond, MinuteLimit: 60, PageSize: PageSize, Throttle: 429},
 	}
+	return env.ConnectBy(s.Credentials, func(t testing.TB, reg *httpapi.Registry, creds map[string][]byte) (connectors.Connector, error) {
+		return NewWithOptions(context.Background(), connectors.Config{Type: Type, CompanyID: connectortest.Company, BaseURL: srv.URL + sim.BasePath,
+			Credentials: creds, HTTPClient: srv.Client(), Log: connectortest.Log(t)}, Options{Clock: clock, Registry: reg})
+	})
 }
 
 // expected is what a full import of s must put in the CRM now, every kind

@@ -3,7 +3,6 @@ package unleashed_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -31,34 +30,15 @@ func (harness) Vendor() string { return unleashed.Type }
 
 func (h harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) *connectortest.Env {
 	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now})
-	srv := httptest.NewServer(s)
-	t.Cleanup(srv.Close)
+	srv := connectortest.Serve(t, s)
 	size := h.pageSize
 	if size <= 0 {
 		size = harnessPageSize
 	}
-	connect := func(t testing.TB, reg *httpapi.Registry, edit func(map[string][]byte)) connectors.Connector {
-		t.Helper()
-		creds := map[string][]byte{}
-		for k, v := range s.Credentials() {
-			creds[k] = []byte(v)
-		}
-		if edit != nil {
-			edit(creds)
-		}
-		c, err := unleashed.NewWithOptions(context.Background(), connectors.Config{Type: unleashed.Type, CompanyID: connectortest.Company,
-			BaseURL: srv.URL, Credentials: creds}, unleashed.Options{Clock: clock, Registry: reg, PageSize: size})
-		if err != nil {
-			t.Fatalf("unleashed: %v", err)
-		}
-		return c
-	}
-	return &connectortest.Env{
-		Base:        &s.Base,
-		Data:        s.Dataset(),
-		Connect:     func(t testing.TB, reg *httpapi.Registry) connectors.Connector { return connect(t, reg, nil) },
-		ConnectWith: connect,
-		Expected:    func() []connectortest.Want { return expected(s) },
+	env := &connectortest.Env{
+		Base:     &s.Base,
+		Data:     s.Dataset(),
+		Expected: func() []connectortest.Want { return expected(s) },
 		SetAside: func() (model.Kind, string) {
 			return model.KindPriceRule, s.ServeGroupPrice()
 		},
@@ -66,6 +46,10 @@ func (h harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock
 		// whole seconds.
 		Caps: connectortest.Caps{ModifiedPrecision: time.Second, PageSize: size, Throttle: 429},
 	}
+	return env.ConnectBy(s.Credentials, func(t testing.TB, reg *httpapi.Registry, creds map[string][]byte) (connectors.Connector, error) {
+		return unleashed.NewWithOptions(context.Background(), connectors.Config{Type: unleashed.Type, CompanyID: connectortest.Company,
+			BaseURL: srv.URL, Credentials: creds}, unleashed.Options{Clock: clock, Registry: reg, PageSize: size})
+	})
 }
 
 func TestScenarios(t *testing.T) { connectortest.Run(t, harness{}) }

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,11 +14,10 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/erpsync/erpsync-operator/connectors/cin7core/sim"
+	"github.com/erpsync/erpsync-operator/connectors/contracttest"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
 )
 
-// specPath is ../shared/specs/cin7-core-openapi.yaml from the project root.
-var specPath = filepath.Join("..", "..", "..", "..", "shared", "specs", "cin7-core-openapi.yaml")
 
 // docFault is a known fault of the generated spec: a schema that
 // contradicts the API's real answers (and the spec's own examples). A
@@ -57,8 +54,11 @@ var endpoints = []struct {
 
 func loadSpec(t *testing.T) *openapi3.T {
 	t.Helper()
-	if _, err := os.Stat(specPath); err != nil {
-		t.Fatalf("the Cin7 Core spec is not at %s: %v", specPath, err)
+	// The spec is in ../shared/specs, $ERPSYNC_SPECS_DIR or the bin/specs
+	// cache that hack/fetch-specs.sh fills.
+	specPath, err := contracttest.SpecPath("cin7-core-openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
 	doc, err := openapi3.NewLoader().LoadFromFile(specPath)
 	if err != nil {
