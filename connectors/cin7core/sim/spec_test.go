@@ -18,7 +18,6 @@ import (
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
 )
 
-
 // docFault is a known fault of the generated spec: a schema that
 // contradicts the API's real answers (and the spec's own examples). A
 // validation error matching one is accepted, with the reason recorded here.
