@@ -22,28 +22,16 @@ type mapEnv struct {
 	aside *[]model.SetAside
 }
 
-// setAside keeps a document the mapping cannot know (a value Cin7 Omni may
-// send that the connector does not map) instead of failing its page. reason
-// must hold no vendor text beyond short field values.
+// setAside keeps a document the mapping cannot know instead of failing its
+// page. reason must hold no vendor text beyond short quoted values.
 func (env mapEnv) setAside(kind model.Kind, id string, mod time.Time, raw json.RawMessage, reason string) {
-	if env.aside == nil {
-		return
+	if env.aside != nil {
+		*env.aside = append(*env.aside, model.NewSetAside(env.Company, Type, kind, id, mod, raw, reason))
 	}
-	if len(reason) > model.MaxReasonLen {
-		reason = reason[:model.MaxReasonLen]
-	}
-	*env.aside = append(*env.aside, model.SetAside{Company: env.Company, Vendor: Type, Kind: kind, VendorID: id, ModifiedAt: mod,
-		Reason: reason, Raw: append(json.RawMessage(nil), raw...)})
 }
 
-// short quotes a vendor value for a reason, cut to a few dozen bytes.
-func short(v string) string {
-	const limit = 40
-	if len(v) > limit {
-		v = v[:limit] + "..."
-	}
-	return strconv.Quote(v)
-}
+// short quotes a vendor value for a reason.
+func short(v string) string { return model.QuoteValue(v) }
 
 // key is a row's place in the order the connector reads a list in: the
 // Id (b zero), or for stock the option's Id and the branch's.

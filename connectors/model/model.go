@@ -9,7 +9,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Kind names a canonical record type. It is also the name users write in
@@ -161,4 +163,33 @@ const MaxReasonLen = 300
 // Key returns the identity of the record it stands for.
 func (s *SetAside) Key() Key {
 	return Key{Company: s.Company, Vendor: s.Vendor, Kind: s.Kind, VendorID: s.VendorID}
+}
+
+// NewSetAside builds a set-aside document with its raw document copied and
+// its reason cut to MaxReasonLen on a character boundary.
+func NewSetAside(company, vendor string, kind Kind, vendorID string, modifiedAt time.Time, raw []byte, reason string) SetAside {
+	return SetAside{Company: company, Vendor: vendor, Kind: kind, VendorID: vendorID, ModifiedAt: modifiedAt,
+		Reason: cut(reason, MaxReasonLen), Raw: append(json.RawMessage(nil), raw...)}
+}
+
+// QuoteValue quotes a vendor value for a set-aside reason or a message, cut
+// to a few dozen bytes on a character boundary: vendor text never reaches
+// status or events unbounded.
+func QuoteValue(v string) string {
+	const limit = 40
+	if len(v) > limit {
+		v = cut(v, limit) + "..."
+	}
+	return strconv.Quote(v)
+}
+
+// cut shortens s to at most n bytes without splitting a character.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
