@@ -453,6 +453,9 @@ func (x *execution) saveDistinct(st *EntityState) {
 	}
 }
 
+// MaxCursorLen bounds a page's Next, which is checkpointed into status.
+const MaxCursorLen = 4096
+
 // stopFlushTimeout bounds the write of the pages read before a stop.
 const stopFlushTimeout = 10 * time.Second
 
@@ -649,6 +652,11 @@ func validPage(p *connectors.Page) error {
 		if !rec.Kind.Valid() {
 			return connectors.Errorf(connectors.KindInvalidResponse, "record %d of the page has an unknown kind %q", i, rec.Kind)
 		}
+	}
+	if len(p.Next) > MaxCursorLen {
+		// The cursor is checkpointed into status: a vendor-derived value
+		// must not grow it without bound.
+		return connectors.Errorf(connectors.KindInvalidResponse, "the page's cursor is %d bytes, more than %d", len(p.Next), MaxCursorLen)
 	}
 	for i := range p.SetAside {
 		it := &p.SetAside[i]

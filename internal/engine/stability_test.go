@@ -10,6 +10,7 @@ import (
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/internal/engine/enginetest"
+	"github.com/erpsync/erpsync-operator/sinks/memory"
 )
 
 // Rule 3: an edit during a pass moves a record of an already-read page to
@@ -330,4 +331,25 @@ func TestCrashAtEveryPageNeedsNoRepeat(t *testing.T) {
 		t.Errorf("page 1 read %d times: a resumed pass was repeated", pageOnes)
 	}
 	w.assertCRMMatchesERP(P)
+}
+
+// A cursor is checkpointed into status, so one longer than MaxCursorLen
+// fails the page as an invalid response instead of the status write.
+func TestOverlongCursorIsRefused(t *testing.T) {
+	long := strings.Repeat("x", MaxCursorLen+1)
+	_, err := Execute(context.Background(), Run{Connector: cursorConn{next: long}, Sink: memory.New()})
+	if connectors.KindOf(err) != connectors.KindInvalidResponse {
+		t.Fatalf("err %v, want an invalid response", err)
+	}
+}
+
+type cursorConn struct{ next string }
+
+func (cursorConn) Entities() []connectors.EntityInfo {
+	return []connectors.EntityInfo{{Name: model.KindProduct, Incremental: true}}
+}
+
+func (c cursorConn) ListPage(context.Context, connectors.PageRequest) (*connectors.Page, error) {
+	return &connectors.Page{More: true, Total: -1, Calls: 1, Next: c.next,
+		Records: []model.Record{{Company: "c", Vendor: "v", Kind: model.KindProduct, VendorID: "p1", Data: &model.Product{}}}}, nil
 }
