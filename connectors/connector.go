@@ -122,9 +122,25 @@ type Config struct {
 	// cannot write Secrets.
 	CredentialStore CredentialStore
 	// HTTPClient is the client to send requests with; nil means a default.
+	// The manager gives one built by its egress policy
+	// (connectors/egress.Policy.Client with the vendor's default hosts).
 	HTTPClient *http.Client
+	// Egress, when set, is the manager's egress policy: a connector checks
+	// its base URL (and any other URL it takes from the tenant, such as
+	// Xero's token URL) with AllowsHost and its vendor's DefaultHosts in
+	// its Factory, failing with KindInvalidConfig. Nil (tests, tools)
+	// checks nothing.
+	Egress EgressPolicy
 	// Log receives structured logs; it never gets credentials.
 	Log logr.Logger
+}
+
+// EgressPolicy checks a URL a tenant gave against the manager's egress
+// policy without dialling (connectors/egress.Policy implements it).
+type EgressPolicy interface {
+	// AllowsHost returns a KindInvalidConfig error when rawURL may not be
+	// called by a connector whose vendor publishes defaultHosts.
+	AllowsHost(defaultHosts []string, rawURL string) error
 }
 
 // WaitHook is called by the shared HTTP layer before it blocks on a rate

@@ -13,18 +13,31 @@ import (
 type Registry struct {
 	mu        sync.RWMutex
 	factories map[string]Factory
+	hosts     map[string][]string
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{factories: map[string]Factory{}}
+	return &Registry{factories: map[string]Factory{}, hosts: map[string][]string{}}
 }
 
 // Register adds a factory for a connector type, replacing any earlier one.
-func (r *Registry) Register(typ string, f Factory) {
+// defaultHosts are the hosts of the vendor's published API and token
+// endpoints (the egress policy's defaults for the type; see DefaultHosts).
+func (r *Registry) Register(typ string, f Factory, defaultHosts ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.factories[typ] = f
+	r.hosts[typ] = slices.Clone(defaultHosts)
+}
+
+// DefaultHosts returns the hosts registered for typ: its vendor's published
+// API and token hosts, to build the type's egress client with. Nil for an
+// unregistered type or one registered without hosts.
+func (r *Registry) DefaultHosts(typ string) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Clone(r.hosts[typ])
 }
 
 // Types lists the registered connector types, sorted.
@@ -68,4 +81,14 @@ func RequiredKey(creds map[string][]byte, key string) (string, error) {
 // HasEntity reports whether the connector offers the named entity stream.
 func HasEntity(c Connector, name string) bool {
 	return slices.ContainsFunc(c.Entities(), func(e EntityInfo) bool { return string(e.Name) == name })
+}
+
+// CheckEgress checks a URL the connector took from the tenant (its base
+// URL, a token URL) against cfg.Egress with the vendor's defaultHosts. A
+// Config without a policy (tests, tools) allows every URL.
+func CheckEgress(cfg Config, defaultHosts []string, rawURL string) error {
+	if cfg.Egress == nil {
+		return nil
+	}
+	return cfg.Egress.AllowsHost(defaultHosts, rawURL)
 }

@@ -11,11 +11,12 @@ import (
 	"github.com/erpsync/erpsync-operator/connectors/xero"
 )
 
-// Register adds every vendor's connector to reg.
+// Register adds every vendor's connector to reg, with its vendor's
+// published hosts (Registry.DefaultHosts).
 func Register(reg *connectors.Registry) {
-	reg.Register(unleashed.Type, unleashed.New)
-	reg.Register(cin7omni.Type, cin7omni.New)
-	reg.Register(cin7core.Type, cin7core.New)
-	reg.Register(xero.Type, xero.New)
-	reg.Register(katana.Type, katana.New)
+	reg.Register(unleashed.Type, unleashed.New, unleashed.DefaultHosts...)
+	reg.Register(cin7omni.Type, cin7omni.New, cin7omni.DefaultHosts...)
+	reg.Register(cin7core.Type, cin7core.New, cin7core.DefaultHosts...)
+	reg.Register(xero.Type, xero.New, xero.DefaultHosts...)
+	reg.Register(katana.Type, katana.New, katana.DefaultHosts...)
 }

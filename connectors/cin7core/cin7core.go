@@ -38,6 +38,10 @@ const Type = "cin7core"
 // DefaultBaseURL is Cin7 Core's API root.
 const DefaultBaseURL = "https://inventory.dearsystems.com/ExternalApi/v2/"
 
+// DefaultHosts are the hosts of Cin7 Core's published API (the egress
+// policy's defaults for the connector).
+var DefaultHosts = []string{"inventory.dearsystems.com"}
+
 // Secret keys.
 const (
 	KeyAccountID      = "accountId"
@@ -99,6 +103,9 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, connectors.Errorf(connectors.KindInvalidConfig, "cin7core: base URL %q is not an http(s) URL", base)
 	}
+	if err := connectors.CheckEgress(cfg, DefaultHosts, base); err != nil {
+		return nil, fmt.Errorf("cin7core: base URL: %w", err)
+	}
 	if !strings.HasSuffix(base, "/") {
 		base += "/"
 	}
@@ -117,6 +124,10 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 		Clock:      opts.Clock,
 		TimeScale:  opts.TimeScale,
 		Log:        cfg.Log,
+		// Shared only by holders of the application key, on this host.
+		Secret:      appKey,
+		BaseURL:     base,
+		DefaultHost: httpapi.IsDefaultHost(base, DefaultHosts),
 		Limits: []httpapi.Limit{{
 			// Limits apply per API application: key by account and
 			// application, hashed by httpapi.Key.
@@ -243,3 +254,7 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	}
 	return page, nil
 }
+
+// LimitKeys names the rate limiters and quotas the connector's calls count
+// against (httpapi.Client.LimitKeys): for tests of credential isolation.
+func (c *Connector) LimitKeys() []string { return c.client.LimitKeys() }

@@ -31,6 +31,10 @@ const Type = "cin7omni"
 // DefaultBaseURL is Cin7 Omni's API root.
 const DefaultBaseURL = "https://api.cin7.com/api/"
 
+// DefaultHosts are the hosts of Cin7 Omni's published API (the egress
+// policy's defaults for the connector).
+var DefaultHosts = []string{"api.cin7.com"}
+
 // Secret keys.
 const (
 	KeyUsername = "username"
@@ -95,6 +99,9 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, connectors.Errorf(connectors.KindInvalidConfig, "cin7omni: base URL %q is not an http(s) URL", base)
 	}
+	if err := connectors.CheckEgress(cfg, DefaultHosts, base); err != nil {
+		return nil, fmt.Errorf("cin7omni: base URL: %w", err)
+	}
 	if !strings.HasSuffix(base, "/") {
 		base += "/"
 	}
@@ -110,6 +117,11 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 		Clock:      opts.Clock,
 		TimeScale:  opts.TimeScale,
 		Log:        cfg.Log,
+		// The user name is not secret: the limiter is shared only by
+		// holders of the API key, on this host.
+		Secret:      key,
+		BaseURL:     base,
+		DefaultHost: httpapi.IsDefaultHost(base, DefaultHosts),
 		Limits: []httpapi.Limit{{
 			// Whether Omni meters per connection or per account is
 			// unconfirmed; the API user name scopes the limiter.
@@ -452,3 +464,7 @@ func (c *Connector) narrow(lo, hi int64, d *decoded) (cursor, bool, error) {
 	}
 	return cursor{After: lo, Upto: m}, true, nil
 }
+
+// LimitKeys names the rate limiters and quotas the connector's calls count
+// against (httpapi.Client.LimitKeys): for tests of credential isolation.
+func (c *Connector) LimitKeys() []string { return c.client.LimitKeys() }

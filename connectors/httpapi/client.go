@@ -3,6 +3,8 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/egress"
 )
 
 // Defaults of Options.
@@ -36,6 +39,23 @@ const (
 type Options struct {
 	// Connector names the vendor in metrics and logs ("xero", "katana").
 	Connector string
+	// Secret is the secret part of the credential the requests carry (an
+	// API key, a client secret, an application key). It is never stored
+	// or logged: New appends a SHA-256 digest of it (16 hex digits) and
+	// BaseURL's host to every Limit.Key, so that tenants who share a
+	// credential's public id (a Cin7 Omni username, a Xero client id)
+	// without its secret, or who call another host, never share a limiter,
+	// a quota counter or a quota ConfigMap.
+	Secret string
+	// BaseURL is the API root the requests go to; its host (and port) is
+	// part of every limiter key (see Secret).
+	BaseURL string
+	// DefaultHost is true when BaseURL's host is one of the vendor's own
+	// published hosts (see IsDefaultHost). When false, nothing the server
+	// says outlives the process: its quota blocks are kept in memory only,
+	// never saved to (nor read from) the QuotaStore. The calls we made
+	// (windows and quota counts) are saved either way.
+	DefaultHost bool
 	// Limits are the metered scopes every request of this client passes
 	// through, from the widest to the most specific (for Xero: the app's
 	// minute limit, then the tenant's limits). A throttling answer that does
@@ -123,7 +143,10 @@ type Client struct {
 func New(opts Options) (*Client, error) {
 	c := &Client{opts: opts, hc: opts.HTTPClient, clock: opts.Clock, observer: opts.Observer, log: opts.Log, jitter: opts.Jitter}
 	if c.hc == nil {
-		c.hc = &http.Client{}
+		// Not the manager's egress client (tests, tools): still never
+		// follow a redirect to another host or scheme, which would carry
+		// vendor auth headers there.
+		c.hc = &http.Client{CheckRedirect: egress.CheckRedirect}
 	}
 	if c.clock == nil {
 		c.clock = ScaledClock(opts.TimeScale)
@@ -166,15 +189,17 @@ func New(opts Options) (*Client, error) {
 		reg = SharedRegistry
 	}
 	seen := map[string]bool{}
+	scope := scopeSuffix(opts.Secret, opts.BaseURL)
 	for _, l := range opts.Limits {
 		if err := l.validate(); err != nil {
 			return nil, connectors.Wrap(connectors.KindInvalidConfig, err, "invalid rate limits")
 		}
+		l.Key += scope
 		if seen[l.Key] {
 			continue
 		}
 		seen[l.Key] = true
-		c.ordered = append(c.ordered, reg.limiter(l))
+		c.ordered = append(c.ordered, reg.limiter(l, opts.DefaultHost))
 	}
 	c.sorted = slices.Clone(c.ordered)
 	slices.SortFunc(c.sorted, func(a, b *limiter) int { return strings.Compare(a.key, b.key) })
@@ -185,6 +210,16 @@ func New(opts Options) (*Client, error) {
 // included. A connector fills connectors.Page.Calls with the difference
 // across a page.
 func (c *Client) Calls() int64 { return c.calls.Load() }
+
+// LimitKeys returns the keys of the client's limiters in Options order, as
+// New scoped them (see Options.Secret): for tests and diagnostics.
+func (c *Client) LimitKeys() []string {
+	out := make([]string, len(c.ordered))
+	for i, l := range c.ordered {
+		out[i] = l.key
+	}
+	return out
+}
 
 // Clock returns the client's clock.
 func (c *Client) Clock() Clock { return c.clock }
@@ -197,10 +232,36 @@ type Response struct {
 	// ServerTime is the vendor's clock at the answer (its Date header), or
 	// zero.
 	ServerTime time.Time
+	// ReceivedAt is the client's clock when the answer arrived.
+	ReceivedAt time.Time
 	// Attempts is how many times the request was sent to get this answer.
 	Attempts int
 	// Method and Path name the request, without query string.
 	Method, Path string
+}
+
+// VendorNow is the time to measure the vendor's quota periods from: its Date
+// header when that is within MaxClockSkew of our clock, else our clock (a
+// server far off, by mistake or on purpose, cannot move a quota reset).
+func (r *Response) VendorNow() time.Time {
+	now := r.ReceivedAt
+	if now.IsZero() {
+		// A Response not built by a Client.
+		now = time.Now()
+	}
+	return trustedTime(r.ServerTime, now)
+}
+
+// trustedTime returns server when it is set and within MaxClockSkew of now,
+// else now.
+func trustedTime(server, now time.Time) time.Time {
+	if server.IsZero() {
+		return now
+	}
+	if d := server.Sub(now); d > MaxClockSkew || d < -MaxClockSkew {
+		return now
+	}
+	return server
 }
 
 // DecodeJSON decodes the body into v; a body that does not parse is a
@@ -306,8 +367,10 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 		if c.opts.Classify != nil {
 			if err := c.opts.Classify(resp); err != nil {
 				var ce *connectors.Error
-				if errors.As(err, &ce) && ce.Kind == connectors.KindQuotaExhausted {
-					c.blockQuota(ctx, c.mostSpecific(), "", ce.RetryAt)
+				if errors.As(err, &ce) && ce.Kind == connectors.KindQuotaExhausted && !ce.RetryAt.IsZero() {
+					// The vendor's word, bounded: never past the quota's
+					// period end nor a day (a month) ahead.
+					ce.RetryAt = c.blockQuota(ctx, c.mostSpecific(), "", ce.RetryAt)
 				}
 				return nil, fmt.Errorf("%s: %w", target, err)
 			}
@@ -329,14 +392,11 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 			if l, name, ok := c.quotaProblem(problem); ok {
 				until := now.Add(ra)
 				if !hasRA {
-					p := Monthly
-					if !strings.HasPrefix(strings.ToLower(name), "month") {
-						p = Daily
-					}
+					p := periodOfName(name)
 					until = periodEnd(periodStart(now, p), p)
 				}
-				c.blockQuota(ctx, l, name, until)
-				return nil, &connectors.Error{Kind: connectors.KindQuotaExhausted, Msg: fmt.Sprintf("the vendor's %s call quota is used up", name), RetryAt: until, Err: se}
+				until = c.blockQuota(ctx, l, name, until)
+				return nil, &connectors.Error{Kind: connectors.KindQuotaExhausted, Msg: fmt.Sprintf("the vendor's %s call quota is used up", boundedName(name)), RetryAt: until, Err: se}
 			}
 			d := ra
 			if !hasRA {
@@ -346,6 +406,9 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 				}
 			}
 			l := c.windowLimiter(problem)
+			// A Retry-After is the vendor's word about a rate window: at
+			// most MaxWindowPause (a longer window's span, at most a day).
+			d = min(d, l.maxPause())
 			if l != nil {
 				// Every client of this credential holds off, not just us;
 				// the next admit waits for it.
@@ -354,7 +417,7 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 			if attempt > c.retries || d > c.opts.MaxRetryWait {
 				return nil, &connectors.Error{Kind: connectors.KindRateLimited, Msg: "the vendor kept throttling", RetryAt: now.Add(d), Err: se}
 			}
-			c.log.V(1).Info("throttled by the vendor", "connector", c.opts.Connector, "request", target, "status", code, "problem", problem, "wait", d)
+			c.log.V(1).Info("throttled by the vendor", "connector", c.opts.Connector, "request", target, "status", code, "problem", boundedName(problem), "wait", d)
 			if l == nil {
 				c.observer.ObserveRateLimitWait(c.opts.Connector, d)
 				wait = d
@@ -363,6 +426,7 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 			now := c.clock.Now()
 			d := c.backoff(attempt)
 			ra, hasRA := RetryAfter(resp.Header, now)
+			ra = min(ra, MaxWindowPause)
 			if hasRA && ra > d {
 				d = ra
 			}
@@ -386,6 +450,7 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 // failures (already stripped of the URL).
 func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body []byte, target string) (*Response, error) {
 	for _, l := range c.sorted {
+		l.touch(l.wall())
 		if err := l.load(ctx, c.clock.Now()); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -451,16 +516,18 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 		c.observer.ObserveRequest(c.opts.Connector, op, 0, time.Since(sent))
 		return nil, stripURL(err)
 	}
-	b, err := io.ReadAll(io.LimitReader(hr.Body, c.opts.MaxBodyBytes+1))
+	b, err := readBody(actx, hr.Body, hr.ContentLength, c.opts.MaxBodyBytes)
 	_ = hr.Body.Close()
 	c.observer.ObserveRequest(c.opts.Connector, op, hr.StatusCode, time.Since(sent))
-	if err != nil {
-		return nil, fmt.Errorf("reading the response body: %w", stripURL(err))
-	}
-	if int64(len(b)) > c.opts.MaxBodyBytes {
+	if errors.Is(err, errTooLarge) {
 		return nil, connectors.Errorf(connectors.KindInvalidResponse, "%s: the response is larger than %d bytes", target, c.opts.MaxBodyBytes)
 	}
-	return &Response{StatusCode: hr.StatusCode, Header: hr.Header, Body: b, ServerTime: ServerTime(hr.Header)}, nil
+	if err != nil {
+		// The cause may name addresses and connection states: keep it for
+		// errors.Is, not in the message a tenant reads.
+		return nil, &bodyError{cause: stripURL(err)}
+	}
+	return &Response{StatusCode: hr.StatusCode, Header: hr.Header, Body: b, ServerTime: ServerTime(hr.Header), ReceivedAt: c.clock.Now()}, nil
 }
 
 // backoff returns the wait before retry n (n >= 1): a random time between
@@ -514,16 +581,80 @@ func (c *Client) windowLimiter(problem string) *limiter {
 }
 
 // blockQuota records the vendor's word that a quota is used up, so no client
-// of the credential sends before until, even after a restart.
-func (c *Client) blockQuota(ctx context.Context, l *limiter, name string, until time.Time) {
+// of the credential sends before until, even after a restart (on the
+// vendor's default host). until is clamped (see clampBlock); the clamped
+// time is returned.
+func (c *Client) blockQuota(ctx context.Context, l *limiter, name string, until time.Time) time.Time {
+	now := c.clock.Now()
 	if l == nil || until.IsZero() {
-		return
+		return clampBlock(until, now, periodOfName(name))
 	}
-	l.block(name, until)
+	until = l.block(name, until, now)
 	if _, err := l.save(ctx); err != nil {
 		c.log.Error(err, "saving the call quota failed", "connector", c.opts.Connector)
 	}
+	return until
 }
+
+// boundedName cuts a vendor-supplied limit name for messages and logs.
+func boundedName(s string) string {
+	const maxLen = 40
+	if len(s) <= maxLen {
+		return s
+	}
+	cut := maxLen
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// scopeSuffix is what New appends to every limiter key: a digest of the
+// credential's secret and the API host, so that only real holders of a
+// credential, calling the same host, share limits. Empty when neither is
+// given (tests, tools).
+func scopeSuffix(secret, baseURL string) string {
+	if secret == "" && baseURL == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte("erpsync-limiter-secret\x00" + secret))
+	return "/" + hex.EncodeToString(h[:])[:16] + "@" + HostOf(baseURL)
+}
+
+// HostOf returns the lower-cased host (with its port, if any) of a URL, or
+// "invalid" when it has none.
+func HostOf(rawURL string) string {
+	u, err := url.Parse(strings.TrimSpace(rawURL))
+	if err != nil || u.Host == "" {
+		return "invalid"
+	}
+	return strings.ToLower(u.Host)
+}
+
+// IsDefaultHost reports whether baseURL is an https URL on one of the
+// vendor's published hosts (for Options.DefaultHost).
+func IsDefaultHost(baseURL string, defaultHosts []string) bool {
+	u, err := url.Parse(strings.TrimSpace(baseURL))
+	if err != nil || u.Scheme != "https" {
+		return false
+	}
+	if p := u.Port(); p != "" && p != "443" {
+		return false
+	}
+	h := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	return slices.Contains(defaultHosts, h)
+}
+
+// bodyError is a failure to read a response body; its message does not
+// say why (a reset, a timeout, a TLS alert), so that it is no oracle of the
+// network behind a tenant's base URL.
+type bodyError struct{ cause error }
+
+func (e *bodyError) Error() string {
+	return "reading the response body failed (connection lost or timed out)"
+}
+
+func (e *bodyError) Unwrap() error { return e.cause }
 
 // safePath returns the request path without query, fragment or user info.
 func safePath(u *url.URL) string {

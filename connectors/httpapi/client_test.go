@@ -43,7 +43,7 @@ func TestDoAnswers(t *testing.T) {
 		{name: "429 Retry-After seconds, no limiter", replies: []reply{{code: 429, header: map[string]string{"Retry-After": "7"}}, {code: 200}},
 			calls: 2, slept: 7 * time.Second},
 		{name: "429 Retry-After HTTP date measured from the Date header",
-			replies: []reply{{code: 429, header: map[string]string{"Date": httpDate(t0.Add(-time.Hour)), "Retry-After": httpDate(t0.Add(-time.Hour + 30*time.Second))}}, {code: 200}},
+			replies: []reply{{code: 429, header: map[string]string{"Date": httpDate(t0.Add(-4 * time.Minute)), "Retry-After": httpDate(t0.Add(-4*time.Minute + 30*time.Second))}}, {code: 200}},
 			calls:   2, slept: 30 * time.Second},
 		{name: "429 without Retry-After backs off", replies: []reply{{code: 429}, {code: 200}}, calls: 2, slept: 250 * time.Millisecond},
 		{name: "429 without Retry-After, ThrottleWait", replies: []reply{{code: 429}, {code: 200}},

@@ -11,7 +11,8 @@
 // # Limits
 //
 // A Limit is one metered scope: its Key (build it with Key, from the vendor
-// and the credential's id, never the secret itself), its rate Windows, its
+// and the credential's id, never the secret itself; New scopes it further,
+// see Tenant isolation), its rate Windows, its
 // Concurrency cap and its Quotas. Limits live in a Registry keyed by Key;
 // SharedRegistry is process-wide, so two ErpSyncs with the same credential
 // share one limiter. Windows are sliding windows; quotas count calls per UTC
@@ -27,6 +28,40 @@
 // call. When the store cannot be read, a limiter without quotas takes its
 // windows as spent (its first call waits one window) and one with quotas
 // fails its calls with KindERPUnavailable until the store answers.
+//
+// # Tenant isolation
+//
+// Limits are shared only by real holders of a credential: a connector sets
+// Options.Secret (the secret part of the credential) and Options.BaseURL,
+// and New appends a SHA-256 digest of the secret (16 hex digits) and the
+// API host to every Key. Tenants who share a public id (a Cin7 Omni user
+// name, a Xero platform app's client id) without its secret, or who point
+// their base URL elsewhere, get limiters and quota ConfigMaps of their own.
+//
+// What a server says is bounded: a Retry-After or pause about a rate window
+// holds calls at most MaxWindowPause (a longer window's span, at most
+// MaxBlock); a daily quota block at most MaxBlock, a monthly one at most to
+// the end of the calendar month and MaxMonthlyBlock; blocks loaded from the
+// store are cut the same way. A Date header more than MaxClockSkew from our
+// clock is ignored when measuring a Retry-After date (Response.VendorNow
+// gives the time to measure quota periods from). When Options.DefaultHost
+// is false (a base URL that is not the vendor's own host), the server's
+// quota blocks are kept in memory only and never saved to the store; the
+// calls we made are saved either way, so a restart never bursts.
+//
+// A Client without Options.HTTPClient refuses redirects to another host or
+// scheme (egress.CheckRedirect); the manager passes clients built by its
+// egress policy (connectors/egress). Transport and body-read failures say
+// that the host gave no usable answer, never why (no oracle of what the
+// manager can reach).
+//
+// # Memory
+//
+// Response bodies are read under a process-wide budget (SetBodyBudget,
+// DefaultBodyBudget): a read takes budget as its buffer grows and gives it
+// back when done, waiting while the budget is spent (the oldest read never
+// waits, so reads cannot deadlock). Options.MaxBodyBytes caps one body.
+// Registries drop limiters unused for LimiterIdleTTL (Registry.Prune).
 //
 // # Waits
 //

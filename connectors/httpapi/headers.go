@@ -24,9 +24,11 @@ func ServerTime(h http.Header) time.Time {
 
 // RetryAfter parses a Retry-After header in either form, delay-seconds
 // ("120", fractions tolerated) or HTTP-date. A date is measured from the
-// response's Date header where there is one (so clock skew between us and
-// the vendor does not matter), otherwise from now. ok is false when the
-// header is absent or unparseable; a date in the past gives 0, true.
+// response's Date header where there is one within MaxClockSkew of now (so
+// a small skew between us and the vendor does not matter, and a server
+// whose clock is far off cannot stretch the wait), otherwise from now. ok
+// is false when the header is absent or unparseable; a date in the past
+// gives 0, true. The result is not bounded: the Client clamps it.
 func RetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
@@ -42,11 +44,7 @@ func RetryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	ref := now
-	if st := ServerTime(h); !st.IsZero() {
-		ref = st
-	}
-	d = t.Sub(ref)
+	d = t.Sub(trustedTime(ServerTime(h), now))
 	if d < 0 {
 		d = 0
 	}

@@ -21,7 +21,12 @@ func TestRetryAfter(t *testing.T) {
 		{"negative", map[string]string{"Retry-After": "-3"}, 0, false},
 		{"garbage", map[string]string{"Retry-After": "soon"}, 0, false},
 		{"date from now", map[string]string{"Retry-After": date(now.Add(90 * time.Second))}, 90 * time.Second, true},
-		{"date from server Date", map[string]string{"Date": date(now.Add(-time.Hour)), "Retry-After": date(now.Add(-time.Hour + 10*time.Second))}, 10 * time.Second, true},
+		{"date from server Date", map[string]string{"Date": date(now.Add(-2 * time.Minute)), "Retry-After": date(now.Add(-2*time.Minute + 10*time.Second))}, 10 * time.Second, true},
+		// A server clock more than MaxClockSkew off is ignored: ours
+		// measures the date.
+		{"server Date an hour behind", map[string]string{"Date": date(now.Add(-time.Hour)), "Retry-After": date(now.Add(-time.Hour + 10*time.Second))}, 0, true},
+		{"server Date an hour ahead", map[string]string{"Date": date(now.Add(time.Hour)), "Retry-After": date(now.Add(time.Hour + 10*time.Second))}, time.Hour + 10*time.Second, true},
+		{"server Date years behind", map[string]string{"Date": date(now.AddDate(-30, 0, 0)), "Retry-After": date(now)}, 0, true},
 		{"date in the past", map[string]string{"Retry-After": date(now.Add(-time.Minute))}, 0, true},
 	}
 	for _, tc := range tests {

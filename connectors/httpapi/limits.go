@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
@@ -104,7 +105,21 @@ type Registry struct {
 	mu       sync.Mutex
 	store    QuotaStore
 	limiters map[string]*limiter
+	// now is the wall clock of idle times (tests replace it); lastPrune
+	// is when limiter last dropped idle limiters.
+	now       func() time.Time
+	lastPrune time.Time
 }
+
+// LimiterIdleTTL is how long a limiter unused by any request stays in its
+// Registry: longer than any pause or block a vendor can set (MaxBlock) and
+// than any sync, so that a limiter is never dropped under a Client still
+// using it. What it counted is in the QuotaStore; a later Client loads it
+// again.
+const LimiterIdleTTL = MaxBlock + time.Hour
+
+// pruneEvery bounds how often creating a limiter looks for idle ones.
+const pruneEvery = 10 * time.Minute
 
 // SharedRegistry is the process-wide registry. Its quota store is in memory
 // until the manager calls SetQuotaStore at start-up.
@@ -116,7 +131,29 @@ func NewRegistry(store QuotaStore) *Registry {
 	if store == nil {
 		store = NewMemoryQuotaStore()
 	}
-	return &Registry{store: store, limiters: map[string]*limiter{}}
+	return &Registry{store: store, limiters: map[string]*limiter{}, now: time.Now}
+}
+
+// Prune drops the limiters no request used for LimiterIdleTTL that hold no
+// concurrency slot, and returns how many it dropped. The registry also
+// prunes by itself, at most every ten minutes, when it creates a limiter.
+func (r *Registry) Prune() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pruneLocked(r.now())
+}
+
+func (r *Registry) pruneLocked(now time.Time) int {
+	r.lastPrune = now
+	n := 0
+	for k, l := range r.limiters {
+		if now.Sub(time.Unix(0, l.lastUsed.Load())) < LimiterIdleTTL || (l.sem != nil && len(l.sem) > 0) {
+			continue
+		}
+		delete(r.limiters, k)
+		n++
+	}
+	return n
 }
 
 // SetQuotaStore replaces the store in which quotas are counted. Limiters
@@ -146,17 +183,27 @@ func (r *Registry) QuotaUsage(key string) map[string]QuotaUsage {
 
 // limiter returns the limiter of spec.Key, creating it on first use. The
 // windows and concurrency cap of the first spec win for the life of the
-// process; quota limits follow the latest spec (a plan change).
-func (r *Registry) limiter(spec Limit) *limiter {
+// process; quota limits follow the latest spec (a plan change). trusted is
+// whether what the vendor says (its quota blocks) may be persisted: only
+// for a vendor's default host. Keys carry the host, so one key has one
+// answer.
+func (r *Registry) limiter(spec Limit, trusted bool) *limiter {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := r.now()
+	if now.Sub(r.lastPrune) >= pruneEvery {
+		r.pruneLocked(now)
+	}
 	if l, ok := r.limiters[spec.Key]; ok {
+		l.touch(now)
 		l.mu.Lock()
 		l.quotas = slices.Clone(spec.Quotas)
+		l.trusted = l.trusted && trusted
 		l.mu.Unlock()
 		return l
 	}
-	l := &limiter{key: spec.Key, store: r.store, quotas: slices.Clone(spec.Quotas)}
+	l := &limiter{key: spec.Key, store: r.store, quotas: slices.Clone(spec.Quotas), trusted: trusted, wall: r.now}
+	l.touch(now)
 	for _, w := range spec.Windows {
 		l.windows = append(l.windows, &window{Window: w, times: make([]time.Time, w.Limit)})
 	}
@@ -172,6 +219,10 @@ type limiter struct {
 	key   string
 	store QuotaStore
 	sem   chan struct{}
+	// lastUsed is the wall time (UnixNano) of the latest request or
+	// Client of the limiter, for Registry.Prune; wall reads it.
+	lastUsed atomic.Int64
+	wall     func() time.Time
 
 	loadMu sync.Mutex // serialises the first load from the store
 	saveMu sync.Mutex // serialises saves, so the last save is the newest
@@ -185,6 +236,10 @@ type limiter struct {
 	pausedUntil time.Time
 	loaded      bool
 	usage       map[string]QuotaUsage
+	// trusted is false for a host that is not one of the vendor's own:
+	// its quota blocks stay in memory (saves drop them, loads ignore
+	// them), so a hostile server's answer cannot outlive the process.
+	trusted bool
 }
 
 // window is a ring of the last Limit send times.
@@ -265,6 +320,9 @@ func (w *window) restore(n int64, t time.Time) {
 		w.record(x)
 	}
 }
+
+// touch records that the limiter is in use at now.
+func (l *limiter) touch(now time.Time) { l.lastUsed.Store(now.UnixNano()) }
 
 // pause holds every call of the limiter until t (a vendor's Retry-After).
 func (l *limiter) pause(t time.Time) {
@@ -348,9 +406,24 @@ func (l *limiter) load(ctx context.Context, now time.Time) error {
 	for name, v := range u {
 		if strings.HasPrefix(name, WindowUsagePrefix) {
 			saved[name] = v
-		} else {
-			l.usage[name] = v
+			continue
 		}
+		if !v.BlockedUntil.IsZero() {
+			if !l.trusted {
+				v.BlockedUntil = time.Time{}
+			} else {
+				// A block saved by an older version, or from a damaged
+				// record, never holds past the bounds of a new one.
+				p := periodOfName(name)
+				for _, q := range l.quotas {
+					if strings.EqualFold(q.Name, name) {
+						p = q.Period
+					}
+				}
+				v.BlockedUntil = clampBlock(v.BlockedUntil, now, p)
+			}
+		}
+		l.usage[name] = v
 	}
 	for _, w := range l.windows {
 		for _, name := range []string{w.usageName(), EveryWindow} {
@@ -377,6 +450,14 @@ func (l *limiter) save(ctx context.Context) (repeated bool, err error) {
 	defer l.saveMu.Unlock()
 	l.mu.Lock()
 	snap := cloneUsage(l.usage)
+	if !l.trusted {
+		for n, u := range snap {
+			if !u.BlockedUntil.IsZero() {
+				u.BlockedUntil = time.Time{}
+				snap[n] = u
+			}
+		}
+	}
 	for _, w := range l.windows {
 		u, ok := w.usage()
 		if !ok {
@@ -451,10 +532,12 @@ func (l *limiter) countLocked(now time.Time) bool {
 }
 
 // block marks the named quota (every declared quota when name is empty)
-// exhausted until t, as the vendor said.
-func (l *limiter) block(name string, t time.Time) {
+// exhausted until t, as the vendor said, clamped to the quota's period end
+// as of now (see clampBlock). It returns the latest block it set.
+func (l *limiter) block(name string, t, now time.Time) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var latest time.Time
 	if l.usage == nil {
 		l.usage = map[string]QuotaUsage{}
 	}
@@ -469,17 +552,85 @@ func (l *limiter) block(name string, t time.Time) {
 		}
 	}
 	for _, n := range names {
+		p := periodOfName(n)
 		for _, q := range l.quotas {
 			if strings.EqualFold(q.Name, n) {
-				n = q.Name
+				n, p = q.Name, q.Period
 			}
 		}
+		until := clampBlock(t, now, p)
+		if until.After(latest) {
+			latest = until
+		}
 		u := l.usage[n]
-		if t.After(u.BlockedUntil) {
-			u.BlockedUntil = t
+		if until.After(u.BlockedUntil) {
+			u.BlockedUntil = until
 		}
 		l.usage[n] = u
 	}
+	return latest
+}
+
+// Bounds of what a vendor's answer can make us wait.
+const (
+	// MaxBlock is the longest a daily quota block, a Retry-After or a
+	// vendor pause holds calls.
+	MaxBlock = 24 * time.Hour
+	// MaxMonthlyBlock is the longest a monthly quota block holds calls.
+	MaxMonthlyBlock = 31 * 24 * time.Hour
+	// MaxWindowPause is the longest a throttling answer about a rate window
+	// of a minute or less (or about no named limit) pauses a limiter.
+	MaxWindowPause = time.Hour
+	// MaxClockSkew is how far a vendor's Date header may be from our clock
+	// and still be used to measure a Retry-After date; a farther one is
+	// ignored (our clock is used).
+	MaxClockSkew = 5 * time.Minute
+)
+
+// clampBlock bounds a quota block by our clock: a daily quota's block ends
+// within MaxBlock (a vendor counting a rolling 24 hours, like Xero, may
+// rightly ask for nearly that); a monthly quota's at the end of the
+// calendar month, and within MaxMonthlyBlock.
+func clampBlock(t, now time.Time, p Period) time.Time {
+	limit := now.Add(MaxBlock)
+	if p == Monthly {
+		limit = now.Add(MaxMonthlyBlock)
+		if end := periodEnd(periodStart(now, p), p); end.Before(limit) {
+			limit = end
+		}
+	}
+	if t.After(limit) {
+		return limit
+	}
+	return t
+}
+
+// periodOfName guesses the period of a quota the connector did not declare
+// from its name: "month..." is monthly, anything else daily (the shorter,
+// so the block is the smaller).
+func periodOfName(name string) Period {
+	if strings.HasPrefix(strings.ToLower(name), "month") {
+		return Monthly
+	}
+	return Daily
+}
+
+// maxPause is the longest a throttling answer may pause l: MaxWindowPause,
+// or, for a limiter with a window longer than that, the longest window
+// (at most MaxBlock).
+func (l *limiter) maxPause() time.Duration {
+	d := MaxWindowPause
+	if l == nil {
+		return d
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, w := range l.windows {
+		if w.Per > d {
+			d = w.Per
+		}
+	}
+	return min(d, MaxBlock)
 }
 
 func periodStart(t time.Time, p Period) time.Time {

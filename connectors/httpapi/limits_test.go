@@ -268,7 +268,8 @@ func TestVendorQuotaBlockPersists(t *testing.T) {
 	clock := NewFakeClock(t0)
 	srv := newScript(t, reply{code: 429, header: map[string]string{"X-Rate-Limit-Problem": "day", "Retry-After": "7200"}}, reply{code: 200})
 	lim := Limit{Key: "xero-tenant", Quotas: []Quota{{Name: "day", Limit: 5000, Period: Daily}}}
-	opts := Options{Clock: clock, ProblemHeader: "X-Rate-Limit-Problem", Limits: []Limit{lim}}
+	// Only blocks from the vendor's own host are persisted.
+	opts := Options{Clock: clock, ProblemHeader: "X-Rate-Limit-Problem", Limits: []Limit{lim}, DefaultHost: true}
 	opts.Registry = NewRegistry(store)
 	c, _ := New(opts)
 	if _, err := c.Get(context.Background(), "op", srv.srv.URL, nil); connectors.KindOf(err) != connectors.KindQuotaExhausted {

@@ -35,6 +35,10 @@ const Type = "katana"
 // DefaultBaseURL is Katana's API root.
 const DefaultBaseURL = "https://api.katanamrp.com/v1"
 
+// DefaultHosts are the hosts of Katana's published API (the egress policy's
+// defaults for the connector).
+var DefaultHosts = []string{"api.katanamrp.com"}
+
 // PageSize is the largest page Katana serves.
 const PageSize = 250
 
@@ -77,6 +81,9 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 	if u, err := url.Parse(base); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, connectors.Errorf(connectors.KindInvalidConfig, "the Katana base URL %q is not an absolute http(s) URL", cfg.BaseURL)
 	}
+	if err := connectors.CheckEgress(cfg, DefaultHosts, base); err != nil {
+		return nil, fmt.Errorf("katana: base URL: %w", err)
+	}
 	client, err := httpapi.New(httpapi.Options{
 		Connector:  Type,
 		HTTPClient: cfg.HTTPClient,
@@ -85,6 +92,11 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 		TimeScale:  opts.TimeScale,
 		MaxRetries: opts.MaxRetries,
 		Log:        cfg.Log,
+		// The key already scopes the limiter; the host keeps a simulator's
+		// or another server's answers apart from Katana's.
+		Secret:      key,
+		BaseURL:     base,
+		DefaultHost: httpapi.IsDefaultHost(base, DefaultHosts),
 		Limits: []httpapi.Limit{{
 			Key:     httpapi.Key(Type, key),
 			Windows: []httpapi.Window{RateWindow},
@@ -818,3 +830,7 @@ func parsePagination(h string) (pagination, error) {
 	}
 	return p, nil
 }
+
+// LimitKeys names the rate limiters and quotas the connector's calls count
+// against (httpapi.Client.LimitKeys): for tests of credential isolation.
+func (c *connector) LimitKeys() []string { return c.client.LimitKeys() }

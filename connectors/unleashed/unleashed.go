@@ -30,6 +30,10 @@ const Type = "unleashed"
 // DefaultBaseURL is Unleashed's API root.
 const DefaultBaseURL = "https://api.unleashedsoftware.com/"
 
+// DefaultHosts are the hosts of Unleashed's published API (the egress
+// policy's defaults for the connector).
+var DefaultHosts = []string{"api.unleashedsoftware.com"}
+
 // Secret keys.
 const (
 	KeyAPIID  = "apiId"
@@ -98,6 +102,9 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, connectors.Errorf(connectors.KindInvalidConfig, "unleashed: base URL %q is not an http(s) URL", base)
 	}
+	if err := connectors.CheckEgress(cfg, DefaultHosts, base); err != nil {
+		return nil, fmt.Errorf("unleashed: base URL: %w", err)
+	}
 	if !strings.HasSuffix(base, "/") {
 		base += "/"
 	}
@@ -112,6 +119,11 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 		Clock:      opts.Clock,
 		TimeScale:  opts.TimeScale,
 		Log:        cfg.Log,
+		// The limiter is shared only by holders of the API key, on this
+		// host.
+		Secret:      key,
+		BaseURL:     base,
+		DefaultHost: httpapi.IsDefaultHost(base, DefaultHosts),
 		Limits: []httpapi.Limit{{
 			// Unleashed counts calls per account per calendar month (UTC);
 			// the API id identifies the account's API access.
@@ -140,9 +152,12 @@ func classify(resp *httpapi.Response) error {
 	if !bytes.Contains(body, []byte("limit")) && !bytes.Contains(body, []byte("quota")) {
 		return nil
 	}
+	// The month is Unleashed's (its Date header): httpapi bounds the block
+	// by our clock's month end and 31 days, so a server clock far off can
+	// only shorten it.
 	now := resp.ServerTime
 	if now.IsZero() {
-		now = time.Now().UTC()
+		now = resp.VendorNow().UTC()
 	}
 	reset := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 1, 0)
 	return &connectors.Error{Kind: connectors.KindQuotaExhausted, RetryAt: reset,
@@ -271,3 +286,7 @@ func (c *Connector) fetch(ctx context.Context, s *stream, page int, since time.T
 	doc, err := decodePage(s.kind, s.mapItem, page, resp.Body, mapEnv{Company: c.cfg.CompanyID, Fetched: fetched})
 	return doc, resp.ServerTime, err
 }
+
+// LimitKeys names the rate limiters and quotas the connector's calls count
+// against (httpapi.Client.LimitKeys): for tests of credential isolation.
+func (c *Connector) LimitKeys() []string { return c.client.LimitKeys() }

@@ -41,6 +41,10 @@ const (
 	DefaultConnectionsURL = "https://api.xero.com/connections"
 )
 
+// DefaultHosts are the hosts of Xero's published API and identity (token)
+// endpoints (the egress policy's defaults for the connector).
+var DefaultHosts = []string{"api.xero.com", "identity.xero.com"}
+
 // PageSize is the largest pageSize the paged endpoints accept (Contacts,
 // Invoices, CreditNotes; 1000 per third-party documentation, the OpenAPI
 // document gives no maximum). Items, TaxRates and Currencies are not paged.
@@ -54,9 +58,16 @@ var (
 	TenantDay    = httpapi.Quota{Name: "day", Limit: 5000, Period: httpapi.Daily}
 )
 
-// maxBodyBytes bounds one answer. Xero does not page Items, so an
-// organisation's whole item list arrives at once (about 850 bytes an item).
-const maxBodyBytes = 256 << 20
+// maxBodyBytes bounds one answer of an unpaged list. Xero does not page
+// Items, so an organisation's whole item list arrives at once (about 850
+// bytes an item). pagedMaxBodyBytes bounds one page of a paged list
+// (Contacts, Invoices, CreditNotes: at most PageSize documents of a few KB):
+// only the unpaged lists may take the larger share of the process's body
+// budget (httpapi.SetBodyBudget).
+const (
+	maxBodyBytes      = 256 << 20
+	pagedMaxBodyBytes = 32 << 20
+)
 
 // TenantConcurrency is the number of calls Xero allows in flight per
 // organisation.
@@ -138,9 +149,12 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 }
 
 // endpoints derives the API root, the token URL and the connections URL.
-// BaseURL overrides the API root; the identity endpoints then live on the
-// same host (/connect/token, /connections), as on the simulator, unless the
-// Secret key tokenURL names the token endpoint.
+// BaseURL overrides the API root, and the connections endpoint then lives
+// on the same host (/connections), as on the simulator. The token endpoint,
+// which gets the client secret and the refresh token, is never derived from
+// BaseURL (a tenant's choice) when the manager has an egress policy: it is
+// identity.xero.com unless the Secret key tokenURL names one the policy
+// allows. Without a policy (tests, tools) it is <BaseURL's host>/connect/token.
 func endpoints(cfg connectors.Config) (base, token, conns string, err error) {
 	base = strings.TrimRight(strings.TrimSpace(cfg.BaseURL), "/")
 	token, conns = DefaultTokenURL, DefaultConnectionsURL
@@ -151,13 +165,22 @@ func endpoints(cfg connectors.Config) (base, token, conns string, err error) {
 		if perr != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return "", "", "", connectors.Errorf(connectors.KindInvalidConfig, "the Xero base URL %q is not an absolute http(s) URL", cfg.BaseURL)
 		}
+		if err := connectors.CheckEgress(cfg, DefaultHosts, base); err != nil {
+			return "", "", "", fmt.Errorf("xero: base URL: %w", err)
+		}
 		root := u.Scheme + "://" + u.Host
-		token, conns = root+"/connect/token", root+"/connections"
+		conns = root + "/connections"
+		if cfg.Egress == nil {
+			token = root + "/connect/token"
+		}
 	}
 	if t := strings.TrimSpace(string(cfg.Credentials["tokenURL"])); t != "" {
 		u, perr := url.Parse(t)
 		if perr != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return "", "", "", connectors.Errorf(connectors.KindInvalidConfig, "the Secret key tokenURL is not an absolute http(s) URL")
+		}
+		if err := connectors.CheckEgress(cfg, DefaultHosts, t); err != nil {
+			return "", "", "", fmt.Errorf("xero: the Secret key tokenURL: %w", err)
 		}
 		token = t
 	}
@@ -177,28 +200,43 @@ type connector struct {
 	tenant                 string
 	pageSize               int
 	auth                   *httpapi.Client // identity endpoints: no API limits
-	api                    *httpapi.Client // Accounting API: the tenant's and the app's limits
+	api                    *httpapi.Client // Accounting API, paged lists: the tenant's and the app's limits
+	whole                  *httpapi.Client // Accounting API, unpaged lists: the same limiters, a larger body cap
 }
 
 // apiClient builds the Accounting API client once the organisation is known:
 // its limits are keyed by app and organisation.
 func (c *connector) apiClient() error {
-	api, err := httpapi.New(httpapi.Options{
+	paged, err := c.newAPIClient(pagedMaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	whole, err := c.newAPIClient(maxBodyBytes)
+	if err != nil {
+		return err
+	}
+	c.api, c.whole = paged, whole
+	return nil
+}
+
+// newAPIClient builds an Accounting API client with a body cap; every
+// such client of the credential shares the same limiters (same keys).
+func (c *connector) newAPIClient(maxBody int64) (*httpapi.Client, error) {
+	return httpapi.New(httpapi.Options{
 		Connector: Type, HTTPClient: c.cfg.HTTPClient, Registry: c.opts.Registry, Clock: c.opts.Clock, TimeScale: c.opts.TimeScale,
 		MaxRetries: c.opts.MaxRetries, Log: c.cfg.Log, ProblemHeader: "X-Rate-Limit-Problem",
+		// Every key gets a digest of the client secret and the API host:
+		// the tenants of one platform app share its client id, and only
+		// holders of its secret, calling Xero, share its limits.
+		Secret: c.clientSecret, BaseURL: c.base, DefaultHost: httpapi.IsDefaultHost(c.base, DefaultHosts),
 		// Items come whole, unpaged: 30,000 items are about 25 MB.
-		MaxBodyBytes: maxBodyBytes,
+		MaxBodyBytes: maxBody,
 		Limits: []httpapi.Limit{
 			{Key: httpapi.Key("xero-app", c.clientID), Windows: []httpapi.Window{AppMinute}},
 			{Key: httpapi.Key(Type, c.clientID, strings.ToLower(c.tenant)), Concurrency: TenantConcurrency,
 				Windows: []httpapi.Window{TenantMinute}, Quotas: []httpapi.Quota{TenantDay}},
 		},
 	})
-	if err != nil {
-		return err
-	}
-	c.api = api
-	return nil
 }
 
 var entities = []connectors.EntityInfo{
@@ -261,7 +299,7 @@ func (c *connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 func (c *connector) calls() int64 {
 	n := c.auth.Calls()
 	if c.api != nil {
-		n += c.api.Calls()
+		n += c.api.Calls() + c.whole.Calls()
 	}
 	return n
 }
@@ -301,7 +339,7 @@ func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep
 		q.Set("page", strconv.Itoa(at.page))
 		q.Set("pageSize", strconv.Itoa(c.pageSize))
 	}
-	resp, err := c.get(ctx, ep.op, ep.path, q, since)
+	resp, err := c.get(ctx, ep.op, ep.path, q, since, ep.paged)
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +415,7 @@ func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep
 // get sends one Accounting API request with a valid access token, the
 // organisation and, for incremental reads, If-Modified-Since. A 401 (the
 // token was refused before its time) gets one fresh token and one retry.
-func (c *connector) get(ctx context.Context, op, path string, q url.Values, since time.Time) (*httpapi.Response, error) {
+func (c *connector) get(ctx context.Context, op, path string, q url.Values, since time.Time, paged bool) (*httpapi.Response, error) {
 	if c.api == nil {
 		tenant, err := c.discoverTenant(ctx)
 		if err != nil {
@@ -403,7 +441,11 @@ func (c *connector) get(ctx context.Context, op, path string, q url.Values, sinc
 			// skips a change.
 			h.Set("If-Modified-Since", since.UTC().Truncate(time.Second).Format("2006-01-02T15:04:05Z"))
 		}
-		resp, err := c.api.Get(ctx, op, target, h)
+		cl := c.whole
+		if paged {
+			cl = c.api
+		}
+		resp, err := cl.Get(ctx, op, target, h)
 		if err == nil {
 			return resp, nil
 		}
@@ -423,4 +465,14 @@ func (c *connector) get(ctx context.Context, op, path string, q url.Values, sinc
 		}
 		return nil, err
 	}
+}
+
+// LimitKeys names the rate limiters and quotas the Accounting API calls
+// count against (httpapi.Client.LimitKeys), nil until the organisation is
+// known: for tests of credential isolation.
+func (c *connector) LimitKeys() []string {
+	if c.api == nil {
+		return nil
+	}
+	return c.api.LimitKeys()
 }

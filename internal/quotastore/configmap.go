@@ -6,7 +6,10 @@ package quotastore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -68,6 +71,10 @@ type ConfigMapStore struct {
 	// Now is the clock of writes and of the limiters' send times; nil
 	// means time.Now.
 	Now func() time.Time
+	// CollectEvery is how often Start deletes the ConfigMaps of
+	// credentials no longer used (see Collect); default 1h, negative
+	// never.
+	CollectEvery time.Duration
 
 	mu        sync.Mutex
 	pending   map[string]map[string]httpapi.QuotaUsage
@@ -80,7 +87,7 @@ type ConfigMapStore struct {
 var _ httpapi.QuotaStore = (*ConfigMapStore)(nil)
 
 // The counters live in the operator's own namespace: a namespaced Role.
-// +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;create;update
+// +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;create;update;delete
 
 // Load returns the counters saved for key.
 func (s *ConfigMapStore) Load(ctx context.Context, key string) (map[string]httpapi.QuotaUsage, error) {
@@ -162,8 +169,22 @@ func (s *ConfigMapStore) Save(ctx context.Context, key string, usage map[string]
 func (s *ConfigMapStore) Start(ctx context.Context) error {
 	t := time.NewTicker(s.flushEvery())
 	defer t.Stop()
+	var collect <-chan time.Time
+	if s.CollectEvery >= 0 {
+		every := s.CollectEvery
+		if every == 0 {
+			every = time.Hour
+		}
+		ct := time.NewTicker(every)
+		defer ct.Stop()
+		collect = ct.C
+	}
 	for {
 		select {
+		case <-collect:
+			if n, err := s.Collect(ctx); err != nil {
+				log.FromContext(ctx).Error(err, "deleting unused quota counters", "deleted", n)
+			}
 		case <-t.C:
 			s.FlushAll(ctx)
 		case <-ctx.Done():
@@ -309,15 +330,114 @@ func (s *ConfigMapStore) flushEvery() time.Duration {
 	return s.FlushEvery
 }
 
+// collectMargin is how long past its longest period an untouched ConfigMap
+// is kept.
+const collectMargin = time.Hour
+
+// Collect deletes the ConfigMaps of this store that nobody wrote for longer
+// than the longest period they count (a window's span, a day, a month: see
+// retention) and that hold no vendor block still running, so that the
+// counters of credentials, hosts and tenants gone do not pile up. A
+// ConfigMap with counters pending in this store is kept. Deletes are
+// conditional on the version read, so a replica writing at the same time
+// wins. It returns how many it deleted.
+func (s *ConfigMapStore) Collect(ctx context.Context) (int, error) {
+	var list corev1.ConfigMapList
+	if err := s.Reader.List(ctx, &list, client.InNamespace(s.Namespace), client.MatchingLabels{LabelKey: "true"}); err != nil {
+		return 0, fmt.Errorf("listing quota counters: %w", err)
+	}
+	now := s.now()
+	deleted := 0
+	var errs []error
+	for i := range list.Items {
+		cm := &list.Items[i]
+		s.mu.Lock()
+		_, pending := s.pending[cm.Annotations["erpsync.io/quota-key"]]
+		s.mu.Unlock()
+		if pending || !s.expired(cm, now) {
+			continue
+		}
+		rv := cm.ResourceVersion
+		err := s.Writer.Delete(ctx, cm, client.Preconditions{ResourceVersion: &rv})
+		switch {
+		case err == nil:
+			deleted++
+		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+			// Gone already, or written meanwhile: in use again.
+		default:
+			errs = append(errs, fmt.Errorf("deleting quota counters %s: %w", cm.Name, err))
+		}
+	}
+	return deleted, errors.Join(errs...)
+}
+
+// expired reports whether cm was last written longer ago than its
+// retention and holds no block that has yet to pass.
+func (s *ConfigMapStore) expired(cm *corev1.ConfigMap, now time.Time) bool {
+	written, err := time.Parse(time.RFC3339Nano, cm.Data[writtenKey])
+	if err != nil {
+		written = cm.CreationTimestamp.Time
+	}
+	usage := map[string]httpapi.QuotaUsage{}
+	if raw := cm.Data[dataKey]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &usage); err != nil {
+			// Unreadable counters are worth nothing once a month passed.
+			usage = map[string]httpapi.QuotaUsage{"month": {}}
+		}
+	}
+	keep := retention(usage) + collectMargin + s.flushEvery()
+	if now.Sub(written) < keep {
+		return false
+	}
+	for _, u := range usage {
+		if u.BlockedUntil.After(now) {
+			return false
+		}
+	}
+	return true
+}
+
+// retention is the longest period the counters count: a window's span
+// (from its name, "window:minute@1m0s"), a day for a quota, a month (31
+// days) for a monthly one.
+func retention(usage map[string]httpapi.QuotaUsage) time.Duration {
+	var d time.Duration
+	for name := range usage {
+		p := 24 * time.Hour
+		if rest, ok := strings.CutPrefix(name, httpapi.WindowUsagePrefix); ok {
+			p = 0
+			if _, span, ok := strings.Cut(rest, "@"); ok {
+				if v, err := time.ParseDuration(span); err == nil && v > 0 {
+					p = v
+				}
+			}
+		} else if strings.HasPrefix(strings.ToLower(name), "month") {
+			p = 31 * 24 * time.Hour
+		}
+		d = max(d, p)
+	}
+	return d
+}
+
 var notDNS = regexp.MustCompile(`[^a-z0-9-]+`)
 
-// Name is the ConfigMap name for a limiter key: a DNS label.
+// Name is the ConfigMap name for a limiter key: a DNS label made of the
+// key's vendor prefix (the part before ":", for people) and a digest of the
+// whole key. Keys differ in a secret's digest and a host at their end, so
+// cutting a key to fit 63 characters, or folding its punctuation, could
+// give two credentials one ConfigMap: the digest never does.
 func Name(key string) string {
-	n := "erpsync-quota-" + strings.Trim(notDNS.ReplaceAllString(strings.ToLower(key), "-"), "-")
-	if len(n) > 63 {
-		n = strings.TrimRight(n[:63], "-")
+	prefix, _, _ := strings.Cut(key, ":")
+	prefix = strings.Trim(notDNS.ReplaceAllString(strings.ToLower(prefix), "-"), "-")
+	if len(prefix) > 16 {
+		prefix = strings.TrimRight(prefix[:16], "-")
 	}
-	return n
+	sum := sha256.Sum256([]byte(key))
+	n := "erpsync-quota-"
+	if prefix != "" {
+		n += prefix + "-"
+	}
+	return n + hex.EncodeToString(sum[:16])
 }
 
 func clone(in map[string]httpapi.QuotaUsage) map[string]httpapi.QuotaUsage {

@@ -31,6 +31,19 @@ func TestNameIsADNSLabel(t *testing.T) {
 	if Name(httpapi.Key("xero", "a")) == Name(httpapi.Key("xero", "b")) {
 		t.Fatal("different credentials share a ConfigMap")
 	}
+	// Keys that differ only at their end (the secret's digest and the
+	// host that httpapi appends) or in punctuation get their own
+	// ConfigMaps.
+	long := httpapi.Key("cin7omni", "user") + "/0123456789abcdef@"
+	for _, pair := range [][2]string{
+		{long + "api.cin7.com", long + "evil.example.com"},
+		{long + "127.0.0.1:8080", long + "127.0.0.1:8081"},
+		{"cin7omni:a/b", "cin7omni:a-b"},
+	} {
+		if Name(pair[0]) == Name(pair[1]) {
+			t.Errorf("%q and %q share the ConfigMap %s", pair[0], pair[1], Name(pair[0]))
+		}
+	}
 }
 
 // TestCountersSurviveARestart runs the store against a real API server: a
