@@ -28,6 +28,7 @@ import (
 
 	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/egress"
 	"github.com/erpsync/erpsync-operator/internal/metrics"
 	"github.com/erpsync/erpsync-operator/sinks"
 )
@@ -38,10 +39,24 @@ const fieldOwner = "erpsync-controller"
 // credentialsIndex indexes ErpSyncs by the name of their credentials Secret.
 const credentialsIndex = ".spec.connector.credentialsRef.name"
 
+// Defaults of Options.
+const (
+	DefaultConcurrentSyncs      = 4
+	DefaultMaxSyncsPerNamespace = 2
+	DefaultMaxSyncDuration      = 6 * time.Hour
+)
+
 // Options tune the reconciler; zero values mean the defaults.
 type Options struct {
 	// ConcurrentSyncs bounds the syncs running at once (default 4).
 	ConcurrentSyncs int
+	// MaxSyncsPerNamespace bounds the syncs of one namespace running at
+	// once (default 2, at most ConcurrentSyncs); a namespace's syncs beyond
+	// it wait without holding a slot.
+	MaxSyncsPerNamespace int
+	// MaxSyncDuration bounds every sync, a full import or one with a
+	// longer spec.timeout included (default 6h).
+	MaxSyncDuration time.Duration
 	// MaxConcurrentReconciles is the number of reconcile workers (default 4).
 	// Reconciles are short: syncs run outside them.
 	MaxConcurrentReconciles int
@@ -63,6 +78,9 @@ type ErpSyncReconciler struct {
 	Recorder  events.EventRecorder
 	Registry  *connectors.Registry
 	Sink      sinks.Sink
+	// Egress is the policy every connector's requests go under; nil means
+	// the vendors' own hosts only (egress.New(nil, false)).
+	Egress *egress.Policy
 	// Clock defaults to the real clock; tests inject a fake one.
 	Clock   clock.PassiveClock
 	Options Options
@@ -82,6 +100,8 @@ type ErpSyncReconciler struct {
 // the ErpSync's credentials Secret before it uses the new access token.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// --watch-namespace-selector lists the Namespaces it selects.
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // SetupWithManager registers the controller. Only a generation change or a
 // change of one of our two request annotations enqueues an ErpSync (labels
@@ -95,12 +115,28 @@ func (r *ErpSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		r.APIReader = mgr.GetAPIReader()
 	}
 	if r.Options.ConcurrentSyncs <= 0 {
-		r.Options.ConcurrentSyncs = 4
+		r.Options.ConcurrentSyncs = DefaultConcurrentSyncs
+	}
+	if r.Options.MaxSyncsPerNamespace <= 0 {
+		r.Options.MaxSyncsPerNamespace = DefaultMaxSyncsPerNamespace
+	}
+	if r.Options.MaxSyncDuration <= 0 {
+		r.Options.MaxSyncDuration = DefaultMaxSyncDuration
 	}
 	if r.Options.MaxConcurrentReconciles <= 0 {
 		r.Options.MaxConcurrentReconciles = 4
 	}
-	r.tracker = newRunTracker(r.Options.ConcurrentSyncs)
+	if r.Egress == nil {
+		p, err := egress.New(nil, false)
+		if err != nil {
+			return fmt.Errorf("building the default egress policy: %w", err)
+		}
+		r.Egress = p
+	}
+	if _, ok := r.Recorder.(boundedRecorder); !ok {
+		r.Recorder = boundedRecorder{r.Recorder}
+	}
+	r.tracker = newRunTracker(r.Options.ConcurrentSyncs, r.Options.MaxSyncsPerNamespace)
 	r.runDone = make(chan event.GenericEvent, 1024)
 	r.baseCtx = ctx
 
@@ -108,6 +144,11 @@ func (r *ErpSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		return []string{o.(*erpv1.ErpSync).Spec.Connector.CredentialsRef.Name}
 	}); err != nil {
 		return fmt.Errorf("indexing ErpSyncs by credentials Secret: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &erpv1.ErpSync{}, companyIndex, func(o client.Object) []string {
+		return []string{o.(*erpv1.ErpSync).Spec.CompanyID}
+	}); err != nil {
+		return fmt.Errorf("indexing ErpSyncs by company: %w", err)
 	}
 
 	secretMeta := &metav1.PartialObjectMetadata{}
@@ -118,8 +159,10 @@ func (r *ErpSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 			predicate.GenerationChangedPredicate{},
 			requestAnnotationChanged{},
 		))).
+		// A deleted ErpSync may pass its company's claim to another.
+		Watches(&erpv1.ErpSync{}, handler.EnqueueRequestsFromMapFunc(r.sameCompany), builder.WithPredicates(deletedOnly)).
 		WatchesMetadata(secretMeta, handler.EnqueueRequestsFromMapFunc(r.erpSyncsForSecret),
-			builder.WithPredicates(resourceVersionChanged{})).
+			builder.WithPredicates(resourceVersionChanged{}, credentialsLabelled{})).
 		WatchesRawSource(source.Channel(r.runDone, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles}).
 		Named("erpsync").
@@ -173,6 +216,14 @@ func (r *ErpSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if r.tracker.running(req.NamespacedName) {
 		return ctrl.Result{}, nil
 	}
+	// A company belongs to one namespace: refuse before anything is read.
+	owner, err := r.companyOwner(ctx, &obj)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if owner != obj.Namespace {
+		return ctrl.Result{}, r.markClaimed(ctx, &obj, owner)
+	}
 	if obj.Status.Phase == erpv1.PhaseSuspended {
 		r.Recorder.Eventf(&obj, nil, corev1.EventTypeNormal, "Resumed", "Resume", "sync resumed")
 	}
@@ -201,7 +252,8 @@ func (r *ErpSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 }
 
 // secretVersion returns the resource version of the ErpSync's credentials
-// Secret from the metadata cache, or "" when it does not exist.
+// Secret from the metadata cache, or "" when it does not exist or lacks the
+// credentials label (as the sync sees it: see readSecret).
 func (r *ErpSyncReconciler) secretVersion(ctx context.Context, obj *erpv1.ErpSync) (string, error) {
 	m := &metav1.PartialObjectMetadata{}
 	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
@@ -211,6 +263,9 @@ func (r *ErpSyncReconciler) secretVersion(ctx context.Context, obj *erpv1.ErpSyn
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading credentials Secret metadata: %w", err)
+	}
+	if !hasCredentialsLabel(m) {
+		return "", nil
 	}
 	return m.ResourceVersion, nil
 }
@@ -261,6 +316,17 @@ func (requestAnnotationChanged) Update(e event.UpdateEvent) bool {
 func (requestAnnotationChanged) Create(event.CreateEvent) bool   { return false }
 func (requestAnnotationChanged) Delete(event.DeleteEvent) bool   { return true }
 func (requestAnnotationChanged) Generic(event.GenericEvent) bool { return false }
+
+// credentialsLabelled passes events of Secrets that carry the credentials
+// label, or carried it before an update (so that removing it is seen).
+type credentialsLabelled struct{ predicate.Funcs }
+
+func (credentialsLabelled) Create(e event.CreateEvent) bool { return hasCredentialsLabel(e.Object) }
+func (credentialsLabelled) Delete(e event.DeleteEvent) bool { return hasCredentialsLabel(e.Object) }
+func (credentialsLabelled) Update(e event.UpdateEvent) bool {
+	return hasCredentialsLabel(e.ObjectOld) || hasCredentialsLabel(e.ObjectNew)
+}
+func (credentialsLabelled) Generic(e event.GenericEvent) bool { return hasCredentialsLabel(e.Object) }
 
 // resourceVersionChanged drops the periodic resync updates of Secrets, whose
 // resource version does not change, so they never cause a sync.

@@ -53,6 +53,24 @@ func TestBadSecretGivesAClearConditionAndRecoversWhenFixed(t *testing.T) {
 			fix:     func(h *harness) { h.patchSecret("creds", map[string]string{"apiKey": "k"}) },
 		},
 		{
+			name: "Secret without the credentials label",
+			setup: func(h *harness) {
+				h.secretIn(h.ns, "creds", map[string]string{"apiKey": "k"}, map[string]string{"app": "billing"})
+			},
+			reason:  kindSecretNotLabelled,
+			message: `credentials Secret "creds" in namespace`,
+			fix:     func(h *harness) { h.labelSecret("creds", erpv1.CredentialsLabelValue) },
+		},
+		{
+			name: "Secret labelled with another value",
+			setup: func(h *harness) {
+				h.secretIn(h.ns, "creds", map[string]string{"apiKey": "k"}, map[string]string{erpv1.CredentialsLabel: "yes"})
+			},
+			reason:  kindSecretNotLabelled,
+			message: `does not carry the label erpsync.io/credentials: "true"`,
+			fix:     func(h *harness) { h.labelSecret("creds", erpv1.CredentialsLabelValue) },
+		},
+		{
 			name:    "wrong key",
 			setup:   func(h *harness) { h.secret("creds", map[string]string{"apiKey": "wrong"}) },
 			reason:  connectors.KindAuthenticationFailed,
@@ -78,6 +96,9 @@ func TestBadSecretGivesAClearConditionAndRecoversWhenFixed(t *testing.T) {
 			g.Expect(meta.FindStatusCondition(o.Status.Conditions, erpv1.StalledCondition)).To(BeNil(), "a Secret fix can help: not stalled")
 			g.Expect(meta.FindStatusCondition(o.Status.Conditions, erpv1.ReconcilingCondition)).To(BeNil())
 			g.Expect(kstatusOf(g, o)).To(Equal(status.InProgressStatus))
+			if tc.reason == connectors.KindSecretNotFound || tc.reason == kindSecretNotLabelled {
+				g.Expect(h.erp.built()).To(BeEmpty(), "nothing was read from the Secret: no connector was built")
+			}
 			g.Eventually(func() []string { return reasons(h.events("acme")) }, 10*time.Second).Should(ContainElement(string(tc.reason)))
 			for _, e := range h.events("acme") {
 				if e.Reason == string(tc.reason) {
@@ -138,4 +159,50 @@ func (h *harness) patchSecret(name string, data map[string]string) {
 	s.StringData = data
 	s.Data = nil
 	h.g.Expect(k8s.Update(context.Background(), &s)).To(Succeed())
+}
+
+// labelSecret sets the credentials label of a Secret to value.
+func (h *harness) labelSecret(name, value string) {
+	h.g.Eventually(func() error {
+		var s corev1.Secret
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: h.ns, Name: name}, &s); err != nil {
+			return err
+		}
+		if s.Labels == nil {
+			s.Labels = map[string]string{}
+		}
+		s.Labels[erpv1.CredentialsLabel] = value
+		return k8s.Update(context.Background(), &s)
+	}, 10*time.Second).Should(Succeed())
+}
+
+// TestCredentialStoreReadsAndWritesOnlyLabelledSecrets: the store behind
+// Xero's token rotation neither reads nor updates a Secret that did not
+// opt in.
+func TestCredentialStoreReadsAndWritesOnlyLabelledSecrets(t *testing.T) {
+	h := newHarness(t)
+	g := h.g
+	ctx := context.Background()
+	h.secretIn(h.ns, "neighbour", map[string]string{"refreshToken": "theirs"}, nil)
+	h.secret("creds", map[string]string{"refreshToken": "old"})
+
+	neighbour := &secretStore{key: client.ObjectKey{Namespace: h.ns, Name: "neighbour"}, reader: k8s, writer: k8s}
+	_, _, err := neighbour.Get(ctx)
+	g.Expect(connectors.KindOf(err)).To(Equal(kindSecretNotLabelled))
+	var s corev1.Secret
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: h.ns, Name: "neighbour"}, &s)).To(Succeed())
+	_, err = neighbour.Update(ctx, map[string][]byte{"refreshToken": []byte("stolen")}, s.ResourceVersion)
+	g.Expect(connectors.KindOf(err)).To(Equal(kindSecretNotLabelled))
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: h.ns, Name: "neighbour"}, &s)).To(Succeed())
+	g.Expect(string(s.Data["refreshToken"])).To(Equal("theirs"), "an unlabelled Secret is never written")
+
+	own := &secretStore{key: client.ObjectKey{Namespace: h.ns, Name: "creds"}, reader: k8s, writer: k8s}
+	data, version, err := own.Get(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(data["refreshToken"])).To(Equal("old"))
+	_, err = own.Update(ctx, map[string][]byte{"refreshToken": []byte("new")}, version)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: h.ns, Name: "creds"}, &s)).To(Succeed())
+	g.Expect(string(s.Data["refreshToken"])).To(Equal("new"))
+	g.Expect(s.Labels).To(HaveKeyWithValue(erpv1.CredentialsLabel, erpv1.CredentialsLabelValue), "the update keeps the label")
 }

@@ -172,7 +172,7 @@ func TestRetryOfAFailedImportSkipsFinishedEntitiesAndReportsTheWholeImport(t *te
 	// The first import fails on products page 3, once.
 	h.erp.set(func(f *fakeERP) { f.failProductsFrom, f.failTimes = 3, 1 })
 	h.startManager()
-	h.erpsync("acme", func(o *erpv1.ErpSync) { o.Spec.RetryInterval = &metav1.Duration{Duration: 2 * time.Second} })
+	h.erpsync("acme", func(o *erpv1.ErpSync) { o.Spec.RetryInterval = &metav1.Duration{Duration: 30 * time.Second} })
 
 	var failedAt int
 	g.Eventually(func(g Gomega) {
@@ -182,10 +182,14 @@ func TestRetryOfAFailedImportSkipsFinishedEntitiesAndReportsTheWholeImport(t *te
 		// 1 page, products pages 1-2 and the failed page 3.
 		g.Expect(o.Status.Import).NotTo(BeNil())
 		g.Expect(o.Status.Import.Syncs).To(Equal(int64(1)))
+		g.Expect(o.Status.ConsecutiveFailures).To(Equal(int64(1)))
 		g.Expect(o.Status.Import.APICalls).To(Equal(int64(4)))
 		g.Expect(o.Status.Import.Records).To(Equal(int64(21)))
 		failedAt = len(h.erp.log())
 	}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
+	// Let the retry interval pass, and wake the controller.
+	h.clock.advance(31 * time.Second)
+	h.patchSecret("creds", map[string]string{"apiKey": "k", "poke": "1"})
 
 	o := h.ready("acme")
 	// The retry read neither customers (finished in the failed sync) nor
@@ -196,6 +200,7 @@ func TestRetryOfAFailedImportSkipsFinishedEntitiesAndReportsTheWholeImport(t *te
 		g.Expect(req.Entity).To(Equal(model.KindProduct), "customers finished in the failed sync: not read again")
 		g.Expect(req.Page).To(BeNumerically(">=", 3))
 	}
+	g.Expect(o.Status.ConsecutiveFailures).To(BeZero(), "a success resets the back-off")
 	// lastSync describes the whole import, not the retry's part of it.
 	g.Expect(o.Status.Import).To(BeNil())
 	g.Expect(o.Status.LastSync.Mode).To(Equal(erpv1.SyncModeFull))

@@ -34,6 +34,10 @@ func TestAdmissionRejectsBadSpecs(t *testing.T) {
 		{"interval not a duration", func(s map[string]any) { s["interval"] = "fifteen minutes" }, "spec.interval"},
 		{"timeout not below interval", func(s map[string]any) { s["timeout"] = "15m" }, "timeout must be shorter than interval"},
 		{"retryInterval above interval", func(s map[string]any) { s["retryInterval"] = "1h" }, "retryInterval cannot exceed interval"},
+		{"retryInterval below 30s", func(s map[string]any) { s["retryInterval"] = "10s" }, "retryInterval must be at least 30s"},
+		{"retryInterval of a millisecond", func(s map[string]any) { s["retryInterval"] = "1ms" }, "retryInterval must be at least 30s"},
+		{"timeout below 1m", func(s map[string]any) { s["timeout"] = "30s" }, "timeout must be at least 1m"},
+		{"timeout of a millisecond", func(s map[string]any) { s["timeout"] = "1ms" }, "timeout must be at least 1m"},
 		{"missing companyId", func(s map[string]any) { delete(s, "companyId") }, "spec.companyId: Required value"},
 		{"bad baseURL", func(s map[string]any) { s["connector"].(map[string]any)["baseURL"] = "ftp://x" }, "spec.connector.baseURL"},
 		{"missing credentialsRef", func(s map[string]any) { delete(s["connector"].(map[string]any), "credentialsRef") }, "spec.connector.credentialsRef: Required value"},
@@ -53,6 +57,18 @@ func TestAdmissionRejectsBadSpecs(t *testing.T) {
 			g.Expect(err.Error()).To(ContainSubstring(tc.message))
 		})
 	}
+
+	t.Run("the minimums themselves are accepted", func(t *testing.T) {
+		g := NewWithT(t)
+		spec := valid()
+		spec["retryInterval"], spec["timeout"] = "30s", "1m"
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": erpv1.GroupVersion.String(), "kind": "ErpSync",
+			"metadata": map[string]any{"name": "minimums", "namespace": h.ns},
+			"spec":     spec,
+		}}
+		g.Expect(k8s.Create(context.Background(), u)).To(Succeed())
+	})
 
 	t.Run("valid spec is accepted with the default interval", func(t *testing.T) {
 		g := NewWithT(t)

@@ -91,6 +91,23 @@ func (f *fakeERP) log() []connectors.PageRequest {
 	return append([]connectors.PageRequest(nil), f.requests...)
 }
 
+// built returns the configs of the connectors built so far.
+func (f *fakeERP) built() []connectors.Config {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]connectors.Config(nil), f.configs...)
+}
+
+// builtWith reports whether a connector was built with the Secret value.
+func (f *fakeERP) builtWith(key, value string) bool {
+	for _, c := range f.built() {
+		if string(c.Credentials[key]) == value {
+			return true
+		}
+	}
+	return false
+}
+
 func (f *fakeERP) set(fn func(f *fakeERP)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

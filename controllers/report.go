@@ -15,8 +15,6 @@ const (
 	maxIDLen = 64
 	// maxWhyLen bounds the reason an entity's pass is incomplete.
 	maxWhyLen = 200
-	// maxEventLen bounds an event message.
-	maxEventLen = 1024
 )
 
 // entityReport is what the per-entity state says of documents set aside and
@@ -109,7 +107,7 @@ func (r entityReport) setAsideEvent() string {
 		by = append(by, s)
 	}
 	return truncate(fmt.Sprintf("%s the connector could not map %s set aside with the reason and the raw document, and read again by every sync until they map: %s",
-		plural(r.setAside, "document"), isAre(r.setAside), strings.Join(by, "; ")), maxEventLen)
+		plural(r.setAside, "document"), isAre(r.setAside), strings.Join(by, "; ")), maxEventNoteLen)
 }
 
 // incompleteEvent is the message of the Warning event of a sync that ended
@@ -119,7 +117,7 @@ func (r entityReport) incompleteEvent() string {
 	for _, e := range r.incomplete {
 		by = append(by, e.name+": "+e.why)
 	}
-	return truncate("the watermark was kept, so the next sync reads the same window again: "+strings.Join(by, "; "), maxEventLen)
+	return truncate("the watermark was kept, so the next sync reads the same window again: "+strings.Join(by, "; "), maxEventNoteLen)
 }
 
 // shown makes vendor text fit for status and events: control characters

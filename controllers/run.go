@@ -41,10 +41,10 @@ func (r *ErpSyncReconciler) startSync(obj *erpv1.ErpSync, d Decision) {
 			case <-r.baseCtx.Done():
 			}
 		}()
-		if !r.tracker.acquire(ctx) {
+		if !r.tracker.acquire(ctx, key.Namespace) {
 			return
 		}
-		defer r.tracker.release()
+		defer r.tracker.release(key.Namespace)
 		s := &syncRun{r: r, obj: obj, decision: d, log: logger, persisted: obj.DeepCopy()}
 		s.run(logr.NewContext(ctx, logger))
 	}()
@@ -157,6 +157,14 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 	state := toEngineState(obj.Status.Entities)
 	res := engine.Result{State: state}
 
+	// The claim was checked before the sync started; check it again, from
+	// the cache as it is now, before anything is read or built.
+	if owner, err := r.companyOwner(ctx, obj); err != nil {
+		return res, err
+	} else if owner != obj.Namespace {
+		return res, connectors.Errorf(kindCompanyClaimed, "%s", claimedMessage(obj.Spec.CompanyID, owner))
+	}
+
 	secretKey := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.Connector.CredentialsRef.Name}
 	secret, err := readSecret(ctx, r.APIReader, secretKey)
 	if err != nil {
@@ -193,13 +201,16 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		obj.Status.Source = src
 	}
 
+	typ := string(obj.Spec.Connector.Type)
 	conn, err := r.Registry.New(ctx, connectors.Config{
-		Type:            string(obj.Spec.Connector.Type),
+		Type:            typ,
 		CompanyID:       obj.Spec.CompanyID,
 		BaseURL:         obj.Spec.Connector.BaseURL,
 		TenantID:        obj.Spec.Connector.TenantID,
 		Credentials:     secret.Data,
 		CredentialStore: &secretStore{key: secretKey, reader: r.APIReader, writer: r.Client},
+		HTTPClient:      r.Egress.Client(r.Registry.DefaultHosts(typ)),
+		Egress:          r.Egress,
 		Log:             s.log,
 	})
 	if err != nil {
@@ -213,13 +224,10 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		entities = append(entities, model.Kind(e))
 	}
 
-	runCtx := ctx
-	if d := syncTimeout(obj); d > 0 {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
-	return engine.Execute(runCtx, engine.Run{
+	d, bound := r.syncBound(obj)
+	runCtx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	res, err = engine.Execute(runCtx, engine.Run{
 		// Resuming an interrupted sync, or retrying a failed one: the
 		// entities it had finished are not read again.
 		SkipCompletedSince: s.skipCompletedSince,
@@ -241,6 +249,10 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 			})
 		},
 	})
+	if err != nil && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+		err = &syncTimedOut{bound: bound, err: err}
+	}
+	return res, err
 }
 
 // Why a full import runs, as status.import.reason says.
@@ -249,15 +261,32 @@ const (
 	importReasonFullResync = "a full resync was requested"
 )
 
-// syncTimeout bounds one sync of obj: a full import (status.import set: a
-// first import, a requested full resync, the import after a source change)
-// only by an explicit spec.timeout, so that it runs to completion however
-// long it takes; a routine sync by the timeout or the interval. 0: no bound.
+// syncTimeout bounds one sync of obj by its spec: a full import
+// (status.import set: a first import, a requested full resync, the import
+// after a source change) only by an explicit spec.timeout, so that it runs
+// to completion however long it takes; a routine sync by the timeout or the
+// interval. 0: no bound.
 func syncTimeout(obj *erpv1.ErpSync) time.Duration {
 	if obj.Status.Import != nil || obj.Status.LastSuccessfulSyncEnd == nil {
 		return obj.GetImportTimeout()
 	}
 	return obj.GetTimeout()
+}
+
+// syncBound is the bound on one sync of obj: syncTimeout, within the
+// manager's --max-sync-duration (which bounds imports and explicit
+// timeouts too, so that no sync holds a slot for ever); and how it reads in
+// a message.
+func (r *ErpSyncReconciler) syncBound(obj *erpv1.ErpSync) (time.Duration, string) {
+	limit := r.Options.MaxSyncDuration
+	if d := syncTimeout(obj); d > 0 && d <= limit {
+		what := "the interval"
+		if obj.Spec.Timeout != nil && obj.Spec.Timeout.Duration > 0 {
+			what = "spec.timeout"
+		}
+		return d, what + " " + d.String()
+	}
+	return limit, "the manager's maximum sync duration " + limit.String()
 }
 
 // forgetPositions drops every entity's watermark and checkpoint (a full
@@ -318,6 +347,7 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 			summary.SetAside = report.setAside
 			summary.Incomplete = report.incompleteNames()
 			o.Status.Phase = erpv1.PhaseSucceeded
+			o.Status.ConsecutiveFailures = 0
 			o.Status.LastSuccessfulSyncEnd = mtime(end)
 			o.Status.LastSync = summary.DeepCopy()
 			o.Status.NextSyncAt = mtime(end.Add(o.GetInterval()).Truncate(time.Second))
@@ -336,9 +366,10 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 			o.Status.ObservedGeneration = o.Generation
 			return
 		}
-		reason, msg := failureReason(runErr)
+		reason, msg, stall := r.failure(runErr, o)
 		o.Status.Phase = erpv1.PhaseFailed
-		next := end.Add(o.GetRetryInterval())
+		o.Status.ConsecutiveFailures++
+		next := end.Add(RetryDelay(o))
 		if at := connectors.RetryAtOf(runErr); at.After(next) || (retryBy(runErr) && !at.IsZero() && at.After(end)) {
 			// A vendor reset comes later than the retry interval; a
 			// deadline to keep credentials working comes earlier.
@@ -346,7 +377,7 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 		}
 		o.Status.NextSyncAt = mtime(next.Truncate(time.Second))
 		setCondition(o, erpv1.ReadyCondition, metav1.ConditionFalse, reason, msg)
-		if stalled(runErr) {
+		if stall {
 			setCondition(o, erpv1.StalledCondition, metav1.ConditionTrue, reason, msg)
 			o.Status.ObservedGeneration = o.Generation
 		} else {
@@ -366,8 +397,8 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 	}
 	metrics.SetEntityReport(obj.Namespace, obj.Name, entityMetrics(obj.Status.Entities))
 	if runErr != nil {
-		reason, msg := failureReason(runErr)
-		s.log.Info("sync failed", "reason", reason, "error", msg)
+		reason, msg, _ := r.failure(runErr, obj)
+		s.log.Info("sync failed", "reason", reason, "consecutiveFailures", obj.Status.ConsecutiveFailures, "error", logDetail(runErr))
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, reason, "Sync", "%s", msg)
 		return
 	}
@@ -379,7 +410,7 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 	// sync that ends with them, as warnings (the recorder folds repeats into
 	// one series).
 	if firstSync || !wasReady || s.full || summary.Syncs > 1 {
-		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SyncSucceeded", "Sync", "%s", truncate(readyMsg, maxEventLen))
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SyncSucceeded", "Sync", "%s", readyMsg)
 	}
 	if report.setAside > 0 {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, "RecordsSetAside", "Sync", "%s", report.setAsideEvent())
@@ -424,31 +455,22 @@ func (s *syncRun) stopped(cause StopCause, res engine.Result, start, end time.Ti
 	s.r.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "Suspended", "Suspend", "sync suspended; the running sync stopped at a page boundary and will resume from its checkpoint")
 }
 
+// statusWriteError is a failed write of an ErpSync's status: the API
+// server's trouble, never the ERP's (see unreachable).
+type statusWriteError struct{ err error }
+
+func (e *statusWriteError) Error() string { return "patching ErpSync status: " + e.err.Error() }
+func (e *statusWriteError) Unwrap() error { return e.err }
+
 // patchStatus applies mutate to the in-memory object and patches the
 // difference into the status subresource.
 func (s *syncRun) patchStatus(ctx context.Context, mutate func(*erpv1.ErpSync)) error {
 	mutate(s.obj)
 	if err := s.r.Status().Patch(ctx, s.obj, client.MergeFrom(s.persisted), client.FieldOwner(fieldOwner)); err != nil {
-		return fmt.Errorf("patching ErpSync status: %w", err)
+		return &statusWriteError{err: err}
 	}
 	s.persisted = s.obj.DeepCopy()
 	return nil
-}
-
-// failureReason maps an error to a Ready reason and a message for people.
-func failureReason(err error) (string, string) {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return string(connectors.KindERPUnavailable), "the sync did not finish within its timeout; it resumes from its checkpoint: " + err.Error()
-	}
-	if k := connectors.KindOf(err); k != "" {
-		return string(k), err.Error()
-	}
-	return erpv1.ReasonSyncFailed, err.Error()
-}
-
-// stalled reports whether only a spec change can fix err.
-func stalled(err error) bool {
-	return connectors.KindOf(err) == connectors.KindInvalidConfig
 }
 
 func resultLabel(err error) string {

@@ -33,7 +33,27 @@ const (
 	// TriggerSchedule: interval (or retryInterval) has passed since the last
 	// sync ended.
 	TriggerSchedule Trigger = "schedule"
+	// TriggerClaim: the last verdict refused the company's claim, and the
+	// caller found the claim now holds (the owner in another namespace was
+	// deleted).
+	TriggerClaim Trigger = "claim"
 )
+
+// MaxBackoff is where the back-off over consecutive failures stops growing,
+// unless the interval is longer (then it stops at the interval).
+const MaxBackoff = time.Hour
+
+// RetryDelay is the wait after obj's last failure: retryInterval ×
+// 2^(n-1) for the n-th failure in a row (status.consecutiveFailures; 0
+// counts as 1), at most MaxBackoff or the interval, whichever is longer.
+func RetryDelay(obj *erpv1.ErpSync) time.Duration {
+	d := obj.GetRetryInterval()
+	limit := max(MaxBackoff, obj.GetInterval(), d)
+	for n := obj.Status.ConsecutiveFailures; n > 1 && d < limit; n-- {
+		d *= 2
+	}
+	return min(d, limit)
+}
 
 // Decision is what the scheduler decided for one ErpSync.
 type Decision struct {
@@ -62,7 +82,8 @@ type Decision struct {
 // so restarts, leader changes and cache resyncs never add a sync.
 //
 // The next sync is due at lastSyncEnd + interval after a success, and at
-// lastSyncEnd + retryInterval after a failure (later, when the vendor told us
+// lastSyncEnd + retryInterval after a failure, doubling with each failure
+// in a row (see RetryDelay; later, when the vendor told us
 // when a quota or rate limit resets: then status.nextSyncAt holds that time).
 //
 // A sync interrupted by a restart resumes from its checkpoints, unless a
@@ -102,6 +123,11 @@ func Due(obj *erpv1.ErpSync, secretVersion string, now time.Time) Decision {
 	if ready == nil || ready.ObservedGeneration != obj.Generation {
 		return Decision{Trigger: TriggerGeneration}
 	}
+	if ready.Reason == erpv1.ReasonCompanyClaimed {
+		// Reconcile refuses a claimed company before asking: asked, the
+		// claim holds now.
+		return Decision{Trigger: TriggerClaim}
+	}
 	end := st.LastSyncEnd.Time
 	due := end.Add(obj.GetInterval())
 	var skip time.Time
@@ -112,7 +138,7 @@ func Due(obj *erpv1.ErpSync, secretVersion string, now time.Time) Decision {
 		if credentialReason(ready.Reason) && secretVersion != st.CredentialsVersion {
 			return Decision{Trigger: TriggerCredentials, SkipCompletedSince: skip}
 		}
-		due = end.Add(obj.GetRetryInterval())
+		due = end.Add(RetryDelay(obj))
 		if waitsForVendor(ready.Reason) && st.NextSyncAt != nil && st.NextSyncAt.After(due) {
 			due = st.NextSyncAt.Time
 		}
@@ -157,7 +183,7 @@ func pendingToken(obj *erpv1.ErpSync, key, handled string) string {
 // the credentials Secret.
 func credentialReason(reason string) bool {
 	switch connectors.ErrorKind(reason) {
-	case connectors.KindSecretNotFound, connectors.KindSecretKeyMissing, connectors.KindAuthenticationFailed:
+	case connectors.KindSecretNotFound, connectors.KindSecretKeyMissing, connectors.KindAuthenticationFailed, kindSecretNotLabelled:
 		return true
 	}
 	return false

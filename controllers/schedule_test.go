@@ -121,3 +121,73 @@ func TestDue(t *testing.T) {
 		})
 	}
 }
+
+func TestRetryDelayBacksOffOverConsecutiveFailures(t *testing.T) {
+	obj := func(interval, retry time.Duration, failures int64) *erpv1.ErpSync {
+		o := &erpv1.ErpSync{Spec: erpv1.ErpSyncSpec{Interval: metav1.Duration{Duration: interval}}}
+		if retry > 0 {
+			o.Spec.RetryInterval = &metav1.Duration{Duration: retry}
+		}
+		o.Status.ConsecutiveFailures = failures
+		return o
+	}
+	cases := []struct {
+		name     string
+		interval time.Duration
+		retry    time.Duration
+		failures int64
+		want     time.Duration
+	}{
+		{"no failure counted yet: the retry interval", 15 * time.Minute, 2 * time.Minute, 0, 2 * time.Minute},
+		{"first failure: the retry interval", 15 * time.Minute, 2 * time.Minute, 1, 2 * time.Minute},
+		{"second: doubled", 15 * time.Minute, 2 * time.Minute, 2, 4 * time.Minute},
+		{"third: four times", 15 * time.Minute, 2 * time.Minute, 3, 8 * time.Minute},
+		{"sixth: capped at 1h", 15 * time.Minute, 2 * time.Minute, 6, time.Hour},
+		{"a very long run of failures stays capped", 15 * time.Minute, 2 * time.Minute, 1 << 40, time.Hour},
+		{"an interval longer than 1h caps instead", 6 * time.Hour, 30 * time.Minute, 10, 6 * time.Hour},
+		{"a retry interval above 1h is not shortened", 6 * time.Hour, 6 * time.Hour, 1, 6 * time.Hour},
+		{"the retry interval defaults to the interval", 15 * time.Minute, 0, 2, 30 * time.Minute},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := RetryDelay(obj(tc.interval, tc.retry, tc.failures)); got != tc.want {
+				t.Errorf("RetryDelay() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDueBacksOffAndAClaimThatHoldsSyncsAtOnce(t *testing.T) {
+	end := time.Date(2026, 11, 26, 15, 12, 0, 0, time.UTC)
+	failedN := func(n int64, reason string) *erpv1.ErpSync {
+		return &erpv1.ErpSync{
+			ObjectMeta: metav1.ObjectMeta{Generation: 1},
+			Spec: erpv1.ErpSyncSpec{Interval: metav1.Duration{Duration: 15 * time.Minute},
+				RetryInterval: &metav1.Duration{Duration: time.Minute}},
+			Status: erpv1.ErpSyncStatus{
+				Phase: erpv1.PhaseFailed, LastSyncStart: mtime(end.Add(-time.Minute)), LastSyncEnd: mtime(end), ConsecutiveFailures: n,
+				Conditions: []metav1.Condition{{Type: erpv1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, ObservedGeneration: 1}},
+			},
+		}
+	}
+	cases := []struct {
+		name    string
+		obj     *erpv1.ErpSync
+		now     time.Time
+		trigger Trigger
+		dueAt   time.Time
+	}{
+		{"after one failure: retryInterval", failedN(1, "ERPUnavailable"), end, TriggerNone, end.Add(time.Minute)},
+		{"after three in a row: four times", failedN(3, "ERPUnavailable"), end.Add(3 * time.Minute), TriggerNone, end.Add(4 * time.Minute)},
+		{"after three in a row, due at four times", failedN(3, "ERPUnavailable"), end.Add(4 * time.Minute), TriggerSchedule, time.Time{}},
+		{"a refused claim that now holds syncs at once", failedN(0, erpv1.ReasonCompanyClaimed), end, TriggerClaim, time.Time{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Due(tc.obj, "", tc.now)
+			if d.Trigger != tc.trigger || !d.DueAt.Equal(tc.dueAt) {
+				t.Errorf("Due() = %+v, want trigger %q dueAt %v", d, tc.trigger, tc.dueAt)
+			}
+		})
+	}
+}

@@ -3,7 +3,6 @@ package controllers
 import (
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,7 +18,7 @@ func setCondition(obj *erpv1.ErpSync, typ string, status metav1.ConditionStatus,
 		Type:               typ,
 		Status:             status,
 		Reason:             reason,
-		Message:            truncate(msg, 1024),
+		Message:            truncate(msg, maxConditionMessageLen),
 		ObservedGeneration: obj.Generation,
 	})
 }
@@ -28,18 +27,6 @@ func setCondition(obj *erpv1.ErpSync, typ string, status metav1.ConditionStatus,
 // while True).
 func removeCondition(obj *erpv1.ErpSync, typ string) {
 	meta.RemoveStatusCondition(&obj.Status.Conditions, typ)
-}
-
-// truncate bounds s to n bytes, cutting at a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - 3
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }
 
 func mtime(t time.Time) *metav1.Time {

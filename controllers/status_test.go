@@ -175,7 +175,7 @@ func TestEntityReportMessages(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		many = append(many, engine.EntityState{Name: model.Kind(strings.Repeat("k", 60)), SetAside: 1000, SetAsideIDs: []string{strings.Repeat("i", 200), "b", "c", "d", "e"}})
 	}
-	if n := len(reportOf(many).setAsideEvent()); n > maxEventLen {
-		t.Errorf("event of %d bytes, want at most %d", n, maxEventLen)
+	if n := len(reportOf(many).setAsideEvent()); n > maxEventNoteLen {
+		t.Errorf("event of %d bytes, want at most %d", n, maxEventNoteLen)
 	}
 }

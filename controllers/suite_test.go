@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 
 	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/egress"
 	"github.com/erpsync/erpsync-operator/sinks/memory"
 )
 
@@ -101,7 +103,25 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	opts   Options
+	// watch lists further namespaces the manager sees (tests of several
+	// tenants).
+	watch []string
+	// clock is the reconciler's clock: the real time plus an offset a test
+	// may advance.
+	clock *offsetClock
+	// reconciler is the last manager's reconciler.
+	reconciler *ErpSyncReconciler
+	// egress is the reconciler's egress policy; nil: the default.
+	egress *egress.Policy
 }
+
+// offsetClock is the real clock moved forward by an offset, so that a test
+// can let a retry interval pass.
+type offsetClock struct{ off atomic.Int64 }
+
+func (c *offsetClock) Now() time.Time                  { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c *offsetClock) advance(d time.Duration)         { c.off.Add(int64(d)) }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
@@ -109,7 +129,7 @@ func newHarness(t *testing.T) *harness {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "erpsync-test-"}}
 	g.Expect(k8s.Create(context.Background(), ns)).To(Succeed())
 	h := &harness{t: t, g: g, ns: ns.Name, erp: newFakeERP(25), sink: memory.New(),
-		opts: Options{CheckpointEvery: time.Nanosecond}}
+		opts: Options{CheckpointEvery: time.Nanosecond}, clock: &offsetClock{}}
 	t.Cleanup(h.stopManager)
 	return h
 }
@@ -118,10 +138,14 @@ func newHarness(t *testing.T) *harness {
 // so tests never reconcile each other's objects.
 func (h *harness) startManager() {
 	h.t.Helper()
+	namespaces := map[string]cache.Config{h.ns: {}}
+	for _, ns := range h.watch {
+		namespaces[ns] = cache.Config{}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:     scheme,
 		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}},
+		Cache:      cache.Options{DefaultNamespaces: namespaces},
 		Controller: ctrlConfig(),
 	})
 	h.g.Expect(err).NotTo(HaveOccurred())
@@ -134,8 +158,11 @@ func (h *harness) startManager() {
 		Recorder: mgr.GetEventRecorder("erpsync-controller"),
 		Registry: reg,
 		Sink:     h.sink,
+		Clock:    h.clock,
+		Egress:   h.egress,
 		Options:  h.opts,
 	}
+	h.reconciler = r
 	h.g.Expect(r.SetupWithManager(ctx, mgr)).To(Succeed())
 	h.cancel = cancel
 	h.done = make(chan struct{})
@@ -156,11 +183,23 @@ func (h *harness) stopManager() {
 	h.cancel = nil
 }
 
-// secret creates the credentials Secret.
+// secret creates the credentials Secret, labelled as credentials.
 func (h *harness) secret(name string, data map[string]string) *corev1.Secret {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns}, StringData: data}
+	return h.secretIn(h.ns, name, data, map[string]string{erpv1.CredentialsLabel: erpv1.CredentialsLabelValue})
+}
+
+// secretIn creates a Secret with the given labels.
+func (h *harness) secretIn(ns, name string, data, labels map[string]string) *corev1.Secret {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}, StringData: data}
 	h.g.Expect(k8s.Create(context.Background(), s)).To(Succeed())
 	return s
+}
+
+// namespace creates another namespace for the test.
+func (h *harness) namespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "erpsync-test-"}}
+	h.g.Expect(k8s.Create(context.Background(), ns)).To(Succeed())
+	return ns.Name
 }
 
 // erpsync creates an ErpSync with the given mutations applied.

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -23,12 +24,32 @@ const (
 // then returns. The workqueue therefore stays free to notice a suspend or a
 // deletion of an ErpSync whose sync is running (and to serve every other
 // ErpSync), and cancels the sync through its context; the engine stops at the
-// next page boundary, with its checkpoint saved. A semaphore bounds the
-// number of syncs running at once (--concurrent-syncs).
+// next page boundary, with its checkpoint saved.
+//
+// Slots: at most `global` syncs run at once (--concurrent-syncs), and at
+// most `perNamespace` of one namespace (--max-syncs-per-namespace), so that
+// one tenant cannot take every slot. A sync waiting because its namespace is
+// at its cap holds no slot: whenever a slot frees, it goes to the waiting
+// sync whose namespace runs the fewest syncs (the longest waiting among
+// those), so other namespaces go first.
 type runTracker struct {
 	mu   sync.Mutex
 	runs map[types.NamespacedName]*trackedRun
-	sem  chan struct{}
+
+	global, perNamespace int
+	// active counts the slots held, in all and per namespace.
+	active      int
+	activePerNS map[string]int
+	// waiting is the queue of syncs waiting for a slot, oldest first.
+	waiting []*slotWaiter
+}
+
+// slotWaiter is one sync waiting for a slot; granted is closed when it has
+// one.
+type slotWaiter struct {
+	ns      string
+	granted chan struct{}
+	done    bool
 }
 
 type trackedRun struct {
@@ -36,11 +57,15 @@ type trackedRun struct {
 	done   chan struct{}
 }
 
-func newRunTracker(concurrent int) *runTracker {
-	if concurrent < 1 {
-		concurrent = 1
+// newRunTracker returns a tracker allowing concurrent syncs at once and
+// perNamespace of one namespace (perNamespace < 1: no cap beyond
+// concurrent).
+func newRunTracker(concurrent, perNamespace int) *runTracker {
+	concurrent = max(concurrent, 1)
+	if perNamespace < 1 || perNamespace > concurrent {
+		perNamespace = concurrent
 	}
-	return &runTracker{runs: map[types.NamespacedName]*trackedRun{}, sem: make(chan struct{}, concurrent)}
+	return &runTracker{runs: map[types.NamespacedName]*trackedRun{}, global: concurrent, perNamespace: perNamespace, activePerNS: map[string]int{}}
 }
 
 // start registers a run for key and returns its context; false if one is
@@ -85,17 +110,79 @@ func (t *runTracker) stop(key types.NamespacedName, cause StopCause) <-chan stru
 	return r.done
 }
 
-// acquire takes a sync slot, waiting for one; false if ctx ends first.
-func (t *runTracker) acquire(ctx context.Context) bool {
+// acquire takes a sync slot for a sync in namespace ns, waiting for one;
+// false if ctx ends first (then it holds none).
+func (t *runTracker) acquire(ctx context.Context, ns string) bool {
+	w := &slotWaiter{ns: ns, granted: make(chan struct{})}
+	t.mu.Lock()
+	t.waiting = append(t.waiting, w)
+	t.dispatchLocked()
+	t.mu.Unlock()
 	select {
-	case t.sem <- struct{}{}:
+	case <-w.granted:
 		return true
 	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if w.done {
+		// Granted while we gave up: hand the slot on.
+		t.releaseLocked(ns)
 		return false
+	}
+	t.waiting = slices.DeleteFunc(t.waiting, func(x *slotWaiter) bool { return x == w })
+	return false
+}
+
+// release frees the slot of a sync in namespace ns.
+func (t *runTracker) release(ns string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.releaseLocked(ns)
+}
+
+func (t *runTracker) releaseLocked(ns string) {
+	t.active--
+	if t.activePerNS[ns]--; t.activePerNS[ns] <= 0 {
+		delete(t.activePerNS, ns)
+	}
+	t.dispatchLocked()
+}
+
+// dispatchLocked grants free slots to waiting syncs: each to the waiter
+// whose namespace holds the fewest slots and is below its cap, the oldest
+// such first.
+func (t *runTracker) dispatchLocked() {
+	for t.active < t.global {
+		best := -1
+		for i, w := range t.waiting {
+			n := t.activePerNS[w.ns]
+			if n >= t.perNamespace {
+				continue
+			}
+			if best < 0 || n < t.activePerNS[t.waiting[best].ns] {
+				best = i
+			}
+		}
+		if best < 0 {
+			return
+		}
+		w := t.waiting[best]
+		t.waiting = slices.Delete(t.waiting, best, best+1)
+		t.active++
+		t.activePerNS[w.ns]++
+		w.done = true
+		close(w.granted)
 	}
 }
 
-func (t *runTracker) release() { <-t.sem }
+// slots reports the slots held, in all and by namespace ns (for tests and
+// metrics).
+func (t *runTracker) slots(ns string) (all, inNamespace int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.active, t.activePerNS[ns]
+}
 
 // stopError is the cancellation cause of a stopped sync.
 type stopError struct{ cause StopCause }

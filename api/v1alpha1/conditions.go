@@ -26,4 +26,13 @@ const (
 	ReasonSuspended   = "Suspended"
 	ReasonSyncFailed  = "SyncFailed"
 	ReasonInvalidConf = "InvalidConfig"
+	// ReasonCompanyClaimed is Ready=False's and Stalled=True's reason when
+	// an ErpSync in another namespace claimed spec.companyId first: this
+	// ErpSync never syncs (nothing is read or written) while that claim
+	// stands. The message names the owning namespace and nothing else.
+	ReasonCompanyClaimed = "CompanyClaimed"
+	// ReasonSecretNotLabelled is Ready=False's reason when the credentials
+	// Secret exists but lacks the label erpsync.io/credentials: "true":
+	// nothing is read from it. Labelling it retries at once.
+	ReasonSecretNotLabelled = "SecretNotLabelled"
 )

@@ -29,6 +29,16 @@ const (
 	FullResyncAtAnnotation = "erpsync.io/fullResyncAt"
 )
 
+// CredentialsLabel marks a Secret as ErpSync credentials. The controller
+// reads a Secret named in spec.connector.credentialsRef only when it
+// carries this label with the value "true", and writes (Xero's rotated
+// tokens) only such Secrets: naming a neighbour's Secret in the same
+// namespace never sends its keys to an ERP.
+const (
+	CredentialsLabel      = "erpsync.io/credentials"
+	CredentialsLabelValue = "true"
+)
+
 // Defaults of the optional durations.
 const (
 	DefaultInterval = 15 * time.Minute
@@ -82,6 +92,8 @@ type ConnectorSpec struct {
 // +kubebuilder:validation:XValidation:rule="duration(self.interval) >= duration('1m')",message="interval must be at least 1m"
 // +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) < duration(self.interval)",message="timeout must be shorter than interval"
 // +kubebuilder:validation:XValidation:rule="!has(self.retryInterval) || duration(self.retryInterval) <= duration(self.interval)",message="retryInterval cannot exceed interval"
+// +kubebuilder:validation:XValidation:rule="!has(self.retryInterval) || duration(self.retryInterval) >= duration('30s')",message="retryInterval must be at least 30s"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) >= duration('1m')",message="timeout must be at least 1m"
 type ErpSyncSpec struct {
 	// CompanyID is the operating company's identity. Every record written to
 	// the CRM carries it, so it cannot change: create a new ErpSync instead.
@@ -106,7 +118,9 @@ type ErpSyncSpec struct {
 	Interval metav1.Duration `json:"interval"`
 
 	// RetryInterval is the wait after a failed sync before the next attempt.
-	// Defaults to the interval; cannot exceed it.
+	// Defaults to the interval; cannot exceed it; at least 30s. Consecutive
+	// failures back off: the n-th retry in a row waits retryInterval ×
+	// 2^(n-1), at most 1h (or the interval, if longer).
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	// +kubebuilder:validation:MaxLength=32
@@ -116,7 +130,8 @@ type ErpSyncSpec struct {
 	// Timeout bounds one sync. Defaults to the interval for routine syncs;
 	// a full import (a first import, a requested full resync, the import
 	// after a source change) is bounded only by an explicit timeout. Must be
-	// shorter than the interval.
+	// shorter than the interval; at least 1m. The manager's
+	// --max-sync-duration bounds every sync, imports included.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	// +kubebuilder:validation:MaxLength=32
@@ -400,6 +415,11 @@ type ErpSyncStatus struct {
 	// fix is retried as soon as the Secret changes.
 	// +optional
 	CredentialsVersion string `json:"credentialsVersion,omitempty"`
+
+	// ConsecutiveFailures counts the failed syncs since the last success;
+	// the retry interval doubles with each (see spec.retryInterval).
+	// +optional
+	ConsecutiveFailures int64 `json:"consecutiveFailures,omitempty"`
 
 	// LastSync summarises the last finished sync; for a sync that finished
 	// an import begun in earlier syncs, the whole import.

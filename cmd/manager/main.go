@@ -6,11 +6,14 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -27,6 +30,7 @@ import (
 	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/all"
+	"github.com/erpsync/erpsync-operator/connectors/egress"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
 	"github.com/erpsync/erpsync-operator/controllers"
 	"github.com/erpsync/erpsync-operator/internal/engine"
@@ -50,7 +54,14 @@ type options struct {
 	leaderElectionNS     string
 	watchLabelSelector   string
 	watchNamespace       string
+	watchNamespaces      string
+	watchNSSelector      string
+	namespaceResync      time.Duration
 	concurrentSyncs      int
+	maxSyncsPerNamespace int
+	maxSyncDuration      time.Duration
+	egressAllowHosts     string
+	egressAllowPrivate   bool
 	concurrentReconciles int
 	overlap              time.Duration
 	checkpointEvery      time.Duration
@@ -70,8 +81,15 @@ func main() {
 	flag.StringVar(&o.leaderElectionID, "leader-election-id", "erpsync-operator.erpsync.io", "Base name of the leader election Lease; a shard's selector is hashed into it.")
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 	flag.StringVar(&o.watchLabelSelector, "watch-label-selector", "", "Only reconcile ErpSyncs matching this label selector (sharding), e.g. 'sharding.erpsync.io/shard=shard1'.")
-	flag.StringVar(&o.watchNamespace, "watch-namespace", "", "Only reconcile ErpSyncs in this namespace (default: all).")
-	flag.IntVar(&o.concurrentSyncs, "concurrent-syncs", 4, "Syncs running at once; size it to the number of overlapping syncs. Vendor rate limits are shared by credential regardless.")
+	flag.StringVar(&o.watchNamespace, "watch-namespace", "", "Deprecated: use --watch-namespaces. Only reconcile ErpSyncs in this namespace.")
+	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose ErpSyncs and Secrets the manager watches (default: all); with --watch-namespace-selector, the union.")
+	flag.StringVar(&o.watchNSSelector, "watch-namespace-selector", "", "Label selector of the onboarded Namespaces (e.g. 'erpsync.io/tenant=true'): only their ErpSyncs and Secrets are watched. The manager restarts itself when the set changes.")
+	flag.DurationVar(&o.namespaceResync, "watch-namespace-resync", time.Minute, "How often --watch-namespace-selector is re-read.")
+	flag.IntVar(&o.concurrentSyncs, "concurrent-syncs", controllers.DefaultConcurrentSyncs, "Syncs running at once; size it to the number of overlapping syncs. Vendor rate limits are shared by credential regardless.")
+	flag.IntVar(&o.maxSyncsPerNamespace, "max-syncs-per-namespace", controllers.DefaultMaxSyncsPerNamespace, "Syncs of one namespace running at once (within --concurrent-syncs); a namespace's further syncs wait without holding a slot.")
+	flag.DurationVar(&o.maxSyncDuration, "max-sync-duration", controllers.DefaultMaxSyncDuration, "Longest any sync may run, full imports and longer spec.timeout included; an import cut by it resumes from its checkpoint.")
+	flag.StringVar(&o.egressAllowHosts, "egress-allow-hosts", "", "Comma-separated hosts (host or host:port) connectors may call besides the vendors' own: over plain http and at private addresses too (simulators, private endpoints).")
+	flag.BoolVar(&o.egressAllowPrivate, "egress-allow-private", false, "Let every host resolve to private, loopback and link-local addresses. Tests only.")
 	flag.IntVar(&o.concurrentReconciles, "concurrent-reconciles", 4, "Reconcile workers. Reconciles are short: syncs run outside them.")
 	flag.DurationVar(&o.overlap, "sync-overlap", engine.DefaultOverlap, "How far before the start of the last pass each incremental window starts (clock skew, boundary inclusivity).")
 	flag.DurationVar(&o.checkpointEvery, "checkpoint-interval", engine.DefaultCheckpointEvery, "Least time between two progress checkpoints written to an ErpSync's status.")
@@ -86,15 +104,31 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
 	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
+		if errors.Is(err, errNamespacesChanged) {
+			// Not a failure: start again to watch the new set.
+			ctrl.Log.Info("exiting to watch the newly selected namespaces")
+			os.Exit(0)
+		}
 		ctrl.Log.Error(err, "manager exited")
 		os.Exit(1)
 	}
 }
 
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 func run(ctx context.Context, o options) error {
 	log := ctrl.Log.WithName("setup")
 
-	cacheOpts := cache.Options{}
+	cacheOpts := cache.Options{ByObject: map[client.Object]cache.ByObject{}}
 	leaseID := o.leaderElectionID
 	if o.watchLabelSelector != "" {
 		sel, err := labels.Parse(o.watchLabelSelector)
@@ -103,12 +137,46 @@ func run(ctx context.Context, o options) error {
 		}
 		// The selector applies to ErpSyncs only: a shard must still see the
 		// Secrets its ErpSyncs reference.
-		cacheOpts.ByObject = map[client.Object]cache.ByObject{&erpv1.ErpSync{}: {Label: sel}}
+		cacheOpts.ByObject[&erpv1.ErpSync{}] = cache.ByObject{Label: sel}
 		sum := sha256.Sum256([]byte(sel.String()))
 		leaseID = hex.EncodeToString(sum[:4]) + "." + o.leaderElectionID
 	}
-	if o.watchNamespace != "" {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{o.watchNamespace: {}}
+	// Credentials Secrets opt in by label: the metadata cache holds only
+	// those (an unlabelled Secret reads as absent, as it does to a sync).
+	credSel := labels.SelectorFromSet(labels.Set{erpv1.CredentialsLabel: erpv1.CredentialsLabelValue})
+	cacheOpts.ByObject[&corev1.Secret{}] = cache.ByObject{Label: credSel}
+
+	restCfg := ctrl.GetConfigOrDie()
+	scope, err := parseNamespaceScope(o.watchNamespaces, o.watchNamespace, o.watchNSSelector)
+	if err != nil {
+		return err
+	}
+	var watcher *namespaceWatcher
+	if scope != nil {
+		direct, err := client.New(restCfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return fmt.Errorf("building a client to read namespaces: %w", err)
+		}
+		nss, err := scope.waitForNamespaces(ctx, direct, o.namespaceResync, log)
+		if err != nil {
+			return err
+		}
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range nss {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+		log.Info("watching only the onboarded namespaces", "count", len(nss), "listed", scope.listed, "selector", o.watchNSSelector)
+		if scope.selector != nil {
+			watcher = &namespaceWatcher{scope: scope, reader: direct, current: nss, interval: o.namespaceResync, log: log.WithName("namespaces")}
+		}
+	}
+
+	policy, err := egress.New(splitList(o.egressAllowHosts), o.egressAllowPrivate)
+	if err != nil {
+		return fmt.Errorf("--egress-allow-hosts: %w", err)
+	}
+	if o.egressAllowPrivate {
+		log.Info("--egress-allow-private is set: connectors may reach private, loopback and link-local addresses (tests only)")
 	}
 
 	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.secureMetrics,
@@ -117,7 +185,7 @@ func run(ctx context.Context, o options) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.probeAddr,
@@ -132,6 +200,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 
+	o.sink.Log = ctrl.Log.WithName("sink")
 	sink, err := sinkopen.Open(ctx, o.sink)
 	if err != nil {
 		return fmt.Errorf("opening the CRM sink: %w", err)
@@ -166,8 +235,11 @@ func run(ctx context.Context, o options) error {
 		Recorder: mgr.GetEventRecorder("erpsync-controller"),
 		Registry: reg,
 		Sink:     sink,
+		Egress:   policy,
 		Options: controllers.Options{
 			ConcurrentSyncs:         o.concurrentSyncs,
+			MaxSyncsPerNamespace:    o.maxSyncsPerNamespace,
+			MaxSyncDuration:         o.maxSyncDuration,
 			MaxConcurrentReconciles: o.concurrentReconciles,
 			Overlap:                 o.overlap,
 			CheckpointEvery:         o.checkpointEvery,
@@ -177,12 +249,19 @@ func run(ctx context.Context, o options) error {
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the ErpSync controller: %w", err)
 	}
+	if watcher != nil {
+		if err := mgr.Add(watcher); err != nil {
+			return fmt.Errorf("adding the namespace watcher: %w", err)
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the health check: %w", err)
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the readiness check: %w", err)
 	}
-	log.Info("starting the manager", "leaderElection", o.leaderElect, "lease", leaseID, "watchLabelSelector", o.watchLabelSelector)
+	log.Info("starting the manager", "leaderElection", o.leaderElect, "lease", leaseID, "watchLabelSelector", o.watchLabelSelector,
+		"concurrentSyncs", o.concurrentSyncs, "maxSyncsPerNamespace", o.maxSyncsPerNamespace, "maxSyncDuration", o.maxSyncDuration,
+		"egressAllowHosts", splitList(o.egressAllowHosts))
 	return mgr.Start(ctx)
 }
