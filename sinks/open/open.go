@@ -15,6 +15,7 @@
 //	--sink-webhook-key-file=/etc/erpsync/sink/key    or $ERPSYNC_SINK_WEBHOOK_KEY
 //	--sink-webhook-timeout=30s
 //	--sink-webhook-max-attempts=5
+//	--sink-webhook-allow-http=false       (https is required unless set)
 package open
 
 import (
@@ -28,6 +29,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/sinks"
@@ -77,6 +80,15 @@ type Config struct {
 	// WebhookMaxAttempts bounds the attempts per batch
 	// (--sink-webhook-max-attempts).
 	WebhookMaxAttempts int
+	// WebhookAllowHTTP accepts a plain http --sink-webhook-url
+	// (--sink-webhook-allow-http): a receiver on loopback or in a sidecar,
+	// the demo, tests. Without it the URL must be https.
+	WebhookAllowHTTP bool
+
+	// Log receives the sinks' start-up lines (the PostgreSQL TLS mode in
+	// force, never a secret); the zero Logger means the context's logger,
+	// if any.
+	Log logr.Logger
 
 	// Getenv reads the environment; nil means os.Getenv.
 	Getenv func(string) string
@@ -93,6 +105,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebhookKeyFile, "sink-webhook-key-file", "", "File holding the webhook's HMAC-SHA256 signing key, e.g. a mounted Secret; without it, $"+EnvWebhookKey+" is used.")
 	fs.DurationVar(&c.WebhookTimeout, "sink-webhook-timeout", 30*time.Second, "Time limit of each webhook POST.")
 	fs.IntVar(&c.WebhookMaxAttempts, "sink-webhook-max-attempts", 5, "Attempts per batch before a webhook write fails (5xx, 429 and timeouts are retried).")
+	fs.BoolVar(&c.WebhookAllowHTTP, "sink-webhook-allow-http", false, "Accept a plain http --sink-webhook-url (a receiver on loopback or in a sidecar only): batches carry customers' data, so https is required otherwise.")
 }
 
 func (c *Config) getenv(k string) string {
@@ -122,7 +135,9 @@ func (c *Config) Validate() error {
 		case c.WebhookURL == "":
 			return errors.New("--sink=webhook needs --sink-webhook-url")
 		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			return errors.New("--sink-webhook-url must be an absolute http or https URL")
+			return errors.New("--sink-webhook-url must be an absolute https URL")
+		case u.Scheme == "http" && !c.WebhookAllowHTTP:
+			return errors.New("--sink-webhook-url must be https (batches carry customers' data); set --sink-webhook-allow-http only for a receiver on loopback or in a sidecar")
 		case u.User != nil:
 			return errors.New("--sink-webhook-url must not carry credentials; the request is signed with the key")
 		}
@@ -206,7 +221,11 @@ func Open(ctx context.Context, c Config) (sinks.Sink, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sink: the PostgreSQL DSN: %w", err)
 		}
-		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn, Schema: c.PostgresSchema, MaxConns: int32(min(c.PostgresMaxConns, 1<<20))})
+		log := c.Log
+		if log.GetSink() == nil {
+			log = logr.FromContextOrDiscard(ctx)
+		}
+		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn, Schema: c.PostgresSchema, MaxConns: int32(min(c.PostgresMaxConns, 1<<20)), Log: log.WithName("postgres")})
 		if err != nil {
 			return nil, fmt.Errorf("sink: %w", postgres.Redact(err, dsn))
 		}
@@ -216,7 +235,7 @@ func Open(ctx context.Context, c Config) (sinks.Sink, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sink: the webhook key: %w", err)
 		}
-		s, err := webhook.New(webhook.Options{URL: c.WebhookURL, Key: []byte(key), Timeout: c.WebhookTimeout, MaxAttempts: c.WebhookMaxAttempts})
+		s, err := webhook.New(webhook.Options{URL: c.WebhookURL, AllowHTTP: c.WebhookAllowHTTP, Key: []byte(key), Timeout: c.WebhookTimeout, MaxAttempts: c.WebhookMaxAttempts})
 		if err != nil {
 			return nil, fmt.Errorf("sink: %w", err)
 		}

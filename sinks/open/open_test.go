@@ -27,20 +27,20 @@ func TestBindFlags(t *testing.T) {
 	var c Config
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	c.BindFlags(fs)
-	if c.Kind != KindSQLite || c.SQLitePath != DefaultSQLitePath || c.PostgresSchema != "erpsync" || c.WebhookTimeout != 30*time.Second || c.WebhookMaxAttempts != 5 {
+	if c.Kind != KindSQLite || c.SQLitePath != DefaultSQLitePath || c.PostgresSchema != "erpsync" || c.WebhookTimeout != 30*time.Second || c.WebhookMaxAttempts != 5 || c.WebhookAllowHTTP {
 		t.Fatalf("defaults %+v", c)
 	}
 	err := fs.Parse([]string{
 		"--sink=webhook", "--sink-sqlite-path=/data/erpsync.db",
 		"--sink-postgres-dsn-file=/etc/erpsync/dsn", "--sink-postgres-schema=crm", "--sink-postgres-max-conns=8",
 		"--sink-webhook-url=https://crm.example.com/ingest", "--sink-webhook-key-file=/etc/erpsync/key",
-		"--sink-webhook-timeout=5s", "--sink-webhook-max-attempts=3",
+		"--sink-webhook-timeout=5s", "--sink-webhook-max-attempts=3", "--sink-webhook-allow-http",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{Kind: "webhook", SQLitePath: "/data/erpsync.db", PostgresDSNFile: "/etc/erpsync/dsn", PostgresSchema: "crm", PostgresMaxConns: 8,
-		WebhookURL: "https://crm.example.com/ingest", WebhookKeyFile: "/etc/erpsync/key", WebhookTimeout: 5 * time.Second, WebhookMaxAttempts: 3}
+		WebhookURL: "https://crm.example.com/ingest", WebhookKeyFile: "/etc/erpsync/key", WebhookTimeout: 5 * time.Second, WebhookMaxAttempts: 3, WebhookAllowHTTP: true}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("parsed %+v, want %+v", c, want)
 	}
@@ -68,9 +68,11 @@ func TestValidate(t *testing.T) {
 		{"postgres with both", Config{Kind: "postgres", PostgresDSNFile: "/f", Getenv: env(map[string]string{EnvPostgresDSN: "host=x"})}, "use one"},
 		{"postgres negative conns", Config{Kind: "postgres", PostgresDSNFile: "/f", PostgresMaxConns: -1}, "max-conns"},
 		{"webhook", Config{Kind: "webhook", WebhookURL: "https://crm/in", WebhookKeyFile: "/k"}, ""},
-		{"webhook key from env", Config{Kind: "webhook", WebhookURL: "http://crm:8080/in", Getenv: env(map[string]string{EnvWebhookKey: "k"})}, ""},
+		{"webhook key from env", Config{Kind: "webhook", WebhookURL: "https://crm:8443/in", Getenv: env(map[string]string{EnvWebhookKey: "k"})}, ""},
+		{"webhook plain http refused", Config{Kind: "webhook", WebhookURL: "http://crm:8080/in", WebhookKeyFile: "/k"}, "--sink-webhook-allow-http"},
+		{"webhook plain http allowed", Config{Kind: "webhook", WebhookURL: "http://127.0.0.1:8080/in", WebhookKeyFile: "/k", WebhookAllowHTTP: true}, ""},
 		{"webhook without URL", Config{Kind: "webhook", WebhookKeyFile: "/k"}, "--sink-webhook-url"},
-		{"webhook relative URL", Config{Kind: "webhook", WebhookURL: "/in", WebhookKeyFile: "/k"}, "absolute http or https"},
+		{"webhook relative URL", Config{Kind: "webhook", WebhookURL: "/in", WebhookKeyFile: "/k"}, "absolute https URL"},
 		{"webhook URL with credentials", Config{Kind: "webhook", WebhookURL: "https://u:p@crm/in", WebhookKeyFile: "/k"}, "credentials"},
 		{"webhook without key", Config{Kind: "webhook", WebhookURL: "https://crm/in"}, "--sink-webhook-key-file"},
 	} {

@@ -21,6 +21,16 @@
 // and kinds in sync order, so concurrent writers take row locks in one
 // order; a deadlock or serialization failure all the same retries the whole
 // (all-or-nothing) batch.
+//
+// # TLS
+//
+// A DSN that names no sslmode connects with sslmode=verify-full
+// (DefaultSSLMode): the server's certificate must chain to a trusted root
+// and name the host. For a private CA (most managed databases: RDS, Cloud
+// SQL, Azure) put the CA bundle in the Secret beside the DSN and name it
+// with sslrootcert=/etc/erpsync/sink/ca.crt. An explicit sslmode (for
+// example sslmode=disable for a database on loopback), $PGSSLMODE or a
+// service file keeps its choice. Open logs the mode in force.
 package postgres
 
 import (
@@ -31,11 +41,13 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"math/rand/v2"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -71,6 +83,12 @@ type Options struct {
 	// MaxConns bounds the connection pool (default: pgxpool's, 4 or the
 	// number of CPUs).
 	MaxConns int32
+	// Log receives one line at Open saying which TLS mode is in force
+	// (never the DSN). The zero Logger discards it.
+	Log logr.Logger
+
+	// getenv reads the environment (tests); nil means os.Getenv.
+	getenv func(string) string
 
 	// schemaVersion, when set (by tests), migrates to and writes at that
 	// version rather than the latest.
@@ -93,6 +111,7 @@ type Sink struct {
 	// clearSetAside deletes the set-aside entries of the staged keys; ""
 	// before schema version rows.HashSince.
 	clearSetAside string
+	tls           TLSMode
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -119,10 +138,21 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 	if version > len(ms) {
 		return nil, fmt.Errorf("postgres: schema version %d is beyond the %d migrations", version, len(ms))
 	}
-	cfg, err := pgxpool.ParseConfig(o.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: invalid DSN: %w", Redact(err, o.DSN))
+	getenv := o.getenv
+	if getenv == nil {
+		getenv = os.Getenv
 	}
+	dsn, mode, err := withDefaultSSLMode(o.DSN, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: invalid DSN: %w", err)
+	}
+	// Errors may quote the DSN as given or as completed.
+	redact := func(err error) error { return Redact(Redact(err, dsn), o.DSN) }
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: invalid DSN: %w", redact(err))
+	}
+	logTLS(o.Log, mode)
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
 	}
@@ -131,7 +161,7 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 	if rp["application_name"] == "" {
 		rp["application_name"] = "erpsync-operator"
 	}
-	s := &Sink{schema: o.Schema, version: version, ensureStage: "SET LOCAL client_min_messages TO warning;\n" + stageDDL(),
+	s := &Sink{tls: mode, schema: o.Schema, version: version, ensureStage: "SET LOCAL client_min_messages TO warning;\n" + stageDDL(),
 		merge: map[model.Kind]string{}, copyCols: map[model.Kind][]string{}}
 	for i := range rows.Tables {
 		s.build(&rows.Tables[i])
@@ -145,14 +175,32 @@ WHERE EXISTS (SELECT 1 FROM %[1]s) AND a.company = st.company AND a.vendor = st.
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: connect: %w", Redact(err, o.DSN))
+		return nil, fmt.Errorf("postgres: connect: %w", redact(err))
 	}
 	s.pool = pool
 	if err := s.migrate(ctx, ms[:version]); err != nil {
 		pool.Close()
-		return nil, Redact(err, o.DSN)
+		return nil, redact(err)
 	}
 	return s, nil
+}
+
+// TLS returns the TLS mode the sink's connections use.
+func (s *Sink) TLS() TLSMode { return s.tls }
+
+// logTLS says which TLS mode is in force, and warns when the server's
+// certificate is not checked.
+func logTLS(log logr.Logger, m TLSMode) {
+	mode := m.Mode
+	if mode == "" {
+		mode = "(from the service file)"
+	}
+	kv := []any{"sslmode", mode, "source", m.Source, "certificateVerified", m.Verified(), "rootCert", m.RootCert}
+	if m.Verified() || m.Source == "service" {
+		log.Info("PostgreSQL TLS", kv...)
+		return
+	}
+	log.Info("PostgreSQL TLS does not verify the server's certificate over TCP: use sslmode=verify-full (with sslrootcert for a private CA) unless the database is on loopback or a Unix socket", kv...)
 }
 
 // Close implements sinks.Sink.

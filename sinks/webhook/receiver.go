@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,39 +19,111 @@ import (
 )
 
 // Receiver is a reference receiving end of the webhook contract: it checks
-// the signature, answers a repeated idempotency key without writing again,
-// decodes and validates the records or set-aside documents, and writes each
-// request to a Sink (which keeps the never-backwards, content, set-aside and
-// companies-apart rules: its Write clears the set-aside entry of every key
-// it stores). The tests and the demo use it as the CRM.
+// the signature and the timestamp it covers, refuses stale deliveries,
+// answers a repeated idempotency key (a retry, or a replay within the
+// window) without writing again, decodes and validates the records or
+// set-aside documents, and writes each request to a Sink (which keeps the
+// never-backwards, content, set-aside and companies-apart rules: its Write
+// clears the set-aside entry of every key it stores). The tests and the
+// demo use it as the CRM.
+//
+// Set the exported fields before serving the first request.
 type Receiver struct {
 	key  []byte
 	sink sinks.Sink
 	// MaxBody bounds a request body (default 64 MiB).
 	MaxBody int64
-	// Remember is how many idempotency keys are remembered (default
-	// 10,000); the oldest are forgotten first.
+	// Remember is how many idempotency keys are remembered beyond the
+	// replay window (default 10,000); the oldest are forgotten first, but
+	// never one claimed within the window.
 	Remember int
+	// Tolerance is how old a timestamp may be (default 5 minutes), and
+	// FutureSkew how far ahead of the receiver's clock (default 1 minute).
+	Tolerance, FutureSkew time.Duration
+	// MaxKeys bounds the idempotency keys remembered within the window
+	// (default 100,000). When it is reached, new deliveries are refused
+	// with 503 (which the sink retries) rather than forgetting a key whose
+	// request could still be replayed.
+	MaxKeys int
+	// Now is the receiver's clock (default time.Now).
+	Now func() time.Time
 
 	mu    sync.Mutex
 	done  map[string]*outcome
-	order []string
+	order []*outcome // by claim, oldest first
 }
 
 type outcome struct {
-	ready chan struct{} // closed once the first request with the key ends
-	body  [32]byte      // SHA-256 of the body, to spot a key reused for another batch
-	res   sinks.WriteResult
+	key     string
+	claimed time.Time
+	ready   chan struct{} // closed once the first request with the key ends
+	body    [32]byte      // SHA-256 of the body, to spot a key reused for another batch
+	res     sinks.WriteResult
 	// setAside is the number of set-aside documents a set-aside request
 	// stored (-1 for a records request).
 	setAside int
 	ok       bool
 }
 
+// The receiver's defaults.
+const (
+	DefaultTolerance  = 5 * time.Minute
+	DefaultFutureSkew = time.Minute
+	DefaultMaxKeys    = 100_000
+)
+
 // NewReceiver returns a receiver checking signatures with key and writing to
 // sink.
 func NewReceiver(key []byte, sink sinks.Sink) *Receiver {
 	return &Receiver{key: key, sink: sink, done: map[string]*outcome{}}
+}
+
+func (h *Receiver) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+func (h *Receiver) window() (past, future time.Duration) {
+	past, future = h.Tolerance, h.FutureSkew
+	if past <= 0 {
+		past = DefaultTolerance
+	}
+	if future <= 0 {
+		future = DefaultFutureSkew
+	}
+	return past, future
+}
+
+// validKey reports whether an idempotency key is 1 to 200 ASCII letters,
+// digits, '-' or '_': with no '.', the signed string timestamp.key.body
+// splits one way only.
+func validKey(k string) bool {
+	if k == "" || len(k) > 200 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseTimestamp parses a timestamp header: unix seconds, digits only.
+func ParseTimestamp(v string) (int64, bool) {
+	if v == "" || len(v) > 12 {
+		return 0, false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
 }
 
 // wireRecord is a record as sent, with the payload still undecoded.
@@ -152,17 +225,38 @@ func (h *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusBadRequest, map[string]string{"error": "cannot read the body"})
 		return
 	}
-	if !hmac.Equal([]byte(r.Header.Get(HeaderSignature)), []byte(Sign(h.key, body))) {
-		reply(w, http.StatusUnauthorized, map[string]string{"error": "bad signature"})
+	ts, ok := ParseTimestamp(r.Header.Get(HeaderTimestamp))
+	if !ok {
+		reply(w, http.StatusUnauthorized, map[string]string{"error": "missing or malformed " + HeaderTimestamp})
 		return
 	}
 	key := r.Header.Get(HeaderIdempotency)
-	if key == "" || len(key) > 200 {
-		reply(w, http.StatusBadRequest, map[string]string{"error": "missing or oversized " + HeaderIdempotency})
+	if !validKey(key) {
+		reply(w, http.StatusBadRequest, map[string]string{"error": "missing, oversized or malformed " + HeaderIdempotency + " (1 to 200 letters, digits, '-' or '_')"})
+		return
+	}
+	if !hmac.Equal([]byte(r.Header.Get(HeaderSignature)), []byte(Sign(h.key, ts, key, body))) {
+		reply(w, http.StatusUnauthorized, map[string]string{"error": "bad signature"})
+		return
+	}
+	now := h.now()
+	past, future := h.window()
+	stamped := time.Unix(ts, 0)
+	switch {
+	case now.Sub(stamped) > past:
+		reply(w, http.StatusUnauthorized, map[string]string{"error": fmt.Sprintf("stale delivery: the timestamp is more than %v old", past)})
+		return
+	case stamped.Sub(now) > future:
+		reply(w, http.StatusUnauthorized, map[string]string{"error": fmt.Sprintf("the timestamp is more than %v ahead of the receiver's clock", future)})
 		return
 	}
 	sum := sha256Sum(body)
-	o, first := h.claim(key, sum)
+	o, first, full := h.claim(key, sum, now)
+	if full {
+		w.Header().Set("Retry-After", "1")
+		reply(w, http.StatusServiceUnavailable, map[string]string{"error": "too many deliveries in the replay window; retry"})
+		return
+	}
 	if !first {
 		select {
 		case <-o.ready:
@@ -229,28 +323,41 @@ func (h *Receiver) process(r *http.Request, body []byte) (res sinks.WriteResult,
 }
 
 // claim returns the outcome slot of a key and whether this request is the
-// first with it.
-func (h *Receiver) claim(key string, sum [32]byte) (*outcome, bool) {
+// first with it; full says that no new key can be remembered now.
+func (h *Receiver) claim(key string, sum [32]byte, now time.Time) (o *outcome, first, full bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.done == nil {
 		h.done = map[string]*outcome{}
 	}
 	if o, ok := h.done[key]; ok {
-		return o, false
+		return o, false, false
 	}
-	o := &outcome{ready: make(chan struct{}), body: sum}
-	h.done[key] = o
-	h.order = append(h.order, key)
 	remember := h.Remember
 	if remember <= 0 {
 		remember = 10_000
 	}
-	for len(h.order) > remember {
-		delete(h.done, h.order[0])
+	maxKeys := h.MaxKeys
+	if maxKeys <= 0 {
+		maxKeys = DefaultMaxKeys
+	}
+	// A key is kept while a request of its delivery can still arrive with
+	// an accepted timestamp, so that a replay within the window is
+	// answered, not processed again.
+	past, future := h.window()
+	for len(h.order) > 0 && (len(h.order) >= maxKeys || len(h.order) > remember) && now.Sub(h.order[0].claimed) > past+future {
+		if old := h.order[0]; h.done[old.key] == old {
+			delete(h.done, old.key)
+		}
 		h.order = h.order[1:]
 	}
-	return o, true
+	if len(h.order) >= maxKeys {
+		return nil, false, true
+	}
+	o = &outcome{key: key, claimed: now, ready: make(chan struct{}), body: sum}
+	h.done[key] = o
+	h.order = append(h.order, o)
+	return o, true, false
 }
 
 func (h *Receiver) finish(key string, o *outcome, res sinks.WriteResult, setAside int, ok bool) {

@@ -10,19 +10,31 @@
 //	  "raw": {vendor document}, "data": {canonical payload}}, … ]}
 //
 // Headers:
-//   - X-Erpsync-Signature: sha256=<hex HMAC-SHA256 of the exact body under
-//     the shared key>. Receivers must verify it (in constant time) before
-//     trusting anything in the request.
-//   - Idempotency-Key: <hex SHA-256 of a random delivery id and the body>.
+//   - X-Erpsync-Timestamp: the time of the attempt, in Unix seconds.
+//   - Idempotency-Key: <hex SHA-256 of a random delivery id and the body>
+//     (receivers may accept any 1 to 200 ASCII letters, digits, '-' and '_';
+//     never a '.', so that the signed string below splits one way).
 //     Every attempt of one Write (or SetAside) sends the same key, so a
 //     retried request (after a timeout or a 5xx) is recognised; receivers
 //     should answer a key they have already processed without processing it
-//     again. Another Write of the same batch gets another key: under the
+//     again, and remember keys at least as long as they accept a
+//     timestamp. Another Write of the same batch gets another key: under the
 //     content rule below a body equal to an earlier one can be a real change
 //     (content A, then B, then A again at one modified time), which a
 //     receiver replaying by content would drop. A batch sent again after a
 //     restart of the sync is stored as a new request and changes nothing,
 //     by the content rule.
+//   - X-Erpsync-Signature: sha256=<hex HMAC-SHA256 under the shared key of
+//     timestamp + "." + idempotency key + "." + body>, the first two being
+//     the headers' exact values. Receivers must verify it (in constant
+//     time) before trusting anything in the request, and refuse a
+//     timestamp more than a few minutes old or ahead of their clock, so that
+//     a captured request cannot be replayed later; within that window the
+//     idempotency rule answers a replay without processing it. The key is
+//     signed because two deliveries of one body may be stamped in the same
+//     second: were it not, a replay under a new key could not be told from
+//     a new delivery. Each attempt is signed afresh, so a retry after a
+//     long backoff is not stale.
 //   - X-Erpsync-Attempt: the attempt number, for the receiver's logs.
 //
 // The receiver owns the sink rules: a record is identified by (company,
@@ -61,6 +73,10 @@
 // other status fails the write with the response's message (shortened, and
 // never the key). Redirects are not followed.
 //
+// The URL must be https: batches carry customers' data. Plain http is
+// refused unless Options.AllowHTTP is set (the manager's
+// --sink-webhook-allow-http, for a receiver on loopback or a sidecar).
+//
 // Receiver in this package is a reference implementation of the receiving
 // side, used by the tests and the demo.
 package webhook
@@ -93,6 +109,7 @@ import (
 // Header names.
 const (
 	HeaderSignature   = "X-Erpsync-Signature"
+	HeaderTimestamp   = "X-Erpsync-Timestamp"
 	HeaderIdempotency = "Idempotency-Key"
 	HeaderAttempt     = "X-Erpsync-Attempt"
 	HeaderReplayed    = "Idempotent-Replayed"
@@ -131,8 +148,11 @@ type Response struct {
 
 // Options configures New.
 type Options struct {
-	// URL is the ingestion endpoint (http or https).
+	// URL is the ingestion endpoint: https, or http with AllowHTTP.
 	URL string
+	// AllowHTTP accepts a plain http URL (a receiver on loopback or in a
+	// sidecar, tests, the demo). Without it New refuses http.
+	AllowHTTP bool
 	// Key is the HMAC key. It is a secret: it never appears in errors.
 	Key []byte
 	// Client sends the requests; its redirect policy is replaced so that
@@ -146,6 +166,8 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the wait between attempts (defaults
 	// 500ms and 30s); the wait doubles per attempt, with jitter.
 	MinBackoff, MaxBackoff time.Duration
+	// Now is the clock that stamps each attempt (default time.Now).
+	Now func() time.Time
 }
 
 // Sink posts batches to a webhook.
@@ -162,7 +184,10 @@ var _ sinks.Sink = (*Sink)(nil)
 func New(o Options) (*Sink, error) {
 	u, err := url.Parse(o.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("webhook: the URL must be an absolute http or https URL")
+		return nil, errors.New("webhook: the URL must be an absolute https URL")
+	}
+	if u.Scheme == "http" && !o.AllowHTTP {
+		return nil, errors.New("webhook: the URL must be https (batches carry customers' data); allow plain http explicitly (--sink-webhook-allow-http) only for a receiver on loopback or in a sidecar")
 	}
 	if len(o.Key) == 0 {
 		return nil, errors.New("webhook: no signing key")
@@ -180,6 +205,9 @@ func New(o Options) (*Sink, error) {
 		o.MaxBackoff = 30 * time.Second
 	}
 	o.MaxBackoff = max(o.MaxBackoff, o.MinBackoff)
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	var c http.Client
 	if o.Client != nil {
 		c = *o.Client
@@ -220,37 +248,37 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("webhook %s answered %d %s: %s", e.where, e.Code, http.StatusText(e.Code), e.Message)
 }
 
-// Encode validates a batch and returns the request body, its signature and
-// a fresh idempotency key for its delivery.
-func Encode(batch []model.Record, key []byte) (body []byte, signature, idempotencyKey string, err error) {
+// Encode validates a batch and returns the request body and a fresh
+// idempotency key for its delivery. Each attempt signs the body with Sign.
+func Encode(batch []model.Record) (body []byte, idempotencyKey string, err error) {
 	recs := make([]model.Record, len(batch))
 	for i := range batch {
 		r := &batch[i]
 		if err := rows.ValidateKey(r); err != nil {
-			return nil, "", "", err
+			return nil, "", err
 		}
 		t, _ := rows.Lookup(r.Kind)
 		if _, err := t.Row(r, t.Columns); err != nil {
-			return nil, "", "", err
+			return nil, "", err
 		}
 		recs[i] = *r
 		recs[i].ModifiedAt = r.ModifiedAt.UTC()
 	}
 	body, err = json.Marshal(Payload{Version: PayloadVersion, Records: recs})
 	if err != nil {
-		return nil, "", "", fmt.Errorf("encode batch: %w", err)
+		return nil, "", fmt.Errorf("encode batch: %w", err)
 	}
-	return body, Sign(key, body), NewIdempotencyKey(body), nil
+	return body, NewIdempotencyKey(body), nil
 }
 
 // EncodeSetAside validates set-aside documents and returns the request body
-// of the set-aside operation, its signature and its idempotency key. Each
-// key is sent once (the last document of a key wins), in key order, with
-// its reason made printable and bounded.
-func EncodeSetAside(items []model.SetAside, key []byte) (body []byte, signature, idempotencyKey string, n int, err error) {
+// of the set-aside operation and its idempotency key. Each key is sent
+// once (the last document of a key wins), in key order, with its reason
+// made printable and bounded.
+func EncodeSetAside(items []model.SetAside) (body []byte, idempotencyKey string, n int, err error) {
 	planned, err := rows.PlanSetAside(items)
 	if err != nil {
-		return nil, "", "", 0, err
+		return nil, "", 0, err
 	}
 	out := make([]model.SetAside, len(planned))
 	for i, r := range planned {
@@ -259,14 +287,20 @@ func EncodeSetAside(items []model.SetAside, key []byte) (body []byte, signature,
 	}
 	body, err = json.Marshal(SetAsidePayload{Version: PayloadVersion, SetAside: out})
 	if err != nil {
-		return nil, "", "", 0, fmt.Errorf("encode set-aside documents: %w", err)
+		return nil, "", 0, fmt.Errorf("encode set-aside documents: %w", err)
 	}
-	return body, Sign(key, body), NewIdempotencyKey(body), len(out), nil
+	return body, NewIdempotencyKey(body), len(out), nil
 }
 
-// Sign returns the signature header value of a body.
-func Sign(key, body []byte) string {
+// Sign returns the signature header value of a delivery: "sha256=" and the
+// hex HMAC-SHA256 under key of the timestamp (unix seconds, decimal), ".",
+// the idempotency key, ".", and the body.
+func Sign(key []byte, timestamp int64, idempotencyKey string, body []byte) string {
 	m := hmac.New(sha256.New, key)
+	m.Write(strconv.AppendInt(nil, timestamp, 10))
+	m.Write([]byte{'.'})
+	m.Write([]byte(idempotencyKey))
+	m.Write([]byte{'.'})
 	m.Write(body)
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
@@ -290,11 +324,11 @@ func (s *Sink) Write(ctx context.Context, batch []model.Record) (sinks.WriteResu
 	if err := ctx.Err(); err != nil {
 		return sinks.WriteResult{}, fmt.Errorf("webhook: write: %w", err)
 	}
-	body, sig, key, err := Encode(batch, s.o.Key)
+	body, key, err := Encode(batch)
 	if err != nil {
 		return sinks.WriteResult{}, fmt.Errorf("webhook: %w", err)
 	}
-	msg, err := s.send(ctx, OperationRecords, body, sig, key)
+	msg, err := s.send(ctx, OperationRecords, body, key)
 	if err != nil {
 		return sinks.WriteResult{}, err
 	}
@@ -315,11 +349,11 @@ func (s *Sink) SetAside(ctx context.Context, items []model.SetAside) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("webhook: set aside: %w", err)
 	}
-	body, sig, key, n, err := EncodeSetAside(items, s.o.Key)
+	body, key, n, err := EncodeSetAside(items)
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)
 	}
-	msg, err := s.send(ctx, OperationSetAside, body, sig, key)
+	msg, err := s.send(ctx, OperationSetAside, body, key)
 	if err != nil {
 		return err
 	}
@@ -332,10 +366,10 @@ func (s *Sink) SetAside(ctx context.Context, items []model.SetAside) error {
 
 // send posts a body, retrying as the package documents, and returns the
 // start of the 2xx answer's body.
-func (s *Sink) send(ctx context.Context, op string, body []byte, sig, key string) ([]byte, error) {
+func (s *Sink) send(ctx context.Context, op string, body []byte, key string) ([]byte, error) {
 	var last error
 	for attempt := 1; attempt <= s.o.MaxAttempts; attempt++ {
-		msg, retryAfter, err := s.post(ctx, op, body, sig, key, attempt)
+		msg, retryAfter, err := s.post(ctx, op, body, key, attempt)
 		if err == nil {
 			return msg, nil
 		}
@@ -385,7 +419,7 @@ func retryStatus(code int) bool {
 // maxMessage bounds the part of an error response quoted in errors.
 const maxMessage = 300
 
-func (s *Sink) post(ctx context.Context, op string, body []byte, sig, key string, attempt int) ([]byte, time.Duration, error) {
+func (s *Sink) post(ctx context.Context, op string, body []byte, key string, attempt int) ([]byte, time.Duration, error) {
 	actx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.o.URL, bytes.NewReader(body))
@@ -394,7 +428,11 @@ func (s *Sink) post(ctx context.Context, op string, body []byte, sig, key string
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "erpsync-operator")
-	req.Header.Set(HeaderSignature, sig)
+	// Each attempt is stamped and signed afresh, so that a retry after a
+	// long backoff is not refused as stale.
+	ts := s.o.Now().Unix()
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderSignature, Sign(s.o.Key, ts, key, body))
 	req.Header.Set(HeaderIdempotency, key)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
 	req.Header.Set(HeaderOperation, op)

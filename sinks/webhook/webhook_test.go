@@ -2,7 +2,9 @@ package webhook
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +25,10 @@ import (
 
 var testKey = []byte("k3y-for-tests-0123456789")
 
+// fast returns options for tests: short waits, and plain http allowed for
+// httptest servers on loopback.
 func fast(o Options) Options {
+	o.AllowHTTP = true
 	if o.Key == nil {
 		o.Key = testKey
 	}
@@ -49,15 +54,22 @@ func newSink(t *testing.T, o Options) *Sink {
 	return s
 }
 
-// TestConformance runs the suite against the webhook sink posting to the
-// reference receiver, which stores into the in-memory sink.
+// TestConformance runs the suite against the webhook sink posting over
+// https (http is not allowed) to the reference receiver, which stores into
+// the in-memory sink.
 func TestConformance(t *testing.T) {
 	sinktest.Run(t, sinktest.Harness{
 		Open: func(t *testing.T) sinktest.Target {
 			mem := memory.New()
-			srv := httptest.NewServer(NewReceiver(testKey, mem))
+			srv := httptest.NewTLSServer(NewReceiver(testKey, mem))
 			t.Cleanup(srv.Close)
-			s := newSink(t, Options{URL: srv.URL + "/ingest"})
+			o := fast(Options{URL: srv.URL + "/ingest", Client: srv.Client()})
+			o.AllowHTTP = false
+			s, err := New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
 			return sinktest.Target{Sink: s, Get: func(_ context.Context, k model.Key) (model.Record, bool, error) {
 				r, ok := mem.Get(k)
 				return r, ok, nil
@@ -129,7 +141,7 @@ func TestRequestIsSignedAndKeyedPerDelivery(t *testing.T) {
 		t.Fatalf("%d requests, want 3", len(reqs))
 	}
 	for i, r := range reqs {
-		if got, want := r.header.Get(HeaderSignature), Sign(testKey, r.body); got != want {
+		if got, want := r.header.Get(HeaderSignature), signed(t, r); got != want {
 			t.Errorf("request %d: signature %q, want %q", i, got, want)
 		}
 		if r.header.Get("Content-Type") != "application/json" {
@@ -163,6 +175,20 @@ func TestRequestIsSignedAndKeyedPerDelivery(t *testing.T) {
 	if strings.Contains(string(reqs[0].body), string(testKey)) {
 		t.Errorf("the body carries the key")
 	}
+}
+
+// signed returns the signature a recorded request should carry: over its
+// timestamp header, which must be recent, and its body.
+func signed(t *testing.T, r recorded) string {
+	t.Helper()
+	ts, ok := ParseTimestamp(r.header.Get(HeaderTimestamp))
+	if !ok {
+		t.Fatalf("timestamp header %q", r.header.Get(HeaderTimestamp))
+	}
+	if d := time.Since(time.Unix(ts, 0)); d < -time.Second || d > time.Minute {
+		t.Fatalf("timestamp %d is %v from now", ts, d)
+	}
+	return Sign(testKey, ts, r.header.Get(HeaderIdempotency), r.body)
 }
 
 func TestRetries(t *testing.T) {
@@ -352,6 +378,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"relative URL", Options{URL: "/ingest", Key: testKey}},
 		{"not http", Options{URL: "ftp://crm/ingest", Key: testKey}},
 		{"no key", Options{URL: "https://crm/ingest"}},
+		{"plain http without AllowHTTP", Options{URL: "http://crm/ingest", Key: testKey}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := New(tc.o); err == nil {
@@ -362,7 +389,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 }
 
 func TestBackoffIsBoundedAndJittered(t *testing.T) {
-	s, err := New(Options{URL: "http://crm/x", Key: testKey, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
+	s, err := New(Options{URL: "https://crm/x", Key: testKey, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,11 +411,15 @@ func TestBackoffIsBoundedAndJittered(t *testing.T) {
 
 func TestReceiver(t *testing.T) {
 	batch := sinktest.AllKinds("acme", "v", "x", 1)
-	body, sig, key, err := Encode(batch, testKey)
+	body, key, err := Encode(batch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, otherSig, _, _ := Encode(sinktest.AllKinds("acme", "v", "y", 1), testKey)
+	now := time.Now().Unix()
+	sig := Sign(testKey, now, key, body)
+	other, _, _ := Encode(sinktest.AllKinds("acme", "v", "y", 1))
+	otherSig := Sign(testKey, now, key, other)
+	malformed := []byte(`{"version":1,"records":[{`)
 	type req struct {
 		body      []byte
 		sig, key  string
@@ -401,11 +432,13 @@ func TestReceiver(t *testing.T) {
 		reqs []req
 	}{
 		{"stores a signed batch", []req{{body, sig, key, "POST", 200, len(batch)}}},
-		{"bad signature", []req{{body, Sign([]byte("wrong"), body), key, "POST", 401, 0}}},
+		{"bad signature", []req{{body, Sign([]byte("wrong"), now, key, body), key, "POST", 401, 0}}},
+		{"body-only signature (the old scheme)", []req{{body, bodyOnly(body), key, "POST", 401, 0}}},
+		{"signature of another key", []req{{body, Sign(testKey, now, "k2", body), key, "POST", 401, 0}}},
 		{"no signature", []req{{body, "", key, "POST", 401, 0}}},
-		{"no idempotency key", []req{{body, sig, "", "POST", 400, 0}}},
+		{"no idempotency key", []req{{body, Sign(testKey, now, "", body), "", "POST", 400, 0}}},
 		{"GET", []req{{nil, "", "", "GET", 405, 0}}},
-		{"malformed", []req{{[]byte(`{"version":1,"records":[{`), Sign(testKey, []byte(`{"version":1,"records":[{`)), "k", "POST", 422, 0}}},
+		{"malformed", []req{{malformed, Sign(testKey, now, "k", malformed), "k", "POST", 422, 0}}},
 		{"replay answers without writing", []req{{body, sig, key, "POST", 200, len(batch)}, {body, sig, key, "POST", 200, len(batch)}}},
 		{"key reused for another batch", []req{{body, sig, key, "POST", 200, len(batch)}, {other, otherSig, key, "POST", 422, len(batch)}}},
 	} {
@@ -414,6 +447,7 @@ func TestReceiver(t *testing.T) {
 			h := NewReceiver(testKey, mem)
 			for i, rq := range tc.reqs {
 				r := httptest.NewRequest(rq.method, "/ingest", strings.NewReader(string(rq.body)))
+				r.Header.Set(HeaderTimestamp, fmt.Sprint(now))
 				if rq.sig != "" {
 					r.Header.Set(HeaderSignature, rq.sig)
 				}
@@ -472,7 +506,7 @@ func TestSetAsideRequest(t *testing.T) {
 		if got := reqs[i].header.Get(HeaderOperation); got != want {
 			t.Errorf("request %d: operation %q, want %q", i, got, want)
 		}
-		if got := reqs[i].header.Get(HeaderSignature); got != Sign(testKey, reqs[i].body) {
+		if got := reqs[i].header.Get(HeaderSignature); got != signed(t, reqs[i]) {
 			t.Errorf("request %d: bad signature", i)
 		}
 		if got := reqs[i].header.Get(HeaderIdempotency); len(got) != 64 {
@@ -519,14 +553,17 @@ func TestReceiverSetAside(t *testing.T) {
 	h := NewReceiver(testKey, mem)
 	post := func(body []byte) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("POST", "/ingest", strings.NewReader(string(body)))
-		r.Header.Set(HeaderSignature, Sign(testKey, body))
-		r.Header.Set(HeaderIdempotency, "key-"+fmt.Sprint(sha256.Sum256(body)))
+		ts := time.Now().Unix()
+		k := fmt.Sprintf("key-%x", sha256.Sum256(body))
+		r.Header.Set(HeaderTimestamp, fmt.Sprint(ts))
+		r.Header.Set(HeaderSignature, Sign(testKey, ts, k, body))
+		r.Header.Set(HeaderIdempotency, k)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		return w
 	}
 	item := sinktest.SetAsideItem(model.KindPriceRule, "acme", "katana", "pr1", 1)
-	body, _, _, n, err := EncodeSetAside([]model.SetAside{item}, testKey)
+	body, _, n, err := EncodeSetAside([]model.SetAside{item})
 	if err != nil || n != 1 {
 		t.Fatalf("EncodeSetAside = %d, %v", n, err)
 	}
@@ -546,7 +583,7 @@ func TestReceiverSetAside(t *testing.T) {
 	if w := post(bad); w.Code != http.StatusUnprocessableEntity {
 		t.Errorf("unknown kind: %d %s, want 422", w.Code, w.Body)
 	}
-	recs, _, _, err := Encode([]model.Record{sinktest.Record(model.KindPriceRule, "acme", "katana", "pr1", 2)}, testKey)
+	recs, _, err := Encode([]model.Record{sinktest.Record(model.KindPriceRule, "acme", "katana", "pr1", 2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,5 +592,195 @@ func TestReceiverSetAside(t *testing.T) {
 	}
 	if got := mem.SetAsideItems(); len(got) != 0 {
 		t.Fatalf("set aside after the record was stored: %+v", got)
+	}
+}
+
+// bodyOnly is the signature of the earlier scheme, over the body alone,
+// which a receiver must no longer accept: it could be replayed forever.
+func bodyOnly(body []byte) string {
+	m := hmac.New(sha256.New, testKey)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// TestReceiverRefusesStaleAndReplayedDeliveries plays captured requests
+// back at the reference receiver: a timestamp outside the window, or a
+// timestamp or idempotency key changed under the signature, is refused and
+// writes nothing; the same request again within the window is answered
+// without writing, even after the key limit would have forgotten it.
+func TestReceiverRefusesStaleAndReplayedDeliveries(t *testing.T) {
+	clock := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := clock.Unix()
+	batch := sinktest.AllKinds("acme", "v", "x", 1)
+	body, key, err := Encode(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type req struct {
+		ts, sig, key string
+		advance      time.Duration // the receiver's clock moves first
+		wantCode     int
+		wantWrites   int // writes of this delivery's body to the store
+	}
+	at := func(ts int64) (string, string) { return fmt.Sprint(ts), Sign(testKey, ts, key, body) }
+	ts0, sig0 := at(now)
+	tsOld, sigOld := at(now - 5*60 - 1)
+	tsEdge, sigEdge := at(now - 5*60)
+	tsAhead, sigAhead := at(now + 61)
+	tsSoon, sigSoon := at(now + 60)
+	for _, tc := range []struct {
+		name string
+		reqs []req
+	}{
+		{"fresh", []req{{ts0, sig0, key, 0, 200, 1}}},
+		{"just inside the window", []req{{tsEdge, sigEdge, key, 0, 200, 1}}},
+		{"stale", []req{{tsOld, sigOld, key, 0, 401, 0}}},
+		{"just inside the future skew", []req{{tsSoon, sigSoon, key, 0, 200, 1}}},
+		{"too far ahead", []req{{tsAhead, sigAhead, key, 0, 401, 0}}},
+		{"no timestamp", []req{{"", sig0, key, 0, 401, 0}}},
+		{"malformed timestamp", []req{{"12e9", sig0, key, 0, 401, 0}}},
+		{"negative timestamp", []req{{"-1", sig0, key, 0, 401, 0}}},
+		{"timestamp changed under its signature", []req{{fmt.Sprint(now + 1), sig0, key, 0, 401, 0}}},
+		{"key changed under its signature", []req{{ts0, sig0, key + "0", 0, 401, 0}}},
+		{"key with a full stop", []req{{ts0, Sign(testKey, now, key[:10]+"."+key[10:], body), key[:10] + "." + key[10:], 0, 400, 0}}},
+		{"replayed under another key", []req{{ts0, sig0, key, 0, 200, 1}, {ts0, sig0, "another-key", 0, 401, 1}}},
+		{"replayed at the end of the window", []req{{ts0, sig0, key, 0, 200, 1}, {ts0, sig0, key, 5 * time.Minute, 200, 1}}},
+		{"replayed after the window", []req{{ts0, sig0, key, 0, 200, 1}, {ts0, sig0, key, 5*time.Minute + time.Second, 401, 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := memory.New()
+			h := NewReceiver(testKey, mem)
+			h.Remember = 1 // the window, not the count, keeps keys
+			c := clock
+			h.Now = func() time.Time { return c }
+			other := 0 // writes of other deliveries
+			for i, rq := range tc.reqs {
+				c = c.Add(rq.advance)
+				r := httptest.NewRequest("POST", "/ingest", strings.NewReader(string(body)))
+				if rq.ts != "" {
+					r.Header.Set(HeaderTimestamp, rq.ts)
+				}
+				r.Header.Set(HeaderSignature, rq.sig)
+				r.Header.Set(HeaderIdempotency, rq.key)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != rq.wantCode {
+					t.Fatalf("request %d: %d %s, want %d", i, w.Code, w.Body, rq.wantCode)
+				}
+				if got := mem.Writes() - other; got != rq.wantWrites {
+					t.Fatalf("request %d: %d writes, want %d", i, got, rq.wantWrites)
+				}
+				if rq.wantCode == 200 && i > 0 && w.Header().Get(HeaderReplayed) != "true" {
+					t.Errorf("request %d: not answered as a replay", i)
+				}
+				// Other deliveries in between, which would push the key
+				// out of a memory bounded by count alone.
+				for j := range 2 {
+					b2, k2, _ := Encode(sinktest.AllKinds("acme", "v", fmt.Sprint("y", i, j), 1))
+					r2 := httptest.NewRequest("POST", "/ingest", strings.NewReader(string(b2)))
+					r2.Header.Set(HeaderTimestamp, fmt.Sprint(c.Unix()))
+					r2.Header.Set(HeaderSignature, Sign(testKey, c.Unix(), k2, b2))
+					r2.Header.Set(HeaderIdempotency, k2)
+					w2 := httptest.NewRecorder()
+					h.ServeHTTP(w2, r2)
+					if w2.Code != 200 {
+						t.Fatalf("another delivery: %d %s", w2.Code, w2.Body)
+					}
+					other++
+				}
+			}
+		})
+	}
+}
+
+// TestReceiverKeyMemoryIsBounded fills the key memory within the window: a
+// new delivery is refused with a retryable 503 rather than forgetting a key
+// whose request could still be replayed, and accepted again once the window
+// has moved on.
+func TestReceiverKeyMemoryIsBounded(t *testing.T) {
+	mem := memory.New()
+	h := NewReceiver(testKey, mem)
+	h.MaxKeys = 2
+	c := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return c }
+	post := func(id string) int {
+		b, k, err := Encode(sinktest.AllKinds("acme", "v", id, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest("POST", "/ingest", strings.NewReader(string(b)))
+		r.Header.Set(HeaderTimestamp, fmt.Sprint(c.Unix()))
+		r.Header.Set(HeaderSignature, Sign(testKey, c.Unix(), k, b))
+		r.Header.Set(HeaderIdempotency, k)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for i, want := range []int{200, 200, 503} {
+		if got := post(fmt.Sprint("r", i)); got != want {
+			t.Fatalf("delivery %d: %d, want %d", i, got, want)
+		}
+	}
+	c = c.Add(DefaultTolerance + DefaultFutureSkew + time.Second)
+	if got := post("later"); got != 200 {
+		t.Fatalf("after the window: %d, want 200", got)
+	}
+	if !retryStatus(http.StatusServiceUnavailable) {
+		t.Fatal("the sink does not retry the receiver's 503")
+	}
+}
+
+// TestEachAttemptIsSignedAfresh: retries keep the idempotency key and the
+// body but carry their own timestamp and a signature over it, so a retry
+// after a long backoff is not stale.
+func TestEachAttemptIsSignedAfresh(t *testing.T) {
+	rc := &recorder{answer: func(n int, _ *http.Request, _ []byte) (int, http.Header, string, time.Duration) {
+		if n < 3 {
+			return 503, nil, "", 0
+		}
+		return 200, nil, "", 0
+	}}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	var tick atomic.Int64
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := newSink(t, Options{URL: srv.URL, Now: func() time.Time { return base.Add(time.Duration(tick.Add(1)) * time.Minute) }})
+	if _, err := s.Write(context.Background(), sinktest.AllKinds("acme", "v", "x", 1)); err != nil {
+		t.Fatal(err)
+	}
+	reqs := rc.got()
+	if len(reqs) != 3 {
+		t.Fatalf("%d attempts, want 3", len(reqs))
+	}
+	for i, r := range reqs {
+		want := base.Add(time.Duration(i+1) * time.Minute).Unix()
+		if got := r.header.Get(HeaderTimestamp); got != fmt.Sprint(want) {
+			t.Errorf("attempt %d: timestamp %q, want %d", i+1, got, want)
+		}
+		if got := r.header.Get(HeaderSignature); got != Sign(testKey, want, r.header.Get(HeaderIdempotency), r.body) {
+			t.Errorf("attempt %d: signature %q does not cover its timestamp", i+1, got)
+		}
+		if r.header.Get(HeaderIdempotency) != reqs[0].header.Get(HeaderIdempotency) {
+			t.Errorf("attempt %d changed the idempotency key", i+1)
+		}
+	}
+}
+
+// TestSinkAndReceiverClocksApart: a sink whose clock is far behind the
+// receiver's fails at once with the receiver's reason, writing nothing.
+func TestSinkAndReceiverClocksApart(t *testing.T) {
+	mem := memory.New()
+	h := NewReceiver(testKey, mem)
+	h.Now = func() time.Time { return time.Now().Add(10 * time.Minute) }
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	s := newSink(t, Options{URL: srv.URL})
+	_, err := s.Write(context.Background(), sinktest.AllKinds("acme", "v", "x", 1))
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 401 || !strings.Contains(err.Error(), "stale delivery") {
+		t.Fatalf("Write = %v, want the receiver's 401 stale delivery", err)
+	}
+	if mem.Len() != 0 {
+		t.Fatalf("%d records stored", mem.Len())
 	}
 }

@@ -1,0 +1,159 @@
+// Package manager_test checks the manager's Deployment and its
+// PodDisruptionBudget against the promises the README makes: a warm
+// standby, rollouts without a gap, a bounded scratch volume and a memory
+// limit computed from the sync concurrency.
+package manager_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// The memory budget the Deployment's comment states.
+const (
+	baseMiB    = 128
+	perSyncMiB = 64
+)
+
+func decode[T any](t *testing.T, path, kind string) *T {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		var raw map[string]any
+		if err := d.Decode(&raw); err != nil {
+			if errors.Is(err, io.EOF) {
+				t.Fatalf("%s has no %s", path, kind)
+			}
+			t.Fatalf("%s: %v", path, err)
+		}
+		if raw["kind"] != kind {
+			continue
+		}
+		j, err := yaml.Marshal(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out T
+		if err := yaml.UnmarshalStrict(j, &out); err != nil {
+			t.Fatalf("%s %s: %v", path, kind, err)
+		}
+		return &out
+	}
+}
+
+func TestDeployment(t *testing.T) {
+	d := decode[appsv1.Deployment](t, "manager.yaml", "Deployment")
+	spec := d.Spec
+	if spec.Replicas == nil || *spec.Replicas != 2 {
+		t.Errorf("replicas %v, want 2 (leader and warm standby)", spec.Replicas)
+	}
+	ru := spec.Strategy.RollingUpdate
+	if spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType || ru == nil ||
+		ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 || ru.MaxSurge == nil || ru.MaxSurge.IntValue() != 1 {
+		t.Errorf("strategy %+v, want RollingUpdate with maxUnavailable 0 and maxSurge 1", spec.Strategy)
+	}
+	pod := spec.Template.Spec
+	if len(pod.TopologySpreadConstraints) == 0 && (pod.Affinity == nil || pod.Affinity.PodAntiAffinity == nil) {
+		t.Error("the replicas are not spread over nodes")
+	}
+	for _, c := range pod.TopologySpreadConstraints {
+		sel, err := metav1.LabelSelectorAsSelector(c.LabelSelector)
+		if err != nil || !sel.Matches(labels.Set(spec.Template.Labels)) {
+			t.Errorf("spread constraint %s does not select the pods (%v)", c.TopologyKey, err)
+		}
+	}
+	var scratch bool
+	for _, v := range pod.Volumes {
+		if v.EmptyDir != nil {
+			scratch = true
+			if v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.IsZero() {
+				t.Errorf("emptyDir %s has no size limit", v.Name)
+			}
+		}
+	}
+	if !scratch {
+		t.Error("no scratch volume")
+	}
+	i := slices.IndexFunc(pod.Containers, func(c corev1.Container) bool { return c.Name == "manager" })
+	if i < 0 {
+		t.Fatal("no manager container")
+	}
+	c := pod.Containers[i]
+	if !slices.Contains(c.Args, "--leader-elect") {
+		t.Errorf("args %v lack --leader-elect", c.Args)
+	}
+	syncs := 4 // the manager's default
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--concurrent-syncs="); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				t.Fatalf("--concurrent-syncs=%q", v)
+			}
+			syncs = n
+		}
+	}
+	limit := c.Resources.Limits.Memory()
+	need := resource.MustParse(fmt.Sprintf("%dMi", baseMiB+syncs*perSyncMiB))
+	if limit.IsZero() || limit.Cmp(need) < 0 {
+		t.Errorf("memory limit %v is below %v, the budget of %d syncs", limit, &need, syncs)
+	}
+	if req := c.Resources.Requests.Memory(); req.Cmp(*limit) != 0 {
+		t.Errorf("memory request %v differs from the limit %v", req, limit)
+	}
+	var gomem string
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			gomem = e.Value
+		}
+	}
+	v, ok := strings.CutSuffix(gomem, "MiB")
+	n, err := strconv.Atoi(v)
+	if !ok || err != nil || int64(n)<<20 >= limit.Value() || int64(n)<<20 < limit.Value()*8/10 {
+		t.Errorf("GOMEMLIMIT %q, want between 80%% and 100%% of the limit %v", gomem, limit)
+	}
+}
+
+func TestPodDisruptionBudget(t *testing.T) {
+	d := decode[appsv1.Deployment](t, "manager.yaml", "Deployment")
+	pdb := decode[policyv1.PodDisruptionBudget](t, "pdb.yaml", "PodDisruptionBudget")
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 || pdb.Spec.MaxUnavailable != nil {
+		t.Errorf("PDB %+v, want minAvailable 1", pdb.Spec)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+	if err != nil || sel.Empty() || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("the PDB's selector %v does not select the manager's pods %v (%v)", pdb.Spec.Selector, d.Spec.Template.Labels, err)
+	}
+	if pdb.Namespace != d.Namespace {
+		t.Errorf("PDB in %q, Deployment in %q", pdb.Namespace, d.Namespace)
+	}
+	k, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kz struct {
+		Resources []string `json:"resources"`
+	}
+	if err := yaml.Unmarshal(k, &kz); err != nil || !slices.Contains(kz.Resources, "pdb.yaml") {
+		t.Errorf("kustomization.yaml resources %v lack pdb.yaml (%v)", kz.Resources, err)
+	}
+}
