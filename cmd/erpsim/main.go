@@ -10,6 +10,15 @@
 // what each simulator served: GET /vendors, GET /vendors/{vendor}/stats,
 // POST /vendors/{vendor}/touch?products=N&customers=N&orders=N,
 // POST /vendors/{vendor}/stats/reset.
+//
+// With --hostile it also serves what a hostile tenant would run (package
+// internal/hostile): an Unleashed-shaped API over a forged copy of the
+// dataset (the same ids, modified in year 9999, deleted) and answers that
+// attack the caller (a huge Retry-After, redirects to a private address or
+// to plain http, an endless body, a trickling answer), each under its own
+// path, with an "internal service" on another loopback address for the
+// redirects to aim at. The admin API adds GET /hostile (the URLs and what
+// each attack received) and POST /hostile/reset. Never enabled by default.
 package main
 
 import (
@@ -19,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -27,10 +37,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
+	"github.com/erpsync/erpsync-operator/internal/hostile"
 )
 
 func main() {
@@ -47,6 +59,11 @@ func main() {
 		timeScale   = flag.Float64("time-scale", 1, "Run the vendors' rate-limit windows this many times faster than real time.")
 		stateFile   = flag.String("state-file", "", "Write the vendors' URLs and credentials as JSON to this file once serving.")
 		onlyVendors = flag.String("vendors", "", "Comma-separated subset of vendors to serve (default all).")
+		hostileOn   = flag.Bool("hostile", false, "Also serve a hostile tenant's Unleashed-shaped API that attacks its caller (tests of tenant isolation only).")
+		hostileInt  = flag.String("hostile-internal-host", "127.0.0.2", "With --hostile: the host of the internal service the hostile redirects aim at (must not be in the manager's egress allow-list).")
+		hostilePln  = flag.String("hostile-plain-host", "127.0.0.3", "With --hostile: the host of the plain-http target of the hostile redirect-http attack.")
+		hugeBytes   = flag.Int64("hostile-huge-bytes", hostile.DefaultHugeBytes, "With --hostile: size of the endless body of the huge attack.")
+		slowFor     = flag.Duration("hostile-slow-for", hostile.DefaultSlowFor, "With --hostile: how long the slow attack trickles its answer.")
 	)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -59,6 +76,11 @@ func main() {
 		dataset: simkit.Options{Seed: *seed, Products: *products, Customers: *customers, Orders: *orders, Warehouses: *warehouses},
 		vendors: splitList(*onlyVendors),
 	})
+	if err == nil && *hostileOn {
+		err = fleet.startHostile(hostile.StartConfig{Listen: *listen, InternalListen: *hostileInt, PlainListen: *hostilePln,
+			Options: hostile.Options{Dataset: simkit.Options{Seed: *seed, Products: *products, Customers: *customers, Orders: *orders, Warehouses: *warehouses},
+				HugeBytes: *hugeBytes, SlowFor: *slowFor}})
+	}
 	if err != nil {
 		log.Error("starting the simulators", "error", err)
 		os.Exit(1)
@@ -91,6 +113,28 @@ type fleet struct {
 	vendors  []*runningVendor
 	admin    *http.Server
 	adminURL string
+	// hostile is set by startHostile; the admin API reads it under mu.
+	mu      sync.Mutex
+	hostile *hostile.Running
+}
+
+// startHostile starts the hostile tenant's servers.
+func (f *fleet) startHostile(c hostile.StartConfig) error {
+	run, err := hostile.Start(c)
+	if err != nil {
+		f.shutdown()
+		return err
+	}
+	f.mu.Lock()
+	f.hostile = run
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fleet) hostileRun() *hostile.Running {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hostile
 }
 
 type runningVendor struct {
@@ -138,6 +182,9 @@ func (f *fleet) shutdown() {
 	if f.admin != nil {
 		_ = f.admin.Shutdown(ctx)
 	}
+	if h := f.hostileRun(); h != nil {
+		h.Shutdown(ctx)
+	}
 }
 
 // VendorState is what erpsim publishes of one vendor.
@@ -155,12 +202,18 @@ type VendorState struct {
 type State struct {
 	AdminURL string        `json:"adminURL"`
 	Vendors  []VendorState `json:"vendors"`
+	// Hostile is set with --hostile.
+	Hostile *hostile.State `json:"hostile,omitempty"`
 }
 
 func (f *fleet) state() State {
 	s := State{AdminURL: f.adminURL}
 	for _, v := range f.vendors {
 		s.Vendors = append(s.Vendors, v.state())
+	}
+	if h := f.hostileRun(); h != nil {
+		hs := h.State()
+		s.Hostile = &hs
 	}
 	return s
 }
@@ -171,7 +224,12 @@ func (v *runningVendor) state() VendorState {
 		exp[string(k)] = n
 	}
 	st := v.sim.Stats()
-	return VendorState{Vendor: v.name, BaseURL: v.apiRoot(v.rootURL), Credentials: v.sim.Credentials(), Expected: exp,
+	creds := v.sim.Credentials()
+	if v.extraCredentials != nil {
+		creds = maps.Clone(creds)
+		maps.Copy(creds, v.extraCredentials(v.rootURL))
+	}
+	return VendorState{Vendor: v.name, BaseURL: v.apiRoot(v.rootURL), Credentials: creds, Expected: exp,
 		Requests: st.Requests.Load(), Throttled: st.Throttled.Load(), ByPath: st.ByPath()}
 }
 
@@ -189,6 +247,11 @@ func (f *fleet) print(w *os.File) {
 			fmt.Fprintf(w, " %s=%s", k, st.Credentials[k])
 		}
 		fmt.Fprintln(w)
+	}
+	if h := f.hostileRun(); h != nil {
+		st := h.State()
+		fmt.Fprintf(w, "erpsim: hostile   baseURL=%s/<%s> apiId=%s apiKey=%s internal=%s plain=%s\n",
+			st.BaseURL, strings.Join(hostile.Attacks, "|"), st.Credentials["apiId"], st.Credentials["apiKey"], st.InternalURL, st.PlainURL)
 	}
 }
 
@@ -252,6 +315,22 @@ func (f *fleet) adminHandler() http.Handler {
 		}
 		v.sim.Stats().Reset()
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /hostile", func(w http.ResponseWriter, r *http.Request) {
+		h := f.hostileRun()
+		if h == nil {
+			http.Error(w, "erpsim runs without --hostile", http.StatusNotFound)
+			return
+		}
+		h.AdminHandler().ServeHTTP(w, r)
+	})
+	mux.HandleFunc("POST /hostile/reset", func(w http.ResponseWriter, r *http.Request) {
+		h := f.hostileRun()
+		if h == nil {
+			http.Error(w, "erpsim runs without --hostile", http.StatusNotFound)
+			return
+		}
+		h.AdminHandler().ServeHTTP(w, r)
 	})
 	mux.HandleFunc("POST /vendors/{vendor}/touch", func(w http.ResponseWriter, r *http.Request) {
 		v, err := f.find(r.PathValue("vendor"))

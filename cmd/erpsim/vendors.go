@@ -29,6 +29,10 @@ type vendor struct {
 	// apiRoot turns the listener's root URL into the spec.connector.baseURL
 	// the connector expects (the vendor's API root on the simulator).
 	apiRoot func(root string) string
+	// extraCredentials, when set, are Secret keys that depend on where the
+	// simulator listens (Xero's tokenURL: the manager never derives the
+	// token endpoint from a tenant's baseURL).
+	extraCredentials func(root string) map[string]string
 }
 
 // vendors builds every simulator, each with its own copy of the seeded
@@ -42,7 +46,8 @@ func vendors(ds simkit.Options, timeScale float64) []vendor {
 		{name: "cin7core", sim: cin7coresim.New(cin7coresim.Options{Dataset: ds, TimeScale: timeScale}),
 			apiRoot: func(root string) string { return root + "/ExternalApi/v2/" }},
 		{name: "xero", sim: xerosim.New(xerosim.Options{Dataset: ds, TimeScale: timeScale}),
-			apiRoot: func(root string) string { return root + xerosim.APIPath }},
+			apiRoot:          func(root string) string { return root + xerosim.APIPath },
+			extraCredentials: func(root string) map[string]string { return map[string]string{"tokenURL": root + xerosim.TokenPath} }},
 		{name: "katana", sim: katanasim.New(katanasim.Options{Dataset: ds, TimeScale: timeScale}),
 			apiRoot: func(root string) string { return root + katanasim.BasePath }},
 	}

@@ -113,11 +113,23 @@ func run(ctx context.Context, once bool, products int, interval string) error {
 		return err
 	}
 
-	step("starting the manager with the embedded SQLite sink (bin/demo/crm.db)")
+	// The simulators are on loopback and speak plain http: the manager's
+	// egress policy allows exactly them besides the vendors' own hosts.
+	var urls []string
+	for _, ep := range endpoints {
+		urls = append(urls, ep.BaseURL)
+	}
+	sort.Strings(urls)
+	allow, err := localenv.AllowHosts(urls...)
+	if err != nil {
+		return err
+	}
+	step("starting the manager with the embedded SQLite sink (bin/demo/crm.db), allowed to call erpsim (--egress-allow-hosts)")
 	crm := filepath.Join(work, "crm.db")
 	mgr, err := localenv.Start("manager", filepath.Join(work, "manager.log"), []string{"KUBECONFIG=" + cp.Kubeconfig}, manager,
 		"--leader-elect", "--leader-election-namespace=default",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--egress-allow-hosts="+strings.Join(allow, ","),
 		"--sink=sqlite", "--sink-sqlite-path="+crm,
 		"--quota-file="+filepath.Join(work, "quota.json"))
 	if err != nil {
@@ -136,7 +148,7 @@ func run(ctx context.Context, once bool, products int, interval string) error {
 	if err := os.MkdirAll(overlay, 0o755); err != nil {
 		return err
 	}
-	if err := localenv.WriteSampleOverlay(overlay, filepath.Join(root, "config", "samples"), "erpsync-demo", interval, endpoints); err != nil {
+	if err := localenv.WriteSampleOverlay(overlay, filepath.Join(root, "config", "samples"), localenv.Overlay{Namespace: "erpsync-demo", Interval: interval, Endpoints: endpoints}); err != nil {
 		return err
 	}
 	out, err := kubectl("apply", "-k", overlay)

@@ -2,6 +2,7 @@ package localenv
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -31,22 +32,44 @@ type Endpoint struct {
 	Credentials map[string]string
 }
 
+// CredentialsLabel is the label a Secret must carry for the manager to use
+// it as ERP credentials.
+const CredentialsLabel = "erpsync.io/credentials"
+
+// Overlay says how WriteSampleOverlay points the samples at simulators.
+type Overlay struct {
+	// Namespace the samples go to ("" leaves them unset).
+	Namespace string
+	// Interval is each ErpSync's interval and retryInterval.
+	Interval string
+	// CompanySuffix, when set, is appended to every sample's companyId: a
+	// company belongs to the first namespace that claims it, so samples
+	// applied into a second namespace need companies of their own.
+	CompanySuffix string
+	// Endpoints are the simulators by vendor; vendors without one are left
+	// out.
+	Endpoints map[string]Endpoint
+}
+
+// Company returns the companyId the overlay gives sample s.
+func (o Overlay) Company(s Sample) string { return s.Company + o.CompanySuffix }
+
 // WriteSampleOverlay writes a kustomization into dir that takes the samples
 // in samplesDir as they are and, as a user's overlay would, points each one
 // at its simulator: the Secret gets the simulator's credentials and the
-// ErpSync its base URL and the given interval. Vendors without an endpoint
-// are left out.
-func WriteSampleOverlay(dir, samplesDir, namespace, interval string, endpoints map[string]Endpoint) error {
+// credentials label, the ErpSync its base URL, the given interval and, with
+// a CompanySuffix, its own company.
+func WriteSampleOverlay(dir, samplesDir string, o Overlay) error {
 	// kustomize loads files only from below the kustomization's root, so
 	// the chosen samples are copied in unchanged.
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n")
-	if namespace != "" {
-		fmt.Fprintf(&b, "namespace: %s\n", namespace)
+	if o.Namespace != "" {
+		fmt.Fprintf(&b, "namespace: %s\n", o.Namespace)
 	}
 	fmt.Fprintf(&b, "resources:\n")
 	for _, s := range Samples {
-		if _, ok := endpoints[s.Vendor]; !ok {
+		if _, ok := o.Endpoints[s.Vendor]; !ok {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(samplesDir, s.Vendor+".yaml"))
@@ -61,7 +84,7 @@ func WriteSampleOverlay(dir, samplesDir, namespace, interval string, endpoints m
 	}
 	fmt.Fprintf(&b, "patches:\n")
 	for _, s := range Samples {
-		ep, ok := endpoints[s.Vendor]
+		ep, ok := o.Endpoints[s.Vendor]
 		if !ok {
 			continue
 		}
@@ -70,11 +93,36 @@ func WriteSampleOverlay(dir, samplesDir, namespace, interval string, endpoints m
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		fmt.Fprintf(&b, "- patch: |-\n    apiVersion: v1\n    kind: Secret\n    metadata:\n      name: %s\n    stringData:\n", s.Secret)
+		fmt.Fprintf(&b, "- patch: |-\n    apiVersion: v1\n    kind: Secret\n    metadata:\n      name: %s\n      labels:\n        %s: \"true\"\n    stringData:\n", s.Secret, CredentialsLabel)
 		for _, k := range keys {
 			fmt.Fprintf(&b, "      %s: %q\n", k, ep.Credentials[k])
 		}
-		fmt.Fprintf(&b, "- patch: |-\n    apiVersion: erpsync.io/v1alpha1\n    kind: ErpSync\n    metadata:\n      name: %s\n    spec:\n      interval: %s\n      retryInterval: %s\n      connector:\n        baseURL: %q\n", s.ErpSync, interval, interval, ep.BaseURL)
+		fmt.Fprintf(&b, "- patch: |-\n    apiVersion: erpsync.io/v1alpha1\n    kind: ErpSync\n    metadata:\n      name: %s\n    spec:\n", s.ErpSync)
+		if o.CompanySuffix != "" {
+			fmt.Fprintf(&b, "      companyId: %q\n", o.Company(s))
+		}
+		fmt.Fprintf(&b, "      interval: %s\n      retryInterval: %s\n      connector:\n        baseURL: %q\n", o.Interval, o.Interval, ep.BaseURL)
 	}
 	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(b.String()), 0o644)
+}
+
+// AllowHosts returns the host:port of each URL, deduplicated and in order,
+// for the manager's --egress-allow-hosts.
+func AllowHosts(urls ...string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %q: %w", raw, err)
+		}
+		if u.Host == "" {
+			return nil, fmt.Errorf("%q has no host", raw)
+		}
+		if !seen[u.Host] {
+			seen[u.Host] = true
+			out = append(out, u.Host)
+		}
+	}
+	return out, nil
 }

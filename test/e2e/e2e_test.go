@@ -20,8 +20,9 @@ import (
 // erpsyncJSON is the part of an ErpSync the tests read.
 type erpsyncJSON struct {
 	Metadata struct {
-		Name       string `json:"name"`
-		Generation int64  `json:"generation"`
+		Name              string    `json:"name"`
+		Generation        int64     `json:"generation"`
+		CreationTimestamp time.Time `json:"creationTimestamp"`
 	} `json:"metadata"`
 	Spec struct {
 		CompanyID string `json:"companyId"`
@@ -32,6 +33,8 @@ type erpsyncJSON struct {
 		LastHandledReconcileAt  string `json:"lastHandledReconcileAt"`
 		LastHandledFullResyncAt string `json:"lastHandledFullResyncAt"`
 		LastSyncEnd             string `json:"lastSyncEnd"`
+		NextSyncAt              string `json:"nextSyncAt"`
+		ConsecutiveFailures     int64  `json:"consecutiveFailures"`
 		Conditions              []struct {
 			Type, Status, Reason, Message string
 		} `json:"conditions"`
@@ -81,14 +84,17 @@ func (o erpsyncJSON) condition(typ string) (status, reason, message string) {
 }
 
 // applySamples applies config/samples, pointed at erpsim by an overlay, into
-// a new namespace, and waits until every ErpSync is Ready.
-func applySamples(t *testing.T, ns string, sim *simProcess, interval string) {
+// a new namespace, and waits until every ErpSync is Ready. A company belongs
+// to the first namespace that claims it, so every namespace but the first
+// needs a companySuffix.
+func applySamples(t *testing.T, ns string, sim *simProcess, interval, companySuffix string) {
 	t.Helper()
 	overlay := filepath.Join(env.work, "overlay-"+ns)
 	if err := os.MkdirAll(overlay, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := localenv.WriteSampleOverlay(overlay, filepath.Join(env.root, "config", "samples"), ns, interval, sim.endpoints()); err != nil {
+	o := localenv.Overlay{Namespace: ns, Interval: interval, CompanySuffix: companySuffix, Endpoints: sim.endpoints()}
+	if err := localenv.WriteSampleOverlay(overlay, filepath.Join(env.root, "config", "samples"), o); err != nil {
 		t.Fatal(err)
 	}
 	kubectl(t, "apply", "-k", overlay)
@@ -102,7 +108,7 @@ func applySamples(t *testing.T, ns string, sim *simProcess, interval string) {
 // kubectl, check the CRM, then ask for syncs and suspend.
 func TestUserPath(t *testing.T) {
 	ns := newNamespace(t, "samples")
-	applySamples(t, ns, env.sim, "1h")
+	applySamples(t, ns, env.sim, "1h", "")
 
 	t.Run("kubectl get shows the promised columns", func(t *testing.T) {
 		out := kubectl(t, "get", "erpsyncs", "-n", ns)
@@ -322,7 +328,7 @@ func findRow(lines []string, name string) string {
 // no other ErpSync is disturbed.
 func TestBadInput(t *testing.T) {
 	healthy := newNamespace(t, "healthy")
-	applySamples(t, healthy, env.sim, "1h")
+	applySamples(t, healthy, env.sim, "1h", "-HEALTHY")
 	before := map[string]string{}
 	for _, s := range sampleNames() {
 		before[s] = jsonpath(t, healthy, "erpsync/"+s, "{.status.lastSyncEnd}")
@@ -350,14 +356,14 @@ spec:
 %s`, name, strings.ToUpper(name), baseURL, secret, extra)
 	}
 	secret := func(name, key, value string) string {
-		return fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\nstringData:\n  %s: %q\n---\n", name, key, value)
+		return fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  labels:\n    %s: \"true\"\nstringData:\n  %s: %q\n---\n", name, localenv.CredentialsLabel, key, value)
 	}
 	cases := []struct {
 		name, yaml, reason, message string
 	}{
 		{"wrong-key", secret("wrong-key", "api_key", katana.Credentials["apiKey"]) + erpsync("wrong-key", "wrong-key", katana.BaseURL, ""), "SecretKeyMissing", `has no key "apiKey"`},
 		{"wrong-password", secret("wrong-password", "apiKey", "not-the-key") + erpsync("wrong-password", "wrong-password", katana.BaseURL, ""), "AuthenticationFailed", "401"},
-		{"refused", secret("refused", "apiKey", katana.Credentials["apiKey"]) + erpsync("refused", "refused", "http://127.0.0.1:1/v1", ""), "ERPUnavailable", ""},
+		{"refused", secret("refused", "apiKey", katana.Credentials["apiKey"]) + erpsync("refused", "refused", refusedURL, ""), "ERPUnavailable", ""},
 	}
 	for _, tc := range cases {
 		if out, err := apply(tc.yaml); err != nil {

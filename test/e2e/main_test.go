@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/internal/hostile"
 	"github.com/erpsync/erpsync-operator/internal/localenv"
 	"github.com/erpsync/erpsync-operator/internal/pgtest"
 	"github.com/erpsync/erpsync-operator/sinks/postgres"
@@ -31,7 +32,14 @@ var env struct {
 	pgDSN   string
 	dsnFile string
 	sim     *simProcess
-	mgr     *localenv.Process
+	// hostile is a second erpsim serving one vendor (Unleashed) for a
+	// victim tenant and, with --hostile, the attacks a hostile tenant runs.
+	hostile *simProcess
+	// allowHosts is the manager's egress allow-list: the simulators a test
+	// starts (and the hostile API, playing a public host). The hostile
+	// erpsim's internal service is never in it.
+	allowHosts []string
+	mgr        *localenv.Process
 }
 
 func TestMain(m *testing.M) {
@@ -78,7 +86,9 @@ func setup(m *testing.M) (code int) {
 	// server from the installed binaries).
 	if dsn := os.Getenv(pgtest.EnvDSN); dsn != "" {
 		name := fmt.Sprintf("erpsync_e2e_%d", time.Now().UnixNano()%1_000_000)
-		if env.pgDSN, err = pgtest.CreateDatabase(ctx, dsn, name); err != nil {
+		// The manager verifies the server's certificate unless the DSN
+		// says otherwise; a test server has none.
+		if env.pgDSN, err = pgtest.CreateDatabase(ctx, withSSLMode(dsn), name); err != nil {
 			return fail("creating the e2e database: %v", err)
 		}
 	} else {
@@ -109,6 +119,24 @@ func setup(m *testing.M) (code int) {
 		return fail("%v", err)
 	}
 	defer env.sim.proc.Stop(5 * time.Second)
+	if env.hostile, err = startSim(ctx, "erpsim-hostile", "--vendors", "unleashed", "--products", "60", "--customers", "20", "--orders", "40",
+		"--hostile", "--hostile-huge-bytes", fmt.Sprint(hugeBody), "--hostile-slow-for", "5m"); err != nil {
+		return fail("%v", err)
+	}
+	defer env.hostile.proc.Stop(5 * time.Second)
+	if env.hostile.state.Hostile == nil {
+		return fail("erpsim --hostile published no hostile state")
+	}
+	urls := []string{env.hostile.state.Hostile.BaseURL}
+	for _, s := range []*simProcess{env.sim, env.hostile} {
+		for _, v := range s.state.Vendors {
+			urls = append(urls, v.BaseURL)
+		}
+	}
+	urls = append(urls, refusedURL)
+	if env.allowHosts, err = localenv.AllowHosts(urls...); err != nil {
+		return fail("%v", err)
+	}
 	if env.mgr, err = startManager(); err != nil {
 		return fail("%v", err)
 	}
@@ -120,15 +148,55 @@ func setup(m *testing.M) (code int) {
 	return code
 }
 
+// refusedURL is an allowed address where nothing listens: the ERP that
+// refuses connections of TestBadInput.
+const refusedURL = "http://127.0.0.1:1/v1"
+
+// hugeBody is the size of the hostile API's endless body: beyond every
+// response cap of the connectors.
+const hugeBody = 1 << 30
+
 // startManager starts the manager binary as a user would run it out of
-// cluster, with the PostgreSQL sink.
+// cluster, with the PostgreSQL sink, allowed to reach env.allowHosts.
 func startManager() (*localenv.Process, error) {
 	return localenv.Start("manager", filepath.Join(env.work, "manager.log"), []string{"KUBECONFIG=" + env.cp.Kubeconfig}, env.manager,
 		"--leader-elect", "--leader-election-namespace=default",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--checkpoint-interval=200ms",
+		"--egress-allow-hosts="+strings.Join(env.allowHosts, ","),
 		"--sink=postgres", "--sink-postgres-dsn-file="+env.dsnFile,
 		"--quota-file="+filepath.Join(env.work, "quota.json"))
+}
+
+// allowAndRestart adds the hosts of urls to the manager's egress allow-list
+// and restarts the manager, for a test that starts a simulator of its own.
+func allowAndRestart(t *testing.T, urls ...string) {
+	t.Helper()
+	hosts, err := localenv.AllowHosts(urls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.allowHosts = append(env.allowHosts, hosts...)
+	if err := env.mgr.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if env.mgr, err = startManager(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// withSSLMode adds sslmode=disable to a DSN that names no sslmode.
+func withSSLMode(dsn string) string {
+	if strings.Contains(dsn, "sslmode=") {
+		return dsn
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if strings.Contains(dsn, "?") {
+			return dsn + "&sslmode=disable"
+		}
+		return dsn + "?sslmode=disable"
+	}
+	return strings.TrimSpace(dsn) + " sslmode=disable"
 }
 
 // simProcess is a running erpsim and what it published.
@@ -140,6 +208,8 @@ type simProcess struct {
 type simState struct {
 	AdminURL string      `json:"adminURL"`
 	Vendors  []simVendor `json:"vendors"`
+	// Hostile is set for an erpsim started with --hostile.
+	Hostile *hostile.State `json:"hostile"`
 }
 
 type simVendor struct {

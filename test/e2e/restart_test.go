@@ -21,12 +21,15 @@ func TestKillDuringInitialImportResumes(t *testing.T) {
 	}
 	defer func() { _ = sim.proc.Stop(5 * time.Second) }()
 	v, _ := findVendor(sim, "cin7core")
+	allowAndRestart(t, v.BaseURL)
 
 	ns := newNamespace(t, "large")
 	yaml := fmt.Sprintf(`apiVersion: v1
 kind: Secret
 metadata:
   name: cin7core
+  labels:
+    erpsync.io/credentials: "true"
 stringData:
   accountId: %q
   applicationKey: %q
