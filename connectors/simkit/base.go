@@ -29,6 +29,7 @@ type Base struct {
 	unstable atomic.Bool
 	mu       sync.Mutex
 	rng      *rand.Rand
+	corrupt  []corruption
 }
 
 // Init sets the base's clock: now is the simulator's own clock (a

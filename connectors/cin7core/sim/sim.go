@@ -17,7 +17,6 @@
 package sim
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -86,16 +85,10 @@ type Server struct {
 	limiter  *simkit.Limiter
 	refusals atomic.Int64
 
-	mu      sync.Mutex
-	corrupt []corruption
+	mu sync.Mutex
 	// advanced holds the sales served as Cin7 Core "Advanced Sale"s (several
 	// invoices and credit notes per sale), by sale id.
 	advanced map[string]bool
-}
-
-type corruption struct {
-	endpoint, field string
-	value           any
 }
 
 // New returns a simulator serving opts.Data or a dataset built from
@@ -183,27 +176,6 @@ func (s *Server) isAdvanced(id string) bool {
 	return s.advanced[id]
 }
 
-// CorruptNext makes the next page served by endpoint (for example
-// "product") carry value in field of its first record: a document that
-// parses but breaks the vendor's contract.
-func (s *Server) CorruptNext(endpoint, field string, value any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.corrupt = append(s.corrupt, corruption{endpoint: strings.ToLower(endpoint), field: field, value: value})
-}
-
-func (s *Server) takeCorruption(endpoint string) (corruption, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, c := range s.corrupt {
-		if c.endpoint == endpoint {
-			s.corrupt = append(s.corrupt[:i], s.corrupt[i+1:]...)
-			return c, true
-		}
-	}
-	return corruption{}, false
-}
-
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Stats().Count(r.URL.Path)
@@ -243,9 +215,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := h(s, req)
-	if c, ok := s.takeCorruption(endpoint); ok {
-		body = corruptFirst(body, c)
-	}
+	body = s.Corrupt(endpoint, body)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
@@ -324,35 +294,6 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 		ErrorCode int
 		Exception string
 	}{status, msg})
-}
-
-// corruptFirst rewrites field of the first record of the page's list.
-func corruptFirst(body []byte, c corruption) []byte {
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return body
-	}
-	for k, raw := range doc {
-		if !bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
-			continue
-		}
-		var items []map[string]any
-		if err := json.Unmarshal(raw, &items); err != nil || len(items) == 0 {
-			continue
-		}
-		items[0][c.field] = c.value
-		b, err := json.Marshal(items)
-		if err != nil {
-			return body
-		}
-		doc[k] = b
-		out, err := json.Marshal(doc)
-		if err != nil {
-			return body
-		}
-		return out
-	}
-	return body
 }
 
 // Expected returns the number of canonical records of each kind a full

@@ -80,13 +80,7 @@ type Server struct {
 	mu       sync.Mutex
 	day      time.Time
 	dayUsed  int
-	corrupt  []corruption
 	archived []archivedProduct
-}
-
-type corruption struct {
-	endpoint, field string
-	value           any
 }
 
 // New returns a simulator serving opts.Data or a dataset built from
@@ -145,26 +139,6 @@ func (s *Server) Credentials() map[string]string {
 // Dataset returns the served dataset.
 func (s *Server) Dataset() *simkit.Dataset { return s.data }
 
-// CorruptNext makes the next page served by endpoint (for example
-// "Products") carry value in field of its first record.
-func (s *Server) CorruptNext(endpoint, field string, value any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.corrupt = append(s.corrupt, corruption{endpoint: strings.ToLower(endpoint), field: field, value: value})
-}
-
-func (s *Server) takeCorruption(endpoint string) (corruption, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, c := range s.corrupt {
-		if c.endpoint == endpoint {
-			s.corrupt = append(s.corrupt[:i], s.corrupt[i+1:]...)
-			return c, true
-		}
-	}
-	return corruption{}, false
-}
-
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Stats().Count(r.URL.Path)
@@ -206,9 +180,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if c, ok := s.takeCorruption(endpoint); ok {
-		body = corruptFirst(body, c)
-	}
+	body = s.Corrupt(endpoint, body)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
@@ -256,19 +228,6 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(struct{ Message string }{msg})
-}
-
-func corruptFirst(body []byte, c corruption) []byte {
-	var items []map[string]any
-	if err := json.Unmarshal(body, &items); err != nil || len(items) == 0 {
-		return body
-	}
-	items[0][c.field] = c.value
-	out, err := json.Marshal(items)
-	if err != nil {
-		return body
-	}
-	return out
 }
 
 // request is a parsed list request.

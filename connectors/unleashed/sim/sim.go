@@ -81,13 +81,7 @@ type Server struct {
 	mu          sync.Mutex
 	month       time.Time // start of the counted month
 	used        int
-	corrupt     []corruption
 	groupPrices []groupPrice
-}
-
-type corruption struct {
-	endpoint, field string
-	value           any
 }
 
 // New returns a simulator serving opts.Data or a dataset built from
@@ -157,26 +151,6 @@ func (s *Server) ServeGroupPrice() string {
 	return gp.guid
 }
 
-// CorruptNext makes the next page served by endpoint (for example
-// "Products") carry value in field of its first item.
-func (s *Server) CorruptNext(endpoint, field string, value any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.corrupt = append(s.corrupt, corruption{endpoint: strings.ToLower(endpoint), field: field, value: value})
-}
-
-func (s *Server) takeCorruption(endpoint string) (corruption, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, c := range s.corrupt {
-		if c.endpoint == endpoint {
-			s.corrupt = append(s.corrupt[:i], s.corrupt[i+1:]...)
-			return c, true
-		}
-	}
-	return corruption{}, false
-}
-
 // Sign returns the api-auth-signature of a raw query string (without '?')
 // for an API key: base64(HMAC-SHA256(key, query)).
 func Sign(rawQuery, apiKey string) string {
@@ -226,9 +200,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := h(s, req)
-	if c, ok := s.takeCorruption(endpoint); ok {
-		body = corruptFirst(body, c)
-	}
+	body = s.Corrupt(endpoint, body)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
@@ -340,28 +312,6 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 		Description      string
 		DebugInformation *string
 	}{msg, nil})
-}
-
-func corruptFirst(body []byte, c corruption) []byte {
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return body
-	}
-	var items []map[string]any
-	if err := json.Unmarshal(doc["Items"], &items); err != nil || len(items) == 0 {
-		return body
-	}
-	items[0][c.field] = c.value
-	b, err := json.Marshal(items)
-	if err != nil {
-		return body
-	}
-	doc["Items"] = b
-	out, err := json.Marshal(doc)
-	if err != nil {
-		return body
-	}
-	return out
 }
 
 // Expected returns the number of canonical records of each kind a full
