@@ -2,6 +2,7 @@ package katana
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,70 +29,31 @@ func timestamp(s string) (time.Time, error) {
 
 // optTime parses a nullable timestamp.
 func optTime(s *string) (*time.Time, error) {
-	if s == nil || strings.TrimSpace(*s) == "" {
-		return nil, nil
+	var f vendorjson.Fields
+	t := f.OptTime("", s, timestamp)
+	if f.Err != nil {
+		return nil, errors.Unwrap(f.Err)
 	}
-	t, err := timestamp(*s)
-	if err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return t, nil
 }
 
 // fieldErr names the field of a record that failed to decode.
-type fieldErr struct {
-	field string
-	err   error
-}
-
-func (e *fieldErr) Error() string { return fmt.Sprintf("field %s: %v", e.field, e.err) }
-
-func (e *fieldErr) Unwrap() error { return e.err }
+type fieldErr = vendorjson.FieldErr
 
 // fields collects the first decoding error of a record, naming its field.
-type fields struct{ err error }
+type fields struct{ vendorjson.Fields }
 
-func (f *fields) dec(name string, n num) model.Decimal {
-	d, err := vendorjson.Decimal(json.Number(n))
-	if err != nil && f.err == nil {
-		f.err = &fieldErr{name, err}
-	}
-	return d
-}
+func (f *fields) dec(name string, n num) model.Decimal { return f.Decimal(name, json.Number(n)) }
 
-func (f *fields) qty(name string, n num) float64 {
-	v, err := vendorjson.Quantity(json.Number(n))
-	if err != nil && f.err == nil {
-		f.err = &fieldErr{name, err}
-	}
-	return v
-}
+func (f *fields) qty(name string, n num) float64 { return f.Quantity(name, json.Number(n)) }
 
-func (f *fields) time(name string, s string) time.Time {
-	if s == "" {
-		if f.err == nil {
-			f.err = &fieldErr{name, fmt.Errorf("missing")}
-		}
-		return time.Time{}
-	}
-	t, err := timestamp(s)
-	if err != nil && f.err == nil {
-		f.err = &fieldErr{name, err}
-	}
-	return t
-}
+func (f *fields) time(name string, s string) time.Time { return f.Time(name, s, timestamp) }
 
-func (f *fields) optTime(name string, s *string) *time.Time {
-	t, err := optTime(s)
-	if err != nil && f.err == nil {
-		f.err = &fieldErr{name, err}
-	}
-	return t
-}
+func (f *fields) optTime(name string, s *string) *time.Time { return f.OptTime(name, s, timestamp) }
 
 func (f *fields) id(name string, v int64) string {
-	if v <= 0 && f.err == nil {
-		f.err = &fieldErr{name, fmt.Errorf("missing or not a positive id")}
+	if v <= 0 && f.Err == nil {
+		f.Err = &fieldErr{Field: name, Err: fmt.Errorf("missing or not a positive id")}
 	}
 	return strconv.FormatInt(v, 10)
 }

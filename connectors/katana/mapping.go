@@ -221,7 +221,7 @@ func decode(raw json.RawMessage, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return &fieldErr{te.Field, fmt.Errorf("got JSON %s, want %s", te.Value, te.Type)}
+			return &fieldErr{Field: te.Field, Err: fmt.Errorf("got JSON %s, want %s", te.Value, te.Type)}
 		}
 		return err
 	}
@@ -237,8 +237,8 @@ func (m *mapper) taxRate(raw json.RawMessage) ([]model.Record, error) {
 	id := f.id("id", t.ID)
 	mod := f.time("updated_at", t.UpdatedAt)
 	rate := f.qty("rate", t.Rate)
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	name := t.DisplayName
 	if name == "" {
@@ -256,8 +256,8 @@ func (m *mapper) location(raw json.RawMessage) ([]model.Record, error) {
 	id := f.id("id", l.ID)
 	mod := f.time("updated_at", l.UpdatedAt)
 	deleted := f.optTime("deleted_at", l.DeletedAt) != nil
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	w := &model.Warehouse{Code: id, Name: l.Name}
 	if a := l.Address; a != nil {
@@ -278,8 +278,8 @@ func (m *mapper) customer(raw json.RawMessage) ([]model.Record, error) {
 	for i, a := range c.Addresses {
 		f.optTime(fmt.Sprintf("addresses[%d].deleted_at", i), a.DeletedAt)
 	}
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	code := str(c.ReferenceID)
 	if code == "" {
@@ -318,8 +318,8 @@ func (m *mapper) item(raw json.RawMessage) ([]model.Record, error) {
 	parentMod := f.time("updated_at", it.UpdatedAt)
 	archived := f.optTime("archived_at", it.ArchivedAt) != nil
 	parentDeleted := f.optTime("deleted_at", it.DeletedAt) != nil
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	kind := it.Type
 	if kind == "" {
@@ -338,8 +338,8 @@ func (m *mapper) item(raw json.RawMessage) ([]model.Record, error) {
 		vDeleted := vf.optTime("deleted_at", v.DeletedAt) != nil
 		sell := vf.dec("sales_price", v.SalesPrice)
 		cost := vf.dec("purchase_price", v.PurchasePrice)
-		if vf.err != nil {
-			return nil, fmt.Errorf("variants[%d]: %w", i, vf.err)
+		if vf.Err != nil {
+			return nil, fmt.Errorf("variants[%d]: %w", i, vf.Err)
 		}
 		name := it.Name
 		var attrs []string
@@ -388,8 +388,8 @@ func (m *mapper) inventory(raw json.RawMessage) ([]model.Record, error) {
 	committed := f.qty("quantity_committed", r.QuantityCommitted)
 	expected := f.qty("quantity_expected", r.QuantityExpected)
 	archived := f.optTime("archived_at", r.ArchivedAt) != nil
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	st := &model.StockLevel{ProductVendorID: vid, Warehouse: lid, OnHand: onHand, Allocated: committed, Available: onHand - committed, OnOrder: expected}
 	if r.Variant != nil {
@@ -413,8 +413,8 @@ func (m *mapper) priceRow(raw json.RawMessage) ([]model.Record, error) {
 	mod := f.time("updated_at", r.UpdatedAt)
 	amount := f.dec("amount", r.Amount)
 	price := f.dec("price", r.Price)
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	list, ok := m.lists[r.PriceListID]
 	if !ok {
@@ -429,7 +429,7 @@ func (m *mapper) priceRow(raw json.RawMessage) ([]model.Record, error) {
 	from, errFrom := optTime(list.StartDate)
 	to, errTo := optTime(list.EndDate)
 	if err := errors.Join(errFrom, errTo); err != nil {
-		return nil, &fieldErr{"price list dates", err}
+		return nil, &fieldErr{Field: "price list dates", Err: err}
 	}
 	listDeleted := list.DeletedAt != nil && *list.DeletedAt != ""
 	inactive := (list.IsActive != nil && !*list.IsActive) || listDeleted
@@ -495,8 +495,8 @@ func (m *mapper) salesOrder(raw json.RawMessage) ([]model.Record, error) {
 		}
 		so.Lines = append(so.Lines, l)
 	}
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	return []model.Record{m.record(model.KindSalesOrder, id, mod, deleted, raw, so)}, nil
 }

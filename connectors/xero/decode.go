@@ -3,6 +3,7 @@ package xero
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -70,70 +71,31 @@ func msDate(s string) (time.Time, error) {
 
 // optTime parses a nullable timestamp.
 func optTime(s *string) (*time.Time, error) {
-	if s == nil || strings.TrimSpace(*s) == "" {
-		return nil, nil
+	var f vendorjson.Fields
+	t := f.OptTime("", s, msDate)
+	if f.Err != nil {
+		return nil, errors.Unwrap(f.Err)
 	}
-	t, err := msDate(*s)
-	if err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return t, nil
 }
 
 // fieldErr names the field of a record that failed to decode.
-type fieldErr struct {
-	field string
-	err   error
-}
-
-func (e *fieldErr) Error() string { return fmt.Sprintf("field %s: %v", e.field, e.err) }
-
-func (e *fieldErr) Unwrap() error { return e.err }
+type fieldErr = vendorjson.FieldErr
 
 // fields collects the first decoding error of a record, naming its field.
-type fields struct{ err error }
+type fields struct{ vendorjson.Fields }
 
-func (f *fields) dec(name string, n num) model.Decimal {
-	d, err := vendorjson.Decimal(json.Number(n))
-	if err != nil && f.err == nil {
-		f.err = &fieldErr{name, err}
-	}
-	return d
-}
+func (f *fields) dec(name string, n num) model.Decimal { return f.Decimal(name, json.Number(n)) }
 
-func (f *fields) qty(name string, n num) float64 {
-	v, err := vendorjson.Quantity(json.Number(n))
-	if err != nil && f.err == nil {
-		f.err = &fieldErr{name, err}
-	}
-	return v
-}
+func (f *fields) qty(name string, n num) float64 { return f.Quantity(name, json.Number(n)) }
 
-func (f *fields) time(name string, s string) time.Time {
-	if s == "" {
-		if f.err == nil {
-			f.err = &fieldErr{name, fmt.Errorf("missing")}
-		}
-		return time.Time{}
-	}
-	t, err := msDate(s)
-	if err != nil && f.err == nil {
-		f.err = &fieldErr{name, err}
-	}
-	return t
-}
+func (f *fields) time(name string, s string) time.Time { return f.Time(name, s, msDate) }
 
-func (f *fields) optTime(name string, s *string) *time.Time {
-	t, err := optTime(s)
-	if err != nil && f.err == nil {
-		f.err = &fieldErr{name, err}
-	}
-	return t
-}
+func (f *fields) optTime(name string, s *string) *time.Time { return f.OptTime(name, s, msDate) }
 
 func (f *fields) id(name string, v string) string {
-	if strings.TrimSpace(v) == "" && f.err == nil {
-		f.err = &fieldErr{name, fmt.Errorf("missing")}
+	if strings.TrimSpace(v) == "" && f.Err == nil {
+		f.Err = &fieldErr{Field: name, Err: fmt.Errorf("missing")}
 	}
 	return v
 }

@@ -163,7 +163,7 @@ func decode(raw json.RawMessage, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return &fieldErr{te.Field, fmt.Errorf("got JSON %s, want %s", te.Value, te.Type)}
+			return &fieldErr{Field: te.Field, Err: fmt.Errorf("got JSON %s, want %s", te.Value, te.Type)}
 		}
 		return err
 	}
@@ -194,8 +194,8 @@ func (m *mapper) item(raw json.RawMessage) ([]model.Record, error) {
 		p.CostPrice = f.dec("PurchaseDetails.UnitPrice", it.PurchaseDetails.UnitPrice)
 	}
 	onHand := f.qty("QuantityOnHand", it.QuantityOnHand)
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	out := []model.Record{m.record(model.KindProduct, id, mod, false, raw, p)}
 	if it.IsTrackedAsInventory {
@@ -249,8 +249,8 @@ func (m *mapper) contact(raw json.RawMessage) ([]model.Record, error) {
 	var f fields
 	id := f.id("ContactID", c.ContactID)
 	mod := f.time("UpdatedDateUTC", c.UpdatedDateUTC)
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	deleted := c.ContactStatus == "ARCHIVED" || c.ContactStatus == "GDPRREQUEST" || c.MergedToContactID != ""
 	code := c.AccountNumber
@@ -348,8 +348,8 @@ func (m *mapper) invoice(raw json.RawMessage) ([]model.Record, error) {
 		unknown = &unknownValue{kind: model.KindInvoice, id: id, mod: mod, field: "Type", value: d.Type, what: "an invoice type the connector maps (ACCREC, ACCPAY)"}
 	}
 	inv.Lines = m.lines(&f, d.LineItems)
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	if unknown != nil {
 		return nil, unknown
@@ -387,8 +387,8 @@ func (m *mapper) creditNote(raw json.RawMessage) ([]model.Record, error) {
 		}
 	}
 	cn.Lines = m.lines(&f, d.LineItems)
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	if unknown != nil {
 		return nil, unknown
@@ -411,8 +411,8 @@ func (m *mapper) taxRate(raw json.RawMessage) ([]model.Record, error) {
 		rate = t.DisplayTaxRate
 	}
 	r := f.qty("EffectiveRate", rate)
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	return []model.Record{m.record(model.KindTaxRate, code, m.now, t.Status == "DELETED" || t.Status == "ARCHIVED", raw, &model.TaxRate{Code: code, Name: t.Name, Rate: r})}, nil
 }
@@ -424,8 +424,8 @@ func (m *mapper) currency(raw json.RawMessage) ([]model.Record, error) {
 	}
 	var f fields
 	code := f.id("Code", c.Code)
-	if f.err != nil {
-		return nil, f.err
+	if f.Err != nil {
+		return nil, f.Err
 	}
 	return []model.Record{m.record(model.KindCurrency, code, m.now, false, raw, &model.Currency{Code: code, Name: c.Description})}, nil
 }
