@@ -3,8 +3,10 @@ package connectors
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -91,4 +93,27 @@ func CheckEgress(cfg Config, defaultHosts []string, rawURL string) error {
 		return nil
 	}
 	return cfg.Egress.AllowsHost(defaultHosts, rawURL)
+}
+
+// BaseURL returns the API root a connector calls: cfg.BaseURL, or
+// defaultURL when it is empty, checked to be an absolute http(s) URL that
+// the egress policy allows (see CheckEgress), with a trailing slash when
+// slash is set. vendor names the connector in errors.
+func BaseURL(cfg Config, vendor, defaultURL string, defaultHosts []string, slash bool) (string, error) {
+	base := strings.TrimSpace(cfg.BaseURL)
+	if base == "" {
+		base = defaultURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", Errorf(KindInvalidConfig, "%s: base URL %q is not an absolute http(s) URL", vendor, base)
+	}
+	if err := CheckEgress(cfg, defaultHosts, base); err != nil {
+		return "", fmt.Errorf("%s: base URL: %w", vendor, err)
+	}
+	base = strings.TrimRight(base, "/")
+	if slash {
+		base += "/"
+	}
+	return base, nil
 }

@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
@@ -95,19 +94,9 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 	if err != nil {
 		return nil, err
 	}
-	base := cfg.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, connectors.Errorf(connectors.KindInvalidConfig, "cin7core: base URL %q is not an http(s) URL", base)
-	}
-	if err := connectors.CheckEgress(cfg, DefaultHosts, base); err != nil {
-		return nil, fmt.Errorf("cin7core: base URL: %w", err)
-	}
-	if !strings.HasSuffix(base, "/") {
-		base += "/"
+	base, err := connectors.BaseURL(cfg, Type, DefaultBaseURL, DefaultHosts, true)
+	if err != nil {
+		return nil, err
 	}
 	pageSize := opts.PageSize
 	if pageSize <= 0 || pageSize > MaxPageSize {

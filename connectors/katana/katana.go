@@ -74,15 +74,9 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 		return nil, err
 	}
 	key = strings.TrimSpace(key)
-	base := strings.TrimRight(cfg.BaseURL, "/")
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, connectors.Errorf(connectors.KindInvalidConfig, "the Katana base URL %q is not an absolute http(s) URL", cfg.BaseURL)
-	}
-	if err := connectors.CheckEgress(cfg, DefaultHosts, base); err != nil {
-		return nil, fmt.Errorf("katana: base URL: %w", err)
+	base, err := connectors.BaseURL(cfg, Type, DefaultBaseURL, DefaultHosts, false)
+	if err != nil {
+		return nil, err
 	}
 	client, err := httpapi.New(httpapi.Options{
 		Connector:  Type,

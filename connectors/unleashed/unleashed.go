@@ -14,7 +14,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -94,19 +93,9 @@ func NewWithOptions(_ context.Context, cfg connectors.Config, opts Options) (con
 			return nil, connectors.Errorf(connectors.KindInvalidConfig, "unleashed: Secret key %q must be a whole number of calls", KeyMonthlyQuota)
 		}
 	}
-	base := cfg.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, connectors.Errorf(connectors.KindInvalidConfig, "unleashed: base URL %q is not an http(s) URL", base)
-	}
-	if err := connectors.CheckEgress(cfg, DefaultHosts, base); err != nil {
-		return nil, fmt.Errorf("unleashed: base URL: %w", err)
-	}
-	if !strings.HasSuffix(base, "/") {
-		base += "/"
+	base, err := connectors.BaseURL(cfg, Type, DefaultBaseURL, DefaultHosts, true)
+	if err != nil {
+		return nil, err
 	}
 	pageSize := opts.PageSize
 	if pageSize <= 0 || pageSize > MaxPageSize {
