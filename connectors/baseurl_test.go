@@ -7,7 +7,9 @@ import (
 
 type denyAll struct{}
 
-func (denyAll) AllowsHost([]string, string) error { return errors.New("not allowed by the egress policy") }
+func (denyAll) AllowsHost([]string, string) error {
+	return errors.New("not allowed by the egress policy")
+}
 
 func TestBaseURL(t *testing.T) {
 	for _, tc := range []struct {

@@ -6,13 +6,13 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/cin7core"
 	"github.com/erpsync/erpsync-operator/connectors/cin7core/sim"
+	"github.com/erpsync/erpsync-operator/connectors/connectortest"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
@@ -30,9 +30,8 @@ type env struct {
 	srv  *httptest.Server
 	conn connectors.Connector
 	sink *memory.Sink
-	// queries records every request's raw query, by endpoint.
-	mu      sync.Mutex
-	queries []string
+	// rec records every request.
+	rec *connectortest.Recorder
 }
 
 type envOpts struct {
@@ -51,21 +50,12 @@ func newEnv(t *testing.T, o envOpts) *env {
 	o.sim.Dataset = o.data
 	o.sim.TimeScale = testScale
 	e := &env{sim: sim.New(o.sim), sink: memory.New()}
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.mu.Lock()
-		e.queries = append(e.queries, r.URL.Path+"?"+r.URL.RawQuery)
-		e.mu.Unlock()
-		e.sim.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.srv.Close)
+	e.srv, e.rec = connectortest.Record(t, e.sim)
 	creds := o.creds
 	if creds == nil {
 		creds = e.sim.Credentials()
 	}
-	secret := map[string][]byte{}
-	for k, v := range creds {
-		secret[k] = []byte(v)
-	}
+	secret := connectortest.SecretData(creds, nil)
 	o.conn.TimeScale = testScale
 	o.conn.Registry = httpapi.NewRegistry(nil)
 	if o.conn.BackoffBase == 0 {
@@ -102,16 +92,15 @@ func TestRequestsAreVendorExact(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	queries := e.rec.Queries()
 	want := []*regexp.Regexp{
 		regexp.MustCompile(`^/ExternalApi/v2/product\?.*IncludeDeprecated=true.*&Limit=1000&ModifiedSince=2025-06-01T12%3A30%3A45\.123&Page=1$`),
 		regexp.MustCompile(`^/ExternalApi/v2/saleList\?Limit=1000&Page=1&UpdatedSince=2025-06-01T12%3A30%3A45\.123$`),
 		regexp.MustCompile(`^/ExternalApi/v2/ref/productavailability\?Limit=1000&Page=1$`),
 	}
 	for i, re := range want {
-		if i >= len(e.queries) || !re.MatchString(e.queries[i]) {
-			t.Errorf("request %d = %q, want %v", i, e.queries, re)
+		if i >= len(queries) || !re.MatchString(queries[i]) {
+			t.Errorf("request %d = %q, want %v", i, queries, re)
 		}
 	}
 }

@@ -4,15 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/cin7omni"
 	"github.com/erpsync/erpsync-operator/connectors/cin7omni/sim"
+	"github.com/erpsync/erpsync-operator/connectors/connectortest"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
@@ -26,13 +25,11 @@ const (
 )
 
 type env struct {
-	sim     *sim.Server
-	srv     *httptest.Server
-	conn    connectors.Connector
-	sink    *memory.Sink
-	mu      sync.Mutex
-	queries []*url.URL
-	auth    []string
+	sim  *sim.Server
+	srv  *httptest.Server
+	conn connectors.Connector
+	sink *memory.Sink
+	rec  *connectortest.Recorder
 }
 
 type envOpts struct {
@@ -51,22 +48,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 	o.sim.Dataset = o.data
 	o.sim.TimeScale = testScale
 	e := &env{sim: sim.New(o.sim), sink: memory.New()}
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.mu.Lock()
-		e.queries = append(e.queries, r.URL)
-		e.auth = append(e.auth, r.Header.Get("Authorization"))
-		e.mu.Unlock()
-		e.sim.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.srv.Close)
-	creds := e.sim.Credentials()
-	for k, v := range o.secret {
-		creds[k] = v
-	}
-	secret := map[string][]byte{}
-	for k, v := range creds {
-		secret[k] = []byte(v)
-	}
+	e.srv, e.rec = connectortest.Record(t, e.sim)
+	secret := connectortest.SecretData(e.sim.Credentials(), o.secret)
 	o.conn.TimeScale = testScale
 	o.conn.Registry = httpapi.NewRegistry(nil)
 	if o.conn.BackoffBase == 0 {
@@ -110,22 +93,21 @@ func TestRequestsAreVendorExact(t *testing.T) {
 	if _, err := e.conn.ListPage(context.Background(), connectors.PageRequest{Entity: model.KindStockLevel, Page: 3, Cursor: "500042:901,902"}); err != nil {
 		t.Fatal(err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	u := e.queries[0]
+	seen := e.rec.Requests()
+	u := seen[0].URL
 	q := u.Query()
 	if u.Path != "/api/v1/Contacts" || q.Get("where") != "Type='Customer' AND ModifiedDate>='2025-06-01T12:30:45Z' AND Id>20017" || q.Get("rows") != "250" ||
 		q.Get("page") != "1" || q.Get("order") != "Id ASC" {
 		t.Errorf("request %s", u)
 	}
-	u = e.queries[1]
+	u = seen[1].URL
 	q = u.Query()
 	if u.Path != "/api/v1/Stock" || q.Get("where") != "ProductOptionId>=500042" || q.Get("page") != "1" || q.Get("order") != "ProductOptionId ASC" {
 		t.Errorf("request %s", u)
 	}
-	r := http.Request{Header: http.Header{"Authorization": {e.auth[0]}}}
+	r := http.Request{Header: http.Header{"Authorization": {seen[0].Header.Get("Authorization")}}}
 	if user, pass, ok := r.BasicAuth(); !ok || user != sim.DefaultUsername || pass != sim.DefaultAPIKey {
-		t.Errorf("basic auth %q", e.auth[0])
+		t.Errorf("basic auth %q", seen[0].Header.Get("Authorization"))
 	}
 }
 

@@ -17,6 +17,9 @@ package connectortest
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,4 +149,64 @@ func Log(t testing.TB) logr.Logger {
 		return testr.New(tt)
 	}
 	return logr.Discard()
+}
+
+// Seen is one request a Recorder saw.
+type Seen struct {
+	URL    *url.URL
+	Header http.Header
+}
+
+// Query is the request's path and raw query, "path?query".
+func (s Seen) Query() string { return s.URL.Path + "?" + s.URL.RawQuery }
+
+// Recorder keeps every request its server saw, for tests of what a
+// connector sends.
+type Recorder struct {
+	mu   sync.Mutex
+	seen []Seen
+}
+
+// Record serves h on an httptest server (closed by t's cleanup) that records
+// every request before h answers it.
+func Record(t testing.TB, h http.Handler) (*httptest.Server, *Recorder) {
+	t.Helper()
+	rec := &Recorder{}
+	srv := Serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u := *r.URL
+		rec.mu.Lock()
+		rec.seen = append(rec.seen, Seen{URL: &u, Header: r.Header.Clone()})
+		rec.mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	return srv, rec
+}
+
+// Requests returns the requests seen so far, in order.
+func (r *Recorder) Requests() []Seen {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seen)
+}
+
+// Queries returns the "path?query" of every request seen so far.
+func (r *Recorder) Queries() []string {
+	var out []string
+	for _, s := range r.Requests() {
+		out = append(out, s.Query())
+	}
+	return out
+}
+
+// SecretData turns a simulator's credentials, with overrides applied, into
+// the data of a Secret.
+func SecretData(creds, overrides map[string]string) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range creds {
+		out[k] = []byte(v)
+	}
+	for k, v := range overrides {
+		out[k] = []byte(v)
+	}
+	return out
 }

@@ -7,11 +7,11 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/connectortest"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
@@ -27,13 +27,11 @@ const (
 )
 
 type env struct {
-	sim     *sim.Server
-	srv     *httptest.Server
-	conn    connectors.Connector
-	sink    *memory.Sink
-	mu      sync.Mutex
-	queries []string
-	headers []http.Header
+	sim  *sim.Server
+	srv  *httptest.Server
+	conn connectors.Connector
+	sink *memory.Sink
+	rec  *connectortest.Recorder
 }
 
 type envOpts struct {
@@ -52,22 +50,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 	o.sim.Dataset = o.data
 	o.sim.TimeScale = testScale
 	e := &env{sim: sim.New(o.sim), sink: memory.New()}
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.mu.Lock()
-		e.queries = append(e.queries, r.URL.Path+"?"+r.URL.RawQuery)
-		e.headers = append(e.headers, r.Header.Clone())
-		e.mu.Unlock()
-		e.sim.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.srv.Close)
-	creds := e.sim.Credentials()
-	for k, v := range o.secret {
-		creds[k] = v
-	}
-	secret := map[string][]byte{}
-	for k, v := range creds {
-		secret[k] = []byte(v)
-	}
+	e.srv, e.rec = connectortest.Record(t, e.sim)
+	secret := connectortest.SecretData(e.sim.Credentials(), o.secret)
 	o.conn.TimeScale = testScale
 	o.conn.Registry = httpapi.NewRegistry(nil)
 	if o.conn.BackoffBase == 0 {
@@ -117,16 +101,15 @@ func TestRequestsAreVendorExact(t *testing.T) {
 	if _, err := e.conn.ListPage(context.Background(), connectors.PageRequest{Entity: model.KindTaxRate, Page: 1}); err != nil {
 		t.Fatal(err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if want := regexp.MustCompile(`^/Products/3\?includeObsolete=true&pageSize=1000&modifiedSince=2025-06-01T12:30:45$`); !want.MatchString(e.queries[0]) {
-		t.Errorf("request %q, want %v", e.queries[0], want)
+	queries, seen := e.rec.Queries(), e.rec.Requests()
+	if want := regexp.MustCompile(`^/Products/3\?includeObsolete=true&pageSize=1000&modifiedSince=2025-06-01T12:30:45$`); !want.MatchString(queries[0]) {
+		t.Errorf("request %q, want %v", queries[0], want)
 	}
-	if want := "/Taxes/1?pageSize=1000"; e.queries[1] != want {
-		t.Errorf("request %q, want %q", e.queries[1], want)
+	if want := "/Taxes/1?pageSize=1000"; queries[1] != want {
+		t.Errorf("request %q, want %q", queries[1], want)
 	}
-	h := e.headers[0]
-	raw := strings.SplitN(e.queries[0], "?", 2)[1]
+	h := seen[0].Header
+	raw := strings.SplitN(queries[0], "?", 2)[1]
 	if h.Get("api-auth-id") != sim.DefaultAPIID || h.Get("api-auth-signature") != sim.Sign(raw, sim.DefaultAPIKey) ||
 		h.Get("client-type") != unleashed.DefaultClientType || h.Get("Accept") != "application/json" || h.Get("Content-Type") != "application/json" {
 		t.Errorf("headers %v", h)
