@@ -11,6 +11,7 @@ package connectors
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -185,3 +186,77 @@ type CredentialStore interface {
 // needs are present (returning an Error of KindSecretKeyMissing or
 // KindInvalidConfig) but makes no network call.
 type Factory func(ctx context.Context, cfg Config) (Connector, error)
+
+// IDLister is implemented by connectors that can list every live document of
+// an incremental entity cheaply, for reconciliation (spec.reconcile): the
+// vendor's largest page and smallest representation (summary modes, field
+// selection, id-only endpoints). The listing must hold what a full read of
+// the entity would, and nothing the vendor marks deleted where the vendor
+// can leave those out (a marked record that is listed is fine: its version
+// shows it changed).
+type IDLister interface {
+	// IDListing reports whether the entity can be listed, and how (for
+	// planning calls against quotas and for docs). Entities read in full
+	// on every sync need no listing.
+	IDListing(entity model.Kind) (IDListingInfo, bool)
+	// ListIDs reads one page of the listing. Page is 1-based; Cursor is the
+	// previous page's Next (keyset listings). Since is always zero.
+	ListIDs(ctx context.Context, req PageRequest) (*IDPage, error)
+}
+
+// IDListingInfo describes how an entity's ids are listed.
+type IDListingInfo struct {
+	// PageSize is the number of ids one call returns at most.
+	PageSize int
+	// Endpoint is the request that lists them, for docs and logs.
+	Endpoint string
+}
+
+// IDPage is one page of an entity's id listing.
+type IDPage struct {
+	// Docs are the documents on the page: their vendor id (the VendorID of
+	// the record of the entity's kind that a full read maps them to) and
+	// their version (that record's ModifiedAt, on the vendor's clock).
+	Docs []DocVersion
+	// More, Total, ServerTime, Calls and Next mean what they mean on Page.
+	More       bool
+	Total      int
+	ServerTime time.Time
+	Calls      int
+	Next       string
+}
+
+// DocVersion is one document of an id listing.
+type DocVersion struct {
+	ID         string
+	ModifiedAt time.Time
+}
+
+// DocReader is implemented by connectors that can read chosen documents of
+// an entity by id (an id filter, or one request a document where that is
+// the vendor's only way), for reconciliation's repairs. The records come
+// mapped as a full read would map them, children and set-aside documents
+// included; ids the vendor no longer has are left out.
+type DocReader interface {
+	// MaxDocsPerRead is how many ids one ReadDocs call takes at most.
+	MaxDocsPerRead(entity model.Kind) int
+	ReadDocs(ctx context.Context, entity model.Kind, ids []string) (*Page, error)
+}
+
+type faultCounterKey struct{}
+
+// WithFaultCounter returns a context whose requests count in n every
+// request the HTTP layer repeated after a fault (a 429, a 5xx, a network
+// error). The engine applies no inferred deletion from a pass during which
+// a fault was retried away.
+func WithFaultCounter(ctx context.Context, n *atomic.Int64) context.Context {
+	return context.WithValue(ctx, faultCounterKey{}, n)
+}
+
+// CountFault adds one to the context's fault counter, if any. The HTTP layer
+// calls it before it repeats a request.
+func CountFault(ctx context.Context) {
+	if n, ok := ctx.Value(faultCounterKey{}).(*atomic.Int64); ok && n != nil {
+		n.Add(1)
+	}
+}

@@ -36,6 +36,7 @@ func scenarios() []scenario {
 		{"MalformedPage", malformedPage},
 		{"Unauthorized", unauthorized},
 		{"Cancellation", cancellation},
+		{"IDListing", idListing},
 	}
 }
 

@@ -333,6 +333,11 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 	}
 	var wait time.Duration
 	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			// A repeat after a fault: a pass that needed one applies no
+			// inferred deletion.
+			connectors.CountFault(ctx)
+		}
 		if wait > 0 {
 			// A Retry-After or a back-off: let the caller save its work
 			// first; the time that takes is part of the wait.

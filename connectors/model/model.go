@@ -81,6 +81,23 @@ type Record struct {
 	// Deleted is set for records the vendor marks deleted, obsolete, inactive,
 	// archived or voided.
 	Deleted bool `json:"deleted"`
+	// Parent is the vendor id of the document this record was read inside
+	// (the customer of a contact, the product of a stock level, price rule
+	// or variant, the order of a line), empty for a record read on its own.
+	// Sinks store it, so that children gone from a later version of the
+	// parent (see Children) and children of a deleted parent can be marked
+	// deleted.
+	Parent string `json:"parent,omitempty"`
+	// ParentKind is the kind of the Parent record (vendor ids are unique
+	// only within a kind); set whenever Parent is.
+	ParentKind Kind `json:"parentKind,omitempty"`
+	// Children, on a record whose vendor document lists every child of some
+	// kinds, names those children now (see ChildSet). Nil means the record
+	// says nothing about children: none is deleted.
+	Children []ChildSet `json:"children,omitempty"`
+	// DeletedVia says how a deletion was learned; empty on a live record
+	// and, for a record the vendor marks deleted, read as DeletedByVendor.
+	DeletedVia DeletionSource `json:"deletedVia,omitempty"`
 	// Raw is the vendor's own JSON document for the record.
 	Raw json.RawMessage `json:"raw,omitempty"`
 	// Data is the typed canonical payload: one of the types in this package
@@ -100,6 +117,15 @@ type Key struct {
 	Vendor   string
 	Kind     Kind
 	VendorID string
+}
+
+// ParentKey returns the identity of the record's parent, and false for a
+// record read on its own.
+func (r *Record) ParentKey() (Key, bool) {
+	if r.Parent == "" || r.ParentKind == "" {
+		return Key{}, false
+	}
+	return Key{Company: r.Company, Vendor: r.Vendor, Kind: r.ParentKind, VendorID: r.Parent}, true
 }
 
 // Key returns the record's identity.

@@ -1,0 +1,140 @@
+package simkit
+
+// Removals for the deletion scenarios: hard deletes the vendor does not
+// signal, and children dropped from a parent document (the vendor stamps
+// the parent modified, as an edit of the parent does).
+
+// RemoveCustomers drops n customers starting at index at (a hard delete)
+// and returns their ids.
+func (d *Dataset) RemoveCustomers(at, n int) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ids []string
+	d.Customers, ids = removeAt(d.Customers, at, n)
+	return ids
+}
+
+// RemoveOrders drops n sales orders starting at index at and returns their
+// ids.
+func (d *Dataset) RemoveOrders(at, n int) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ids []string
+	d.Orders, ids = removeAt(d.Orders, at, n)
+	return ids
+}
+
+// RemoveInvoices drops n invoices starting at index at and returns their
+// ids.
+func (d *Dataset) RemoveInvoices(at, n int) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ids []string
+	d.Invoices, ids = removeAt(d.Invoices, at, n)
+	return ids
+}
+
+// RemoveTaxRates drops n tax rates starting at index at and returns their
+// ids.
+func (d *Dataset) RemoveTaxRates(at, n int) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ids []string
+	d.TaxRates, ids = removeAt(d.TaxRates, at, n)
+	return ids
+}
+
+// RemoveCurrencies drops n currencies starting at index at and returns
+// their ids.
+func (d *Dataset) RemoveCurrencies(at, n int) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ids []string
+	d.Currencies, ids = removeAt(d.Currencies, at, n)
+	return ids
+}
+
+// DropContact removes the last contact of the first customer (from index
+// at) that has one, stamps the customer modified, and returns the
+// customer's id and the contact's id ("" when none has a contact).
+func (d *Dataset) DropContact(at int) (customerID, contactID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := max(at, 0); i < len(d.Customers); i++ {
+		c := d.Customers[i]
+		if n := len(c.Contacts); n > 0 {
+			contactID = c.Contacts[n-1].ID
+			c.Contacts = c.Contacts[:n-1]
+			c.Modified = d.Stamp()
+			return c.ID, contactID
+		}
+	}
+	return "", ""
+}
+
+// DropSpecialPrice removes the last customer price of the first product
+// (from index at) that has one, stamps the product modified, and returns
+// the product's id and the customer the price was for.
+func (d *Dataset) DropSpecialPrice(at int) (productID, customerID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := max(at, 0); i < len(d.Products); i++ {
+		p := d.Products[i]
+		if n := len(p.SpecialPrices); n > 0 {
+			customerID = p.SpecialPrices[n-1].CustomerID
+			p.SpecialPrices = p.SpecialPrices[:n-1]
+			p.Modified = d.Stamp()
+			return p.ID, customerID
+		}
+	}
+	return "", ""
+}
+
+// DropStock removes the last warehouse's stock row of the first product
+// (from index at) that has more than one, stamps the product modified, and
+// returns the product's id and the warehouse code.
+func (d *Dataset) DropStock(at int) (productID, warehouse string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := max(at, 0); i < len(d.Products); i++ {
+		p := d.Products[i]
+		if n := len(p.Stock); n > 1 {
+			warehouse = p.Stock[n-1].WarehouseCode
+			p.Stock = p.Stock[:n-1]
+			now := d.Stamp()
+			p.Modified = now
+			for j := range p.Stock {
+				p.Stock[j].Modified = now
+			}
+			return p.ID, warehouse
+		}
+	}
+	return "", ""
+}
+
+// ProductIDs returns the ids of every product, in list order.
+func (d *Dataset) ProductIDs() []string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]string, len(d.Products))
+	for i, p := range d.Products {
+		out[i] = p.ID
+	}
+	return out
+}
+
+// removeAt drops n items from index at and returns the rest and the
+// dropped items' ids.
+func removeAt[T interface{ id() string }](items []T, at, n int) ([]T, []string) {
+	if at < 0 || at >= len(items) || n <= 0 {
+		return items, nil
+	}
+	end := min(at+n, len(items))
+	ids := make([]string, 0, end-at)
+	for _, it := range items[at:end] {
+		ids = append(ids, it.id())
+	}
+	return append(items[:at], items[end:]...), ids
+}
+
+func (m *Meta) id() string { return m.ID }
