@@ -27,6 +27,11 @@ type Base struct {
 	// unstable, when set, serves every list request in a fresh order (a
 	// documented behaviour of some vendors, a fault for the others).
 	unstable atomic.Bool
+	// share, when between 1 and 99, serves only that percentage of every
+	// list (the head of it), totals included where the simulator counts
+	// after Order: a vendor that lies, the fault reconciliation's
+	// mass-deletion guard must catch.
+	share    atomic.Int32
 	mu       sync.Mutex
 	rng      *rand.Rand
 	corrupt  []corruption
@@ -55,6 +60,11 @@ func (b *Base) SetSkew(d time.Duration) { b.skew.Store(int64(d)) }
 // SetUnstable makes every list request come back in a fresh order.
 func (b *Base) SetUnstable(on bool) { b.unstable.Store(on) }
 
+// SetListShare makes every list serve only its first pct percent (0 or 100:
+// whole lists). It is a lying vendor: documents vanish from lists without
+// being deleted.
+func (b *Base) SetListShare(pct int) { b.share.Store(int32(pct)) }
+
 // Unstable reports whether lists are served in a fresh order per request.
 func (b *Base) Unstable() bool { return b.unstable.Load() }
 
@@ -79,6 +89,9 @@ func (b *Base) ApplyFault(w http.ResponseWriter, r *http.Request) bool {
 // as given (the caller sorted them the vendor's way) or, when the base is
 // unstable, in a fresh random order for this request.
 func (b *Base) Order(idx []int) []int {
+	if pct := b.share.Load(); pct > 0 && pct < 100 && len(idx) > 1 {
+		idx = idx[:max(1, len(idx)*int(pct)/100)]
+	}
 	if !b.unstable.Load() || len(idx) < 2 {
 		return idx
 	}
