@@ -31,9 +31,18 @@ type Diff struct {
 	Stale    int
 	StaleIDs []string
 	// Extra counts records in the CRM the ERP no longer lists (hard
-	// deletes the vendor does not signal): reported, never a failure.
-	Extra int
+	// deletes the vendor does not signal); ExtraLive those of them the
+	// CRM still holds live (not tombstoned), ExtraIDs names the first few
+	// of those. Only the deletion scenarios require ExtraLive to be 0
+	// (Exact): the others run no reconciliation.
+	Extra     int
+	ExtraLive int
+	ExtraIDs  []string
 }
+
+// Exact reports whether the CRM equals the ERP, deletions included: every
+// record the ERP no longer holds is a tombstone.
+func (d Diff) Exact() bool { return d.OK() && d.ExtraLive == 0 }
 
 // OK reports whether the CRM equals the ERP.
 func (d Diff) OK() bool { return d.Lost == 0 && d.Stale == 0 }
@@ -41,7 +50,10 @@ func (d Diff) OK() bool { return d.Lost == 0 && d.Stale == 0 }
 // String summarises the difference for a failure message.
 func (d Diff) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d wanted: %d lost, %d stale, %d extra", d.Wanted, d.Lost, d.Stale, d.Extra)
+	fmt.Fprintf(&b, "%d wanted: %d lost, %d stale, %d extra (%d of them live)", d.Wanted, d.Lost, d.Stale, d.Extra, d.ExtraLive)
+	if len(d.ExtraIDs) > 0 {
+		fmt.Fprintf(&b, "; live extra %s", strings.Join(d.ExtraIDs, ", "))
+	}
 	if len(d.LostIDs) > 0 {
 		fmt.Fprintf(&b, "; lost %s", strings.Join(d.LostIDs, ", "))
 	}
@@ -100,9 +112,29 @@ func Compare(sink *memory.Sink, vendor string, want []Want) Diff {
 	for _, r := range sink.Records() {
 		if r.Company == Company && r.Vendor == vendor && wantedKinds[r.Kind] && !wanted[r.Key()] {
 			d.Extra++
+			if !r.Deleted {
+				d.ExtraLive++
+				if len(d.ExtraIDs) < maxNamed {
+					d.ExtraIDs = append(d.ExtraIDs, string(r.Kind)+"/"+r.VendorID)
+				}
+			}
 		}
 	}
 	return d
+}
+
+// RequireExact fails the test unless the sink equals what env's ERP holds
+// now, deletions included: a record the ERP no longer holds must be a
+// tombstone.
+func RequireExact(t testing.TB, vendor string, sink *memory.Sink, env *Env, what string) {
+	t.Helper()
+	want := env.Expected()
+	if len(want) == 0 {
+		t.Fatalf("%s: the harness expects no record at all; a scenario needs a dataset", what)
+	}
+	if d := Compare(sink, vendor, want); !d.Exact() {
+		t.Fatalf("%s: the CRM differs from the ERP, deletions included: %s", what, d)
+	}
 }
 
 // RequireEqual fails the test unless the sink equals what env's ERP holds

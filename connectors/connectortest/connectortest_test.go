@@ -95,6 +95,11 @@ func (s *fakeSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	keep := func(m simkit.Meta) bool { return since.IsZero() || !m.Modified.Before(since) }
+	if v := q.Get("ids"); v != "" {
+		want := strings.Split(v, ",")
+		keep = func(m simkit.Meta) bool { return slices.Contains(want, m.ID) }
+	}
+	idsOnly := q.Get("fields") == "id,modified"
 	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 	after := q.Get("after")
 	var items []fakeItem
@@ -108,7 +113,7 @@ func (s *fakeSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				list = append(list[:len(list):len(list)], &simkit.Product{Meta: simkit.Meta{ID: fakeAsideID, Modified: s.Now()}})
 			}
 			var idx []int
-			idx, total, more = listOf(s, list, func(p *simkit.Product) simkit.Meta { return p.Meta }, keep, page, after)
+			idx, total, more = listOf(s, list, func(p *simkit.Product) simkit.Meta { return p.Meta }, keep, page, after, pageSize(idsOnly))
 			for _, i := range idx {
 				p := list[i]
 				typ := "goods"
@@ -119,14 +124,14 @@ func (s *fakeSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		case "customers":
 			var idx []int
-			idx, total, more = listOf(s, d.Customers, func(c *simkit.Customer) simkit.Meta { return c.Meta }, keep, page, after)
+			idx, total, more = listOf(s, d.Customers, func(c *simkit.Customer) simkit.Meta { return c.Meta }, keep, page, after, pageSize(idsOnly))
 			for _, i := range idx {
 				c := d.Customers[i]
 				items = append(items, fakeItem{ID: c.ID, Modified: stamp(c.Modified), Name: c.Name, Phone: c.Phone})
 			}
 		case "orders":
 			var idx []int
-			idx, total, more = listOf(s, d.Orders, func(o *simkit.Document) simkit.Meta { return o.Meta }, keep, page, after)
+			idx, total, more = listOf(s, d.Orders, func(o *simkit.Document) simkit.Meta { return o.Meta }, keep, page, after, pageSize(idsOnly))
 			for _, i := range idx {
 				o := d.Orders[i]
 				items = append(items, fakeItem{ID: o.ID, Modified: stamp(o.Modified), Name: o.Number, Status: o.Status})
@@ -138,6 +143,11 @@ func (s *fakeSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !found {
 		http.NotFound(w, r)
 		return
+	}
+	if idsOnly {
+		for i := range items {
+			items[i] = fakeItem{ID: items[i].ID, Modified: items[i].Modified}
+		}
 	}
 	body, err := json.Marshal(fakeList{Total: total, More: more, Items: items})
 	if err != nil {
@@ -155,10 +165,10 @@ func (s *fakeSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ("<RFC 3339 time>|<id>"), shuffled within the page when unstable (an
 // order by modified time and id is the server's, and cannot shuffle
 // across pages). total counts the whole filtered list either way.
-func listOf[T any](s *fakeSim, items []T, meta func(T) simkit.Meta, keep func(simkit.Meta) bool, page int, after string) (idx []int, total int, more bool) {
+func listOf[T any](s *fakeSim, items []T, meta func(T) simkit.Meta, keep func(simkit.Meta) bool, page int, after string, size int) (idx []int, total int, more bool) {
 	filter := func(it T) bool { return keep(meta(it)) }
-	if !s.keyset {
-		return simkit.List(&s.Base, items, filter, simkit.ByModified(meta), page, fakePageSize)
+	if !s.keyset || size != fakePageSize {
+		return simkit.List(&s.Base, items, filter, simkit.ByModified(meta), page, size)
 	}
 	all := simkit.Sorted(items, filter, simkit.ByModified(meta))
 	total = len(all)
@@ -169,6 +179,16 @@ func listOf[T any](s *fakeSim, items []T, meta func(T) simkit.Meta, keep func(si
 	}
 	more = len(all) > fakePageSize
 	return s.Order(all[:min(len(all), fakePageSize)]), total, more
+}
+
+// fakeIDPageSize is the page size of the fake's id listing.
+const fakeIDPageSize = 500
+
+func pageSize(idsOnly bool) int {
+	if idsOnly {
+		return fakeIDPageSize
+	}
+	return fakePageSize
 }
 
 // fakeConn is the fake vendor's connector, on the shared HTTP layer.
@@ -201,6 +221,44 @@ func (c *fakeConn) Entities() []connectors.EntityInfo {
 }
 
 func (c *fakeConn) ListPage(ctx context.Context, req connectors.PageRequest) (*connectors.Page, error) {
+	return c.list(ctx, req, nil)
+}
+
+// IDListing implements connectors.IDLister: every stream, ids only.
+func (c *fakeConn) IDListing(e model.Kind) (connectors.IDListingInfo, bool) {
+	for _, x := range fakeEntities {
+		if x.Name == e {
+			return connectors.IDListingInfo{PageSize: fakeIDPageSize, Endpoint: x.Endpoint + "?fields=id,modified"}, true
+		}
+	}
+	return connectors.IDListingInfo{}, false
+}
+
+// ListIDs implements connectors.IDLister.
+func (c *fakeConn) ListIDs(ctx context.Context, req connectors.PageRequest) (*connectors.IDPage, error) {
+	p, err := c.list(ctx, connectors.PageRequest{Entity: req.Entity, Page: req.Page}, url.Values{"fields": {"id,modified"}})
+	if p == nil {
+		return nil, err
+	}
+	out := &connectors.IDPage{More: p.More, Total: p.Total, ServerTime: p.ServerTime, Calls: p.Calls}
+	for _, r := range p.Records {
+		out.Docs = append(out.Docs, connectors.DocVersion{ID: r.VendorID, ModifiedAt: r.ModifiedAt})
+	}
+	for _, a := range p.SetAside {
+		out.Docs = append(out.Docs, connectors.DocVersion{ID: a.VendorID, ModifiedAt: a.ModifiedAt})
+	}
+	return out, err
+}
+
+// MaxDocsPerRead implements connectors.DocReader.
+func (c *fakeConn) MaxDocsPerRead(model.Kind) int { return 50 }
+
+// ReadDocs implements connectors.DocReader: an ids filter.
+func (c *fakeConn) ReadDocs(ctx context.Context, e model.Kind, ids []string) (*connectors.Page, error) {
+	return c.list(ctx, connectors.PageRequest{Entity: e, Page: 1}, url.Values{"ids": {strings.Join(ids, ",")}})
+}
+
+func (c *fakeConn) list(ctx context.Context, req connectors.PageRequest, extra url.Values) (*connectors.Page, error) {
 	var path string
 	for _, e := range fakeEntities {
 		if e.Name == req.Entity {
@@ -216,6 +274,9 @@ func (c *fakeConn) ListPage(ctx context.Context, req connectors.PageRequest) (*c
 	}
 	if c.keyset && req.Cursor != "" {
 		q.Set("after", req.Cursor)
+	}
+	for k, v := range extra {
+		q[k] = v
 	}
 	var body fakeList
 	resp, err := c.c.GetJSON(ctx, "list_"+string(req.Entity), c.base+path+"?"+q.Encode(), http.Header{"Authorization": {"Bearer " + c.key}}, &body)
@@ -233,7 +294,7 @@ func (c *fakeConn) ListPage(ctx context.Context, req connectors.PageRequest) (*c
 		// Docs names every document the page held: a broken mapping that
 		// drops one still reports it read, so no repeat recovers it.
 		p.Docs = append(p.Docs, it.ID)
-		if c.dropFirstOfPage2 && req.Page == 2 && i == 0 {
+		if c.dropFirstOfPage2 && req.Page == 2 && i == 0 && extra == nil {
 			continue
 		}
 		mod, err := time.Parse(time.RFC3339Nano, it.Modified)
@@ -260,7 +321,7 @@ func (c *fakeConn) ListPage(ctx context.Context, req connectors.PageRequest) (*c
 		}
 		p.Records = append(p.Records, rec)
 	}
-	if c.keyset && p.More && lastID != "" {
+	if c.keyset && p.More && lastID != "" && extra == nil {
 		p.Next = lastMod.UTC().Format(time.RFC3339Nano) + "|" + lastID
 	}
 	return p, nil

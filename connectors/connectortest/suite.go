@@ -37,6 +37,11 @@ func scenarios() []scenario {
 		{"Unauthorized", unauthorized},
 		{"Cancellation", cancellation},
 		{"IDListing", idListing},
+		{"HardDeletes", hardDeletes},
+		{"ChildrenRemoved", childrenRemoved},
+		{"FullReadShrinks", fullReadShrinks},
+		{"TruncatedListing", truncatedListing},
+		{"Drift", drift},
 	}
 }
 

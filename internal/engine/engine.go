@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -126,6 +127,14 @@ type execution struct {
 	// distinctBase is the distinct count a resumed pass had reached before
 	// the resume (its ids are not known).
 	distinctBase int64
+	// keys holds a hash of the kind and vendor id of every record and
+	// set-aside document a full pass read, while track is set (a full
+	// pass from its first page): what absence detection compares the
+	// CRM with. faults counts the requests the HTTP layer repeated after
+	// a fault during the entity's passes.
+	keys   []uint64
+	track  bool
+	faults atomic.Int64
 }
 
 // pageEnd is a page read but not yet wholly written: upTo is the pass's
@@ -184,6 +193,11 @@ func (x *execution) entity(ctx context.Context, e connectors.EntityInfo) error {
 		x.distinctBase = cp.Distinct
 	}
 	callsBefore := x.res.Calls
+	// Absence detection needs every id of a full pass: not a resumed one.
+	x.track = cp.Since.IsZero() && !resumed
+	x.keys = x.keys[:0]
+	x.faults.Store(0)
+	clean := false
 	for {
 		before := cp.Distinct
 		out, err := x.pass(ctx, e, &st, cp)
@@ -193,6 +207,7 @@ func (x *execution) entity(ctx context.Context, e connectors.EntityInfo) error {
 		}
 		if !out.shifted && !out.short {
 			st.Incomplete = ""
+			clean = true
 			break
 		}
 		why := "the vendor's record count fell during the pass (a removal shifts later pages)"
@@ -228,6 +243,12 @@ func (x *execution) entity(ctx context.Context, e connectors.EntityInfo) error {
 		x.state[e.Name] = st
 		// Persist the repeat count, so that a crash does not reset it.
 		if err := x.checkpoint(ctx, x.progress(e.Name)); err != nil {
+			return err
+		}
+	}
+	if cp.Since.IsZero() {
+		if err := x.absent(ctx, e, &st, clean, resumed); err != nil {
+			x.state[e.Name] = st
 			return err
 		}
 	}
@@ -341,7 +362,7 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 		}
 		before := r.Now()
 		x.waitErr = nil
-		p, err := r.Connector.ListPage(connectors.WithWaitHook(ctx, x.hook), connectors.PageRequest{Entity: e.Name, Since: cp.Since, Page: page, Cursor: cursor})
+		p, err := r.Connector.ListPage(connectors.WithFaultCounter(connectors.WithWaitHook(ctx, x.hook), &x.faults), connectors.PageRequest{Entity: e.Name, Since: cp.Since, Page: page, Cursor: cursor})
 		if p != nil {
 			x.res.Calls += int64(p.Calls)
 		}
@@ -404,6 +425,12 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 		x.ends = append(x.ends, pageEnd{page: page, upTo: read, cursor: cursor, ids: ids})
 		x.dirty = true
 		x.setAside(st, p.SetAside)
+		if x.track {
+			x.trackKeys(p)
+		}
+		if len(p.Records) > 0 && (r.Company == "" || r.Vendor == "") {
+			r.Company, r.Vendor = p.Records[0].Company, p.Records[0].Vendor
+		}
 		for i := range p.Records {
 			x.batch = append(x.batch, p.Records[i])
 			if len(x.batch) >= r.BatchSize {
@@ -706,6 +733,9 @@ func (r *Run) defaults() {
 	}
 	if r.MaxFutureSkew <= 0 {
 		r.MaxFutureSkew = DefaultMaxFutureSkew
+	}
+	if r.MaxDeleteShare == 0 {
+		r.MaxDeleteShare = DefaultMaxDeleteShare
 	}
 }
 

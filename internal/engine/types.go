@@ -72,6 +72,64 @@ type EntityState struct {
 	// the watermark although it read to the end (it read fewer distinct
 	// records than the vendor reported, after every repeat).
 	Incomplete string
+	// Held is a deletion the mass-deletion guard held back from the last
+	// complete pass or reconciliation of the entity: it waits for a
+	// person (Run.ApproveHeld) or a later pass that deletes less.
+	Held *HeldDeletion
+	// Deletions is what the last complete full pass inferred about records
+	// gone from the ERP (nil: no full pass yet, or nothing to say).
+	Deletions *DeletionReport
+	// Reconcile is what the last reconciliation of the entity found.
+	Reconcile *ReconcileReport
+}
+
+// HeldDeletion is a set of inferred deletions that the mass-deletion guard
+// did not apply.
+type HeldDeletion struct {
+	// Kind is the canonical kind whose records would be deleted.
+	Kind model.Kind
+	// Candidates is how many live records would have been marked deleted;
+	// Live how many the CRM held.
+	Candidates, Live int64
+	// Via is how the deletion was learned.
+	Via model.DeletionSource
+	// At is when it was held.
+	At time.Time
+}
+
+// DeletionReport is what one complete full pass inferred.
+type DeletionReport struct {
+	At time.Time
+	// Deleted counts the records marked deleted (children included).
+	Deleted int64
+	// Skipped says why no inferred deletion was applied ("" when they
+	// were): a fault retried during the pass, a resumed pass, a sink that
+	// cannot list.
+	Skipped string
+}
+
+// ReconcileReport is what one reconciliation of an entity found.
+type ReconcileReport struct {
+	// At is when it completed (or was postponed).
+	At time.Time
+	// Listed is the number of documents the vendor's id listing held;
+	// Live the number of live records of the kind the CRM held.
+	Listed, Live int64
+	// Missing counts live CRM records the listing did not hold; Deleted
+	// how many records were marked deleted (children included), which is
+	// 0 when the guard held them or the listing could not be trusted.
+	Missing, Deleted int64
+	// Absent counts listed documents the CRM lacked (or held deleted);
+	// Drifted listed documents whose CRM version differed; Repaired the
+	// records the repair reads wrote.
+	Absent, Drifted, Repaired int64
+	// Calls is what it cost.
+	Calls int64
+	// Note says why deletions were not applied, or why it was postponed
+	// ("" when everything applied).
+	Note string
+	// Postponed is set when it did not run (quota budget).
+	Postponed bool
 }
 
 // MaxSetAsideIDs bounds EntityState.SetAsideIDs.
@@ -116,6 +174,11 @@ type CheckpointFunc func(ctx context.Context, state []EntityState, p Progress) e
 
 // Run is one sync of one ErpSync.
 type Run struct {
+	// Company and Vendor scope what absence detection and reconciliation
+	// compare in the sink (the ErpSync's companyId and connector type).
+	// Empty: taken from the first record a run reads.
+	Company   string
+	Vendor    string
 	Connector connectors.Connector
 	Sink      sinks.Sink
 	// Entities restricts the run to these streams; empty means all.
@@ -148,8 +211,21 @@ type Run struct {
 	// be; later ones are clamped to Now plus it. 0 means
 	// DefaultMaxFutureSkew.
 	MaxFutureSkew time.Duration
-	Log           logr.Logger
+	// MaxDeleteShare is the share of an entity's live records that one
+	// complete pass or reconciliation may mark deleted; a larger set is
+	// held (EntityState.Held) until a person approves it. 0 means
+	// DefaultMaxDeleteShare; negative lifts the guard.
+	MaxDeleteShare float64
+	// ApproveHeld lists the entities whose held deletion a person
+	// approved: their next inferred deletion applies if it is not larger
+	// than the held one by more than a tenth (at least 10 records).
+	ApproveHeld []model.Kind
+	Log         logr.Logger
 }
+
+// DefaultMaxDeleteShare is the mass-deletion guard's default: a pass that
+// would mark more than a tenth of an entity deleted applies none of it.
+const DefaultMaxDeleteShare = 0.10
 
 // Result is what a run did. On error it still holds the state to persist:
 // finished entities advanced, unfinished ones kept at their checkpoint.
@@ -167,4 +243,9 @@ type Result struct {
 	// Incomplete lists the entities whose pass read to the end but did not
 	// advance their watermark (see EntityState.Incomplete).
 	Incomplete []model.Kind
+	// Deleted counts the records marked deleted by inference (absent from
+	// a complete full read, or from a reconciliation), children included.
+	Deleted int64
+	// Held lists the deletions the mass-deletion guard held in this run.
+	Held []HeldDeletion
 }

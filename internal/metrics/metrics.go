@@ -21,6 +21,19 @@ const (
 	OpUpserted = "upserted"
 	OpSkipped  = "skipped"
 	OpFailed   = "failed"
+	// OpDeleted counts records marked deleted by inference (gone from a
+	// full read, from a parent, or from the vendor's id listing).
+	OpDeleted = "deleted"
+)
+
+// Drift findings, the values of the reconcile_drift_total "finding" label.
+const (
+	// DriftMissing: a live CRM record the vendor no longer lists.
+	DriftMissing = "missing"
+	// DriftAbsent: a listed document the CRM lacked or held deleted.
+	DriftAbsent = "absent"
+	// DriftVersion: a listed document whose CRM version differed.
+	DriftVersion = "version"
 )
 
 var (
@@ -77,6 +90,16 @@ var (
 		Help: "Vendor documents of an ErpSync's entity that the connector could not map, set aside (kept with their reason and raw document) after the entity's last completed pass.",
 	}, []string{"namespace", "name", "entity"})
 
+	reconcileDrift = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "erpsync_reconcile_drift_total",
+		Help: "Differences reconciliation found between the vendor's id listing and the CRM, by connector, entity and finding (missing: live in the CRM, gone from the ERP; absent: in the ERP, not live in the CRM; version: another version).",
+	}, []string{"connector", "entity", "finding"})
+
+	heldDeletions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "erpsync_held_deletions",
+		Help: "Records an ErpSync's entity would mark deleted that the mass-deletion guard holds until a person approves or discards them.",
+	}, []string{"namespace", "name", "entity"})
+
 	incomplete = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "erpsync_entity_incomplete",
 		Help: "1 while an ErpSync's entity's last pass read fewer distinct records than the vendor reported (its watermark was kept), else 0.",
@@ -85,11 +108,23 @@ var (
 
 // Collectors lists every metric of the package.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{syncDuration, syncsTotal, recordsTotal, upstreamRequests, upstreamDuration, rateLimitWait, lastSuccess, condition, suspended, setAside, incomplete}
+	return []prometheus.Collector{syncDuration, syncsTotal, recordsTotal, upstreamRequests, upstreamDuration, rateLimitWait, lastSuccess, condition, suspended, setAside, incomplete, reconcileDrift, heldDeletions}
 }
 
 func init() {
 	crmetrics.Registry.MustRegister(Collectors()...)
+}
+
+// AddDrift counts reconciliation findings.
+func AddDrift(connector, entity, finding string, n int64) {
+	if n > 0 {
+		reconcileDrift.WithLabelValues(connector, entity, finding).Add(float64(n))
+	}
+}
+
+// SetHeldDeletions sets the held-deletion gauge of an ErpSync's entity.
+func SetHeldDeletions(namespace, name, entity string, n int64) {
+	heldDeletions.WithLabelValues(namespace, name, entity).Set(float64(n))
 }
 
 // ObserveSync records one finished run: its duration and count, by
@@ -194,6 +229,7 @@ func DeleteObject(namespace, name string) {
 	suspended.DeletePartialMatch(l)
 	setAside.DeletePartialMatch(l)
 	incomplete.DeletePartialMatch(l)
+	heldDeletions.DeletePartialMatch(l)
 }
 
 // HTTPObserver feeds connectors/httpapi's measurements into these metrics;
