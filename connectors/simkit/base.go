@@ -31,10 +31,10 @@ type Base struct {
 	// list (the head of it), totals included where the simulator counts
 	// after Order: a vendor that lies, the fault reconciliation's
 	// mass-deletion guard must catch.
-	share    atomic.Int32
-	mu       sync.Mutex
-	rng      *rand.Rand
-	corrupt  []corruption
+	share   atomic.Int32
+	mu      sync.Mutex
+	rng     *rand.Rand
+	corrupt []corruption
 }
 
 // Init sets the base's clock: now is the simulator's own clock (a
