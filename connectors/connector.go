@@ -260,3 +260,12 @@ func CountFault(ctx context.Context) {
 		n.Add(1)
 	}
 }
+
+// QuotaReporter is implemented by connectors whose vendor meters calls by
+// the day or month: reconciliation is planned within what is left.
+type QuotaReporter interface {
+	// QuotaLeft returns the calls left in the vendor's tightest daily or
+	// monthly quota now and that quota's size; ok is false where the
+	// vendor has none.
+	QuotaLeft() (left, limit int64, ok bool)
+}

@@ -27,6 +27,16 @@ const (
 	RequestedAtAnnotation = "erpsync.io/requestedAt"
 	// FullResyncAtAnnotation asks for a sync that ignores every watermark.
 	FullResyncAtAnnotation = "erpsync.io/fullResyncAt"
+	// ReconcileNowAnnotation asks for a reconciliation (a comparison of
+	// the vendor's complete id listing with the CRM) at the next sync.
+	ReconcileNowAnnotation = "erpsync.io/reconcileNowAt"
+	// ApproveDeletionsAnnotation approves the deletions the mass-deletion
+	// guard holds (status.entities[].heldDeletion): the next sync applies
+	// them, recomputed, if they have not grown by more than a tenth.
+	ApproveDeletionsAnnotation = "erpsync.io/approveDeletionsAt"
+	// DiscardDeletionsAnnotation discards the held deletions: nothing is
+	// deleted, and the next pass decides afresh (and may hold again).
+	DiscardDeletionsAnnotation = "erpsync.io/discardDeletionsAt"
 )
 
 // CredentialsLabel marks a Secret as ErpSync credentials. The controller
@@ -142,7 +152,68 @@ type ErpSyncSpec struct {
 	// (a page boundary). Keep it in Git, so that Git stays the record.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// Reconcile schedules the comparison of each incremental entity's
+	// complete id listing at the vendor with the CRM: records gone from
+	// the ERP are marked deleted, records that differ are read again.
+	// Defaults: once a day, 10% mass-deletion guard, 20% of the vendor's
+	// daily or monthly quota kept for routine syncs.
+	// +optional
+	Reconcile *ReconcileSpec `json:"reconcile,omitempty"`
 }
+
+// ReconcileSpec schedules reconciliations and bounds what they may do.
+type ReconcileSpec struct {
+	// Disabled turns scheduled reconciliation off (requests through the
+	// erpsync.io/reconcileNowAt annotation still run one).
+	// +optional
+	Disabled bool `json:"disabled,omitempty"`
+
+	// Interval between the starts of two reconciliations; default 24h, at
+	// least 1h. A reconciliation runs with the first sync due after it is.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="reconcile.interval must be at least 1h"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// TimeOfDay ("HH:MM", UTC) pins daily reconciliations to a time of
+	// day, say a quiet hour of the vendor's region.
+	// +kubebuilder:validation:Pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$"
+	// +optional
+	TimeOfDay string `json:"timeOfDay,omitempty"`
+
+	// MaxDeletePercent is the mass-deletion guard: a complete pass or a
+	// reconciliation that would mark more than this share of an entity's
+	// records deleted applies none of it, and waits for a person's
+	// erpsync.io/approveDeletionsAt or erpsync.io/discardDeletionsAt.
+	// Default 10.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MaxDeletePercent *int32 `json:"maxDeletePercent,omitempty"`
+
+	// QuotaReservePercent is the share of the vendor's daily or monthly
+	// call quota a reconciliation leaves for routine syncs: one that would
+	// dip into it is postponed (status says so). Default 20.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=90
+	// +optional
+	QuotaReservePercent *int32 `json:"quotaReservePercent,omitempty"`
+
+	// TombstoneRetention, when set, purges records deleted longer ago than
+	// this from the CRM at each reconciliation. Unset keeps tombstones for
+	// ever.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	TombstoneRetention *metav1.Duration `json:"tombstoneRetention,omitempty"`
+}
+
+// DefaultReconcileInterval is the default spec.reconcile.interval.
+const DefaultReconcileInterval = 24 * time.Hour
 
 // Phase is a summary for people; tools read conditions.
 // +kubebuilder:validation:Enum=Pending;Syncing;Succeeded;Failed;Suspended
@@ -227,6 +298,85 @@ type EntityStatus struct {
 	// +kubebuilder:validation:MaxLength=512
 	// +optional
 	Incomplete string `json:"incomplete,omitempty"`
+
+	// HeldDeletion is a set of deletions the mass-deletion guard holds:
+	// nothing of it was applied. Approve or discard it with the
+	// erpsync.io/approveDeletionsAt or erpsync.io/discardDeletionsAt
+	// annotation.
+	// +optional
+	HeldDeletion *HeldDeletion `json:"heldDeletion,omitempty"`
+
+	// Deletions is what the last complete full pass of the entity inferred
+	// about records gone from the ERP.
+	// +optional
+	Deletions *EntityDeletions `json:"deletions,omitempty"`
+
+	// Reconcile is what the last reconciliation of the entity found.
+	// +optional
+	Reconcile *EntityReconcile `json:"reconcile,omitempty"`
+}
+
+// HeldDeletion is a deletion the mass-deletion guard did not apply.
+type HeldDeletion struct {
+	// Kind is the canonical kind whose records would be deleted.
+	Kind string `json:"kind"`
+	// Records is how many live records would have been marked deleted, of
+	// Live.
+	Records int64 `json:"records"`
+	Live    int64 `json:"live"`
+	// Via is how the deletion was learned (absent, reconcile).
+	Via string `json:"via"`
+	// Since is when it was first held.
+	Since metav1.Time `json:"since"`
+}
+
+// EntityDeletions reports the deletions a full pass inferred.
+type EntityDeletions struct {
+	// Time is when the pass ended.
+	Time metav1.Time `json:"time"`
+	// Deleted counts the records marked deleted, children included.
+	// +optional
+	Deleted int64 `json:"deleted,omitempty"`
+	// Skipped says why no inferred deletion was applied.
+	// +optional
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// EntityReconcile reports one reconciliation of an entity.
+type EntityReconcile struct {
+	// Time is when it ended (or was postponed).
+	Time metav1.Time `json:"time"`
+	// Listed is the number of documents in the vendor's listing; Live the
+	// number of live records of the kind in the CRM.
+	// +optional
+	Listed int64 `json:"listed,omitempty"`
+	// +optional
+	Live int64 `json:"live,omitempty"`
+	// Missing counts live CRM records the vendor no longer lists; Deleted
+	// the records marked deleted (children included).
+	// +optional
+	Missing int64 `json:"missing,omitempty"`
+	// +optional
+	Deleted int64 `json:"deleted,omitempty"`
+	// Absent counts listed documents the CRM lacked or held deleted;
+	// Drifted those whose CRM version differed; Repaired the records the
+	// repair wrote.
+	// +optional
+	Absent int64 `json:"absent,omitempty"`
+	// +optional
+	Drifted int64 `json:"drifted,omitempty"`
+	// +optional
+	Repaired int64 `json:"repaired,omitempty"`
+	// APICalls is what it cost.
+	// +optional
+	APICalls int64 `json:"apiCalls,omitempty"`
+	// Postponed is set when the quota budget did not allow it.
+	// +optional
+	Postponed bool `json:"postponed,omitempty"`
+	// Message says why deletions were not applied, or why it was
+	// postponed.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // EntityCheckpoint is the position of an unfinished pass.
@@ -435,6 +585,20 @@ type ErpSyncStatus struct {
 	// +optional
 	Import *ImportStatus `json:"import,omitempty"`
 
+	// LastHandledReconcileNowAt, LastHandledApproveDeletionsAt and
+	// LastHandledDiscardDeletionsAt are the last values of those request
+	// annotations acted on.
+	// +optional
+	LastHandledReconcileNowAt string `json:"lastHandledReconcileNowAt,omitempty"`
+	// +optional
+	LastHandledApproveDeletionsAt string `json:"lastHandledApproveDeletionsAt,omitempty"`
+	// +optional
+	LastHandledDiscardDeletionsAt string `json:"lastHandledDiscardDeletionsAt,omitempty"`
+
+	// Reconciliation is the reconciliation schedule's state.
+	// +optional
+	Reconciliation *ReconciliationStatus `json:"reconciliation,omitempty"`
+
 	// Progress shows the sync under way; absent between syncs.
 	// +optional
 	Progress *SyncProgress `json:"progress,omitempty"`
@@ -444,6 +608,29 @@ type ErpSyncStatus struct {
 	// +listMapKey=name
 	// +optional
 	Entities []EntityStatus `json:"entities,omitempty"`
+}
+
+// ReconciliationStatus is the state of an ErpSync's reconciliations.
+type ReconciliationStatus struct {
+	// StartedAt is when the reconciliation under way (or the last one)
+	// started; an interrupted one resumes with the entities it had not
+	// finished.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// LastCompleted is when the last reconciliation finished every entity.
+	// +optional
+	LastCompleted *metav1.Time `json:"lastCompleted,omitempty"`
+	// NextAt is when the next one is due: it runs with the first sync at
+	// or after it.
+	// +optional
+	NextAt *metav1.Time `json:"nextAt,omitempty"`
+	// InProgress is set while a reconciliation has unfinished entities.
+	// +optional
+	InProgress bool `json:"inProgress,omitempty"`
+	// Message summarises the last one (deleted, repaired, held,
+	// postponed).
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // ErpSync keeps a CRM fed with one operating company's ERP data: it syncs
@@ -531,3 +718,27 @@ func (in *ErpSync) GetConditions() []metav1.Condition { return in.Status.Conditi
 
 // SetConditions sets the conditions (for condition helpers).
 func (in *ErpSync) SetConditions(c []metav1.Condition) { in.Status.Conditions = c }
+
+// GetReconcileInterval returns spec.reconcile.interval or its default.
+func (in *ErpSync) GetReconcileInterval() time.Duration {
+	if r := in.Spec.Reconcile; r != nil && r.Interval != nil && r.Interval.Duration > 0 {
+		return r.Interval.Duration
+	}
+	return DefaultReconcileInterval
+}
+
+// GetMaxDeleteShare returns the mass-deletion guard's share (0..1).
+func (in *ErpSync) GetMaxDeleteShare() float64 {
+	if r := in.Spec.Reconcile; r != nil && r.MaxDeletePercent != nil {
+		return float64(*r.MaxDeletePercent) / 100
+	}
+	return 0.10
+}
+
+// GetQuotaReserveShare returns the share of a quota kept for routine syncs.
+func (in *ErpSync) GetQuotaReserveShare() float64 {
+	if r := in.Spec.Reconcile; r != nil && r.QuotaReservePercent != nil {
+		return float64(*r.QuotaReservePercent) / 100
+	}
+	return 0.20
+}

@@ -682,3 +682,35 @@ func stripURL(err error) error {
 	}
 	return err
 }
+
+// QuotaLeft returns the calls left in the tightest daily or monthly quota
+// of the client's limiters in the current period, and that quota's limit;
+// ok is false when no limiter has an enforced quota. Reconciliation plans
+// its listing within it. It counts what this process has counted (and
+// loaded from the quota store), so another manager's spending since the
+// last load is not in it.
+func (c *Client) QuotaLeft() (left, limit int64, ok bool) {
+	now := c.clock.Now()
+	for _, l := range c.ordered {
+		l.mu.Lock()
+		for _, q := range l.quotas {
+			if q.Limit <= 0 {
+				continue
+			}
+			u := l.usage[q.Name]
+			used := u.Used
+			if !u.PeriodStart.Equal(periodStart(now, q.Period)) {
+				used = 0
+			}
+			n := max(0, q.Limit-used)
+			if u.BlockedUntil.After(now) {
+				n = 0
+			}
+			if !ok || n < left {
+				left, limit, ok = n, q.Limit, true
+			}
+		}
+		l.mu.Unlock()
+	}
+	return left, limit, ok
+}
