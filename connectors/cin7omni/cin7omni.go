@@ -175,17 +175,33 @@ type stream struct {
 	// modified: the resource has ModifiedDate to filter on.
 	modified bool
 	mapItem  itemMapper
+	// fields are what the id listing asks for (fields=): the document's
+	// key, its ModifiedDate and what the mapping needs to tell a record of
+	// the stream's kind that a full read would map live.
+	fields string
+	// live is the listing's condition that leaves out the documents the
+	// vendor marks deleted ("" where it marks none).
+	live string
 }
 
 var streams = []*stream{
-	{kind: model.KindWarehouse, path: "v1/Branches", modified: true, mapItem: mapBranch},
+	{kind: model.KindWarehouse, path: "v1/Branches", modified: true, mapItem: mapBranch,
+		fields: "Id,ModifiedDate,IsActive", live: "IsActive=true"},
 	{kind: model.KindSalesPerson, path: "v1/Users", mapItem: mapUser},
-	{kind: model.KindSupplier, path: "v1/Contacts", where: "Type='Supplier'", modified: true, mapItem: mapSupplier},
-	{kind: model.KindCustomer, also: []model.Kind{model.KindContact}, path: "v1/Contacts", where: "Type='Customer'", modified: true, mapItem: mapCustomer},
-	{kind: model.KindProduct, also: []model.Kind{model.KindPriceRule}, path: "v1/Products", modified: true, mapItem: mapProduct},
-	{kind: model.KindStockLevel, path: "v1/Stock", modified: true, mapItem: mapStock},
-	{kind: model.KindSalesOrder, also: []model.Kind{model.KindInvoice, model.KindShipment}, path: "v1/SalesOrders", modified: true, mapItem: mapSalesOrder},
-	{kind: model.KindCreditNote, path: "v1/CreditNotes", modified: true, mapItem: mapCreditNote},
+	{kind: model.KindSupplier, path: "v1/Contacts", where: "Type='Supplier'", modified: true, mapItem: mapSupplier,
+		fields: "Id,ModifiedDate,IsActive", live: "IsActive=true"},
+	{kind: model.KindCustomer, also: []model.Kind{model.KindContact}, path: "v1/Contacts", where: "Type='Customer'", modified: true, mapItem: mapCustomer,
+		fields: "Id,ModifiedDate,IsActive", live: "IsActive=true"},
+	// A product's records are its options, each versioned by the later of
+	// its own and the product's ModifiedDate: the listing needs both.
+	{kind: model.KindProduct, also: []model.Kind{model.KindPriceRule}, path: "v1/Products", modified: true, mapItem: mapProduct,
+		fields: "Id,ModifiedDate,Status,ProductOptions", live: "Status<>'Inactive'"},
+	{kind: model.KindStockLevel, path: "v1/Stock", modified: true, mapItem: mapStock,
+		fields: "ProductId,ProductOptionId,BranchId,ModifiedDate"},
+	{kind: model.KindSalesOrder, also: []model.Kind{model.KindInvoice, model.KindShipment}, path: "v1/SalesOrders", modified: true, mapItem: mapSalesOrder,
+		fields: "Id,ModifiedDate,IsVoid", live: "IsVoid=false"},
+	{kind: model.KindCreditNote, path: "v1/CreditNotes", modified: true, mapItem: mapCreditNote,
+		fields: "Id,ModifiedDate,IsVoid", live: "IsVoid=false"},
 }
 
 func streamFor(k model.Kind) *stream {
@@ -211,8 +227,10 @@ func (c *Connector) Entities() []connectors.EntityInfo {
 }
 
 // whereClause returns the where clause of a page request: the stream's own
-// condition, the modified-since filter and the keyset condition.
-func (s *stream) whereClause(since time.Time, after string) string {
+// condition, the modified-since filter and the extra conditions (the
+// listing's live condition, the keyset or id condition), empty ones left
+// out.
+func (s *stream) whereClause(since time.Time, extra ...string) string {
 	var conds []string
 	if s.where != "" {
 		conds = append(conds, s.where)
@@ -223,8 +241,10 @@ func (s *stream) whereClause(since time.Time, after string) string {
 		// with Z, so an account whose dates are local reads it exactly.
 		conds = append(conds, "ModifiedDate>='"+since.UTC().Format(sinceLayout)+"'")
 	}
-	if after != "" {
-		conds = append(conds, after)
+	for _, c := range extra {
+		if c != "" {
+			conds = append(conds, c)
+		}
 	}
 	return strings.Join(conds, " AND ")
 }
@@ -303,8 +323,29 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	if s == nil {
 		return nil, connectors.Errorf(connectors.KindInvalidConfig, "cin7omni has no entity %q", req.Entity)
 	}
+	r, err := c.keysetPage(ctx, s, req, "", "")
+	page := &connectors.Page{Total: -1, Calls: r.calls, ServerTime: r.serverTime, More: r.more, Next: r.next}
+	if r.d != nil {
+		page.Records, page.SetAside, page.Docs = r.d.records, r.d.aside, r.d.docs
+	}
+	return page, err
+}
+
+// keysetRead is one page of a keyset pass.
+type keysetRead struct {
+	d          *decoded
+	calls      int
+	serverTime time.Time
+	more       bool
+	next       string
+}
+
+// keysetPage reads one page of s by keyset from req.Cursor (see ListPage),
+// adding live to the where clause and asking for fields ("" for whole
+// documents). ListPage and ListIDs share it.
+func (c *Connector) keysetPage(ctx context.Context, s *stream, req connectors.PageRequest, live, fields string) (keysetRead, error) {
 	if req.Page < 1 {
-		return nil, connectors.Errorf(connectors.KindInvalidConfig, "cin7omni %s: page %d: pages start at 1", req.Entity, req.Page)
+		return keysetRead{}, connectors.Errorf(connectors.KindInvalidConfig, "cin7omni %s: page %d: pages start at 1", req.Entity, req.Page)
 	}
 	stock := s.kind == model.KindStockLevel
 	field, keyFn := "Id", keyOf(idKey)
@@ -315,7 +356,7 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	if req.Cursor != "" {
 		var ok bool
 		if cur, ok = decodeCursor(req.Cursor); !ok {
-			return nil, connectors.Errorf(connectors.KindInvalidConfig, "cin7omni %s page %d: the checkpointed cursor is not one this connector wrote", req.Entity, req.Page)
+			return keysetRead{}, connectors.Errorf(connectors.KindInvalidConfig, "cin7omni %s page %d: the checkpointed cursor is not one this connector wrote", req.Entity, req.Page)
 		}
 	}
 	var after string
@@ -336,37 +377,54 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 		after = field + ">" + strconv.FormatInt(cur.After, 10)
 	}
 	q := url.Values{}
-	if w := s.whereClause(req.Since, after); w != "" {
+	if w := s.whereClause(req.Since, live, after); w != "" {
 		q.Set("where", w)
+	}
+	if fields != "" {
+		q.Set("fields", fields)
 	}
 	q.Set("order", field+" ASC")
 	q.Set("page", "1")
 	q.Set("rows", strconv.Itoa(c.rows))
-	before := c.client.Calls()
-	resp, err := c.client.Get(ctx, "list_"+string(s.kind), c.base+s.path+"?"+q.Encode(), c.header)
-	page := &connectors.Page{Total: -1, Calls: int(c.client.Calls() - before)}
+	d, f, err := c.fetch(ctx, s, q, req.Page, keyFn, skip)
+	r := keysetRead{d: d, calls: f.calls, serverTime: f.serverTime}
 	if err != nil {
-		return page, fmt.Errorf("cin7omni %s page %d: %w", req.Entity, req.Page, err)
+		return r, err
 	}
-	page.ServerTime = resp.ServerTime
-	fetched := resp.ServerTime
-	if fetched.IsZero() {
-		fetched = c.client.Clock().Now().UTC()
-	}
-	d, err := decodePage(s.kind, s.mapItem, req.Page, resp.Body, mapEnv{Company: c.cfg.CompanyID, Fetched: fetched}, keyFn, skip)
-	if err != nil {
-		return page, err
-	}
-	page.Records, page.SetAside, page.Docs = d.records, d.aside, d.docs
 	next, more, err := c.advance(s, cur, d)
 	if err != nil {
-		return page, fmt.Errorf("cin7omni %s page %d: %w", req.Entity, req.Page, err)
+		return r, fmt.Errorf("cin7omni %s page %d: %w", req.Entity, req.Page, err)
 	}
-	page.More = more
+	r.more = more
 	if more {
-		page.Next = next.encode()
+		r.next = next.encode()
 	}
-	return page, nil
+	return r, nil
+}
+
+// readCost is what one request cost and when Omni answered it.
+type readCost struct {
+	calls      int
+	serverTime time.Time
+}
+
+// fetch sends one list request of s with the query q and maps the answer
+// as a full read does (decodePage). Every read of the connector goes
+// through it: pages, id listings and reads by id.
+func (c *Connector) fetch(ctx context.Context, s *stream, q url.Values, page int, keyFn keyOf, skip func(key) bool) (*decoded, readCost, error) {
+	before := c.client.Calls()
+	resp, err := c.client.Get(ctx, "list_"+string(s.kind), c.base+s.path+"?"+q.Encode(), c.header)
+	f := readCost{calls: int(c.client.Calls() - before)}
+	if err != nil {
+		return nil, f, fmt.Errorf("cin7omni %s page %d: %w", s.kind, page, err)
+	}
+	f.serverTime = resp.ServerTime
+	at := resp.ServerTime
+	if at.IsZero() {
+		at = c.client.Clock().Now().UTC()
+	}
+	d, err := decodePage(s.kind, s.mapItem, page, resp.Body, mapEnv{Company: c.cfg.CompanyID, Fetched: at}, keyFn, skip)
+	return d, f, err
 }
 
 // advance decides where the pass goes after a page read from cur.

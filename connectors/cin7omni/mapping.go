@@ -216,14 +216,29 @@ func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 	if addr != (model.Address{Type: "Physical"}) {
 		c.Addresses = append(c.Addresses, addr)
 	}
+	// The contact document embeds every secondary contact (the Contact
+	// resource model's SecondaryContacts array; no separate endpoint or
+	// paging), so the customer names its contacts completely.
+	at := len(*out)
 	*out = append(*out, record(env, model.KindCustomer, id, mod, deleted, raw, c))
+	contacts := model.ChildSet{Kind: model.KindContact, IDs: []string{}}
 	for i, craw := range o.Arr("SecondaryContacts") {
 		co := o.Child("SecondaryContacts", i, craw)
 		ct := &model.Contact{CustomerVendorID: id, FirstName: co.Str("FirstName"), LastName: co.Str("LastName"), Email: co.Str("Email"),
 			Phone: firstNonEmpty(co.Str("Phone"), co.Str("Mobile")), Role: co.Str("JobTitle")}
-		*out = append(*out, record(env, model.KindContact, reqID(co, "Id"), mod, deleted, craw, ct))
+		cid := reqID(co, "Id")
+		*out = append(*out, child(record(env, model.KindContact, cid, mod, deleted, craw, ct), id, model.KindCustomer))
+		contacts.IDs = append(contacts.IDs, cid)
 		o.Adopt(fmt.Sprintf("SecondaryContacts[%d]", i), co)
 	}
+	(*out)[at].Children = []model.ChildSet{contacts}
+}
+
+// child marks a record as read inside the parent document of kind kind
+// and vendor id parent.
+func child(r model.Record, parent string, kind model.Kind) model.Record {
+	r.Parent, r.ParentKind = parent, kind
+	return r
 }
 
 // mapProduct maps a product (a style) into one canonical product per
@@ -293,14 +308,25 @@ func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 				}
 			}
 		}
-		*out = append(*out, record(env, model.KindProduct, oid, omod, del, oraw, &p))
+		// An option holds at most one special price (SpecialPrice with its
+		// start and days): the option names its price rules completely.
+		rec := record(env, model.KindProduct, oid, omod, del, oraw, &p)
+		rules := model.ChildSet{Kind: model.KindPriceRule, IDs: []string{}}
+		var rule *model.Record
 		if sp := po.Dec("SpecialPrice"); !isZero(sp) {
 			pr := &model.PriceRule{ProductVendorID: oid, SKU: p.SKU, PriceList: "Special", Price: sp, ValidFrom: po.OptTime("SpecialsStartDate")}
 			if days := po.Float("SpecialDays"); pr.ValidFrom != nil && days > 0 {
 				to := pr.ValidFrom.Add(time.Duration(days) * 24 * time.Hour)
 				pr.ValidTo = &to
 			}
-			*out = append(*out, record(env, model.KindPriceRule, oid+"/special", omod, del, oraw, pr))
+			r := child(record(env, model.KindPriceRule, oid+"/special", omod, del, oraw, pr), oid, model.KindProduct)
+			rule = &r
+			rules.IDs = append(rules.IDs, r.VendorID)
+		}
+		rec.Children = []model.ChildSet{rules}
+		*out = append(*out, rec)
+		if rule != nil {
+			*out = append(*out, *rule)
 		}
 		o.Adopt(fmt.Sprintf("ProductOptions[%d]", i), po)
 	}
@@ -369,17 +395,25 @@ func mapSalesOrder(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record)
 	so := &model.SalesOrder{Number: number, CustomerVendorID: customer, CustomerCode: company, Status: status,
 		OrderDate: o.OptTime("OrderDate"), RequiredDate: o.OptTime("EstimatedDeliveryDate"), Warehouse: optID(o, "BranchId"), Currency: currency,
 		SubTotal: o.Dec("ProductTotal"), TaxTotal: o.Dec("TaxTotal"), Total: o.Dec("Total"), Lines: lines}
+	// The order carries its one invoice and its one dispatch as fields, so
+	// it names both child kinds completely (an empty set when it has none).
+	at := len(*out)
 	*out = append(*out, record(env, model.KindSalesOrder, id, mod, void, raw, so))
+	invoices := model.ChildSet{Kind: model.KindInvoice, IDs: []string{}}
+	shipments := model.ChildSet{Kind: model.KindShipment, IDs: []string{}}
 	if inv := optID(o, "InvoiceNumber"); inv != "" {
 		in := &model.Invoice{Number: inv, Type: "sale", CustomerVendorID: customer, CustomerCode: company, SalesOrderNumber: number, Status: status,
 			IssueDate: o.OptTime("InvoiceDate"), Currency: currency, SubTotal: so.SubTotal, TaxTotal: so.TaxTotal, Total: so.Total, Lines: lines}
-		*out = append(*out, record(env, model.KindInvoice, id+"/invoice", mod, void, raw, in))
+		*out = append(*out, child(record(env, model.KindInvoice, id+"/invoice", mod, void, raw, in), id, model.KindSalesOrder))
+		invoices.IDs = append(invoices.IDs, id+"/invoice")
 	}
 	if shipped := o.OptTime("DispatchedDate"); shipped != nil {
 		sh := &model.Shipment{Number: number, SalesOrderNumber: number, Status: o.Str("Stage"), ShippedDate: shipped,
 			Carrier: o.Str("LogisticsCarrier"), TrackingNumber: o.Str("TrackingCode"), Warehouse: so.Warehouse}
-		*out = append(*out, record(env, model.KindShipment, id+"/dispatch", mod, void, raw, sh))
+		*out = append(*out, child(record(env, model.KindShipment, id+"/dispatch", mod, void, raw, sh), id, model.KindSalesOrder))
+		shipments.IDs = append(shipments.IDs, id+"/dispatch")
 	}
+	(*out)[at].Children = []model.ChildSet{invoices, shipments}
 }
 
 func mapCreditNote(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {

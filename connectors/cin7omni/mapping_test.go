@@ -278,3 +278,68 @@ func TestStockOfAProductWithoutOptions(t *testing.T) {
 		t.Errorf("records %+v", d.records)
 	}
 }
+
+// TestChildrenAndParents: every record read inside a parent document names
+// its parent, and every parent whose document lists a child kind completely
+// names those children (an empty set when it has none now).
+func TestChildrenAndParents(t *testing.T) {
+	type rel struct{ parent, parentKind, children string }
+	for _, tc := range []struct {
+		name string
+		kind model.Kind
+		body string
+		want map[string]rel // by kind/vendor id
+	}{
+		{"customer with two contacts", model.KindCustomer,
+			`[{"Id": 20001, "ModifiedDate": "2026-01-05T22:41:07Z", "IsActive": true, "SecondaryContacts": [{"Id": 400011}, {"Id": 400012}]}]`,
+			map[string]rel{"customers/20001": {children: "contacts:400011,400012"},
+				"contacts/400011": {parent: "20001", parentKind: "customers"}, "contacts/400012": {parent: "20001", parentKind: "customers"}}},
+		{"customer without contacts", model.KindCustomer,
+			`[{"Id": 20002, "ModifiedDate": "2026-01-05T22:41:07Z", "IsActive": false}]`,
+			map[string]rel{"customers/20002": {children: "contacts:"}}},
+		{"option with a special price, option without", model.KindProduct,
+			`[{"Id": 1201, "Status": "Public", "ModifiedDate": "2026-01-05T22:41:07Z", "ProductOptions": [
+			  {"Id": 5501, "Status": "Primary", "SpecialPrice": 19.5, "SpecialsStartDate": "2026-01-01T00:00:00Z", "SpecialDays": 10},
+			  {"Id": 5502, "Status": "Active", "SpecialPrice": 0}]}]`,
+			map[string]rel{"products/5501": {children: "price_rules:5501/special"}, "price_rules/5501/special": {parent: "5501", parentKind: "products"},
+				"products/5502": {children: "price_rules:"}}},
+		{"product without options", model.KindProduct,
+			`[{"Id": 1202, "Status": "Inactive", "ModifiedDate": "2026-01-05T22:41:07Z", "ProductOptions": []}]`,
+			map[string]rel{"products/style/1202": {}}},
+		{"invoiced and dispatched order, bare order", model.KindSalesOrder,
+			`[{"Id": 700123, "ModifiedDate": "2026-01-05T22:41:07Z", "InvoiceNumber": 10077, "InvoiceDate": "2026-01-05T00:00:00Z", "DispatchedDate": "2026-01-06T00:00:00Z"},
+			  {"Id": 700124, "ModifiedDate": "2026-01-05T22:41:07Z", "IsVoid": true}]`,
+			map[string]rel{"sales_orders/700123": {children: "invoices:700123/invoice shipments:700123/dispatch"},
+				"invoices/700123/invoice": {parent: "700123", parentKind: "sales_orders"}, "shipments/700123/dispatch": {parent: "700123", parentKind: "sales_orders"},
+				"sales_orders/700124": {children: "invoices: shipments:"}}},
+		{"stock rows are read on their own", model.KindStockLevel,
+			`[{"ProductId": 1201, "ProductOptionId": 5501, "BranchId": 3, "StockOnHand": 2}]`,
+			map[string]rel{"stock_levels/5501/3": {}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, _, err := decodeFor(tc.kind, 1, []byte(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]rel{}
+			for _, r := range recs {
+				var sets []string
+				for _, cs := range r.Children {
+					if cs.IDs == nil {
+						t.Errorf("%s %s: child set %s with nil ids (want an empty slice)", r.Kind, r.VendorID, cs.Kind)
+					}
+					sets = append(sets, string(cs.Kind)+":"+strings.Join(cs.IDs, ","))
+				}
+				got[string(r.Kind)+"/"+r.VendorID] = rel{r.Parent, string(r.ParentKind), strings.Join(sets, " ")}
+			}
+			if len(got) != len(tc.want) {
+				t.Errorf("records %v, want %v", got, tc.want)
+			}
+			for k, w := range tc.want {
+				if g, ok := got[k]; !ok || g != w {
+					t.Errorf("%s: %+v, want %+v", k, g, w)
+				}
+			}
+		})
+	}
+}

@@ -50,13 +50,14 @@ const (
 type handler func(s *Server, req request) ([]byte, error)
 
 var routes = map[string]handler{
-	"products":    (*Server).products,
-	"stock":       (*Server).stock,
-	"contacts":    (*Server).contacts,
-	"branches":    (*Server).branches,
-	"users":       (*Server).users,
-	"salesorders": (*Server).salesOrders,
-	"creditnotes": (*Server).creditNotes,
+	"products":       (*Server).products,
+	"productoptions": (*Server).productOptions,
+	"stock":          (*Server).stock,
+	"contacts":       (*Server).contacts,
+	"branches":       (*Server).branches,
+	"users":          (*Server).users,
+	"salesorders":    (*Server).salesOrders,
+	"creditnotes":    (*Server).creditNotes,
 }
 
 // list filters n records with the where clause, orders them (by Id unless
@@ -71,7 +72,7 @@ func list[T any](s *Server, req request, n int, field func(i int) fields, render
 		for _, i := range idx {
 			items = append(items, render(i))
 		}
-		return json.Marshal(items)
+		return project(items, req.fields)
 	}
 	idx := make([]int, 0, n)
 	for i := 0; i < n; i++ {
@@ -113,7 +114,41 @@ func list[T any](s *Server, req request, n int, field func(i int) fields, render
 	for _, i := range idx[start:end] {
 		items = append(items, render(i))
 	}
-	return json.Marshal(items)
+	return project(items, req.fields)
+}
+
+// project renders items as a bare array, each cut to the fields= names
+// (matched case-insensitively, nested documents whole); a name the
+// resource does not have is a 400, as an unknown where field is.
+func project[T any](items []T, names []string) ([]byte, error) {
+	if len(names) == 0 {
+		return json.Marshal(items)
+	}
+	out := make([]map[string]json.RawMessage, 0, len(items))
+	for _, it := range items {
+		b, err := json.Marshal(it)
+		if err != nil {
+			return nil, err
+		}
+		var all map[string]json.RawMessage
+		if err := json.Unmarshal(b, &all); err != nil {
+			return nil, err
+		}
+		cut := make(map[string]json.RawMessage, len(names))
+		for _, n := range names {
+			found := false
+			for k, v := range all {
+				if strings.EqualFold(k, n) {
+					cut[k], found = v, true
+				}
+			}
+			if !found {
+				return nil, fmt.Errorf("invalid fields: unknown field %s", n)
+			}
+		}
+		out = append(out, cut)
+	}
+	return json.Marshal(out)
 }
 
 // naturalKeys are the fields every list of the simulator is kept in
@@ -131,7 +166,7 @@ func naturalPage(s *Server, req request, n int, field func(i int) fields) (idx [
 		name, dir, _ := strings.Cut(o, " ")
 		key, desc = strings.ToLower(name), strings.EqualFold(strings.TrimSpace(dir), "DESC")
 	}
-	if desc || s.Unstable() || !slices.Contains(naturalKeys, key) || n == 0 {
+	if desc || !s.wholeLists() || !slices.Contains(naturalKeys, key) || n == 0 {
 		return nil, false, nil
 	}
 	if _, has := field(0)[key]; !has {
@@ -175,6 +210,20 @@ func naturalPage(s *Server, req request, n int, field func(i int) fields) (idx [
 		idx = append(idx, i)
 	}
 	return idx, true, nil
+}
+
+// wholeLists reports whether the base serves every list whole and in the
+// order given (neither unstable nor cut by the list-share knob), which the
+// fast path needs: otherwise the list goes through Base.Order.
+func (s *Server) wholeLists() bool {
+	if s.Unstable() {
+		return false
+	}
+	probe := make([]int, 100)
+	for i := range probe {
+		probe[i] = i
+	}
+	return len(s.Order(probe)) == len(probe)
 }
 
 func compareAny(a, b any) int {
@@ -243,6 +292,13 @@ func productFields(p *simkit.Product) fields {
 	return fields{"id": productBase + p.Seq, "modifieddate": p.Modified, "createddate": p.Created, "stylecode": p.SKU, "status": productStatus(p)}
 }
 
+func optionStatus(p *simkit.Product) string {
+	if p.Deleted {
+		return "Disabled"
+	}
+	return "Primary"
+}
+
 func productStatus(p *simkit.Product) string {
 	if p.Deleted {
 		return "Inactive"
@@ -275,30 +331,48 @@ func (s *Server) products(req request) ([]byte, error) {
 					Name: "Archived " + a.code, Brand: "Acme", Category: "Old", UnitOfMeasure: "EA", ProductOptions: []ProductOption{}}
 			}
 			p := d.Products[i]
-			stockAvail, stockOnHand := 0.0, 0.0
-			for _, st := range p.Stock {
-				stockOnHand += st.OnHand
-				stockAvail += st.OnHand - st.Allocated
-			}
-			opt := ProductOption{ID: optionBase + p.Seq, CreatedDate: s.stamp(p.Created), ModifiedDate: s.stamp(p.Modified), Status: "Primary",
-				ProductID: productBase + p.Seq, Code: p.SKU, ProductOptionCode: p.SKU, ProductOptionBarcode: p.Barcode, Option1: p.Unit,
-				SupplierCode: p.SupplierCode, RetailPrice: num(p.SellPrice), WholesalePrice: num(p.Tier2Price), VIPPrice: "0", SpecialPrice: "0",
-				StockAvailable: stockAvail, StockOnHand: stockOnHand,
-				PriceColumns: map[string]json.Number{"RetailNZD": num(p.SellPrice), "WholesaleNZD": num(p.Tier2Price), "CostNZD": num(p.CostPrice)}}
-			if p.Deleted {
-				opt.Status = "Disabled"
-			}
-			if len(p.SpecialPrices) > 0 {
-				// Omni's special price is a promotion for everyone, from a
-				// start date for a number of days.
-				opt.SpecialPrice = num(p.SpecialPrices[0].Price)
-				opt.SpecialsStartDate = s.stampP(p.Created.Truncate(24 * time.Hour))
-				opt.SpecialDays = 30
-			}
 			return Product{ID: productBase + p.Seq, Status: productStatus(p), CreatedDate: s.stamp(p.Created), ModifiedDate: s.stamp(p.Modified),
 				StyleCode: p.SKU, Name: p.Name, Description: p.Description, Brand: "Acme", Category: p.Category, UnitOfMeasure: p.Unit,
-				SupplierID: sups[p.SupplierCode], ProductOptions: []ProductOption{opt}}
+				SupplierID: sups[p.SupplierCode], ProductOptions: []ProductOption{s.option(p)}}
 		})
+	})
+	return body, err
+}
+
+// option renders a product's one option (its SKU).
+func (s *Server) option(p *simkit.Product) ProductOption {
+	stockAvail, stockOnHand := 0.0, 0.0
+	for _, st := range p.Stock {
+		stockOnHand += st.OnHand
+		stockAvail += st.OnHand - st.Allocated
+	}
+	opt := ProductOption{ID: optionBase + p.Seq, CreatedDate: s.stamp(p.Created), ModifiedDate: s.stamp(p.Modified),
+		ProductID: productBase + p.Seq, Code: p.SKU, ProductOptionCode: p.SKU, ProductOptionBarcode: p.Barcode, Option1: p.Unit,
+		SupplierCode: p.SupplierCode, RetailPrice: num(p.SellPrice), WholesalePrice: num(p.Tier2Price), VIPPrice: "0", SpecialPrice: "0",
+		StockAvailable: stockAvail, StockOnHand: stockOnHand,
+		PriceColumns: map[string]json.Number{"RetailNZD": num(p.SellPrice), "WholesaleNZD": num(p.Tier2Price), "CostNZD": num(p.CostPrice)}}
+	opt.Status = optionStatus(p)
+	if len(p.SpecialPrices) > 0 {
+		// Omni's special price is a promotion for everyone, from a
+		// start date for a number of days.
+		opt.SpecialPrice = num(p.SpecialPrices[0].Price)
+		opt.SpecialsStartDate = s.stampP(p.Created.Truncate(24 * time.Hour))
+		opt.SpecialDays = 30
+	}
+	return opt
+}
+
+// productOptions serves GET /v1/ProductOptions: every product's options,
+// in option Id order (the archived products have none).
+func (s *Server) productOptions(req request) ([]byte, error) {
+	var body []byte
+	var err error
+	s.data.View(func(d *simkit.Dataset) {
+		body, err = list(s, req, len(d.Products), func(i int) fields {
+			p := d.Products[i]
+			return fields{"id": optionBase + p.Seq, "productid": productBase + p.Seq, "modifieddate": p.Modified, "createddate": p.Created,
+				"code": p.SKU, "status": optionStatus(p)}
+		}, func(i int) ProductOption { return s.option(d.Products[i]) })
 	})
 	return body, err
 }

@@ -235,6 +235,8 @@ type request struct {
 	page, rows int
 	where      []cond
 	order      string
+	// fields are the fields= names: each document is cut to them.
+	fields []string
 }
 
 func parse(r *http.Request, loc *time.Location) (request, error) {
@@ -258,6 +260,14 @@ func parse(r *http.Request, loc *time.Location) (request, error) {
 			return req, fmt.Errorf("rows must be a positive whole number")
 		}
 		req.rows = min(n, MaxRows)
+	}
+	if v := q["fields"]; v != "" {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				return req, fmt.Errorf("fields must be a comma-separated list of field names")
+			}
+			req.fields = append(req.fields, f)
+		}
 	}
 	if v := q["where"]; v != "" {
 		conds, err := parseWhere(v, loc)

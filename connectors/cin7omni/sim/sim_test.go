@@ -190,3 +190,34 @@ func order(t *testing.T, s http.Handler) string {
 	}
 	return strings.Join(ids, ",")
 }
+
+// TestFieldsAndProductOptions: fields= cuts each document to the named
+// fields (nested arrays whole, names matched in any case; an unknown name
+// is a 400); /v1/ProductOptions lists options with their product, filtered
+// by where; the list-share knob cuts the fast, id-ordered path too.
+func TestFieldsAndProductOptions(t *testing.T) {
+	s := sim.New(sim.Options{Dataset: simkit.Options{Seed: 3, Products: 40, Customers: 5, Orders: 5}, Unlimited: true})
+	w, items := get(t, s, "/api/v1/Products?rows=250&fields=id,ModifiedDate,ProductOptions", true)
+	if w.Code != 200 || len(items) != 40 {
+		t.Fatalf("status %d, %d items", w.Code, len(items))
+	}
+	for _, it := range items {
+		opts, _ := it["ProductOptions"].([]any)
+		if len(it) != 3 || it["Id"] == nil || it["ModifiedDate"] == nil || len(opts) != 1 || opts[0].(map[string]any)["RetailPrice"] == nil {
+			t.Fatalf("projected product %v", it)
+		}
+	}
+	if w, _ := get(t, s, "/api/v1/Products?fields=Id,Colour", true); w.Code != 400 {
+		t.Errorf("unknown field: status %d, want 400", w.Code)
+	}
+	var p *simkit.Product
+	s.Dataset().View(func(d *simkit.Dataset) { p = d.Products[7] })
+	w, items = get(t, s, "/api/v1/ProductOptions?fields=Id,ProductId&where="+url.QueryEscape(fmt.Sprintf("Id=%d", sim.OptionID(p))), true)
+	if w.Code != 200 || len(items) != 1 || items[0]["ProductId"] != float64(sim.ProductID(p)) || len(items[0]) != 2 {
+		t.Errorf("option by id: status %d, %v", w.Code, items)
+	}
+	s.SetListShare(50)
+	if _, items := get(t, s, "/api/v1/Products?rows=250&order=Id%20ASC", true); len(items) != 20 {
+		t.Errorf("with half the list shared, %d products, want 20", len(items))
+	}
+}
