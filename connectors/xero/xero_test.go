@@ -123,6 +123,48 @@ func TestDeletionsArrive(t *testing.T) {
 	}
 }
 
+// TestRemovedPersonIsDeleted: a person removed from a contact in Xero (the
+// contact is stamped modified, as any edit of it is) is marked deleted when
+// the next incremental run writes the contact, as learned from its parent;
+// the contact's other people stay live.
+func TestRemovedPersonIsDeleted(t *testing.T) {
+	h := newHarness(t, sim.Options{}, nil)
+	if _, err := h.run(context.Background()); err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	h.clock.Advance(10 * time.Minute)
+	var custID string
+	var kept, n int
+	h.sim.Dataset().View(func(d *simkit.Dataset) {
+		for i, c := range d.Customers {
+			if len(c.Contacts) > 1 {
+				n = i
+				break
+			}
+		}
+	})
+	custID, _ = h.sim.Dataset().DropContact(n)
+	h.sim.Dataset().View(func(d *simkit.Dataset) { kept = len(d.Customers[n].Contacts) })
+	if custID == "" || kept == 0 {
+		t.Fatal("the dataset has no customer with two people")
+	}
+	if _, err := h.run(context.Background()); err != nil {
+		t.Fatalf("incremental run: %v", err)
+	}
+	gone := fmt.Sprintf("%s/%d", custID, kept)
+	if r, ok := h.get(model.KindContact, gone); !ok || !r.Deleted || r.DeletedVia != model.DeletedFromParent {
+		t.Errorf("the removed person %s: stored %v, deleted %v via %q; want deleted via %q", gone, ok, r.Deleted, r.DeletedVia, model.DeletedFromParent)
+	}
+	for i := 0; i < kept; i++ {
+		if r, ok := h.get(model.KindContact, fmt.Sprintf("%s/%d", custID, i)); !ok || r.Deleted {
+			t.Errorf("person %d of the contact: stored %v, deleted %v; want live", i, ok, r.Deleted)
+		}
+	}
+	if r, ok := h.get(model.KindCustomer, custID); !ok || r.Deleted {
+		t.Errorf("the contact itself: stored %v, deleted %v; want live", ok, r.Deleted)
+	}
+}
+
 // TestIdleCycleRewritesNothing: Xero gives stock levels (QuantityOnHand),
 // tax rates and currencies no modified time, so they are stamped with the
 // response's date, which moves every cycle. Their content (payload and raw
