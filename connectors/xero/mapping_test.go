@@ -319,3 +319,53 @@ func TestChildrenNameTheirParent(t *testing.T) {
 		})
 	}
 }
+
+// TestMarkersMapToDeleted: every deletion marker Xero has (a contact's
+// ContactStatus ARCHIVED or GDPRREQUEST, a merge into another contact, a
+// document's Status DELETED or VOIDED, a tax rate's Status DELETED or
+// ARCHIVED) maps to a deleted record, and the statuses beside them to a
+// live one.
+func TestMarkersMapToDeleted(t *testing.T) {
+	m := &mapper{company: "acme", now: goldenTime}
+	const when = `"UpdatedDateUTC":"/Date(1573755038314)/"`
+	contact := func(extra string) string {
+		return `{"ContactID":"c","Name":"A","IsCustomer":true,` + extra + when + `}`
+	}
+	doc := func(idField, typ, status string) string {
+		return fmt.Sprintf(`{"Type":%q,%q:"d","Status":%q,%s}`, typ, idField, status, when)
+	}
+	for _, tc := range []struct {
+		name    string
+		fn      func(*mapper, json.RawMessage) ([]model.Record, error)
+		doc     string
+		deleted bool
+	}{
+		{"contact ACTIVE", (*mapper).contact, contact(`"ContactStatus":"ACTIVE",`), false},
+		{"contact ARCHIVED", (*mapper).contact, contact(`"ContactStatus":"ARCHIVED",`), true},
+		{"contact GDPRREQUEST", (*mapper).contact, contact(`"ContactStatus":"GDPRREQUEST",`), true},
+		{"contact merged into another", (*mapper).contact, contact(`"ContactStatus":"ACTIVE","MergedToContactID":"other",`), true},
+		{"invoice AUTHORISED", (*mapper).invoice, doc("InvoiceID", "ACCREC", "AUTHORISED"), false},
+		{"invoice PAID", (*mapper).invoice, doc("InvoiceID", "ACCREC", "PAID"), false},
+		{"invoice DELETED", (*mapper).invoice, doc("InvoiceID", "ACCREC", "DELETED"), true},
+		{"bill VOIDED", (*mapper).invoice, doc("InvoiceID", "ACCPAY", "VOIDED"), true},
+		{"credit note DRAFT", (*mapper).creditNote, doc("CreditNoteID", "ACCRECCREDIT", "DRAFT"), false},
+		{"credit note DELETED", (*mapper).creditNote, doc("CreditNoteID", "ACCRECCREDIT", "DELETED"), true},
+		{"credit note VOIDED", (*mapper).creditNote, doc("CreditNoteID", "ACCPAYCREDIT", "VOIDED"), true},
+		{"tax rate ACTIVE", (*mapper).taxRate, `{"TaxType":"T","Status":"ACTIVE","EffectiveRate":15}`, false},
+		{"tax rate PENDING", (*mapper).taxRate, `{"TaxType":"T","Status":"PENDING","EffectiveRate":15}`, false},
+		{"tax rate DELETED", (*mapper).taxRate, `{"TaxType":"T","Status":"DELETED","EffectiveRate":15}`, true},
+		{"tax rate ARCHIVED", (*mapper).taxRate, `{"TaxType":"T","Status":"ARCHIVED","EffectiveRate":15}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, err := tc.fn(m, json.RawMessage(tc.doc))
+			if err != nil || len(recs) == 0 {
+				t.Fatalf("mapping: %v (%d records)", err, len(recs))
+			}
+			for _, r := range recs {
+				if r.Deleted != tc.deleted {
+					t.Errorf("%s %s: deleted %v, want %v", r.Kind, r.VendorID, r.Deleted, tc.deleted)
+				}
+			}
+		})
+	}
+}
