@@ -197,13 +197,25 @@ func (m *mapper) item(raw json.RawMessage) ([]model.Record, error) {
 	if f.Err != nil {
 		return nil, f.Err
 	}
-	out := []model.Record{m.record(model.KindProduct, id, mod, false, raw, p)}
+	prod := m.record(model.KindProduct, id, mod, false, raw, p)
+	// The item is the whole truth about its one stock row: tracked, it has
+	// it; untracked (never, or no longer), it has none.
+	stock := model.ChildSet{Kind: model.KindStockLevel, IDs: []string{}}
+	var level *model.Record
 	if it.IsTrackedAsInventory {
 		// The quantity changes with invoices and bills without the item's
 		// UpdatedDateUTC (unconfirmed): stamp it with the read time so that
 		// every read lands.
-		out = append(out, m.record(model.KindStockLevel, id, m.now, false, nil, &model.StockLevel{ProductVendorID: id, SKU: it.Code,
-			Warehouse: stockWarehouse, OnHand: onHand, Available: onHand}))
+		l := m.record(model.KindStockLevel, id, m.now, false, nil, &model.StockLevel{ProductVendorID: id, SKU: it.Code,
+			Warehouse: stockWarehouse, OnHand: onHand, Available: onHand})
+		l.Parent, l.ParentKind = id, model.KindProduct
+		stock.IDs = append(stock.IDs, id)
+		level = &l
+	}
+	prod.Children = []model.ChildSet{stock}
+	out := []model.Record{prod}
+	if level != nil {
+		out = append(out, *level)
 	}
 	return out, nil
 }
@@ -240,7 +252,10 @@ func phone(ps []xPhone) string {
 // (IsSupplier) or both, plus one canonical contact per person: the primary
 // person on the contact (FirstName/LastName, keyed <ContactID>/0) and each of
 // ContactPersons (keyed <ContactID>/<n>). ARCHIVED, GDPRREQUEST and merged
-// contacts are deleted.
+// contacts are deleted. The persons name the contact as their parent (its
+// customer record, or its supplier record for a supplier only), and that
+// record lists them all in Children: a person removed in Xero is marked
+// deleted when the contact is written.
 func (m *mapper) contact(raw json.RawMessage) ([]model.Record, error) {
 	var c xContact
 	if err := decode(raw, &c); err != nil {
@@ -258,6 +273,30 @@ func (m *mapper) contact(raw json.RawMessage) ([]model.Record, error) {
 		code = c.ContactNumber
 	}
 	ph := phone(c.Phones)
+	// The contact's people hang off the customer record, or off the
+	// supplier record when the contact is a supplier only. The document
+	// holds every person (the paged list and the IDs filter return whole
+	// contacts), so the parent names them all.
+	parentKind := model.KindCustomer
+	if !c.IsCustomer && c.IsSupplier {
+		parentKind = model.KindSupplier
+	}
+	var persons []model.Record
+	person := func(n int, ct *model.Contact) {
+		r := m.record(model.KindContact, id+"/"+strconv.Itoa(n), mod, deleted, nil, ct)
+		r.Parent, r.ParentKind = id, parentKind
+		persons = append(persons, r)
+	}
+	if c.FirstName != "" || c.LastName != "" {
+		person(0, &model.Contact{CustomerVendorID: id, FirstName: c.FirstName, LastName: c.LastName, Email: c.EmailAddress, Phone: ph})
+	}
+	for i, p := range c.ContactPersons {
+		person(i+1, &model.Contact{CustomerVendorID: id, FirstName: p.FirstName, LastName: p.LastName, Email: p.EmailAddress})
+	}
+	children := []model.ChildSet{{Kind: model.KindContact, IDs: make([]string, 0, len(persons))}}
+	for _, r := range persons {
+		children[0].IDs = append(children[0].IDs, r.VendorID)
+	}
 	var out []model.Record
 	if c.IsCustomer || !c.IsSupplier {
 		cu := &model.Customer{Code: code, Name: c.Name, Email: c.EmailAddress, Phone: ph, Currency: c.DefaultCurrency, TaxNumber: c.TaxNumber, Status: c.ContactStatus}
@@ -268,22 +307,24 @@ func (m *mapper) contact(raw json.RawMessage) ([]model.Record, error) {
 			line2 := strings.TrimSpace(strings.Join([]string{a.AddressLine2, a.AddressLine3, a.AddressLine4}, " "))
 			cu.Addresses = append(cu.Addresses, model.Address{Type: a.AddressType, Line1: a.AddressLine1, Line2: line2, City: a.City, Region: a.Region, PostalCode: a.PostalCode, Country: a.Country})
 		}
-		out = append(out, m.record(model.KindCustomer, id, mod, deleted, raw, cu))
+		r := m.record(model.KindCustomer, id, mod, deleted, raw, cu)
+		if parentKind == model.KindCustomer {
+			r.Children = children
+		}
+		out = append(out, r)
 	}
 	if c.IsSupplier {
-		var r json.RawMessage
+		var supplierRaw json.RawMessage
 		if len(out) == 0 {
-			r = raw
+			supplierRaw = raw
 		}
-		out = append(out, m.record(model.KindSupplier, id, mod, deleted, r, &model.Supplier{Code: code, Name: c.Name, Email: c.EmailAddress, Phone: ph, Currency: c.DefaultCurrency}))
+		r := m.record(model.KindSupplier, id, mod, deleted, supplierRaw, &model.Supplier{Code: code, Name: c.Name, Email: c.EmailAddress, Phone: ph, Currency: c.DefaultCurrency})
+		if parentKind == model.KindSupplier {
+			r.Children = children
+		}
+		out = append(out, r)
 	}
-	if c.FirstName != "" || c.LastName != "" {
-		out = append(out, m.record(model.KindContact, id+"/0", mod, deleted, nil, &model.Contact{CustomerVendorID: id, FirstName: c.FirstName, LastName: c.LastName, Email: c.EmailAddress, Phone: ph}))
-	}
-	for i, p := range c.ContactPersons {
-		out = append(out, m.record(model.KindContact, id+"/"+strconv.Itoa(i+1), mod, deleted, nil, &model.Contact{CustomerVendorID: id, FirstName: p.FirstName, LastName: p.LastName, Email: p.EmailAddress}))
-	}
-	return out, nil
+	return append(out, persons...), nil
 }
 
 func (m *mapper) lines(f *fields, items []xLineItem) []model.Line {

@@ -230,3 +230,142 @@ func TestDecimal(t *testing.T) {
 		}
 	}
 }
+
+// TestChildrenNameTheirParent: the people of a contact and the stock row of
+// an item carry their parent, and the parent lists every child of the kind
+// its document holds in full (none left: an empty list, so that the sink
+// marks the former children deleted).
+func TestChildrenNameTheirParent(t *testing.T) {
+	m := &mapper{company: "acme", now: goldenTime}
+	const when = `"UpdatedDateUTC":"/Date(1573755038314)/"`
+	type child struct {
+		kind model.Kind
+		ids  []string
+	}
+	for _, tc := range []struct {
+		name, doc  string
+		fn         func(*mapper, json.RawMessage) ([]model.Record, error)
+		parentKind model.Kind
+		children   child
+		// others are records of the document that carry no Children.
+		others []model.Kind
+	}{
+		{"customer with a person and two contact persons",
+			`{"ContactID":"c1","Name":"A","FirstName":"F","LastName":"L","IsCustomer":true,"ContactPersons":[{"FirstName":"P"},{"LastName":"Q"}],` + when + `}`,
+			(*mapper).contact, model.KindCustomer, child{model.KindContact, []string{"c1/0", "c1/1", "c1/2"}}, nil},
+		{"customer and supplier: the people hang off the customer",
+			`{"ContactID":"c2","Name":"A","FirstName":"F","IsCustomer":true,"IsSupplier":true,` + when + `}`,
+			(*mapper).contact, model.KindCustomer, child{model.KindContact, []string{"c2/0"}}, []model.Kind{model.KindSupplier}},
+		{"supplier only: the people hang off the supplier",
+			`{"ContactID":"c3","Name":"A","IsSupplier":true,"ContactPersons":[{"FirstName":"P"}],` + when + `}`,
+			(*mapper).contact, model.KindSupplier, child{model.KindContact, []string{"c3/1"}}, nil},
+		{"contact without people: an empty list",
+			`{"ContactID":"c4","Name":"A",` + when + `}`,
+			(*mapper).contact, model.KindCustomer, child{model.KindContact, []string{}}, nil},
+		{"archived contact: its people are deleted and still listed",
+			`{"ContactID":"c5","Name":"A","ContactStatus":"ARCHIVED","FirstName":"F",` + when + `}`,
+			(*mapper).contact, model.KindCustomer, child{model.KindContact, []string{"c5/0"}}, nil},
+		{"tracked item: its one stock row",
+			`{"ItemID":"i1","Code":"A","IsTrackedAsInventory":true,"QuantityOnHand":3,` + when + `}`,
+			(*mapper).item, model.KindProduct, child{model.KindStockLevel, []string{"i1"}}, nil},
+		{"untracked item: no stock row",
+			`{"ItemID":"i2","Code":"A","IsTrackedAsInventory":false,` + when + `}`,
+			(*mapper).item, model.KindProduct, child{model.KindStockLevel, []string{}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, err := tc.fn(m, json.RawMessage(tc.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var parent *model.Record
+			var got []string
+			var others []model.Kind
+			for i := range recs {
+				r := &recs[i]
+				switch {
+				case r.Kind == tc.parentKind:
+					parent = r
+				case r.Kind == tc.children.kind:
+					got = append(got, r.VendorID)
+					if r.Parent != recs[0].VendorID || r.ParentKind != tc.parentKind {
+						t.Errorf("child %s names parent %s/%q, want %s/%q", r.VendorID, r.ParentKind, r.Parent, tc.parentKind, recs[0].VendorID)
+					}
+					if r.Deleted != recs[0].Deleted {
+						t.Errorf("child %s deleted=%v, its parent %v", r.VendorID, r.Deleted, recs[0].Deleted)
+					}
+				default:
+					others = append(others, r.Kind)
+					if r.Children != nil || r.Parent != "" {
+						t.Errorf("%s record carries parent %q or children %+v", r.Kind, r.Parent, r.Children)
+					}
+				}
+			}
+			if parent == nil {
+				t.Fatalf("no %s record in %+v", tc.parentKind, recs)
+			}
+			if parent.Parent != "" {
+				t.Errorf("the parent names a parent %q", parent.Parent)
+			}
+			want := []model.ChildSet{{Kind: tc.children.kind, IDs: tc.children.ids}}
+			if fmt.Sprint(parent.Children) != fmt.Sprint(want) || parent.Children[0].IDs == nil {
+				t.Errorf("children %+v, want %+v (a non-nil list)", parent.Children, want)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.children.ids) && !(len(got) == 0 && len(tc.children.ids) == 0) {
+				t.Errorf("child records %v, want %v", got, tc.children.ids)
+			}
+			if fmt.Sprint(others) != fmt.Sprint(tc.others) && !(len(others) == 0 && len(tc.others) == 0) {
+				t.Errorf("other records %v, want %v", others, tc.others)
+			}
+		})
+	}
+}
+
+// TestMarkersMapToDeleted: every deletion marker Xero has (a contact's
+// ContactStatus ARCHIVED or GDPRREQUEST, a merge into another contact, a
+// document's Status DELETED or VOIDED, a tax rate's Status DELETED or
+// ARCHIVED) maps to a deleted record, and the statuses beside them to a
+// live one.
+func TestMarkersMapToDeleted(t *testing.T) {
+	m := &mapper{company: "acme", now: goldenTime}
+	const when = `"UpdatedDateUTC":"/Date(1573755038314)/"`
+	contact := func(extra string) string {
+		return `{"ContactID":"c","Name":"A","IsCustomer":true,` + extra + when + `}`
+	}
+	doc := func(idField, typ, status string) string {
+		return fmt.Sprintf(`{"Type":%q,%q:"d","Status":%q,%s}`, typ, idField, status, when)
+	}
+	for _, tc := range []struct {
+		name    string
+		fn      func(*mapper, json.RawMessage) ([]model.Record, error)
+		doc     string
+		deleted bool
+	}{
+		{"contact ACTIVE", (*mapper).contact, contact(`"ContactStatus":"ACTIVE",`), false},
+		{"contact ARCHIVED", (*mapper).contact, contact(`"ContactStatus":"ARCHIVED",`), true},
+		{"contact GDPRREQUEST", (*mapper).contact, contact(`"ContactStatus":"GDPRREQUEST",`), true},
+		{"contact merged into another", (*mapper).contact, contact(`"ContactStatus":"ACTIVE","MergedToContactID":"other",`), true},
+		{"invoice AUTHORISED", (*mapper).invoice, doc("InvoiceID", "ACCREC", "AUTHORISED"), false},
+		{"invoice PAID", (*mapper).invoice, doc("InvoiceID", "ACCREC", "PAID"), false},
+		{"invoice DELETED", (*mapper).invoice, doc("InvoiceID", "ACCREC", "DELETED"), true},
+		{"bill VOIDED", (*mapper).invoice, doc("InvoiceID", "ACCPAY", "VOIDED"), true},
+		{"credit note DRAFT", (*mapper).creditNote, doc("CreditNoteID", "ACCRECCREDIT", "DRAFT"), false},
+		{"credit note DELETED", (*mapper).creditNote, doc("CreditNoteID", "ACCRECCREDIT", "DELETED"), true},
+		{"credit note VOIDED", (*mapper).creditNote, doc("CreditNoteID", "ACCPAYCREDIT", "VOIDED"), true},
+		{"tax rate ACTIVE", (*mapper).taxRate, `{"TaxType":"T","Status":"ACTIVE","EffectiveRate":15}`, false},
+		{"tax rate PENDING", (*mapper).taxRate, `{"TaxType":"T","Status":"PENDING","EffectiveRate":15}`, false},
+		{"tax rate DELETED", (*mapper).taxRate, `{"TaxType":"T","Status":"DELETED","EffectiveRate":15}`, true},
+		{"tax rate ARCHIVED", (*mapper).taxRate, `{"TaxType":"T","Status":"ARCHIVED","EffectiveRate":15}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, err := tc.fn(m, json.RawMessage(tc.doc))
+			if err != nil || len(recs) == 0 {
+				t.Fatalf("mapping: %v (%d records)", err, len(recs))
+			}
+			for _, r := range recs {
+				if r.Deleted != tc.deleted {
+					t.Errorf("%s %s: deleted %v, want %v", r.Kind, r.VendorID, r.Deleted, tc.deleted)
+				}
+			}
+		})
+	}
+}

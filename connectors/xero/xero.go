@@ -262,17 +262,31 @@ type endpoint struct {
 	incremental    bool
 	extra          url.Values
 	fn             func(*mapper, json.RawMessage) ([]model.Record, error)
+	// summary is what the id listing adds to the list request for Xero's
+	// lighter documents (summaryOnly=true), nil where Xero has none.
+	summary url.Values
+	// byIDs names the list's filter by a comma-separated list of ids
+	// (IDs), empty where Xero has none and ReadDocs asks for each document
+	// at path/{id}.
+	byIDs string
+	// mixed is set when the list holds documents that map to no record of
+	// the stream's kind (suppliers among the contacts): its pagination
+	// count is then no count of the stream's records.
+	mixed bool
 }
 
 var byKind = map[model.Kind]endpoint{
 	model.KindTaxRate:  {op: "list_tax_rates", path: "/TaxRates", list: "TaxRates", fn: (*mapper).taxRate},
 	model.KindCurrency: {op: "list_currencies", path: "/Currencies", list: "Currencies", fn: (*mapper).currency},
 	model.KindCustomer: {op: "list_contacts", path: "/Contacts", list: "Contacts", paged: true, incremental: true,
-		extra: url.Values{"includeArchived": {"true"}, "order": {"UpdatedDateUTC ASC"}}, fn: (*mapper).contact},
+		extra: url.Values{"includeArchived": {"true"}, "order": {"UpdatedDateUTC ASC"}}, fn: (*mapper).contact,
+		summary: url.Values{"summaryOnly": {"true"}}, byIDs: "IDs", mixed: true},
 	model.KindProduct: {op: "list_items", path: "/Items", list: "Items",
 		extra: url.Values{"unitdp": {"4"}}, fn: (*mapper).item},
 	model.KindInvoice: {op: "list_invoices", path: "/Invoices", list: "Invoices", paged: true, incremental: true,
-		extra: url.Values{"includeArchived": {"true"}, "order": {"UpdatedDateUTC ASC"}, "unitdp": {"4"}}, fn: (*mapper).invoice},
+		extra: url.Values{"includeArchived": {"true"}, "order": {"UpdatedDateUTC ASC"}, "unitdp": {"4"}}, fn: (*mapper).invoice,
+		summary: url.Values{"summaryOnly": {"true"}}, byIDs: "IDs"},
+	// GET /CreditNotes has neither summaryOnly nor an IDs filter.
 	model.KindCreditNote: {op: "list_credit_notes", path: "/CreditNotes", list: "CreditNotes", paged: true, incremental: true,
 		extra: url.Values{"order": {"UpdatedDateUTC ASC"}, "unitdp": {"4"}}, fn: (*mapper).creditNote},
 }
@@ -287,7 +301,7 @@ func (c *connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 		return nil, connectors.Errorf(connectors.KindInvalidConfig, "xero %s: page %d: pages are numbered from 1", req.Entity, req.Page)
 	}
 	before := c.calls()
-	page, err := c.listPage(ctx, req, ep)
+	page, err := c.listPage(ctx, req, ep, nil)
 	calls := int(c.calls() - before)
 	if err != nil {
 		return &connectors.Page{Calls: calls, Total: -1}, c.explain(req, err)
@@ -308,7 +322,10 @@ func (c *connector) explain(req connectors.PageRequest, err error) error {
 	return fmt.Errorf("xero %s page %d: %w", req.Entity, req.Page, err)
 }
 
-func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep endpoint) (*connectors.Page, error) {
+// listPage reads one page of a stream; mode holds query parameters that
+// change the documents' form, not which documents are listed (the id
+// listing's summaryOnly).
+func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep endpoint, mode url.Values) (*connectors.Page, error) {
 	if !ep.paged && req.Page > 1 {
 		return &connectors.Page{Total: -1}, nil // the whole list came with page 1
 	}
@@ -330,10 +347,7 @@ func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep
 		}
 		at = cur
 	}
-	q := url.Values{}
-	for k, v := range ep.extra {
-		q[k] = v
-	}
+	q := ep.query(mode)
 	if ep.paged {
 		since = at.since
 		q.Set("page", strconv.Itoa(at.page))
@@ -343,40 +357,17 @@ func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep
 	if err != nil {
 		return nil, err
 	}
-	var env map[string]json.RawMessage
-	if err := json.Unmarshal(resp.Body, &env); err != nil {
-		return nil, connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("GET %s: the response is not JSON", ep.path))
-	}
-	var data []json.RawMessage
-	rawList, ok := env[ep.list]
-	if !ok {
-		return nil, connectors.Errorf(connectors.KindInvalidResponse, "GET %s: the response has no %s list", ep.path, ep.list)
-	}
-	if err := json.Unmarshal(rawList, &data); err != nil {
-		return nil, connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("GET %s: %s is not a list", ep.path, ep.list))
-	}
-	now := resp.ServerTime
-	if now.IsZero() {
-		now = c.auth.Clock().Now().UTC()
-	}
-	// Lists without a modified time are stamped with the response's second:
-	// the record's content, not this stamp, tells the sinks whether it
-	// changed.
-	m := &mapper{company: c.cfg.CompanyID, now: now.UTC().Truncate(time.Second)}
 	var seen func(string, time.Time) bool
 	if ep.paged && len(at.seen) > 0 {
 		seen = at.wasSeen
 	}
-	got, err := mapAll(c.cfg.CompanyID, data, func(raw json.RawMessage) ([]model.Record, error) { return ep.fn(m, raw) }, seen)
+	env, got, n, err := c.decode(req.Entity, ep, resp, seen)
 	if err != nil {
-		return nil, connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("GET %s returned a document the connector cannot read", ep.path))
-	}
-	if len(got.aside) > 0 {
-		c.log.Info("set aside Xero documents the connector does not map", "entity", req.Entity, "count", len(got.aside), "first", got.aside[0].VendorID)
+		return nil, err
 	}
 	page := &connectors.Page{Records: got.recs, Total: -1, ServerTime: resp.ServerTime, Docs: got.ids(), SetAside: got.aside}
 	if !ep.paged {
-		page.Total = len(data)
+		page.Total = n
 		return page, nil
 	}
 	var pag struct {
@@ -400,7 +391,7 @@ func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep
 			page.Total = p.ItemCount
 		}
 	} else {
-		page.More = len(data) >= c.pageSize
+		page.More = n >= c.pageSize
 	}
 	if page.More {
 		next, ordered := at.next(got.docs, c.pageSize/2)
@@ -410,6 +401,52 @@ func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep
 		page.Next = next.String()
 	}
 	return page, nil
+}
+
+// query is the list request's parameters: the stream's own, then mode's.
+func (ep endpoint) query(mode url.Values) url.Values {
+	q := url.Values{}
+	for k, v := range ep.extra {
+		q[k] = v
+	}
+	for k, v := range mode {
+		q[k] = v
+	}
+	return q
+}
+
+// decode reads the list of a response and maps its documents (dropping
+// those seen says were read already); it returns the envelope, the mapped
+// page and the number of documents the list held.
+func (c *connector) decode(entity model.Kind, ep endpoint, resp *httpapi.Response, seen func(string, time.Time) bool) (map[string]json.RawMessage, *mapped, int, error) {
+	var env map[string]json.RawMessage
+	if err := json.Unmarshal(resp.Body, &env); err != nil {
+		return nil, nil, 0, connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("GET %s: the response is not JSON", ep.path))
+	}
+	var data []json.RawMessage
+	rawList, ok := env[ep.list]
+	if !ok {
+		return nil, nil, 0, connectors.Errorf(connectors.KindInvalidResponse, "GET %s: the response has no %s list", ep.path, ep.list)
+	}
+	if err := json.Unmarshal(rawList, &data); err != nil {
+		return nil, nil, 0, connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("GET %s: %s is not a list", ep.path, ep.list))
+	}
+	now := resp.ServerTime
+	if now.IsZero() {
+		now = c.auth.Clock().Now().UTC()
+	}
+	// Lists without a modified time are stamped with the response's second:
+	// the record's content, not this stamp, tells the sinks whether it
+	// changed.
+	m := &mapper{company: c.cfg.CompanyID, now: now.UTC().Truncate(time.Second)}
+	got, err := mapAll(c.cfg.CompanyID, data, func(raw json.RawMessage) ([]model.Record, error) { return ep.fn(m, raw) }, seen)
+	if err != nil {
+		return nil, nil, 0, connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("GET %s returned a document the connector cannot read", ep.path))
+	}
+	if len(got.aside) > 0 {
+		c.log.Info("set aside Xero documents the connector does not map", "entity", entity, "count", len(got.aside), "first", got.aside[0].VendorID)
+	}
+	return env, got, len(data), nil
 }
 
 // get sends one Accounting API request with a valid access token, the

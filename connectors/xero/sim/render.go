@@ -22,10 +22,18 @@ type query struct {
 	// order is the list order the request named: "" (none: creation
 	// order), "asc" or "desc" (by UpdatedDateUTC).
 	order string
+	// summary is summaryOnly=true (Contacts, Invoices): Xero's lighter
+	// documents.
+	summary bool
+	// ids is the IDs filter (Contacts, Invoices), nil without one.
+	ids map[string]bool
 }
 
-// parseQuery reads page, pageSize, includeArchived, order and
-// If-Modified-Since. If-Modified-Since is read as Xero reads it: to the
+// keepID says whether the IDs filter, if any, lets id through.
+func (q query) keepID(id string) bool { return q.ids == nil || q.ids[strings.ToLower(id)] }
+
+// parseQuery reads page, pageSize, includeArchived, summaryOnly, IDs,
+// order and If-Modified-Since. If-Modified-Since is read as Xero reads it: to the
 // second, in UTC; ISO 8601 with or without a zone and the HTTP date format
 // are accepted.
 func parseQuery(r *http.Request) (query, error) {
@@ -46,6 +54,17 @@ func parseQuery(r *http.Request) (query, error) {
 		q.pageSize = min(n, MaxPageSize)
 	}
 	q.includeArchived = strings.EqualFold(v.Get("includeArchived"), "true")
+	q.summary = strings.EqualFold(v.Get("summaryOnly"), "true")
+	if v.Has("IDs") {
+		q.ids = map[string]bool{}
+		for _, id := range strings.Split(v.Get("IDs"), ",") {
+			id = strings.TrimSpace(id)
+			if !isGUID(id) {
+				return q, fmt.Errorf("IDs: %q is not a GUID", id)
+			}
+			q.ids[strings.ToLower(id)] = true
+		}
+	}
 	if o := strings.TrimSpace(v.Get("order")); o != "" {
 		f := strings.Fields(o)
 		if !strings.EqualFold(f[0], "UpdatedDateUTC") || len(f) > 2 {
@@ -293,8 +312,8 @@ type contact struct {
 	LastName         string    `json:"LastName,omitempty"`
 	EmailAddress     string    `json:"EmailAddress,omitempty"`
 	TaxNumber        string    `json:"TaxNumber,omitempty"`
-	Addresses        []address `json:"Addresses"`
-	Phones           []phone   `json:"Phones"`
+	Addresses        []address `json:"Addresses,omitempty"`
+	Phones           []phone   `json:"Phones,omitempty"`
 	ContactPersons   []person  `json:"ContactPersons,omitempty"`
 	IsSupplier       bool      `json:"IsSupplier"`
 	IsCustomer       bool      `json:"IsCustomer"`
@@ -356,21 +375,33 @@ func (s *Server) serveContacts(w http.ResponseWriter, r *http.Request, q query) 
 	s.data.View(func(d *simkit.Dataset) {
 		all := contacts(d)
 		sel := selectList(s, all, q, func(c contact) simkit.Meta { return simkit.Meta{ID: c.id, Modified: c.modified} },
-			func(c contact) bool { return q.includeArchived || c.ContactStatus != "ARCHIVED" })
-		body = pageOf(s, "Contacts", all, sel, q)
+			func(c contact) bool { return (q.includeArchived || c.ContactStatus != "ARCHIVED") && q.keepID(c.id) })
+		body = pageRendered(s, "Contacts", sel, q, func(i int) contact {
+			c := all[i]
+			if q.summary {
+				c = c.summary()
+			}
+			return c
+		})
 	})
 	s.write(w, r, http.StatusOK, body)
 }
 
-// pageOf renders the requested page of a selected list in Xero's envelope,
-// with the pagination object when the request was paged (without page,
-// Xero returns the whole list).
-func pageOf[T any](s *Server, list string, all []T, sel []int, q query) map[string]any {
-	return pageRendered(s, list, sel, q, func(i int) T { return all[i] })
+// summary is the contact as summaryOnly=true serves it. Xero documents the
+// mode as "lightweight fields, excluding computation-heavy fields" without
+// naming them; the simulator assumes it keeps the contact's identity,
+// status, names, e-mail, customer and supplier flags and UpdatedDateUTC,
+// and drops addresses, phones, people, tax number and currency.
+func (c contact) summary() contact {
+	c.Addresses, c.Phones, c.ContactPersons = nil, nil, nil
+	c.TaxNumber, c.DefaultCurrency = "", ""
+	return c
 }
 
-// pageRendered is pageOf for lists rendered per item: only the requested
-// page's items are rendered.
+// pageRendered renders the requested page of a selected list in Xero's
+// envelope, with the pagination object when the request was paged
+// (without page, Xero returns the whole list); only the requested page's
+// items are rendered.
 func pageRendered[T any](s *Server, list string, sel []int, q query, render func(i int) T) map[string]any {
 	if !q.paged {
 		q.pageSize = max(len(sel), 1)
@@ -424,7 +455,7 @@ type invoice struct {
 	DueDateString        string       `json:"DueDateString"`
 	Status               string       `json:"Status"`
 	LineAmountTypes      string       `json:"LineAmountTypes"`
-	LineItems            []lineItem   `json:"LineItems"`
+	LineItems            []lineItem   `json:"LineItems,omitempty"`
 	SubTotal             json.Number  `json:"SubTotal"`
 	TotalTax             json.Number  `json:"TotalTax"`
 	Total                json.Number  `json:"Total"`
@@ -560,7 +591,7 @@ func (s *Server) serveInvoices(w http.ResponseWriter, r *http.Request, q query) 
 		for i := range odd {
 			all = append(all, invoiceSource{doc: &odd[i].doc, typ: odd[i].typ})
 		}
-		sel := selectList(s, all, q, func(i invoiceSource) simkit.Meta { return i.doc.Meta }, nil)
+		sel := selectList(s, all, q, func(i invoiceSource) simkit.Meta { return i.doc.Meta }, func(i invoiceSource) bool { return q.keepID(i.doc.ID) })
 		body = pageRendered(s, "Invoices", sel, q, func(i int) invoice {
 			src := all[i]
 			ref := customerRef(src.doc, x)
@@ -572,7 +603,14 @@ func (s *Server) serveInvoices(w http.ResponseWriter, r *http.Request, q query) 
 					}
 				}
 			}
-			return renderInvoice(src.doc, src.typ, ref, x)
+			inv := renderInvoice(src.doc, src.typ, ref, x)
+			if q.summary {
+				// Assumed, as for contacts: the summary keeps the header
+				// (identity, type, status, contact, dates, totals,
+				// UpdatedDateUTC) and drops the lines.
+				inv.LineItems = nil
+			}
+			return inv
 		})
 	})
 	s.write(w, r, http.StatusOK, body)
@@ -682,11 +720,29 @@ type creditNote struct {
 	HasAttachments   bool         `json:"HasAttachments"`
 }
 
-func (s *Server) serveCreditNotes(w http.ResponseWriter, r *http.Request, q query) {
+// serveCreditNotes answers GET /CreditNotes and, with one, GET
+// /CreditNotes/{CreditNoteID} (404 when there is no such credit note).
+// Xero documents no summaryOnly nor IDs on credit notes: they are refused.
+func (s *Server) serveCreditNotes(w http.ResponseWriter, r *http.Request, q query, one string) {
+	if q.summary || q.ids != nil {
+		s.validation(w, r, "summaryOnly and IDs are not parameters of GET /CreditNotes")
+		return
+	}
+	if one != "" && !isGUID(one) {
+		s.problem(w, r, http.StatusNotFound, "NotFound", "The resource you're looking for cannot be found")
+		return
+	}
 	var body map[string]any
+	found := true
 	s.data.View(func(d *simkit.Dataset) {
 		x := s.idx(d)
-		sel := selectList(s, d.CreditNotes, q, func(cn *simkit.Document) simkit.Meta { return cn.Meta }, nil)
+		sel := selectList(s, d.CreditNotes, q, func(cn *simkit.Document) simkit.Meta { return cn.Meta }, func(cn *simkit.Document) bool {
+			return one == "" || strings.EqualFold(cn.ID, one)
+		})
+		if one != "" {
+			// A document by id is answered whole, unpaged.
+			q.paged, found = false, len(sel) > 0
+		}
 		body = pageRendered(s, "CreditNotes", sel, q, func(i int) creditNote {
 			cn := d.CreditNotes[i]
 			ls, sub, tax := lines(cn, x, false, "200")
@@ -703,7 +759,31 @@ func (s *Server) serveCreditNotes(w http.ResponseWriter, r *http.Request, q quer
 			return c
 		})
 	})
+	if !found {
+		s.problem(w, r, http.StatusNotFound, "NotFound", "The resource you're looking for cannot be found")
+		return
+	}
 	s.write(w, r, http.StatusOK, body)
+}
+
+// isGUID reports whether s has the shape of a Xero id.
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if r != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 type taxRate struct {

@@ -13,6 +13,8 @@
 // Accept: application/json (otherwise the answer is XML); If-Modified-Since
 // filters to the second; page and pageSize (at most 1000) page Contacts,
 // Invoices and CreditNotes while Items, TaxRates and Currencies come whole;
+// Contacts and Invoices take summaryOnly=true and an IDs filter, and one
+// credit note is read at /CreditNotes/{CreditNoteID};
 // archived contacts need includeArchived=true; the per-organisation limits
 // (60 a minute, 5,000 a day, 5 in flight) and the app's 10,000 a minute
 // answer 429 with Retry-After and X-Rate-Limit-Problem. Paged lists are
@@ -302,12 +304,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/invoices":
 		s.serveInvoices(w, r, q)
 	case "/creditnotes":
-		s.serveCreditNotes(w, r, q)
+		s.serveCreditNotes(w, r, q, "")
 	case "/taxrates":
 		s.serveTaxRates(w, r)
 	case "/currencies":
 		s.serveCurrencies(w, r)
 	default:
+		if rest, ok := strings.CutPrefix(strings.ToLower(path), "/creditnotes/"); ok && rest != "" && !strings.Contains(rest, "/") {
+			s.serveCreditNotes(w, r, q, path[len(path)-len(rest):])
+			return
+		}
 		s.problem(w, r, http.StatusNotFound, "NotFound", "The resource you're looking for cannot be found")
 	}
 }
