@@ -515,21 +515,23 @@ type Contact struct {
 
 // Customer is an Unleashed customer (GET /Customers).
 type Customer struct {
-	Guid           string       `json:"Guid"`
-	CustomerCode   string       `json:"CustomerCode"`
-	CustomerName   string       `json:"CustomerName"`
-	Email          string       `json:"Email"`
-	PhoneNumber    string       `json:"PhoneNumber"`
-	MobileNumber   *string      `json:"MobileNumber"`
-	GSTVATNumber   string       `json:"GSTVATNumber"`
-	Currency       *Currency    `json:"Currency"`
-	SellPriceTier  string       `json:"SellPriceTier"`
-	Salesperson    *Salesperson `json:"Salesperson"`
-	Addresses      []Address    `json:"Addresses"`
-	Contacts       []Contact    `json:"Contacts,omitempty"`
-	Obsolete       bool         `json:"Obsolete"`
-	CreatedOn      string       `json:"CreatedOn"`
-	LastModifiedOn string       `json:"LastModifiedOn"`
+	Guid          string       `json:"Guid"`
+	CustomerCode  string       `json:"CustomerCode"`
+	CustomerName  string       `json:"CustomerName"`
+	Email         string       `json:"Email"`
+	PhoneNumber   string       `json:"PhoneNumber"`
+	MobileNumber  *string      `json:"MobileNumber"`
+	GSTVATNumber  string       `json:"GSTVATNumber"`
+	Currency      *Currency    `json:"Currency"`
+	SellPriceTier string       `json:"SellPriceTier"`
+	Salesperson   *Salesperson `json:"Salesperson"`
+	Addresses     []Address    `json:"Addresses"`
+	// Contacts is there (an array, empty when the customer has none) only
+	// when includeAllContacts=true asked for it.
+	Contacts       *[]Contact `json:"Contacts,omitempty"`
+	Obsolete       bool       `json:"Obsolete"`
+	CreatedOn      string     `json:"CreatedOn"`
+	LastModifiedOn string     `json:"LastModifiedOn"`
 }
 
 func salesperson(sp *simkit.SalesPerson) *Salesperson {
@@ -559,11 +561,15 @@ func (s *Server) customers(req request) []byte {
 				Addresses: []Address{{AddressType: "Postal", AddressName: "Head office", StreetAddress: c.Street, City: c.City, Country: c.Country, PostalCode: c.PostalCode, IsDefault: true}},
 				Obsolete:  c.Deleted, CreatedOn: msDate(c.Created), LastModifiedOn: msDate(c.Modified)}
 			if withContacts {
-				out.Contacts = []Contact{}
+				cs := []Contact{}
 				for j, ct := range c.Contacts {
-					out.Contacts = append(out.Contacts, Contact{Guid: ct.ID, FirstName: ct.FirstName, LastName: ct.LastName, EmailAddress: ct.Email,
+					if j == MaxInlineContacts {
+						break // the inline list stops at the cap
+					}
+					cs = append(cs, Contact{Guid: ct.ID, FirstName: ct.FirstName, LastName: ct.LastName, EmailAddress: ct.Email,
 						PhoneNumber: strp(ct.Phone), IsDefault: j == 0})
 				}
+				out.Contacts = &cs
 			}
 			return out
 		})

@@ -41,6 +41,9 @@ const (
 	DefaultPageSize = 200
 	// MaxPageSize is the largest pageSize Unleashed honours.
 	MaxPageSize = 1000
+	// MaxInlineContacts is how many contacts a customer carries inline with
+	// includeAllContacts=true at most (Customers page: "up to 100").
+	MaxInlineContacts = 100
 	// QuotaMessage is the body text of the answer once the monthly quota is
 	// used up.
 	QuotaMessage = "You have reached your monthly API call limit. API access is blocked until the 1st of next month."
