@@ -82,7 +82,12 @@ type Pagination struct {
 // the indexes of the page. The base serves the list in a fresh order when
 // its unstable-order knob is on.
 func page[T any](s *Server, req request, idx []int, render func(i int) T) []byte {
-	idx = s.Order(idx)
+	if req.single {
+		// Not a list: the document is picked from every record.
+		req.page, req.size = 1, max(len(idx), 1)
+	} else {
+		idx = s.Order(idx)
+	}
 	n := len(idx)
 	size := req.size
 	items := []T{}
@@ -116,12 +121,17 @@ func all(n int) []int {
 // modified is modifiedSince: "created or modified since", inclusive.
 func modified(t time.Time, req request) bool { return req.since.IsZero() || !t.Before(req.since) }
 
-func includeObsolete(req request) bool { return strings.EqualFold(req.q["includeobsolete"], "true") }
+func includeObsolete(req request) bool {
+	return req.single || strings.EqualFold(req.q["includeobsolete"], "true")
+}
 
 // statusFilter returns the statuses asked for in param; by default every
 // status but Deleted.
 func statusFilter(req request, param string) func(status string) bool {
 	v := req.q[param]
+	if req.single {
+		return func(string) bool { return true }
+	}
 	if v == "" {
 		return func(s string) bool { return s != "Deleted" }
 	}
@@ -278,12 +288,28 @@ func (s *Server) stockOnHand(req request) []byte {
 				wh = w
 			}
 		}
+		whByCode := map[string]*simkit.Warehouse{}
+		for _, w := range d.Warehouses {
+			whByCode[w.Code] = w
+		}
 		type row struct{ p, st int }
 		var rows []row
 		// Rows come in product code order (an assumption: Unleashed does
 		// not document the order of StockOnHand).
 		for _, i := range simkit.Sorted(d.Products, nil, func(a, b *simkit.Product) bool { return a.SKU < b.SKU }) {
 			p := d.Products[i]
+			if req.allWarehouses {
+				// GET /StockOnHand/{productGuid}/AllWarehouses: the
+				// product's row in each warehouse.
+				if strings.EqualFold(p.ID, req.id) {
+					for j, st := range p.Stock {
+						if whByCode[st.WarehouseCode] != nil {
+							rows = append(rows, row{i, j})
+						}
+					}
+				}
+				continue
+			}
 			if code == "" {
 				mod := p.Modified
 				for _, st := range p.Stock {
@@ -319,6 +345,7 @@ func (s *Server) stockOnHand(req request) []byte {
 				out.LastModifiedOn = msDate(mod)
 			} else {
 				st := p.Stock[rows[i].st]
+				wh := whByCode[st.WarehouseCode]
 				out.WarehouseId, out.WarehouseCode, out.Warehouse = strp(wh.ID), strp(wh.Code), strp(wh.Name)
 				out.QtyOnHand, out.AllocatedQty = st.OnHand, st.Allocated
 				out.LastModifiedOn = msDate(st.Modified)
