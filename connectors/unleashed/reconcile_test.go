@@ -327,3 +327,92 @@ func TestReadDocs(t *testing.T) {
 		t.Errorf("tax rates are read in full, MaxDocsPerRead %d", n)
 	}
 }
+
+// TestVendorMarkersReachTheCRM: an incremental run carries Unleashed's
+// markers (Obsolete on products and customers, the Deleted status of
+// orders) as deleted records, a customer's contacts with it, and a contact
+// removed from a customer as a tombstone from its parent. Unleashed does
+// not document whether marking a record obsolete stamps LastModifiedOn:
+// the simulator stamps it (the dataset's edits do, as any edit in the app
+// is assumed to). Where it does not, modifiedSince cannot see the change;
+// the id listing, which leaves obsolete records out, then no longer lists
+// the record, and reconciliation marks it deleted.
+func TestVendorMarkersReachTheCRM(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	first, err := e.run(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	var prod, cust, order, quiet string
+	var contacts []string
+	e.sim.Dataset().Update(func(d *simkit.Dataset) {
+		pick := func(live func(i int) bool, n int) int {
+			for i := 0; i < n; i++ {
+				if live(i) {
+					return i
+				}
+			}
+			t.Fatal("no live record to mark")
+			return -1
+		}
+		p := pick(func(i int) bool { return !d.Products[i].Deleted }, len(d.Products))
+		d.Products[p].Deleted, d.Products[p].Modified = true, d.Stamp()
+		prod = d.Products[p].ID
+		// From the end: DropContact below takes the first customer with
+		// a contact.
+		n := len(d.Customers) - 1
+		c := n - pick(func(i int) bool { return !d.Customers[n-i].Deleted && len(d.Customers[n-i].Contacts) > 0 }, len(d.Customers))
+		d.Customers[c].Deleted, d.Customers[c].Modified = true, d.Stamp()
+		cust = d.Customers[c].ID
+		for _, ct := range d.Customers[c].Contacts {
+			contacts = append(contacts, ct.ID)
+		}
+		o := pick(func(i int) bool { return !d.Orders[i].Deleted }, len(d.Orders))
+		d.Orders[o].Deleted, d.Orders[o].Modified = true, d.Stamp()
+		order = d.Orders[o].ID
+		// Obsolete without a new LastModifiedOn.
+		q := pick(func(i int) bool { return !d.Products[i].Deleted }, len(d.Products))
+		d.Products[q].Deleted = true
+		quiet = d.Products[q].ID
+	})
+	custWithContact, droppedContact := e.sim.Dataset().DropContact(0)
+	if droppedContact == "" {
+		t.Fatal("no contact to drop")
+	}
+	if _, err := e.run(t, first.State); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		kind model.Kind
+		id   string
+		via  model.DeletionSource
+	}{
+		{model.KindProduct, prod, model.DeletedByVendor},
+		{model.KindCustomer, cust, model.DeletedByVendor},
+		{model.KindContact, contacts[0], model.DeletedByVendor},
+		{model.KindSalesOrder, order, model.DeletedByVendor},
+		{model.KindContact, droppedContact, model.DeletedFromParent},
+	} {
+		r, ok := e.sink.Get(key(tc.kind, tc.id))
+		ts, _ := e.sink.Tombstone(key(tc.kind, tc.id))
+		if !ok || !r.Deleted || ts.Via != tc.via {
+			t.Errorf("%s %s: stored %v deleted %v via %q, want deleted via %q", tc.kind, tc.id, ok, r.Deleted, ts.Via, tc.via)
+		}
+	}
+	if r, _ := e.sink.Get(key(model.KindCustomer, custWithContact)); r.Deleted {
+		t.Errorf("the customer that lost a contact is deleted")
+	}
+	// The unstamped one: the incremental run cannot see it, the listing no
+	// longer holds it.
+	if r, _ := e.sink.Get(key(model.KindProduct, quiet)); r.Deleted {
+		t.Fatalf("an unstamped obsolete product was seen by modifiedSince")
+	}
+	ids, _ := listAll(t, e.conn, model.KindProduct)
+	if _, listed := ids[quiet]; listed {
+		t.Errorf("the id listing still holds the obsolete product %s", quiet)
+	}
+	if _, listed := ids[prod]; listed {
+		t.Errorf("the id listing holds the obsolete product %s", prod)
+	}
+}
