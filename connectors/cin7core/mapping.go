@@ -55,33 +55,11 @@ type itemMapper func(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Recor
 // document that does not parse or breaks the contract fails with
 // KindInvalidResponse naming the entity, page, record and field.
 func decodePage(s *stream, page int, body []byte, env mapEnv) (*pageDoc, error) {
-	fail := func(format string, args ...any) error {
-		return connectors.Errorf(connectors.KindInvalidResponse, "cin7core %s page %d: "+format, append([]any{s.kind, page}, args...)...)
-	}
-	if !json.Valid(body) {
-		return nil, fail("the body is not a JSON object")
-	}
-	o, err := newObj(body)
+	items, total, fail, err := decodeEnvelope(s, page, body)
 	if err != nil {
-		return nil, fail("the body is not a JSON object")
+		return nil, err
 	}
-	listRaw := o.Get(s.listKey)
-	if listRaw == nil {
-		return nil, fail("field %s: missing", s.listKey)
-	}
-	items, ok := vendorjson.SplitArray(listRaw)
-	if !ok {
-		return nil, fail("field %s: not an array", s.listKey)
-	}
-	doc := &pageDoc{Items: len(items), Total: -1, Docs: make([]string, 0, len(items))}
-	if o.Get("Total") != nil {
-		t := o.Dec("Total")
-		n, err := strconv.Atoi(string(t))
-		if o.Err() != nil || err != nil || n < 0 {
-			return nil, fail("field Total: not a count")
-		}
-		doc.Total = n
-	}
+	doc := &pageDoc{Items: len(items), Total: total, Docs: make([]string, 0, len(items))}
 	doc.Records = make([]model.Record, 0, len(items))
 	for i, raw := range items {
 		ro, err := newObj(raw)
@@ -99,6 +77,64 @@ func decodePage(s *stream, page int, body []byte, env mapEnv) (*pageDoc, error) 
 		}
 	}
 	return doc, nil
+}
+
+// decodeEnvelope splits a list page of stream s into its items and the
+// envelope's Total (-1 when absent). fail builds the page's contract errors.
+func decodeEnvelope(s *stream, page int, body []byte) ([]json.RawMessage, int, func(string, ...any) error, error) {
+	fail := func(format string, args ...any) error {
+		return connectors.Errorf(connectors.KindInvalidResponse, "cin7core %s page %d: "+format, append([]any{s.kind, page}, args...)...)
+	}
+	if !json.Valid(body) {
+		return nil, -1, fail, fail("the body is not a JSON object")
+	}
+	o, err := newObj(body)
+	if err != nil {
+		return nil, -1, fail, fail("the body is not a JSON object")
+	}
+	listRaw := o.Get(s.listKey)
+	if listRaw == nil {
+		return nil, -1, fail, fail("field %s: missing", s.listKey)
+	}
+	items, ok := vendorjson.SplitArray(listRaw)
+	if !ok {
+		return nil, -1, fail, fail("field %s: not an array", s.listKey)
+	}
+	total := -1
+	if o.Get("Total") != nil {
+		t := o.Dec("Total")
+		n, err := strconv.Atoi(string(t))
+		if o.Err() != nil || err != nil || n < 0 {
+			return nil, -1, fail, fail("field Total: not a count")
+		}
+		total = n
+	}
+	return items, total, fail, nil
+}
+
+// decodeIDs reads a list page of stream s as an id listing: each item's id
+// and modified time, read from the fields and with the parser the item's
+// mapper uses, so that they equal the VendorID and ModifiedAt a full read
+// gives the item's record. It returns the documents, the number of items
+// and the envelope's Total (-1 when absent).
+func decodeIDs(s *stream, page int, body []byte) ([]connectors.DocVersion, int, int, error) {
+	items, total, fail, err := decodeEnvelope(s, page, body)
+	if err != nil {
+		return nil, 0, -1, err
+	}
+	docs := make([]connectors.DocVersion, 0, len(items))
+	for i, raw := range items {
+		o, err := newObj(raw)
+		if err != nil {
+			return nil, 0, -1, fail("%s[%d]: not a JSON object", s.listKey, i)
+		}
+		d := connectors.DocVersion{ID: o.ReqStr(s.idField), ModifiedAt: o.Time(s.modField, true)}
+		if o.Err() != nil {
+			return nil, 0, -1, fail("%s[%d]: %v", s.listKey, i, o.Err())
+		}
+		docs = append(docs, d)
+	}
+	return docs, len(items), total, nil
 }
 
 // record builds a record read on its own; a deleted one carries the

@@ -205,7 +205,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	endpoint := endpointOf(r.URL.Path)
 	q := lowerQuery(r.URL.Query())
 	h, ok := routes[endpoint]
-	if !ok {
+	detail, isDetail := detailRoutes[endpoint]
+	if !ok && !isDetail {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("Endpoint %q not found", endpoint))
 		return
 	}
@@ -214,7 +215,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	body := h(s, req)
+	var body []byte
+	if isDetail {
+		status, b := detail(s, req)
+		if status != http.StatusOK {
+			writeError(w, status, "Record with the given ID was not found")
+			return
+		}
+		body = b
+	} else {
+		body = h(s, req)
+	}
 	body = s.Corrupt(endpoint, body)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
