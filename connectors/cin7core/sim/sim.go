@@ -5,7 +5,10 @@
 // envelope, ModifiedSince (products, customers, suppliers) and UpdatedSince
 // (sale lists) filters in UTC ISO 8601, Cin7 Core's date formats, the 60
 // calls a minute limit per API application answered with 429 (and now and
-// then 503, as older servers did), fault injection and a Date header.
+// then 503, as older servers did), fault injection and a Date header. For
+// reconciliation it serves the exact ID filter of products, customers and
+// suppliers, the sale lists' Search and GET /sale?ID= (400 for an unknown
+// sale).
 //
 // It embeds simkit.Base (clock and skew, Date header, faults, statistics,
 // list order). Lists come in dataset order (by code or creation), or, with
