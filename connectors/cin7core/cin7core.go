@@ -157,21 +157,30 @@ type stream struct {
 	filter  string
 	extra   url.Values
 	mapItem itemMapper
+	// idField and modField are the fields the mapper reads the document's
+	// vendor id and modified time from (for the id listing).
+	idField, modField string
+	// bySearch is set for the sale lists, which take no id filter: a
+	// document is read by id through its sale's order number (see
+	// ReadDocs).
+	bySearch bool
 }
 
 var streams = []*stream{
 	{kind: model.KindTaxRate, path: "ref/tax", listKey: "TaxRuleList", mapItem: mapTaxRule},
 	{kind: model.KindWarehouse, path: "ref/location", listKey: "LocationList", mapItem: mapLocation},
 	{kind: model.KindSupplier, path: "supplier", listKey: "SupplierList", filter: "ModifiedSince",
-		extra: url.Values{"IncludeDeprecated": {"true"}}, mapItem: mapSupplier},
+		extra: url.Values{"IncludeDeprecated": {"true"}}, mapItem: mapSupplier, idField: "ID", modField: "LastModifiedOn"},
 	{kind: model.KindCustomer, also: []model.Kind{model.KindContact, model.KindPriceRule}, path: "customer", listKey: "CustomerList",
-		filter: "ModifiedSince", extra: url.Values{"IncludeDeprecated": {"true"}, "IncludeProductPrices": {"true"}}, mapItem: mapCustomer},
+		filter: "ModifiedSince", extra: url.Values{"IncludeDeprecated": {"true"}, "IncludeProductPrices": {"true"}}, mapItem: mapCustomer,
+		idField: "ID", modField: "LastModifiedOn"},
 	{kind: model.KindProduct, path: "product", listKey: "Products", filter: "ModifiedSince",
-		extra: url.Values{"IncludeDeprecated": {"true"}}, mapItem: mapProduct},
+		extra: url.Values{"IncludeDeprecated": {"true"}}, mapItem: mapProduct, idField: "ID", modField: "LastModifiedOn"},
 	{kind: model.KindStockLevel, path: "ref/productavailability", listKey: "ProductAvailabilityList", mapItem: mapAvailability},
 	{kind: model.KindSalesOrder, also: []model.Kind{model.KindInvoice, model.KindShipment}, path: "saleList", listKey: "SaleList",
-		filter: "UpdatedSince", mapItem: mapSale},
-	{kind: model.KindCreditNote, path: "saleCreditNoteList", listKey: "SaleList", filter: "UpdatedSince", mapItem: mapCreditNote},
+		filter: "UpdatedSince", mapItem: mapSale, idField: "SaleID", modField: "Updated", bySearch: true},
+	{kind: model.KindCreditNote, path: "saleCreditNoteList", listKey: "SaleList", filter: "UpdatedSince", mapItem: mapCreditNote,
+		idField: "SaleID", modField: "Updated", bySearch: true},
 }
 
 func streamFor(k model.Kind) *stream {
@@ -205,43 +214,71 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	if req.Page < 1 {
 		return nil, connectors.Errorf(connectors.KindInvalidConfig, "cin7core %s: page %d: pages start at 1", req.Entity, req.Page)
 	}
-	q := url.Values{}
-	for k, v := range s.extra {
-		q[k] = v
-	}
-	q.Set("Page", strconv.Itoa(req.Page))
-	q.Set("Limit", strconv.Itoa(c.pageSize))
+	q := c.query(s.extra, req.Page)
 	if s.filter != "" && !req.Since.IsZero() {
 		q.Set(s.filter, req.Since.UTC().Format(sinceLayout))
 	}
-	before := c.client.Calls()
-	resp, err := c.client.Get(ctx, "list_"+string(s.kind), c.base+s.path+"?"+q.Encode(), c.header)
-	page := &connectors.Page{Total: -1, Calls: int(c.client.Calls() - before)}
+	page, doc, err := c.readPage(ctx, "list_", s, req.Page, q)
 	if err != nil {
-		return page, fmt.Errorf("cin7core %s page %d: %w", req.Entity, req.Page, err)
+		return page, err
+	}
+	page.More = c.more(req.Page, doc.Items, doc.Total)
+	return page, nil
+}
+
+// query is the query of a list page: the stream's extra parameters, Page
+// and Limit.
+func (c *Connector) query(extra url.Values, page int) url.Values {
+	q := url.Values{}
+	for k, v := range extra {
+		q[k] = v
+	}
+	q.Set("Page", strconv.Itoa(page))
+	q.Set("Limit", strconv.Itoa(c.pageSize))
+	return q
+}
+
+// get sends one GET of path?q and returns the response and the calls it
+// cost (retries included).
+func (c *Connector) get(ctx context.Context, op, path string, q url.Values) (*httpapi.Response, int, error) {
+	before := c.client.Calls()
+	resp, err := c.client.Get(ctx, op, c.base+path+"?"+q.Encode(), c.header)
+	return resp, int(c.client.Calls() - before), err
+}
+
+// readPage reads and maps one page of stream s with query q: what ListPage
+// and ReadDocs share. op prefixes the request's metric name.
+func (c *Connector) readPage(ctx context.Context, op string, s *stream, n int, q url.Values) (*connectors.Page, *pageDoc, error) {
+	resp, calls, err := c.get(ctx, op+string(s.kind), s.path, q)
+	page := &connectors.Page{Total: -1, Calls: calls}
+	if err != nil {
+		return page, nil, fmt.Errorf("cin7core %s page %d: %w", s.kind, n, err)
 	}
 	page.ServerTime = resp.ServerTime
 	fetched := resp.ServerTime
 	if fetched.IsZero() {
 		fetched = c.client.Clock().Now().UTC()
 	}
-	doc, err := decodePage(s, req.Page, resp.Body, mapEnv{Company: c.cfg.CompanyID, Fetched: fetched})
+	doc, err := decodePage(s, n, resp.Body, mapEnv{Company: c.cfg.CompanyID, Fetched: fetched})
 	if err != nil {
-		return page, err
+		return page, nil, err
 	}
 	page.Records = doc.Records
 	page.Total = doc.Total
 	page.Docs = doc.Docs
 	page.SetAside = doc.SetAside
-	// End of data: the envelope's Total (the records before this page plus
-	// this page's cover it), or a short or empty page when Total is absent.
-	seen := (req.Page-1)*c.pageSize + doc.Items
-	if doc.Total >= 0 {
-		page.More = doc.Items > 0 && seen < doc.Total
-	} else {
-		page.More = doc.Items == c.pageSize
+	return page, doc, nil
+}
+
+// more is Cin7 Core's end of data: another page follows while the records
+// before this page plus this page's are fewer than the envelope's Total
+// (and this page held any), or, without a Total, while pages are full.
+func (c *Connector) more(page, items, total int) bool {
+	seen := (page-1)*c.pageSize + items
+	if total >= 0 {
+		return items > 0 && seen < total
 	}
-	return page, nil
+	return items == c.pageSize
 }
 
 // LimitKeys names the rate limiters and quotas the connector's calls count

@@ -55,33 +55,11 @@ type itemMapper func(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Recor
 // document that does not parse or breaks the contract fails with
 // KindInvalidResponse naming the entity, page, record and field.
 func decodePage(s *stream, page int, body []byte, env mapEnv) (*pageDoc, error) {
-	fail := func(format string, args ...any) error {
-		return connectors.Errorf(connectors.KindInvalidResponse, "cin7core %s page %d: "+format, append([]any{s.kind, page}, args...)...)
-	}
-	if !json.Valid(body) {
-		return nil, fail("the body is not a JSON object")
-	}
-	o, err := newObj(body)
+	items, total, fail, err := decodeEnvelope(s, page, body)
 	if err != nil {
-		return nil, fail("the body is not a JSON object")
+		return nil, err
 	}
-	listRaw := o.Get(s.listKey)
-	if listRaw == nil {
-		return nil, fail("field %s: missing", s.listKey)
-	}
-	items, ok := vendorjson.SplitArray(listRaw)
-	if !ok {
-		return nil, fail("field %s: not an array", s.listKey)
-	}
-	doc := &pageDoc{Items: len(items), Total: -1, Docs: make([]string, 0, len(items))}
-	if o.Get("Total") != nil {
-		t := o.Dec("Total")
-		n, err := strconv.Atoi(string(t))
-		if o.Err() != nil || err != nil || n < 0 {
-			return nil, fail("field Total: not a count")
-		}
-		doc.Total = n
-	}
+	doc := &pageDoc{Items: len(items), Total: total, Docs: make([]string, 0, len(items))}
 	doc.Records = make([]model.Record, 0, len(items))
 	for i, raw := range items {
 		ro, err := newObj(raw)
@@ -101,9 +79,98 @@ func decodePage(s *stream, page int, body []byte, env mapEnv) (*pageDoc, error) 
 	return doc, nil
 }
 
+// decodeEnvelope splits a list page of stream s into its items and the
+// envelope's Total (-1 when absent). fail builds the page's contract errors.
+func decodeEnvelope(s *stream, page int, body []byte) ([]json.RawMessage, int, func(string, ...any) error, error) {
+	fail := func(format string, args ...any) error {
+		return connectors.Errorf(connectors.KindInvalidResponse, "cin7core %s page %d: "+format, append([]any{s.kind, page}, args...)...)
+	}
+	if !json.Valid(body) {
+		return nil, -1, fail, fail("the body is not a JSON object")
+	}
+	o, err := newObj(body)
+	if err != nil {
+		return nil, -1, fail, fail("the body is not a JSON object")
+	}
+	listRaw := o.Get(s.listKey)
+	if listRaw == nil {
+		return nil, -1, fail, fail("field %s: missing", s.listKey)
+	}
+	items, ok := vendorjson.SplitArray(listRaw)
+	if !ok {
+		return nil, -1, fail, fail("field %s: not an array", s.listKey)
+	}
+	total := -1
+	if o.Get("Total") != nil {
+		t := o.Dec("Total")
+		n, err := strconv.Atoi(string(t))
+		if o.Err() != nil || err != nil || n < 0 {
+			return nil, -1, fail, fail("field Total: not a count")
+		}
+		total = n
+	}
+	return items, total, fail, nil
+}
+
+// decodeIDs reads a list page of stream s as an id listing: each item's id
+// and modified time, read from the fields and with the parser the item's
+// mapper uses, so that they equal the VendorID and ModifiedAt a full read
+// gives the item's record. It returns the documents, the number of items
+// and the envelope's Total (-1 when absent).
+func decodeIDs(s *stream, page int, body []byte) ([]connectors.DocVersion, int, int, error) {
+	items, total, fail, err := decodeEnvelope(s, page, body)
+	if err != nil {
+		return nil, 0, -1, err
+	}
+	docs := make([]connectors.DocVersion, 0, len(items))
+	for i, raw := range items {
+		o, err := newObj(raw)
+		if err != nil {
+			return nil, 0, -1, fail("%s[%d]: not a JSON object", s.listKey, i)
+		}
+		d := connectors.DocVersion{ID: o.ReqStr(s.idField), ModifiedAt: o.Time(s.modField, true)}
+		if o.Err() != nil {
+			return nil, 0, -1, fail("%s[%d]: %v", s.listKey, i, o.Err())
+		}
+		docs = append(docs, d)
+	}
+	return docs, len(items), total, nil
+}
+
+// record builds a record read on its own; a deleted one carries the
+// vendor's own marker (model.DeletedByVendor).
 func record(env mapEnv, kind model.Kind, id string, mod time.Time, deleted bool, raw json.RawMessage, data model.Payload) model.Record {
-	return model.Record{Company: env.Company, Vendor: Type, Kind: kind, VendorID: id, ModifiedAt: mod, Deleted: deleted,
+	r := model.Record{Company: env.Company, Vendor: Type, Kind: kind, VendorID: id, ModifiedAt: mod, Deleted: deleted,
 		Raw: raw, Data: data}
+	if deleted {
+		r.DeletedVia = model.DeletedByVendor
+	}
+	return r
+}
+
+// child builds a record read inside the document of parent (kind
+// parentKind). It is deleted with its parent (model.DeletedWithParent) or
+// by a marker of its own (own).
+func child(env mapEnv, kind model.Kind, id string, mod time.Time, parent string, parentKind model.Kind, parentDeleted, own bool,
+	raw json.RawMessage, data model.Payload) model.Record {
+	r := record(env, kind, id, mod, own || parentDeleted, raw, data)
+	r.Parent, r.ParentKind = parent, parentKind
+	if parentDeleted && !own {
+		r.DeletedVia = model.DeletedWithParent
+	}
+	return r
+}
+
+// childIDs names the records of kind among recs (an empty, non-nil slice
+// when there is none: the parent has no child of that kind now).
+func childIDs(kind model.Kind, recs []model.Record) model.ChildSet {
+	set := model.ChildSet{Kind: kind, IDs: []string{}}
+	for _, r := range recs {
+		if r.Kind == kind {
+			set.IDs = append(set.IDs, r.VendorID)
+		}
+	}
+	return set
 }
 
 func deprecated(status string) bool {
@@ -180,7 +247,10 @@ func firstNonEmpty(v ...string) string {
 // mapCustomer maps a /customer CustomerList item into the customer, its
 // contacts and (IncludeProductPrices=true) its customer-specific prices.
 // Contacts and prices share the customer's modification time and deleted
-// flag: Cin7 Core keeps neither apart from the customer.
+// flag: Cin7 Core keeps neither apart from the customer. Both are children
+// of the customer (Parent), and the customer names them all (Children):
+// its Contacts array is every contact it has, and ProductPrices, where the
+// document carries the key, every custom price (neither is paged).
 func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item {
 	id := o.ReqStr("ID")
 	mod := o.Time("LastModifiedOn", true)
@@ -204,7 +274,7 @@ func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) i
 		co := o.Child("Contacts", i, craw)
 		cid := co.ReqStr("ID")
 		first, last := splitName(co.Str("Name"))
-		extra = append(extra, record(env, model.KindContact, cid, mod, del, craw, &model.Contact{CustomerVendorID: id,
+		extra = append(extra, child(env, model.KindContact, cid, mod, id, model.KindCustomer, del, false, craw, &model.Contact{CustomerVendorID: id,
 			FirstName: first, LastName: last, Email: co.Str("Email"), Phone: firstNonEmpty(co.Str("Phone"), co.Str("MobilePhone")), Role: co.Str("JobTitle")}))
 		o.Adopt(fmt.Sprintf("Contacts[%d]", i), co)
 	}
@@ -212,11 +282,18 @@ func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) i
 		po := o.Child("ProductPrices", i, praw)
 		pid := po.ReqStr("ProductID")
 		price := po.Dec("Price")
-		extra = append(extra, record(env, model.KindPriceRule, id+"/"+pid, mod, del, praw, &model.PriceRule{ProductVendorID: pid,
+		extra = append(extra, child(env, model.KindPriceRule, id+"/"+pid, mod, id, model.KindCustomer, del, false, praw, &model.PriceRule{ProductVendorID: pid,
 			SKU: po.Str("ProductSKU"), CustomerVendorID: id, CustomerCode: name, Price: price, Currency: c.Currency}))
 		o.Adopt(fmt.Sprintf("ProductPrices[%d]", i), po)
 	}
-	*out = append(*out, record(env, model.KindCustomer, id, mod, del, raw, c))
+	cr := record(env, model.KindCustomer, id, mod, del, raw, c)
+	cr.Children = []model.ChildSet{childIDs(model.KindContact, extra)}
+	if o.Get("ProductPrices") != nil {
+		// Without the key (IncludeProductPrices not set) the document says
+		// nothing of the customer's prices.
+		cr.Children = append(cr.Children, childIDs(model.KindPriceRule, extra))
+	}
+	*out = append(*out, cr)
 	*out = append(*out, extra...)
 	return item{ID: id}
 }
@@ -292,6 +369,13 @@ var notShipped = map[string]bool{"": true, "NOT SHIPPED": true, "NOT AVAILABLE":
 // mapSale maps a /saleList row into the sales order and, where the row
 // carries them, the sale's invoice and its shipping summary. Lines need one
 // GET /sale per sale and are not read (see docs/connectors/cin7core.md).
+//
+// The invoice and the shipment are children of the sale (Parent). The
+// order names its shipment summary always (the row's combined shipping
+// status is the whole sale's) and its invoice unless the sale is an
+// Advanced Sale: a simple or service sale has at most one invoice, which
+// the row names, while an Advanced Sale may hold several and the row names
+// one at most, so it says nothing of the others.
 func mapSale(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item {
 	id := o.ReqStr("SaleID")
 	mod := o.Time("Updated", true)
@@ -303,10 +387,11 @@ func mapSale(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item 
 	so := &model.SalesOrder{Number: number, CustomerVendorID: customerID, CustomerCode: customer, Status: status,
 		OrderDate: o.OptTime("OrderDate"), RequiredDate: o.OptTime("ShipBy"), Warehouse: o.Str("OrderLocationID"), Currency: currency}
 	invoiceAmount, paid := o.Dec("InvoiceAmount"), o.Dec("PaidAmount")
+	advanced := strings.EqualFold(strings.TrimSpace(o.Str("Type")), advancedSale)
 	if o.Err() != nil {
 		return item{ID: id}
 	}
-	*out = append(*out, record(env, model.KindSalesOrder, id, mod, del, raw, so))
+	var children []model.Record
 	if inv := o.Str("InvoiceNumber"); inv != "" {
 		istatus := o.Str("CombinedInvoiceStatus")
 		in := &model.Invoice{Number: inv, Type: "sale", CustomerVendorID: customerID, CustomerCode: customer, SalesOrderNumber: number,
@@ -315,13 +400,20 @@ func mapSale(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) item 
 		if invoiceAmount != "" {
 			in.AmountDue = subDecimal(invoiceAmount, firstDecimal(paid, "0"))
 		}
-		*out = append(*out, record(env, model.KindInvoice, id+"/"+inv, mod, del || voided(istatus), raw, in))
+		children = append(children, child(env, model.KindInvoice, id+"/"+inv, mod, id, model.KindSalesOrder, del, voided(istatus), raw, in))
 	}
 	if ship := strings.ToUpper(o.Str("CombinedShippingStatus")); !notShipped[ship] {
 		sh := &model.Shipment{Number: number, SalesOrderNumber: number, Status: ship,
 			TrackingNumber: o.Str("CombinedTrackingNumbers"), Warehouse: o.Str("OrderLocationID")}
-		*out = append(*out, record(env, model.KindShipment, id+"/shipment", mod, del, raw, sh))
+		children = append(children, child(env, model.KindShipment, id+"/shipment", mod, id, model.KindSalesOrder, del, false, raw, sh))
 	}
+	sr := record(env, model.KindSalesOrder, id, mod, del, raw, so)
+	sr.Children = []model.ChildSet{childIDs(model.KindShipment, children)}
+	if !advanced {
+		sr.Children = append([]model.ChildSet{childIDs(model.KindInvoice, children)}, sr.Children...)
+	}
+	*out = append(*out, sr)
+	*out = append(*out, children...)
 	return item{ID: id}
 }
 

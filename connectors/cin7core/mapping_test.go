@@ -268,3 +268,133 @@ func TestSetAsideAndDocs(t *testing.T) {
 		})
 	}
 }
+
+// TestChildrenNameTheirParent: records read inside a customer or a sale row
+// carry their parent, and the parent names every child of the kinds its
+// document lists completely (an empty set when it has none now); a
+// deprecated customer's contacts and prices are deleted with it, a voided
+// invoice by its own marker.
+func TestChildrenNameTheirParent(t *testing.T) {
+	type want struct {
+		kind     model.Kind
+		id       string
+		parent   string
+		deleted  bool
+		via      model.DeletionSource
+		children map[model.Kind][]string // nil: no Children
+	}
+	for _, tc := range []struct {
+		name string
+		kind model.Kind
+		body string
+		want []want
+	}{
+		{
+			name: "customer with contacts and prices",
+			kind: model.KindCustomer,
+			body: `{"Total":1,"CustomerList":[{"ID":"c1","Name":"Acme","Status":"Active","LastModifiedOn":"2026-01-02T03:04:05.6Z",
+				"Contacts":[{"ID":"k1","Name":"Pat Buyer"},{"ID":"k2","Name":"Sam"}],
+				"ProductPrices":[{"ProductID":"p1","Price":5},{"ProductID":"p2","Price":6}]}]}`,
+			want: []want{
+				{kind: model.KindCustomer, id: "c1", children: map[model.Kind][]string{model.KindContact: {"k1", "k2"}, model.KindPriceRule: {"c1/p1", "c1/p2"}}},
+				{kind: model.KindContact, id: "k1", parent: "c1"},
+				{kind: model.KindContact, id: "k2", parent: "c1"},
+				{kind: model.KindPriceRule, id: "c1/p1", parent: "c1"},
+				{kind: model.KindPriceRule, id: "c1/p2", parent: "c1"},
+			},
+		},
+		{
+			name: "customer without contacts, prices not asked for",
+			kind: model.KindCustomer,
+			body: `{"Total":1,"CustomerList":[{"ID":"c2","Name":"Solo","Status":"Active","LastModifiedOn":"2026-01-02T03:04:05Z","Contacts":[]}]}`,
+			want: []want{{kind: model.KindCustomer, id: "c2", children: map[model.Kind][]string{model.KindContact: {}}}},
+		},
+		{
+			name: "deprecated customer",
+			kind: model.KindCustomer,
+			body: `{"Total":1,"CustomerList":[{"ID":"c3","Name":"Gone","Status":"Deprecated","LastModifiedOn":"2026-01-02T03:04:05Z",
+				"Contacts":[{"ID":"k3","Name":"Lee"}],"ProductPrices":[]}]}`,
+			want: []want{
+				{kind: model.KindCustomer, id: "c3", deleted: true, via: model.DeletedByVendor,
+					children: map[model.Kind][]string{model.KindContact: {"k3"}, model.KindPriceRule: {}}},
+				{kind: model.KindContact, id: "k3", parent: "c3", deleted: true, via: model.DeletedWithParent},
+			},
+		},
+		{
+			name: "simple sale, invoiced and shipped, invoice voided",
+			kind: model.KindSalesOrder,
+			body: `{"Total":1,"SaleList":[{"SaleID":"s1","OrderNumber":"SO-1","Status":"COMPLETED","Type":"Simple Sale",
+				"Updated":"2026-01-02T03:04:05Z","InvoiceNumber":"INV-1","CombinedInvoiceStatus":"VOIDED","InvoiceAmount":10,
+				"PaidAmount":0,"CombinedShippingStatus":"SHIPPED"}]}`,
+			want: []want{
+				{kind: model.KindSalesOrder, id: "s1", children: map[model.Kind][]string{model.KindInvoice: {"s1/INV-1"}, model.KindShipment: {"s1/shipment"}}},
+				{kind: model.KindInvoice, id: "s1/INV-1", parent: "s1", deleted: true, via: model.DeletedByVendor},
+				{kind: model.KindShipment, id: "s1/shipment", parent: "s1"},
+			},
+		},
+		{
+			name: "voided simple sale without invoice or shipment",
+			kind: model.KindSalesOrder,
+			body: `{"Total":1,"SaleList":[{"SaleID":"s2","OrderNumber":"SO-2","Status":"VOIDED","Type":"Simple Sale",
+				"Updated":"2026-01-02T03:04:05Z","InvoiceNumber":null,"CombinedShippingStatus":"NOT SHIPPED"}]}`,
+			want: []want{{kind: model.KindSalesOrder, id: "s2", deleted: true, via: model.DeletedByVendor,
+				children: map[model.Kind][]string{model.KindInvoice: {}, model.KindShipment: {}}}},
+		},
+		{
+			name: "advanced sale: the row does not list every invoice",
+			kind: model.KindSalesOrder,
+			body: `{"Total":1,"SaleList":[{"SaleID":"s3","OrderNumber":"SO-3","Status":"VOIDED","Type":"Advanced Sale",
+				"Updated":"2026-01-02T03:04:05Z","InvoiceNumber":"INV-3","CombinedInvoiceStatus":"INVOICED","InvoiceAmount":10,
+				"PaidAmount":0,"CombinedShippingStatus":"SHIPPED"}]}`,
+			want: []want{
+				{kind: model.KindSalesOrder, id: "s3", deleted: true, via: model.DeletedByVendor,
+					children: map[model.Kind][]string{model.KindShipment: {"s3/shipment"}}},
+				{kind: model.KindInvoice, id: "s3/INV-3", parent: "s3", deleted: true, via: model.DeletedWithParent},
+				{kind: model.KindShipment, id: "s3/shipment", parent: "s3", deleted: true, via: model.DeletedWithParent},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc, err := decodePage(streamFor(tc.kind), 1, []byte(tc.body), mapEnv{Company: "c", Fetched: fetched})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(doc.Records) != len(tc.want) {
+				t.Fatalf("%d records, want %d: %+v", len(doc.Records), len(tc.want), doc.Records)
+			}
+			for i, w := range tc.want {
+				r := doc.Records[i]
+				wantParentKind := model.Kind("")
+				if w.parent != "" {
+					wantParentKind = tc.kind
+				}
+				if r.Kind != w.kind || r.VendorID != w.id || r.Parent != w.parent || r.ParentKind != wantParentKind ||
+					r.Deleted != w.deleted || r.DeletedVia != w.via {
+					t.Errorf("record %d: %s %s parent %q/%q deleted %v via %q; want %s %s parent %q/%q deleted %v via %q", i,
+						r.Kind, r.VendorID, r.Parent, r.ParentKind, r.Deleted, r.DeletedVia, w.kind, w.id, w.parent, wantParentKind, w.deleted, w.via)
+				}
+				if w.children == nil {
+					if r.Children != nil {
+						t.Errorf("record %d (%s): children %+v, want none", i, r.VendorID, r.Children)
+					}
+					continue
+				}
+				got := map[model.Kind][]string{}
+				for _, c := range r.Children {
+					if c.IDs == nil {
+						t.Errorf("record %d: child set %s has nil IDs (must be empty, not nil)", i, c.Kind)
+					}
+					got[c.Kind] = c.IDs
+				}
+				if len(got) != len(w.children) {
+					t.Errorf("record %d (%s): children %v, want %v", i, r.VendorID, got, w.children)
+				}
+				for k, ids := range w.children {
+					if g, ok := got[k]; !ok || strings.Join(g, ",") != strings.Join(ids, ",") {
+						t.Errorf("record %d (%s): %s children %v, want %v", i, r.VendorID, k, g, ids)
+					}
+				}
+			}
+		})
+	}
+}

@@ -276,3 +276,75 @@ func TestEntitiesSayWhichAreIncremental(t *testing.T) {
 		}
 	}
 }
+
+// TestIncrementalRunMarksVendorDeletions: records Cin7 Core deprecates or
+// voids after an import reach the CRM deleted on the next incremental run,
+// by the vendor's marker, and the children of a deprecated customer or a
+// voided sale with them. The simulator stamps the change, as Cin7 Core's
+// filters describe it ("modified since", "changed after"): see "Deletions"
+// in docs/connectors/cin7core.md for what rests on that.
+func TestIncrementalRunMarksVendorDeletions(t *testing.T) {
+	w := newFakeWorld(t, simkit.Options{Seed: 13, Products: 40, Customers: 20, Orders: 30})
+	w.run(t, false)
+	w.clock.Advance(time.Minute)
+	type gone struct {
+		kind model.Kind
+		id   string
+	}
+	var marked []gone
+	var customer, sale string
+	w.env.Data.Update(func(d *simkit.Dataset) {
+		pick := func(n int, deleted func(i int) bool) int {
+			for i := 0; i < n; i++ {
+				if !deleted(i) {
+					return i
+				}
+			}
+			t.Fatalf("no live record to delete")
+			return -1
+		}
+		c := d.Customers[pick(len(d.Customers), func(i int) bool { return d.Customers[i].Deleted || len(d.Customers[i].Contacts) == 0 })]
+		c.Deleted, c.Modified = true, d.Stamp()
+		customer = c.ID
+		sp := d.Suppliers[pick(len(d.Suppliers), func(i int) bool { return d.Suppliers[i].Deleted })]
+		sp.Deleted, sp.Modified = true, d.Stamp()
+		o := d.Orders[pick(len(d.Orders), func(i int) bool { return d.Orders[i].Deleted })]
+		o.Deleted, o.Modified = true, d.Stamp()
+		sale = o.ID
+		cn := d.CreditNotes[pick(len(d.CreditNotes), func(i int) bool { return d.CreditNotes[i].Deleted })]
+		cn.Deleted, cn.Modified = true, d.Stamp()
+		marked = append(marked, gone{model.KindCustomer, c.ID}, gone{model.KindSupplier, sp.ID}, gone{model.KindSalesOrder, o.ID})
+	})
+	pid := w.env.Data.ProductIDs()[1]
+	if !w.env.Data.DeleteProduct(pid) {
+		t.Fatal("no product to deprecate")
+	}
+	marked = append(marked, gone{model.KindProduct, pid})
+	for _, g := range marked {
+		if r, ok := w.get(g.kind, g.id); !ok || r.Deleted {
+			t.Fatalf("%s %s: before the run stored %v deleted %v", g.kind, g.id, ok, r.Deleted)
+		}
+	}
+	w.clock.Advance(time.Minute)
+	w.run(t, false)
+	connectortest.RequireEqual(t, cin7core.Type, w.sink, w.env, "after an incremental run with deprecated and voided records")
+	for _, g := range marked {
+		r, ok := w.get(g.kind, g.id)
+		if !ok || !r.Deleted || r.DeletedVia != model.DeletedByVendor {
+			t.Errorf("%s %s: stored %v deleted %v via %q, want deleted by the vendor's marker", g.kind, g.id, ok, r.Deleted, r.DeletedVia)
+		}
+	}
+	children := 0
+	for _, r := range w.sink.Records() {
+		if r.Parent != customer && r.Parent != sale {
+			continue
+		}
+		children++
+		if !r.Deleted {
+			t.Errorf("%s %s of deleted %s is live", r.Kind, r.VendorID, r.ParentKind)
+		}
+	}
+	if children == 0 {
+		t.Errorf("the deprecated customer and the voided sale have no stored children to check")
+	}
+}

@@ -195,15 +195,41 @@ func mapCustomer(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 			City: firstNonEmpty(a.Str("City"), a.Str("Suburb")), Region: a.Str("Region"), PostalCode: a.Str("PostalCode"), Country: a.Str("Country")})
 		o.Adopt(fmt.Sprintf("Addresses[%d]", i), a)
 	}
-	*out = append(*out, record(env, model.KindCustomer, id, mod, obsolete, raw, c))
-	for i, craw := range o.Arr("Contacts") {
+	contacts := o.Arr("Contacts")
+	cust := record(env, model.KindCustomer, id, mod, obsolete, raw, c)
+	// The customer names its contacts now only when the document holds
+	// the whole list: the Contacts array is there (includeAllContacts was
+	// honoured) and shorter than the inline cap, past which Unleashed may
+	// have cut it. Without the array, or at the cap, the record says
+	// nothing about contacts and none is deleted from it.
+	var ids []string
+	complete := o.Get("Contacts") != nil && o.Err() == nil && len(contacts) < MaxInlineContacts
+	if complete {
+		ids = make([]string, 0, len(contacts))
+	}
+	at := len(*out)
+	*out = append(*out, cust)
+	for i, craw := range contacts {
 		co := o.Child("Contacts", i, craw)
 		ct := &model.Contact{CustomerVendorID: id, FirstName: co.Str("FirstName"), LastName: co.Str("LastName"),
 			Email: co.Str("EmailAddress"), Phone: firstNonEmpty(co.Str("PhoneNumber"), co.Str("OfficePhone"), co.Str("MobilePhone"))}
-		*out = append(*out, record(env, model.KindContact, co.ReqStr("Guid"), mod, obsolete, craw, ct))
+		r := record(env, model.KindContact, co.ReqStr("Guid"), mod, obsolete, craw, ct)
+		r.Parent, r.ParentKind = id, model.KindCustomer
+		*out = append(*out, r)
+		if complete {
+			ids = append(ids, r.VendorID)
+		}
 		o.Adopt(fmt.Sprintf("Contacts[%d]", i), co)
 	}
+	if complete {
+		(*out)[at].Children = []model.ChildSet{{Kind: model.KindContact, IDs: ids}}
+	}
 }
+
+// MaxInlineContacts is how many contacts GET /Customers returns inline with
+// includeAllContacts=true at most (Customers page: "up to 100"). A customer
+// listing that many may have more, read only from /Customers/{guid}/Contacts.
+const MaxInlineContacts = 100
 
 // mapProduct maps a product: DefaultSellPrice is the sell price; the ten
 // sell price tiers with a value become prices named as the account names

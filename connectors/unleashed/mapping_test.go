@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,7 @@ func TestGoldenMapping(t *testing.T) {
 		{"stockonhand_doc.json", model.KindStockLevel},
 		{"productprices_doc.json", model.KindPriceRule},
 		{"salesorders_doc.json", model.KindSalesOrder},
+		{"customers_doc.json", model.KindCustomer},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			body, err := os.ReadFile(filepath.Join("testdata", tc.file))
@@ -101,6 +103,70 @@ func TestMappingSemantics(t *testing.T) {
 	so := doc.Records[0]
 	if !so.Deleted || so.Data.(*model.SalesOrder).Total != "22.885" || len(so.Data.(*model.SalesOrder).Lines) != 1 {
 		t.Errorf("deleted order: %+v", so)
+	}
+}
+
+// TestCustomerChildren: contacts name their customer as parent; a customer
+// names its contacts (an empty set when it has none) only when the
+// document holds the whole list: the Contacts array is there and shorter
+// than the inline cap.
+func TestCustomerChildren(t *testing.T) {
+	contacts := func(n int) string {
+		var cs []string
+		for i := range n {
+			cs = append(cs, fmt.Sprintf(`{"Guid": "ct-%d", "FirstName": "F%d"}`, i, i))
+		}
+		return "[" + strings.Join(cs, ",") + "]"
+	}
+	for _, tc := range []struct {
+		name, contacts string
+		want           []string // nil: no claim about contacts
+		records        int
+	}{
+		{"two contacts", contacts(2), []string{"ct-0", "ct-1"}, 3},
+		{"none now", "[]", []string{}, 1},
+		{"not asked for", "", nil, 1},
+		{"null", "null", nil, 1},
+		{"just under the cap", contacts(MaxInlineContacts - 1), nil, MaxInlineContacts},
+		{"at the cap: maybe cut", contacts(MaxInlineContacts), nil, MaxInlineContacts + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			field := ""
+			if tc.contacts != "" {
+				field = `, "Contacts": ` + tc.contacts
+			}
+			body := `{"Pagination": {"NumberOfItems": 1, "PageSize": 1, "PageNumber": 1, "NumberOfPages": 1}, "Items": [
+			  {"Guid": "cu-1", "CustomerCode": "C1", "LastModifiedOn": "/Date(1767225600000)/"` + field + `}]}`
+			doc, err := decodeFor(model.KindCustomer, 1, []byte(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(doc.Records) != tc.records {
+				t.Fatalf("%d records, want %d", len(doc.Records), tc.records)
+			}
+			cu := doc.Records[0]
+			if cu.Kind != model.KindCustomer || cu.Parent != "" {
+				t.Fatalf("first record %+v", cu)
+			}
+			want := tc.want
+			if tc.name == "just under the cap" {
+				for i := range MaxInlineContacts - 1 {
+					want = append(want, fmt.Sprintf("ct-%d", i))
+				}
+			}
+			switch {
+			case want == nil && cu.Children != nil:
+				t.Errorf("children %+v, want no claim", cu.Children)
+			case want != nil && (len(cu.Children) != 1 || cu.Children[0].Kind != model.KindContact || cu.Children[0].IDs == nil ||
+				strings.Join(cu.Children[0].IDs, ",") != strings.Join(want, ",")):
+				t.Errorf("children %+v, want contacts %v", cu.Children, want)
+			}
+			for _, r := range doc.Records[1:] {
+				if r.Kind != model.KindContact || r.Parent != "cu-1" || r.ParentKind != model.KindCustomer || r.Children != nil {
+					t.Errorf("contact %s: parent %q/%q children %v", r.VendorID, r.ParentKind, r.Parent, r.Children)
+				}
+			}
+		})
 	}
 }
 

@@ -171,6 +171,13 @@ type stream struct {
 	params   [][2]string
 	modified bool // Unleashed documents modifiedSince for the endpoint
 	mapItem  itemMapper
+	// ids are the parameters of the id listing (reconcile.go): the
+	// stream's own without what brings deleted documents (Unleashed leaves
+	// obsolete records and the Deleted status out by default) or children
+	// (contacts).
+	ids [][2]string
+	// one are the parameters of a read of one document by Guid.
+	one [][2]string
 }
 
 var streams = []*stream{
@@ -180,14 +187,19 @@ var streams = []*stream{
 	{kind: model.KindSalesPerson, path: "Salespersons", mapItem: mapSalesperson},
 	{kind: model.KindSupplier, path: "Suppliers", params: [][2]string{{"includeObsolete", "true"}}, mapItem: mapSupplier},
 	{kind: model.KindCustomer, also: []model.Kind{model.KindContact}, path: "Customers",
-		params: [][2]string{{"includeObsolete", "true"}, {"includeAllContacts", "true"}}, modified: true, mapItem: mapCustomer},
+		params: [][2]string{{"includeObsolete", "true"}, {"includeAllContacts", "true"}}, modified: true, mapItem: mapCustomer,
+		one: [][2]string{{"includeAllContacts", "true"}}},
 	{kind: model.KindProduct, path: "Products", params: [][2]string{{"includeObsolete", "true"}}, modified: true, mapItem: mapProduct},
 	{kind: model.KindStockLevel, path: "StockOnHand", modified: true, mapItem: mapStock},
 	{kind: model.KindPriceRule, path: "ProductPrices", modified: true, mapItem: mapPrice},
-	{kind: model.KindSalesOrder, path: "SalesOrders", params: [][2]string{{"orderStatus", "Parked,Placed,Backordered,Completed,Deleted"}}, modified: true, mapItem: mapSalesOrder},
-	{kind: model.KindInvoice, path: "Invoices", params: [][2]string{{"invoiceStatus", "Parked,Completed,Deleted"}}, modified: true, mapItem: mapInvoice},
-	{kind: model.KindCreditNote, path: "CreditNotes", params: [][2]string{{"creditStatus", "Parked,Completed,Deleted"}}, modified: true, mapItem: mapCreditNote},
-	{kind: model.KindShipment, path: "SalesShipments", params: [][2]string{{"shipmentStatus", "Parked,Placed,Dispatched,Deleted"}}, modified: true, mapItem: mapShipment},
+	{kind: model.KindSalesOrder, path: "SalesOrders", params: [][2]string{{"orderStatus", "Parked,Placed,Backordered,Completed,Deleted"}}, modified: true, mapItem: mapSalesOrder,
+		ids: [][2]string{{"orderStatus", "Parked,Placed,Backordered,Completed"}}},
+	{kind: model.KindInvoice, path: "Invoices", params: [][2]string{{"invoiceStatus", "Parked,Completed,Deleted"}}, modified: true, mapItem: mapInvoice,
+		ids: [][2]string{{"invoiceStatus", "Parked,Completed"}}},
+	{kind: model.KindCreditNote, path: "CreditNotes", params: [][2]string{{"creditStatus", "Parked,Completed,Deleted"}}, modified: true, mapItem: mapCreditNote,
+		ids: [][2]string{{"creditStatus", "Parked,Completed"}}},
+	{kind: model.KindShipment, path: "SalesShipments", params: [][2]string{{"shipmentStatus", "Parked,Placed,Dispatched,Deleted"}}, modified: true, mapItem: mapShipment,
+		ids: [][2]string{{"shipmentStatus", "Parked,Placed,Dispatched"}}},
 }
 
 func streamFor(k model.Kind) *stream {
@@ -224,8 +236,14 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	if s.kind == model.KindStockLevel {
 		return c.listStock(ctx, s, req)
 	}
+	return c.listPage(ctx, s, s.params, req.Page, req.Since)
+}
+
+// listPage reads one page of s with the given parameters: the stream's
+// own for a read, the listing's for an id listing.
+func (c *Connector) listPage(ctx context.Context, s *stream, params [][2]string, pageNo int, since time.Time) (*connectors.Page, error) {
 	before := c.client.Calls()
-	doc, st, err := c.fetch(ctx, s, req.Page, req.Since, nil)
+	doc, st, err := c.fetchWith(ctx, s, params, pageNo, since, nil)
 	page := &connectors.Page{Total: -1, Calls: int(c.client.Calls() - before), ServerTime: st}
 	if err != nil {
 		return page, err
@@ -236,16 +254,24 @@ func (c *Connector) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	// the engine repeats a pass whose total moved or that read fewer distinct
 	// documents than the total. Docs stays nil: each document yields one
 	// record of the stream's kind (customers add their contacts).
-	// End of data: Pagination says this is the last page (or the page is
-	// empty).
-	page.More = doc.Items > 0 && doc.PageNumber < doc.NumberOfPages
+	page.More = doc.more()
 	return page, nil
 }
 
+// more is the end-of-data signal: Pagination says this is not the last
+// page (and the page is not empty).
+func (d *pageDoc) more() bool { return d.Items > 0 && d.PageNumber < d.NumberOfPages }
+
 // fetch reads one page of s, with extra parameters after the stream's own.
 func (c *Connector) fetch(ctx context.Context, s *stream, page int, since time.Time, extra [][2]string) (*pageDoc, time.Time, error) {
+	return c.fetchWith(ctx, s, s.params, page, since, extra)
+}
+
+// fetchWith reads one page of s with params, then extra, then pageSize and
+// modifiedSince.
+func (c *Connector) fetchWith(ctx context.Context, s *stream, params [][2]string, page int, since time.Time, extra [][2]string) (*pageDoc, time.Time, error) {
 	var q query
-	for _, p := range s.params {
+	for _, p := range params {
 		q.add(p[0], p[1])
 	}
 	for _, p := range extra {
@@ -255,6 +281,18 @@ func (c *Connector) fetch(ctx context.Context, s *stream, page int, since time.T
 	if s.modified && !since.IsZero() {
 		q.add("modifiedSince", since.UTC().Format(sinceLayout))
 	}
+	// The page number goes in the path, so paging never changes the
+	// signature.
+	resp, err := c.get(ctx, "list_"+string(s.kind), s.path+"/"+strconv.Itoa(page), q)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("unleashed %s page %d: %w", s.kind, page, err)
+	}
+	doc, err := decodePage(s.kind, s.mapItem, page, resp.Body, c.env(resp))
+	return doc, resp.ServerTime, err
+}
+
+// get sends one signed GET of path (below the API root) with query q.
+func (c *Connector) get(ctx context.Context, op, path string, q query) (*httpapi.Response, error) {
 	raw := q.String()
 	h := http.Header{}
 	h.Set("Accept", "application/json")
@@ -262,18 +300,21 @@ func (c *Connector) fetch(ctx context.Context, s *stream, page int, since time.T
 	h.Set("api-auth-id", c.id)
 	h.Set("api-auth-signature", sign(raw, c.key))
 	h.Set("client-type", c.clientType)
-	// The page number goes in the path, so paging never changes the
-	// signature.
-	resp, err := c.client.Get(ctx, "list_"+string(s.kind), c.base+s.path+"/"+strconv.Itoa(page)+"?"+raw, h)
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("unleashed %s page %d: %w", s.kind, page, err)
+	u := c.base + path
+	if raw != "" {
+		u += "?" + raw
 	}
+	return c.client.Get(ctx, op, u, h)
+}
+
+// env is the mapping environment of a response: records without a
+// modified time are stamped with its Date.
+func (c *Connector) env(resp *httpapi.Response) mapEnv {
 	fetched := resp.ServerTime
 	if fetched.IsZero() {
 		fetched = c.client.Clock().Now().UTC()
 	}
-	doc, err := decodePage(s.kind, s.mapItem, page, resp.Body, mapEnv{Company: c.cfg.CompanyID, Fetched: fetched})
-	return doc, resp.ServerTime, err
+	return mapEnv{Company: c.cfg.CompanyID, Fetched: fetched}
 }
 
 // LimitKeys names the rate limiters and quotas the connector's calls count

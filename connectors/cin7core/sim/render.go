@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,11 @@ var routes = map[string]handler{
 	"ref/tax":                 (*Server).taxes,
 	"salelist":                (*Server).saleList,
 	"salecreditnotelist":      (*Server).saleCreditNoteList,
+}
+
+// detailRoutes answer one document, or an error status with a message.
+var detailRoutes = map[string]func(s *Server, req request) (int, []byte){
+	"sale": (*Server).saleDetail,
 }
 
 // since filters: Cin7 Core's ModifiedSince is "modified since" (>=), its
@@ -556,6 +562,9 @@ func (s *Server) suppliers(req request) []byte {
 			if (sp.Deleted && !includeDeprecated) || !atOrAfter(sp.Modified, req.since) {
 				continue
 			}
+			if id := req.q["id"]; id != "" && !strings.EqualFold(id, sp.ID) {
+				continue
+			}
 			idx = append(idx, i)
 		}
 		idx = s.Order(idx)
@@ -816,6 +825,9 @@ func (s *Server) saleRows(req request, creditsOnly bool) []byte {
 				// The credit note list sends "" where the sale list sends null.
 				row.SourceChannel, row.ExternalID = strp(""), strp("")
 			}
+			if search := req.q["search"]; search != "" && !row.matches(search) {
+				continue
+			}
 			if after(updated, req.since) {
 				rows = append(rows, row)
 			}
@@ -832,6 +844,83 @@ func (s *Server) saleRows(req request, creditsOnly bool) []byte {
 		items = []Sale{}
 	}
 	return envelope("SaleList", total, req.page, items)
+}
+
+// matches is the sale lists' Search: the value contained in one of
+// OrderNumber, Status, Customer, InvoiceNumber, CustomerReference or
+// CreditNoteNumber (help.core.cin7.com "SaleList"; case-insensitive here,
+// which the documentation does not say).
+func (r *Sale) matches(search string) bool {
+	search = strings.ToLower(search)
+	for _, f := range []*string{&r.OrderNumber, &r.Status, &r.Customer, r.InvoiceNumber, &r.CustomerReference, r.CreditNoteNumber} {
+		if f != nil && strings.Contains(strings.ToLower(*f), search) {
+			return true
+		}
+	}
+	return false
+}
+
+// SaleDetail is the part of a GET /sale?ID= document the simulator serves:
+// the sale's identity, statuses and order header (lines, invoices,
+// fulfilments and credit notes are served empty).
+type SaleDetail struct {
+	ID                     string            `json:"ID"`
+	Customer               string            `json:"Customer"`
+	CustomerID             string            `json:"CustomerID"`
+	Status                 string            `json:"Status"`
+	Type                   string            `json:"Type"`
+	BaseCurrency           string            `json:"BaseCurrency"`
+	CustomerCurrency       string            `json:"CustomerCurrency"`
+	CombinedInvoiceStatus  string            `json:"CombinedInvoiceStatus"`
+	CombinedShippingStatus string            `json:"CombinedShippingStatus"`
+	LastModifiedOn         string            `json:"LastModifiedOn"`
+	Order                  SaleOrder         `json:"Order"`
+	Invoices               []json.RawMessage `json:"Invoices"`
+	CreditNotes            []json.RawMessage `json:"CreditNotes"`
+	Fulfilments            []json.RawMessage `json:"Fulfilments"`
+}
+
+// SaleOrder is the order header of a sale.
+type SaleOrder struct {
+	SaleOrderNumber   string            `json:"SaleOrderNumber"`
+	Status            string            `json:"Status"`
+	Memo              string            `json:"Memo"`
+	Lines             []json.RawMessage `json:"Lines"`
+	AdditionalCharges []json.RawMessage `json:"AdditionalCharges"`
+}
+
+// saleDetail answers GET /sale?ID=: the sale, or 400 for an id the account
+// does not have (Cin7 Core's status for a request that fails validation;
+// which status it really sends is not documented).
+func (s *Server) saleDetail(req request) (int, []byte) {
+	var out *SaleDetail
+	s.data.View(func(d *simkit.Dataset) {
+		ix := indexSales(d)
+		for _, o := range d.Orders {
+			if !strings.EqualFold(o.ID, req.q["id"]) {
+				continue
+			}
+			names := map[string]string{}
+			for _, c := range d.Customers {
+				names[c.ID] = c.Name
+			}
+			row, updated := s.sale(ix, o, map[string]string{}, names)
+			out = &SaleDetail{ID: row.SaleID, Customer: row.Customer, CustomerID: row.CustomerID, Status: row.Status, Type: row.Type,
+				BaseCurrency: row.BaseCurrency, CustomerCurrency: row.CustomerCurrency, CombinedInvoiceStatus: row.CombinedInvoiceStatus,
+				CombinedShippingStatus: row.CombinedShippingStatus, LastModifiedOn: stamp(updated),
+				Order:    SaleOrder{SaleOrderNumber: row.OrderNumber, Status: row.OrderStatus, Lines: []json.RawMessage{}, AdditionalCharges: []json.RawMessage{}},
+				Invoices: []json.RawMessage{}, CreditNotes: []json.RawMessage{}, Fulfilments: []json.RawMessage{}}
+			return
+		}
+	})
+	if out == nil {
+		return http.StatusBadRequest, nil
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		panic(fmt.Sprintf("cin7core sim: rendering a sale: %v", err)) // only our own types are rendered
+	}
+	return http.StatusOK, b
 }
 
 func (s *Server) saleList(req request) []byte           { return s.saleRows(req, false) }

@@ -5,7 +5,10 @@
 // envelope, ModifiedSince (products, customers, suppliers) and UpdatedSince
 // (sale lists) filters in UTC ISO 8601, Cin7 Core's date formats, the 60
 // calls a minute limit per API application answered with 429 (and now and
-// then 503, as older servers did), fault injection and a Date header.
+// then 503, as older servers did), fault injection and a Date header. For
+// reconciliation it serves the exact ID filter of products, customers and
+// suppliers, the sale lists' Search and GET /sale?ID= (400 for an unknown
+// sale).
 //
 // It embeds simkit.Base (clock and skew, Date header, faults, statistics,
 // list order). Lists come in dataset order (by code or creation), or, with
@@ -205,7 +208,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	endpoint := endpointOf(r.URL.Path)
 	q := lowerQuery(r.URL.Query())
 	h, ok := routes[endpoint]
-	if !ok {
+	detail, isDetail := detailRoutes[endpoint]
+	if !ok && !isDetail {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("Endpoint %q not found", endpoint))
 		return
 	}
@@ -214,7 +218,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	body := h(s, req)
+	var body []byte
+	if isDetail {
+		status, b := detail(s, req)
+		if status != http.StatusOK {
+			writeError(w, status, "Record with the given ID was not found")
+			return
+		}
+		body = b
+	} else {
+		body = h(s, req)
+	}
 	body = s.Corrupt(endpoint, body)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)

@@ -184,3 +184,34 @@ func TestClockSkewAndAdvancedSale(t *testing.T) {
 		t.Errorf("row %v", row)
 	}
 }
+
+// TestReadByIDAndSearch: the parameters reconciliation reads with: the
+// supplier ID filter, the sale lists' Search, and GET /sale?ID= (400 for
+// an unknown sale), whose order number finds the sale's list row.
+func TestReadByIDAndSearch(t *testing.T) {
+	s := sim.New(sim.Options{Dataset: simkit.Options{Seed: 5, Products: 10, Customers: 5, Orders: 30}, CallsPerMinute: -1})
+	var supplier, sale, number string
+	s.Dataset().View(func(d *simkit.Dataset) {
+		supplier, sale, number = d.Suppliers[1].ID, d.Orders[12].ID, d.Orders[12].Number
+	})
+	w, body := get(t, s, "/ExternalApi/v2/supplier?ID="+supplier, true)
+	if list, _ := body["SupplierList"].([]any); w.Code != 200 || len(list) != 1 || list[0].(map[string]any)["ID"] != supplier || body["Total"] != 1.0 {
+		t.Errorf("supplier by id: %d %v", w.Code, body)
+	}
+	w, body = get(t, s, "/ExternalApi/v2/sale?ID="+sale, true)
+	order, _ := body["Order"].(map[string]any)
+	if w.Code != 200 || body["ID"] != sale || order["SaleOrderNumber"] != number {
+		t.Fatalf("sale by id: %d %v", w.Code, body)
+	}
+	w, body = get(t, s, "/ExternalApi/v2/saleList?Search="+url.QueryEscape(strings.ToLower(number)), true)
+	if list, _ := body["SaleList"].([]any); w.Code != 200 || len(list) != 1 || list[0].(map[string]any)["SaleID"] != sale {
+		t.Errorf("sale list search %s: %d %v", number, w.Code, body)
+	}
+	w, body = get(t, s, "/ExternalApi/v2/saleList?Search=SO-", true)
+	if w.Code != 200 || body["Total"] != 30.0 {
+		t.Errorf("a search every order number contains: %d total %v", w.Code, body["Total"])
+	}
+	if w, _ = get(t, s, "/ExternalApi/v2/sale?ID=00000000-0000-4000-8000-000000000000", true); w.Code != 400 {
+		t.Errorf("unknown sale: %d, want 400", w.Code)
+	}
+}

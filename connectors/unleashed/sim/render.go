@@ -82,7 +82,12 @@ type Pagination struct {
 // the indexes of the page. The base serves the list in a fresh order when
 // its unstable-order knob is on.
 func page[T any](s *Server, req request, idx []int, render func(i int) T) []byte {
-	idx = s.Order(idx)
+	if req.single {
+		// Not a list: the document is picked from every record.
+		req.page, req.size = 1, max(len(idx), 1)
+	} else {
+		idx = s.Order(idx)
+	}
 	n := len(idx)
 	size := req.size
 	items := []T{}
@@ -116,12 +121,17 @@ func all(n int) []int {
 // modified is modifiedSince: "created or modified since", inclusive.
 func modified(t time.Time, req request) bool { return req.since.IsZero() || !t.Before(req.since) }
 
-func includeObsolete(req request) bool { return strings.EqualFold(req.q["includeobsolete"], "true") }
+func includeObsolete(req request) bool {
+	return req.single || strings.EqualFold(req.q["includeobsolete"], "true")
+}
 
 // statusFilter returns the statuses asked for in param; by default every
 // status but Deleted.
 func statusFilter(req request, param string) func(status string) bool {
 	v := req.q[param]
+	if req.single {
+		return func(string) bool { return true }
+	}
 	if v == "" {
 		return func(s string) bool { return s != "Deleted" }
 	}
@@ -278,12 +288,28 @@ func (s *Server) stockOnHand(req request) []byte {
 				wh = w
 			}
 		}
+		whByCode := map[string]*simkit.Warehouse{}
+		for _, w := range d.Warehouses {
+			whByCode[w.Code] = w
+		}
 		type row struct{ p, st int }
 		var rows []row
 		// Rows come in product code order (an assumption: Unleashed does
 		// not document the order of StockOnHand).
 		for _, i := range simkit.Sorted(d.Products, nil, func(a, b *simkit.Product) bool { return a.SKU < b.SKU }) {
 			p := d.Products[i]
+			if req.allWarehouses {
+				// GET /StockOnHand/{productGuid}/AllWarehouses: the
+				// product's row in each warehouse.
+				if strings.EqualFold(p.ID, req.id) {
+					for j, st := range p.Stock {
+						if whByCode[st.WarehouseCode] != nil {
+							rows = append(rows, row{i, j})
+						}
+					}
+				}
+				continue
+			}
 			if code == "" {
 				mod := p.Modified
 				for _, st := range p.Stock {
@@ -319,6 +345,7 @@ func (s *Server) stockOnHand(req request) []byte {
 				out.LastModifiedOn = msDate(mod)
 			} else {
 				st := p.Stock[rows[i].st]
+				wh := whByCode[st.WarehouseCode]
 				out.WarehouseId, out.WarehouseCode, out.Warehouse = strp(wh.ID), strp(wh.Code), strp(wh.Name)
 				out.QtyOnHand, out.AllocatedQty = st.OnHand, st.Allocated
 				out.LastModifiedOn = msDate(st.Modified)
@@ -515,21 +542,23 @@ type Contact struct {
 
 // Customer is an Unleashed customer (GET /Customers).
 type Customer struct {
-	Guid           string       `json:"Guid"`
-	CustomerCode   string       `json:"CustomerCode"`
-	CustomerName   string       `json:"CustomerName"`
-	Email          string       `json:"Email"`
-	PhoneNumber    string       `json:"PhoneNumber"`
-	MobileNumber   *string      `json:"MobileNumber"`
-	GSTVATNumber   string       `json:"GSTVATNumber"`
-	Currency       *Currency    `json:"Currency"`
-	SellPriceTier  string       `json:"SellPriceTier"`
-	Salesperson    *Salesperson `json:"Salesperson"`
-	Addresses      []Address    `json:"Addresses"`
-	Contacts       []Contact    `json:"Contacts,omitempty"`
-	Obsolete       bool         `json:"Obsolete"`
-	CreatedOn      string       `json:"CreatedOn"`
-	LastModifiedOn string       `json:"LastModifiedOn"`
+	Guid          string       `json:"Guid"`
+	CustomerCode  string       `json:"CustomerCode"`
+	CustomerName  string       `json:"CustomerName"`
+	Email         string       `json:"Email"`
+	PhoneNumber   string       `json:"PhoneNumber"`
+	MobileNumber  *string      `json:"MobileNumber"`
+	GSTVATNumber  string       `json:"GSTVATNumber"`
+	Currency      *Currency    `json:"Currency"`
+	SellPriceTier string       `json:"SellPriceTier"`
+	Salesperson   *Salesperson `json:"Salesperson"`
+	Addresses     []Address    `json:"Addresses"`
+	// Contacts is there (an array, empty when the customer has none) only
+	// when includeAllContacts=true asked for it.
+	Contacts       *[]Contact `json:"Contacts,omitempty"`
+	Obsolete       bool       `json:"Obsolete"`
+	CreatedOn      string     `json:"CreatedOn"`
+	LastModifiedOn string     `json:"LastModifiedOn"`
 }
 
 func salesperson(sp *simkit.SalesPerson) *Salesperson {
@@ -559,11 +588,15 @@ func (s *Server) customers(req request) []byte {
 				Addresses: []Address{{AddressType: "Postal", AddressName: "Head office", StreetAddress: c.Street, City: c.City, Country: c.Country, PostalCode: c.PostalCode, IsDefault: true}},
 				Obsolete:  c.Deleted, CreatedOn: msDate(c.Created), LastModifiedOn: msDate(c.Modified)}
 			if withContacts {
-				out.Contacts = []Contact{}
+				cs := []Contact{}
 				for j, ct := range c.Contacts {
-					out.Contacts = append(out.Contacts, Contact{Guid: ct.ID, FirstName: ct.FirstName, LastName: ct.LastName, EmailAddress: ct.Email,
+					if j == MaxInlineContacts {
+						break // the inline list stops at the cap
+					}
+					cs = append(cs, Contact{Guid: ct.ID, FirstName: ct.FirstName, LastName: ct.LastName, EmailAddress: ct.Email,
 						PhoneNumber: strp(ct.Phone), IsDefault: j == 0})
 				}
+				out.Contacts = &cs
 			}
 			return out
 		})

@@ -41,6 +41,9 @@ const (
 	DefaultPageSize = 200
 	// MaxPageSize is the largest pageSize Unleashed honours.
 	MaxPageSize = 1000
+	// MaxInlineContacts is how many contacts a customer carries inline with
+	// includeAllContacts=true at most (Customers page: "up to 100").
+	MaxInlineContacts = 100
 	// QuotaMessage is the body text of the answer once the monthly quota is
 	// used up.
 	QuotaMessage = "You have reached your monthly API call limit. API access is blocked until the 1st of next month."
@@ -188,19 +191,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, QuotaMessage)
 		return
 	}
-	endpoint, page, ok := route(r.URL.Path)
+	rt, ok := route(r.URL.Path)
 	if !ok {
 		writeError(w, http.StatusNotFound, "Resource not found")
 		return
 	}
-	h := routes[endpoint]
-	req, err := parse(r, page)
+	h := routes[rt.endpoint]
+	req, err := parse(r, rt.page)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	body := h(s, req)
-	body = s.Corrupt(endpoint, body)
+	req.id, req.allWarehouses = rt.id, rt.allWarehouses
+	var body []byte
+	if rt.id != "" && !rt.allWarehouses {
+		// One document by Guid: whatever its status, the document itself.
+		req.single = true
+		if body, ok = one(h(s, req), rt.id); !ok {
+			writeError(w, http.StatusNotFound, "Resource not found")
+			return
+		}
+	} else {
+		body = h(s, req)
+	}
+	body = s.Corrupt(rt.endpoint, body)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
@@ -233,33 +247,95 @@ func (s *Server) countQuota(now time.Time) bool {
 	return true
 }
 
-// route splits /Products, /Products/2 and /Products/Page/2 (any case).
-func route(path string) (endpoint string, page int, ok bool) {
+// routed is where a request goes.
+type routed struct {
+	endpoint string
+	page     int
+	// id is the Guid of GET /{Endpoint}/{guid} (one document) and of GET
+	// /StockOnHand/{productGuid}/AllWarehouses (allWarehouses).
+	id            string
+	allWarehouses bool
+}
+
+// single lists the endpoints that read one document by Guid.
+var single = map[string]bool{"products": true, "customers": true, "warehouses": true, "salesorders": true, "invoices": true,
+	"creditnotes": true, "salesshipments": true}
+
+// route splits /Products, /Products/2, /Products/Page/2, /Products/{guid}
+// and /StockOnHand/{guid}/AllWarehouses (any case).
+func route(path string) (rt routed, ok bool) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if len(parts) == 0 {
-		return "", 0, false
+		return rt, false
 	}
-	endpoint = strings.ToLower(parts[0])
-	if _, known := routes[endpoint]; !known {
-		return "", 0, false
+	rt.endpoint = strings.ToLower(parts[0])
+	if _, known := routes[rt.endpoint]; !known {
+		return rt, false
 	}
-	page = 1
+	rt.page = 1
 	rest := parts[1:]
 	if len(rest) == 2 && strings.EqualFold(rest[0], "Page") {
 		rest = rest[1:]
 	}
+	if len(rest) == 2 && rt.endpoint == "stockonhand" && strings.EqualFold(rest[1], "AllWarehouses") && isGUID(rest[0]) {
+		rt.id, rt.allWarehouses = strings.ToLower(rest[0]), true
+		return rt, true
+	}
 	switch len(rest) {
 	case 0:
 	case 1:
+		if single[rt.endpoint] && isGUID(rest[0]) {
+			rt.id = strings.ToLower(rest[0])
+			return rt, true
+		}
 		n, err := strconv.Atoi(rest[0])
 		if err != nil || n < 1 {
-			return "", 0, false
+			return rt, false
 		}
-		page = n
+		rt.page = n
 	default:
-		return "", 0, false
+		return rt, false
 	}
-	return endpoint, page, true
+	return rt, true
+}
+
+// isGUID reports whether v has the shape of a GUID (36 characters, dashes
+// at 8, 13, 18 and 23, hex digits elsewhere).
+func isGUID(v string) bool {
+	if len(v) != 36 {
+		return false
+	}
+	for i, c := range v {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// one picks the document whose Guid is id out of a rendered list: the body
+// of GET /{Endpoint}/{guid} is the document itself (an assumption: the
+// pages show list envelopes only).
+func one(list []byte, id string) ([]byte, bool) {
+	var env struct {
+		Items []json.RawMessage `json:"Items"`
+	}
+	if json.Unmarshal(list, &env) != nil {
+		return nil, false
+	}
+	for _, it := range env.Items {
+		var g struct{ Guid string }
+		if json.Unmarshal(it, &g) == nil && strings.EqualFold(g.Guid, id) {
+			return it, true
+		}
+	}
+	return nil, false
 }
 
 // request is a parsed list request.
@@ -267,6 +343,12 @@ type request struct {
 	page, size int
 	since      time.Time
 	q          map[string]string
+	// id and allWarehouses: see routed. single is a read of one document:
+	// the list it is picked from holds every record, whatever its status,
+	// on one page, in the order it is stored.
+	id            string
+	allWarehouses bool
+	single        bool
 }
 
 func parse(r *http.Request, page int) (request, error) {
