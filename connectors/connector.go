@@ -210,6 +210,11 @@ type IDListingInfo struct {
 	PageSize int
 	// Endpoint is the request that lists them, for docs and logs.
 	Endpoint string
+	// ExtraCalls is what a listing costs beyond ceil(n/PageSize)+1 calls
+	// when it is made of several lists (Unleashed lists stock one
+	// warehouse at a time: the warehouse list and a partial last page per
+	// warehouse).
+	ExtraCalls int
 }
 
 // IDPage is one page of an entity's id listing.

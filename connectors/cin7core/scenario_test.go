@@ -35,6 +35,9 @@ var caps = connectortest.Caps{
 	PageSize:          cin7core.MaxPageSize,
 	// Older copies of the blueprint answer the minute limit with 503.
 	Throttle: 503,
+	// Custom prices hang on the customer, whose modified time their
+	// removal is not known to move: only a full read sees one gone.
+	ChildrenFullReadOnly: []model.Kind{model.KindPriceRule},
 }
 
 // Start implements connectortest.Harness: the simulator over a dataset

@@ -280,13 +280,16 @@ func TestReadDocs(t *testing.T) {
 			if n := l.MaxDocsPerRead(tc.kind); n < len(tc.ids) {
 				t.Fatalf("MaxDocsPerRead %d", n)
 			}
-			before := e.sim.Stats().Requests.Load()
+			before, throttledBefore := e.sim.Stats().Requests.Load(), e.sim.Stats().Throttled.Load()
 			p, err := l.ReadDocs(context.Background(), tc.kind, tc.ids)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := e.sim.Stats().Requests.Load() - before; int(got) != tc.calls || p.Calls != tc.calls {
-				t.Errorf("%d requests (reported %d), want %d", got, p.Calls, tc.calls)
+			// A 429 from the 3-a-second limit on a loaded machine is
+			// retried: those repeats are the only extra requests allowed.
+			throttled := int(e.sim.Stats().Throttled.Load() - throttledBefore)
+			if got := e.sim.Stats().Requests.Load() - before; int(got) != tc.calls+throttled || p.Calls != int(got) {
+				t.Errorf("%d requests (reported %d, %d throttled), want %d", got, p.Calls, throttled, tc.calls)
 			}
 			kinds := map[model.Kind]int{}
 			for _, r := range p.Records {

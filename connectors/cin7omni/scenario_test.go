@@ -47,7 +47,9 @@ func (h harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock
 			return model.KindProduct, "style/" + strconv.Itoa(s.ServeArchivedProduct())
 		},
 		// The where clause's date literal has whole seconds.
-		Caps: connectortest.Caps{ModifiedPrecision: time.Second, MinuteLimit: cin7omni.PerMinute, PageSize: rows, Throttle: 429},
+		Caps: connectortest.Caps{ModifiedPrecision: time.Second, MinuteLimit: cin7omni.PerMinute, PageSize: rows, Throttle: 429,
+			// Stock rows come from /v1/Stock, not inside the product.
+			ChildrenApart: []model.Kind{model.KindStockLevel}},
 	}
 	return env.ConnectBy(s.Credentials, func(t testing.TB, reg *httpapi.Registry, creds map[string][]byte) (connectors.Connector, error) {
 		return cin7omni.NewWithOptions(context.Background(), connectors.Config{Type: cin7omni.Type, CompanyID: connectortest.Company,

@@ -2,6 +2,7 @@ package connectortest
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -103,7 +104,27 @@ func childrenRemoved(t *testing.T, h Harness) {
 	d.DropStock(6)
 	w.clock.Advance(time.Minute)
 	w.run("the sync after the removals", engine.Run{})
-	RequireExact(t, w.vendor, w.sink, w.env, "after the sync that read the parents")
+	d0 := Compare(w.sink, w.vendor, w.env.Expected())
+	if !d0.OK() {
+		t.Fatalf("after the sync that read the parents: %s", d0)
+	}
+	apart := append(slices.Clone(w.env.Caps.ChildrenApart), w.env.Caps.ChildrenFullReadOnly...)
+	for _, r := range w.sink.Records() {
+		if r.Deleted || slices.Contains(apart, r.Kind) {
+			continue
+		}
+		if !slices.ContainsFunc(w.env.Expected(), func(x Want) bool { return x.Kind == r.Kind && x.VendorID == r.VendorID }) {
+			t.Errorf("%s/%s is gone from its parent's document, yet live after the sync that read the parent", r.Kind, r.VendorID)
+		}
+	}
+	if len(w.env.Caps.ChildrenApart) > 0 {
+		w.reconcile("reconciliation for the children served apart", engine.Run{})
+	}
+	if len(w.env.Caps.ChildrenFullReadOnly) > 0 {
+		w.clock.Advance(time.Minute)
+		w.run("a full resync for the children only a full read sees", engine.Run{Full: true})
+	}
+	RequireExact(t, w.vendor, w.sink, w.env, "after the removals")
 }
 
 // fullReadShrinks: an entity read in full on every sync that loses records

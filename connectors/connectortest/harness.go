@@ -102,6 +102,16 @@ type Caps struct {
 	// Throttle is the status the vendor refuses with when over a limit
 	// (429, or 503 for Cin7 Core's second limit); 0 means 429.
 	Throttle int
+	// ChildrenApart lists the child kinds the vendor serves apart from
+	// their parent's document (Cin7 Omni's stock rows come from their own
+	// list), so that a sync reading the parent cannot see one removed: a
+	// reconciliation must. The connector's docs say why.
+	ChildrenApart []model.Kind
+	// ChildrenFullReadOnly lists the child kinds whose removal neither the
+	// parent's version nor its id listing shows (Cin7 Core's custom prices
+	// hang on a customer whose modified time the removal does not move):
+	// only a full read finds them gone. The connector's docs say so.
+	ChildrenFullReadOnly []model.Kind
 }
 
 // Serve serves a simulator on an httptest server that t's cleanup closes.

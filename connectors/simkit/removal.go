@@ -25,10 +25,21 @@ func (d *Dataset) RemoveOrders(at, n int) []string {
 }
 
 // RemoveInvoices drops n invoices starting at index at and returns their
-// ids.
+// ids. The orders they invoiced are stamped modified: where a vendor keeps
+// the invoice inside its order (Cin7 Omni), removing it is an edit of the
+// order; elsewhere the order's status changes with it.
 func (d *Dataset) RemoveInvoices(at, n int) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if at >= 0 && at < len(d.Invoices) {
+		for _, inv := range d.Invoices[at:min(at+max(n, 0), len(d.Invoices))] {
+			for _, o := range d.Orders {
+				if o.Number == inv.OrderNumber {
+					o.Modified = d.Stamp()
+				}
+			}
+		}
+	}
 	var ids []string
 	d.Invoices, ids = removeAt(d.Invoices, at, n)
 	return ids

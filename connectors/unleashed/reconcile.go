@@ -39,10 +39,17 @@ func (c *Connector) IDListing(entity model.Kind) (connectors.IDListingInfo, bool
 		return connectors.IDListingInfo{}, false
 	}
 	ep := "GET /" + s.path + "/{page}?" + c.idQuery(s).String()
+	extra := 0
 	if s.kind == model.KindStockLevel {
 		ep = "GET /Warehouses/{page} once, then GET /StockOnHand/{page}?warehouseCode=W&pageSize=" + strconv.Itoa(c.pageSize) + " per warehouse"
+		// The warehouse list, and a partial last page per warehouse
+		// (as many as the last stock pass found; 10 before one).
+		extra = 1 + int(c.warehouses.Load())
+		if extra == 1 {
+			extra = 11
+		}
 	}
-	return connectors.IDListingInfo{PageSize: c.pageSize, Endpoint: ep}, true
+	return connectors.IDListingInfo{PageSize: c.pageSize, Endpoint: ep, ExtraCalls: extra}, true
 }
 
 // idQuery is the listing's query without the page.

@@ -44,7 +44,10 @@ func (h harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock
 		},
 		// Unleashed meters a monthly quota, no minute; modifiedSince takes
 		// whole seconds.
-		Caps: connectortest.Caps{ModifiedPrecision: time.Second, PageSize: size, Throttle: 429},
+		Caps: connectortest.Caps{ModifiedPrecision: time.Second, PageSize: size, Throttle: 429,
+			// Stock and customer prices come from their own lists, not inside
+			// the product: reconciliation finds them gone.
+			ChildrenApart: []model.Kind{model.KindStockLevel, model.KindPriceRule}},
 	}
 	return env.ConnectBy(s.Credentials, func(t testing.TB, reg *httpapi.Registry, creds map[string][]byte) (connectors.Connector, error) {
 		return unleashed.NewWithOptions(context.Background(), connectors.Config{Type: unleashed.Type, CompanyID: connectortest.Company,

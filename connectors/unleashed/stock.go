@@ -143,6 +143,7 @@ func (c *Connector) startStockPass(ctx context.Context, s *stream, since time.Ti
 		return nil, err
 	}
 	sp := &stockPass{Codes: codes, Counts: make([]int, len(codes)), P: 1}
+	c.warehouses.Store(int64(len(codes)))
 	cache := &stockCache{since: since, first: make([]*pageDoc, len(codes)), times: make([]time.Time, len(codes))}
 	for i, code := range codes {
 		doc, st, err := c.fetch(ctx, s, 1, since, [][2]string{{"warehouseCode", code}})

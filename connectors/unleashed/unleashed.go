@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
@@ -161,6 +162,9 @@ type Connector struct {
 	client              *httpapi.Client
 	pageSize            int
 	stock               *stockCache
+	// warehouses is the number of warehouses the last stock pass found:
+	// the stock listing costs a partial page per warehouse.
+	warehouses atomic.Int64
 }
 
 // stream is one entity stream.
