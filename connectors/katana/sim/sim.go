@@ -29,6 +29,12 @@
 // SetUnstable serves every list request in a fresh order instead (a fault:
 // Katana is not reported to do it).
 //
+// Reading by id and quiet deletes. Products, materials, customers,
+// locations, tax rates, sales orders and /variants take the documented ids
+// filter (repeated or comma-separated). DeleteQuietly soft-deletes a record
+// with deleted_at set and updated_at unchanged, as issue 13 reports Katana
+// does; the dataset's own deletions move both.
+//
 // Late price lists. AddLatePriceList makes /price_list_rows serve a row
 // whose price list /price_lists does not list yet (a list created after the
 // client read the lists); PublishLatePriceLists makes such lists appear.
