@@ -73,7 +73,6 @@ func (s *Server) idx(d *simkit.Dataset) *ids {
 	defer s.mu.Unlock()
 	sh := shapeOf(d)
 	if s.index != nil && s.index.shape == sh {
-		s.index.quiet = s.quiet
 		return s.index
 	}
 	x := &ids{shape: sh, product: make(map[string]int, len(d.Products)), customer: make(map[string]int, len(d.Customers)),

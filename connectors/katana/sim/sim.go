@@ -227,6 +227,7 @@ func (s *Server) DeleteQuietly(id string) bool {
 		}
 		quiet[id] = at
 		s.quiet = quiet
+		s.index = nil // rebuilt with the new snapshot; a built index never changes
 	})
 	return found
 }
