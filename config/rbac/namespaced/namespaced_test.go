@@ -290,8 +290,8 @@ func TestManagerReachesSecretsOfOnboardedNamespacesOnly(t *testing.T) {
 
 // TestTenantsCannotForgeCompanyClaims: the claims are Leases in the
 // manager's namespace. A tenant that may do anything in its own namespace
-// cannot create, change or delete one,
-// so no tenant can pre-empt, take or release another's company.
+// cannot create, change or delete one, so no tenant can pre-empt, take or
+// release another's company.
 func TestTenantsCannotForgeCompanyClaims(t *testing.T) {
 	const tenantNS = "tenant-forger"
 	namespace(t, managerNS)
