@@ -25,45 +25,73 @@ const companyIndex = ".spec.companyId"
 // Company claims. Every record an ErpSync writes carries its companyId, and
 // the CRM keeps the newest version of each record: an ErpSync that writes
 // another company's id could overwrite that company's rows. So a companyId
-// belongs to one namespace: the namespace of the oldest ErpSync that names
-// it (one that has synced first, then by creationTimestamp, then UID, among
-// the ErpSyncs this manager watches that are not being deleted). Two
-// ErpSyncs created in the same second before either synced are ordered by
-// UID, which neither tenant controls but neither can predict: pin
-// ownership with the admission policy where that matters. An ErpSync of that company in any other
+// belongs to one namespace. An ErpSync of that company in any other
 // namespace never syncs: Ready=False and Stalled=True with the reason
 // CompanyClaimed, naming the owning namespace and nothing else; no Secret
 // is read and no connector is built.
+//
+// With a claim namespace configured (UseClaimNamespace; the manager's own
+// namespace in a deployment), ownership is a durable claim record there:
+// see claim_record.go. The API server decides every race (create-if-absent,
+// updates and deletes under the record's resourceVersion), so two ErpSyncs
+// created in the same second, or seen by different shards, never both own
+// the company, and the claim survives restarts.
+//
+// Without one (local runs), ownership is decided from the cache: the
+// namespace of the oldest ErpSync that names the company (one that has
+// synced first, then by creationTimestamp, then UID, among the ErpSyncs
+// this manager watches that are not being deleted). Two ErpSyncs created
+// in the same second before either synced are then ordered by UID, and
+// managers that watch different namespaces may disagree.
 //
 // Within the owning namespace several ErpSyncs may name the company (one
 // company may run two ERPs, or split its entities): a namespace is one
 // tenant, and it can overwrite only its own company's rows.
 //
 // When the owning namespace's last ErpSync of the company is deleted, the
-// claim passes to the next oldest ErpSync, whose namespace then owns the
-// company. The CRM keeps no record of who wrote a company's rows, so the
-// operator cannot do better; a platform team that wants ownership pinned
-// labels each namespace with the companies it may claim and enforces it
-// with the ValidatingAdmissionPolicy in config/.
+// claim passes to an ErpSync of another namespace. The CRM keeps no record
+// of who wrote a company's rows, so the operator cannot do better; a
+// platform team that wants ownership pinned labels each namespace with the
+// companies it may claim and enforces it with the ValidatingAdmissionPolicy
+// in config/.
 
-// companyOwner returns the namespace that owns obj's companyId: that of the
-// oldest ErpSync naming it (obj's own namespace when obj is the oldest).
+// companyOwner returns the namespace that owns obj's companyId: the one in
+// its durable claim record (claiming it for obj's namespace when there is
+// none), or without a claim namespace the one of the oldest ErpSync naming
+// it in the cache.
 func (r *ErpSyncReconciler) companyOwner(ctx context.Context, obj *erpv1.ErpSync) (string, error) {
+	if ns := r.claimNamespace(); ns != "" {
+		return r.claimedOwner(ctx, ns, obj)
+	}
+	oldest, err := r.oldestClaimant(ctx, obj, false)
+	if err != nil {
+		return "", err
+	}
+	return oldest.Namespace, nil
+}
+
+// oldestClaimant returns the oldest ErpSync of obj's company in the cache,
+// not being deleted, obj included; with syncedOnly, among those that have
+// synced (nil when none has).
+func (r *ErpSyncReconciler) oldestClaimant(ctx context.Context, obj *erpv1.ErpSync, syncedOnly bool) (*erpv1.ErpSync, error) {
 	var list erpv1.ErpSyncList
 	if err := r.List(ctx, &list, client.MatchingFields{companyIndex: obj.Spec.CompanyID}); err != nil {
-		return "", fmt.Errorf("listing the ErpSyncs of company %q: %w", obj.Spec.CompanyID, err)
+		return nil, fmt.Errorf("listing the ErpSyncs of company %q: %w", shown(obj.Spec.CompanyID, 128), err)
 	}
-	oldest := obj
-	for i := range list.Items {
-		o := &list.Items[i]
-		if o.Spec.CompanyID != obj.Spec.CompanyID || !o.DeletionTimestamp.IsZero() {
-			continue
+	var oldest *erpv1.ErpSync
+	consider := func(o *erpv1.ErpSync) {
+		if o.Spec.CompanyID != obj.Spec.CompanyID || !o.DeletionTimestamp.IsZero() || (syncedOnly && o.Status.LastSyncStart == nil) {
+			return
 		}
-		if olderThan(o, oldest) {
+		if oldest == nil || olderThan(o, oldest) {
 			oldest = o
 		}
 	}
-	return oldest.Namespace, nil
+	consider(obj)
+	for i := range list.Items {
+		consider(&list.Items[i])
+	}
+	return oldest, nil
 }
 
 // olderThan orders the claims of a company: an ErpSync that has synced

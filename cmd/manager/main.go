@@ -69,6 +69,7 @@ type options struct {
 	gracefulShutdown     time.Duration
 	quotaNamespace       string
 	quotaFile            string
+	claimNamespace       string
 	sink                 sinkopen.Config
 }
 
@@ -97,6 +98,7 @@ func main() {
 	flag.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 20*time.Second, "Time given to running syncs to checkpoint and stop on shutdown.")
 	flag.StringVar(&o.quotaNamespace, "quota-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the ConfigMaps that count vendor call quotas across restarts (default: $POD_NAMESPACE).")
 	flag.StringVar(&o.quotaFile, "quota-file", "", "Count vendor call quotas in this JSON file instead (local runs without --quota-namespace).")
+	flag.StringVar(&o.claimNamespace, "claim-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the Leases that record which namespace owns each companyId (default: $POD_NAMESPACE). Tenants must not be able to write it. Empty: ownership is decided from the cache only (local runs).")
 	o.sink.BindFlags(flag.CommandLine)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -246,6 +248,11 @@ func run(ctx context.Context, o options) error {
 			BatchSize:               o.batchSize,
 		},
 	}
+	if o.claimNamespace != "" {
+		r.UseClaimNamespace(o.claimNamespace)
+	} else {
+		log.Info("--claim-namespace is empty: company claims are decided from the cache only, not recorded (two ErpSyncs of one company created in the same second may be ordered by UID, and shards may disagree)")
+	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the ErpSync controller: %w", err)
 	}
@@ -262,6 +269,6 @@ func run(ctx context.Context, o options) error {
 	}
 	log.Info("starting the manager", "leaderElection", o.leaderElect, "lease", leaseID, "watchLabelSelector", o.watchLabelSelector,
 		"concurrentSyncs", o.concurrentSyncs, "maxSyncsPerNamespace", o.maxSyncsPerNamespace, "maxSyncDuration", o.maxSyncDuration,
-		"egressAllowHosts", splitList(o.egressAllowHosts))
+		"egressAllowHosts", splitList(o.egressAllowHosts), "claimNamespace", o.claimNamespace)
 	return mgr.Start(ctx)
 }

@@ -116,6 +116,11 @@ type connector struct {
 	listCustomers map[int64][]kPriceListCustomer
 	missReloaded  bool
 
+	// variantParents maps the variant ids of the last products id listing
+	// to their parents ("product/<id>", "material/<id>"), so that ReadDocs
+	// can read a variant's parent without asking GET /variants first.
+	variantParents map[string]string
+
 	// vendorOffset is the vendor's clock minus ours at the last answer with
 	// a Date header, in nanoseconds (see vendorNow); offsetKnown says
 	// whether there was one.
@@ -543,6 +548,14 @@ func (pc productsCursor) total() int {
 // later page capped at the creation time the first page pinned (see
 // capped).
 func (c *connector) products(ctx context.Context, req connectors.PageRequest) (*connectors.Page, error) {
+	p, _, _, err := c.productsPass(ctx, req)
+	return p, err
+}
+
+// productsPass reads a page of the products stream and returns it with
+// the cursor it started from (zero on a pass's first page) and the cursor
+// after it (the lists' totals as this page saw them).
+func (c *connector) productsPass(ctx context.Context, req connectors.PageRequest) (*connectors.Page, productsCursor, productsCursor, error) {
 	var pc productsCursor
 	if req.Cursor != "" {
 		var err error
@@ -555,19 +568,21 @@ func (c *connector) products(ctx context.Context, req connectors.PageRequest) (*
 		}
 	}
 	if req.Cursor == "" {
-		return c.productsStart(ctx, req.Since)
+		p, next, err := c.productsStart(ctx, req.Since)
+		return p, productsCursor{}, next, err
 	}
+	from := pc
 	l, page := products, pc.products
 	if page == 0 {
 		l, page = materials, pc.materials
 	}
 	lp, err := c.get(ctx, l, page, req.Since, pc.capAt)
 	if err != nil {
-		return nil, err
+		return nil, from, pc, err
 	}
 	p, err := c.mapPage(lp, c.mapper(lp))
 	if err != nil {
-		return nil, err
+		return nil, from, pc, err
 	}
 	next := page + 1
 	if !lp.more {
@@ -578,26 +593,26 @@ func (c *connector) products(ctx context.Context, req connectors.PageRequest) (*
 	} else {
 		pc.materials, pc.materialsTotal = next, lp.total
 	}
-	return c.productsPage(p, pc), nil
+	return c.productsPage(p, pc), from, pc, nil
 }
 
 // productsStart reads the first page of /products and of /materials.
-func (c *connector) productsStart(ctx context.Context, since time.Time) (*connectors.Page, error) {
+func (c *connector) productsStart(ctx context.Context, since time.Time) (*connectors.Page, productsCursor, error) {
 	pl, capAt, err := c.firstPage(ctx, products, 1, since)
 	if err != nil {
-		return nil, err
+		return nil, productsCursor{}, err
 	}
 	pp, err := c.mapPage(pl, c.mapper(pl))
 	if err != nil {
-		return nil, err
+		return nil, productsCursor{}, err
 	}
 	ml, err := c.get(ctx, materials, 1, since, capAt)
 	if err != nil {
-		return nil, err
+		return nil, productsCursor{}, err
 	}
 	mp, err := c.mapPage(ml, c.mapper(ml))
 	if err != nil {
-		return nil, err
+		return nil, productsCursor{}, err
 	}
 	pc := productsCursor{productsTotal: pl.total, materialsTotal: ml.total, capAt: capAt}
 	if pl.more {
@@ -609,7 +624,7 @@ func (c *connector) productsStart(ctx context.Context, since time.Time) (*connec
 	pp.Records = append(pp.Records, mp.Records...)
 	pp.Docs = append(pp.Docs, mp.Docs...)
 	pp.SetAside = append(pp.SetAside, mp.SetAside...)
-	return c.productsPage(pp, pc), nil
+	return c.productsPage(pp, pc), pc, nil
 }
 
 // productsPage sets a products page's continuation and total from pc.
@@ -721,6 +736,11 @@ type listPage struct {
 // since (zero: all) and, for a capped list, created at or before capAt (zero:
 // no cap).
 func (c *connector) get(ctx context.Context, l list, page int, since, capAt time.Time) (*listPage, error) {
+	return c.getWith(ctx, l, page, since, capAt, nil)
+}
+
+// getWith is get with more query parameters (the ids filter of ReadDocs).
+func (c *connector) getWith(ctx context.Context, l list, page int, since, capAt time.Time, more url.Values) (*listPage, error) {
 	q := url.Values{"limit": {strconv.Itoa(PageSize)}, "page": {strconv.Itoa(page)}}
 	if !since.IsZero() {
 		q.Set("updated_at_min", since.UTC().Format(isoMillis))
@@ -732,6 +752,9 @@ func (c *connector) get(ctx context.Context, l list, page int, since, capAt time
 		q.Set("include_deleted", "true")
 	}
 	for k, vs := range l.extra {
+		q[k] = vs
+	}
+	for k, vs := range more {
 		q[k] = vs
 	}
 	h := http.Header{"Authorization": {c.auth}, "Accept": {"application/json"}}

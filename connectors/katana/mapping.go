@@ -215,6 +215,27 @@ func (m *mapper) record(kind model.Kind, id string, mod time.Time, deleted bool,
 	return model.Record{Company: m.company, Vendor: Type, Kind: kind, VendorID: id, ModifiedAt: mod, Deleted: deleted, Raw: raw, Data: data}
 }
 
+// child returns r read as a child of the record parentID of kind
+// parentKind: the sink marks it deleted with its parent.
+func child(r model.Record, parentKind model.Kind, parentID string) model.Record {
+	r.Parent, r.ParentKind = parentID, parentKind
+	return r
+}
+
+// latest returns the latest of mod and the given marker times. A record's
+// version is its updated_at, or a later deleted_at or archived_at: Katana
+// is reported to set deleted_at without moving updated_at (issue 13), and
+// a deletion must make a new version, so that reconciliation's listing
+// (which compares versions) sees the record changed and reads it again.
+func latest(mod time.Time, markers ...*time.Time) time.Time {
+	for _, t := range markers {
+		if t != nil && t.After(mod) {
+			mod = *t
+		}
+	}
+	return mod
+}
+
 // decode unmarshals one record strictly enough to name the field that is
 // wrong.
 func decode(raw json.RawMessage, v any) error {
@@ -255,7 +276,9 @@ func (m *mapper) location(raw json.RawMessage) ([]model.Record, error) {
 	var f fields
 	id := f.id("id", l.ID)
 	mod := f.time("updated_at", l.UpdatedAt)
-	deleted := f.optTime("deleted_at", l.DeletedAt) != nil
+	deletedAt := f.optTime("deleted_at", l.DeletedAt)
+	deleted := deletedAt != nil
+	mod = latest(mod, deletedAt)
 	if f.Err != nil {
 		return nil, f.Err
 	}
@@ -274,9 +297,11 @@ func (m *mapper) customer(raw json.RawMessage) ([]model.Record, error) {
 	var f fields
 	id := f.id("id", c.ID)
 	mod := f.time("updated_at", c.UpdatedAt)
-	deleted := f.optTime("deleted_at", c.DeletedAt) != nil
+	deletedAt := f.optTime("deleted_at", c.DeletedAt)
+	deleted := deletedAt != nil
+	mod = latest(mod, deletedAt)
 	for i, a := range c.Addresses {
-		f.optTime(fmt.Sprintf("addresses[%d].deleted_at", i), a.DeletedAt)
+		mod = latest(mod, f.optTime(fmt.Sprintf("addresses[%d].deleted_at", i), a.DeletedAt))
 	}
 	if f.Err != nil {
 		return nil, f.Err
@@ -296,12 +321,19 @@ func (m *mapper) customer(raw json.RawMessage) ([]model.Record, error) {
 		cu.Addresses = append(cu.Addresses, model.Address{Type: a.EntityType, Line1: str(a.Line1), Line2: str(a.Line2), City: str(a.City),
 			Region: str(a.State), PostalCode: str(a.Zip), Country: str(a.Country)})
 	}
-	out := []model.Record{m.record(model.KindCustomer, id, mod, deleted, raw, cu)}
-	// Katana keeps one contact person on the customer itself.
+	// Katana keeps one contact person on the customer itself, keyed by the
+	// customer's id: the customer's document is the complete set of its
+	// contacts (one, or none when the name is cleared), so the customer
+	// names it in Children and a cleared name deletes the contact.
+	cust := m.record(model.KindCustomer, id, mod, deleted, raw, cu)
+	contacts := model.ChildSet{Kind: model.KindContact, IDs: []string{}}
+	out := []model.Record{cust}
 	if str(c.FirstName) != "" || str(c.LastName) != "" {
-		out = append(out, m.record(model.KindContact, id, mod, deleted, nil, &model.Contact{CustomerVendorID: id,
-			FirstName: str(c.FirstName), LastName: str(c.LastName), Email: str(c.Email), Phone: str(c.Phone)}))
+		contacts.IDs = append(contacts.IDs, id)
+		out = append(out, child(m.record(model.KindContact, id, mod, deleted, nil, &model.Contact{CustomerVendorID: id,
+			FirstName: str(c.FirstName), LastName: str(c.LastName), Email: str(c.Email), Phone: str(c.Phone)}), model.KindCustomer, id))
 	}
+	out[0].Children = []model.ChildSet{contacts}
 	return out, nil
 }
 
@@ -316,8 +348,10 @@ func (m *mapper) item(raw json.RawMessage) ([]model.Record, error) {
 	var f fields
 	parentID := f.id("id", it.ID)
 	parentMod := f.time("updated_at", it.UpdatedAt)
-	archived := f.optTime("archived_at", it.ArchivedAt) != nil
-	parentDeleted := f.optTime("deleted_at", it.DeletedAt) != nil
+	archivedAt := f.optTime("archived_at", it.ArchivedAt)
+	deletedAt := f.optTime("deleted_at", it.DeletedAt)
+	archived, parentDeleted := archivedAt != nil, deletedAt != nil
+	parentMod = latest(parentMod, archivedAt, deletedAt)
 	if f.Err != nil {
 		return nil, f.Err
 	}
@@ -335,7 +369,9 @@ func (m *mapper) item(raw json.RawMessage) ([]model.Record, error) {
 				mod = vm
 			}
 		}
-		vDeleted := vf.optTime("deleted_at", v.DeletedAt) != nil
+		vDeletedAt := vf.optTime("deleted_at", v.DeletedAt)
+		vDeleted := vDeletedAt != nil
+		mod = latest(mod, vDeletedAt)
 		sell := vf.dec("sales_price", v.SalesPrice)
 		cost := vf.dec("purchase_price", v.PurchasePrice)
 		if vf.Err != nil {
@@ -398,7 +434,11 @@ func (m *mapper) inventory(raw json.RawMessage) ([]model.Record, error) {
 	if r.Location != nil {
 		st.WarehouseName = r.Location.Name
 	}
-	return []model.Record{m.record(model.KindStockLevel, vid+"/"+lid, m.now, archived, raw, st)}, nil
+	// The row is the variant's stock: it goes with the variant (a deleted
+	// or archived product's rows leave the list, and the sink marks them
+	// deleted with it). The variant's record does not list its rows
+	// (/inventory is its own list), so it carries no Children.
+	return []model.Record{child(m.record(model.KindStockLevel, vid+"/"+lid, m.now, archived, raw, st), model.KindProduct, vid)}, nil
 }
 
 func (m *mapper) priceRow(raw json.RawMessage) ([]model.Record, error) {
@@ -448,9 +488,13 @@ func (m *mapper) priceRow(raw json.RawMessage) ([]model.Record, error) {
 		// the canonical rule has no field for it, so it says what it is.
 		rule.PriceTier = r.AdjustmentMethod + " " + string(amount)
 	}
+	// A rule is a price of the variant: it goes with the variant (the
+	// sink marks it deleted when the variant is). The variant's record
+	// does not list its rows (/price_list_rows is its own list), so it
+	// carries no Children.
 	custs := m.listCustomers[r.PriceListID]
 	if len(custs) == 0 {
-		return []model.Record{m.record(model.KindPriceRule, id, mod, inactive, raw, &rule)}, nil
+		return []model.Record{child(m.record(model.KindPriceRule, id, mod, inactive, raw, &rule), model.KindProduct, vid)}, nil
 	}
 	out := make([]model.Record, 0, len(custs))
 	for _, c := range custs {
@@ -460,7 +504,7 @@ func (m *mapper) priceRow(raw json.RawMessage) ([]model.Record, error) {
 		if t, err := timestamp(c.UpdatedAt); err == nil && t.After(cm) {
 			cm = t
 		}
-		out = append(out, m.record(model.KindPriceRule, id+"/"+rc.CustomerVendorID, cm, inactive, raw, &rc))
+		out = append(out, child(m.record(model.KindPriceRule, id+"/"+rc.CustomerVendorID, cm, inactive, raw, &rc), model.KindProduct, vid))
 	}
 	return out, nil
 }
@@ -473,7 +517,9 @@ func (m *mapper) salesOrder(raw json.RawMessage) ([]model.Record, error) {
 	var f fields
 	id := f.id("id", o.ID)
 	mod := f.time("updated_at", o.UpdatedAt)
-	deleted := f.optTime("deleted_at", o.DeletedAt) != nil
+	deletedAt := f.optTime("deleted_at", o.DeletedAt)
+	deleted := deletedAt != nil
+	mod = latest(mod, deletedAt)
 	so := &model.SalesOrder{Number: o.OrderNo, CustomerVendorID: strconv.FormatInt(o.CustomerID, 10), Status: o.Status,
 		OrderDate: f.optTime("order_created_date", o.OrderCreatedDate), RequiredDate: f.optTime("delivery_date", o.DeliveryDate),
 		Currency: o.Currency, Total: f.dec("total", o.Total)}
@@ -483,7 +529,10 @@ func (m *mapper) salesOrder(raw json.RawMessage) ([]model.Record, error) {
 	n := 0
 	for i, r := range o.Rows {
 		name := fmt.Sprintf("sales_order_rows[%d].", i)
-		if f.optTime(name+"deleted_at", r.DeletedAt) != nil {
+		if rd := f.optTime(name+"deleted_at", r.DeletedAt); rd != nil {
+			// A row deleted without the order's updated_at moving still
+			// makes a new version of the order (its lines changed).
+			mod = latest(mod, rd)
 			continue
 		}
 		n++

@@ -238,3 +238,75 @@ func TestParsePagination(t *testing.T) {
 		})
 	}
 }
+
+// TestDeletionMarkers maps documents whose deletion markers are set without
+// updated_at moving (as reported of Katana): each arrives deleted, and its
+// version is the marker's time, so that a listing compared by version sees
+// the change. It also checks the children rules: a customer names its one
+// contact (none once the name is cleared), and stock rows and price rules
+// name their variant as parent.
+func TestDeletionMarkers(t *testing.T) {
+	const upd, del = "2024-01-01T00:00:00.000Z", "2024-03-04T05:06:07.089Z"
+	updT, delT := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2024, 3, 4, 5, 6, 7, 89e6, time.UTC)
+	m := &mapper{company: "acme", now: goldenTime, lists: map[int64]kPriceList{1: {ID: 1, Name: "L", UpdatedAt: upd}},
+		listCustomers: map[int64][]kPriceListCustomer{1: {{ID: 5, PriceListID: 1, CustomerID: 7, UpdatedAt: upd}}}}
+	type want struct {
+		kind       model.Kind
+		id         string
+		deleted    bool
+		mod        time.Time
+		parent     string
+		parentKind model.Kind
+		children   []model.ChildSet
+	}
+	for _, tc := range []struct {
+		name string
+		doc  string
+		fn   func(*mapper, json.RawMessage) ([]model.Record, error)
+		want []want
+	}{
+		{"product deleted quietly", `{"id":1,"name":"x","updated_at":"` + upd + `","deleted_at":"` + del + `","variants":[{"id":2,"updated_at":"` + upd + `"}]}`,
+			(*mapper).item, []want{{kind: model.KindProduct, id: "2", deleted: true, mod: delT}}},
+		{"product archived quietly", `{"id":1,"name":"x","updated_at":"` + upd + `","archived_at":"` + del + `","variants":[{"id":2,"updated_at":"` + upd + `"}]}`,
+			(*mapper).item, []want{{kind: model.KindProduct, id: "2", deleted: true, mod: delT}}},
+		{"one variant deleted quietly", `{"id":1,"name":"x","updated_at":"` + upd + `","variants":[{"id":2,"updated_at":"` + upd + `","deleted_at":"` + del + `"},{"id":3,"updated_at":"` + upd + `"}]}`,
+			(*mapper).item, []want{{kind: model.KindProduct, id: "2", deleted: true, mod: delT}, {kind: model.KindProduct, id: "3", mod: updT}}},
+		{"live product", `{"id":1,"name":"x","updated_at":"` + upd + `","variants":[{"id":2,"updated_at":"` + upd + `"}]}`,
+			(*mapper).item, []want{{kind: model.KindProduct, id: "2", mod: updT}}},
+		{"location deleted quietly", `{"id":4,"name":"x","updated_at":"` + upd + `","deleted_at":"` + del + `"}`,
+			(*mapper).location, []want{{kind: model.KindWarehouse, id: "4", deleted: true, mod: delT}}},
+		{"customer deleted quietly", `{"id":7,"name":"x","first_name":"A","updated_at":"` + upd + `","deleted_at":"` + del + `"}`,
+			(*mapper).customer, []want{
+				{kind: model.KindCustomer, id: "7", deleted: true, mod: delT, children: []model.ChildSet{{Kind: model.KindContact, IDs: []string{"7"}}}},
+				{kind: model.KindContact, id: "7", deleted: true, mod: delT, parent: "7", parentKind: model.KindCustomer}}},
+		{"customer without a contact person", `{"id":7,"name":"x","updated_at":"` + upd + `"}`,
+			(*mapper).customer, []want{{kind: model.KindCustomer, id: "7", mod: updT, children: []model.ChildSet{{Kind: model.KindContact, IDs: []string{}}}}}},
+		{"customer address deleted quietly", `{"id":7,"name":"x","updated_at":"` + upd + `","addresses":[{"id":1,"entity_type":"billing","deleted_at":"` + del + `"}]}`,
+			(*mapper).customer, []want{{kind: model.KindCustomer, id: "7", mod: delT, children: []model.ChildSet{{Kind: model.KindContact, IDs: []string{}}}}}},
+		{"order deleted quietly", `{"id":9,"order_no":"SO1","updated_at":"` + upd + `","deleted_at":"` + del + `"}`,
+			(*mapper).salesOrder, []want{{kind: model.KindSalesOrder, id: "9", deleted: true, mod: delT}}},
+		{"order row deleted quietly", `{"id":9,"order_no":"SO1","updated_at":"` + upd + `","sales_order_rows":[{"id":1,"variant_id":2,"quantity":1,"deleted_at":"` + del + `"}]}`,
+			(*mapper).salesOrder, []want{{kind: model.KindSalesOrder, id: "9", mod: delT}}},
+		{"stock row", `{"variant_id":2,"location_id":4,"quantity_in_stock":"1"}`,
+			(*mapper).inventory, []want{{kind: model.KindStockLevel, id: "2/4", mod: goldenTime, parent: "2", parentKind: model.KindProduct}}},
+		{"price rule", `{"id":11,"price_list_id":1,"variant_id":2,"adjustment_method":"fixed","amount":"1","updated_at":"` + upd + `"}`,
+			(*mapper).priceRow, []want{{kind: model.KindPriceRule, id: "11/7", mod: updT, parent: "2", parentKind: model.KindProduct}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, aside, err := mapAll([]json.RawMessage{json.RawMessage(tc.doc)}, func(raw json.RawMessage) ([]model.Record, error) { return tc.fn(m, raw) })
+			if err != nil || len(aside) > 0 {
+				t.Fatalf("mapping: %v (%d set aside)", err, len(aside))
+			}
+			if len(recs) != len(tc.want) {
+				t.Fatalf("%d records, want %d: %+v", len(recs), len(tc.want), recs)
+			}
+			for i, w := range tc.want {
+				r := recs[i]
+				got := want{kind: r.Kind, id: r.VendorID, deleted: r.Deleted, mod: r.ModifiedAt, parent: r.Parent, parentKind: r.ParentKind, children: r.Children}
+				if fmt.Sprint(got) != fmt.Sprint(w) || !got.mod.Equal(w.mod) {
+					t.Errorf("record %d: got %+v, want %+v", i, got, w)
+				}
+			}
+		})
+	}
+}

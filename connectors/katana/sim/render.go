@@ -35,6 +35,21 @@ type ids struct {
 	tax        map[string]int
 	taxRate    map[string]float64
 	supplierBy map[string]int
+	// quiet holds the deletion times of records deleted quietly
+	// (DeleteQuietly), by dataset id: a copy-on-write snapshot.
+	quiet map[string]time.Time
+}
+
+// deletedAt renders a record's deleted_at: its quiet deletion time, or its
+// modified time (a deletion that moved updated_at), or null when live.
+func (x *ids) deletedAt(m simkit.Meta) *string {
+	if !m.Deleted {
+		return nil
+	}
+	if t, ok := x.quiet[m.ID]; ok {
+		return tsp(t, true)
+	}
+	return tsp(m.Modified, true)
 }
 
 // shape is what changes in a dataset when records are added or removed
@@ -78,6 +93,7 @@ func (s *Server) idx(d *simkit.Dataset) *ids {
 	for _, sp := range d.Suppliers {
 		x.supplierBy[sp.Code] = sp.Seq
 	}
+	x.quiet = s.quiet
 	s.index = x
 	return x
 }
@@ -112,8 +128,11 @@ func num(dec string) json.Number {
 	return json.Number(dec)
 }
 
-func keep(m simkit.Meta, q query) bool {
+func keep(m simkit.Meta, id int, q query) bool {
 	if m.Deleted && !q.includeDeleted {
+		return false
+	}
+	if q.ids != nil && !q.ids[id] {
 		return false
 	}
 	if !q.createdMax.IsZero() && m.Created.After(q.createdMax) {
@@ -126,8 +145,9 @@ func keep(m simkit.Meta, q query) bool {
 // serves them: highest sequence (most recently created) first, as Katana
 // documents its lists, or a fresh order when s is unstable. Dataset slices
 // are in creation order, so reversing them is the newest-first order.
-func newestFirst[T any](s *Server, items []T, meta func(T) simkit.Meta, q query) []int {
-	idx := simkit.Sorted(items, func(it T) bool { return keep(meta(it), q) }, nil)
+// id gives an item's Katana id, for the ids filter.
+func newestFirst[T any](s *Server, items []T, meta func(T) simkit.Meta, id func(T) int, q query) []int {
+	idx := simkit.Sorted(items, func(it T) bool { return keep(meta(it), id(it), q) }, nil)
 	slices.Reverse(idx)
 	return s.Order(idx)
 }
@@ -192,20 +212,20 @@ type product struct {
 
 func ptr[T any](v T) *T { return &v }
 
-func productVariant(p *simkit.Product) variant {
+func productVariant(p *simkit.Product, x *ids) variant {
 	return variant{ID: VariantID(p.Seq), ProductID: ptr(p.Seq), SKU: p.SKU, SalesPrice: num(p.SellPrice), PurchasePrice: num(p.CostPrice),
 		Type: "product", InternalBarcode: ptr(p.Barcode), SupplierItemCodes: []string{}, ConfigAttributes: []configAttr{},
-		CustomFields: []customField{}, CreatedAt: ts(p.Created), UpdatedAt: ts(p.Modified), DeletedAt: tsp(p.Modified, p.Deleted)}
+		CustomFields: []customField{}, CreatedAt: ts(p.Created), UpdatedAt: ts(p.Modified), DeletedAt: x.deletedAt(p.Meta)}
 }
 
 func renderProduct(p *simkit.Product, x *ids) product {
 	out := product{ID: p.Seq, Name: p.Name, UOM: unit(p.Unit), CategoryName: p.Category, IsSellable: true, IsProducible: ptr(false),
 		IsPurchasable: ptr(true), IsAutoAssembly: ptr(false), Type: "product", AdditionalInfo: p.Description,
-		CreatedAt: ts(p.Created), UpdatedAt: ts(p.Modified), DeletedAt: tsp(p.Modified, p.Deleted), Configs: []any{}}
+		CreatedAt: ts(p.Created), UpdatedAt: ts(p.Modified), DeletedAt: x.deletedAt(p.Meta), Configs: []any{}}
 	if sup, ok := x.supplierBy[p.SupplierCode]; ok {
 		out.DefaultSupplierID = ptr(sup)
 	}
-	out.Variants = []variant{productVariant(p)}
+	out.Variants = []variant{productVariant(p, x)}
 	return out
 }
 
@@ -225,7 +245,7 @@ func unit(u string) string {
 
 func (s *Server) products(d *simkit.Dataset, q query) (int, []any) {
 	x := s.idx(d)
-	sel := newestFirst(s, d.Products, func(p *simkit.Product) simkit.Meta { return p.Meta }, q)
+	sel := newestFirst(s, d.Products, func(p *simkit.Product) simkit.Meta { return p.Meta }, func(p *simkit.Product) int { return p.Seq }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
@@ -234,22 +254,23 @@ func (s *Server) products(d *simkit.Dataset, q query) (int, []any) {
 	return len(sel), out
 }
 
-func materialVariant(sp *simkit.Supplier) variant {
+func materialVariant(sp *simkit.Supplier, x *ids) variant {
 	return variant{ID: MaterialVariantID(sp.Seq), MaterialID: ptr(materialBase + sp.Seq), SKU: "MAT-" + sp.Code,
 		SalesPrice: "0", PurchasePrice: json.Number(fmt.Sprintf("%d.50", 2+sp.Seq)), Type: "material",
 		SupplierItemCodes: []string{sp.Code + "-RAW"}, ConfigAttributes: []configAttr{}, CustomFields: []customField{},
-		CreatedAt: ts(sp.Created), UpdatedAt: ts(sp.Modified), DeletedAt: tsp(sp.Modified, sp.Deleted)}
+		CreatedAt: ts(sp.Created), UpdatedAt: ts(sp.Modified), DeletedAt: x.deletedAt(sp.Meta)}
 }
 
 func (s *Server) materials(d *simkit.Dataset, q query) (int, []any) {
-	sel := newestFirst(s, d.Suppliers, func(sp *simkit.Supplier) simkit.Meta { return sp.Meta }, q)
+	x := s.idx(d)
+	sel := newestFirst(s, d.Suppliers, func(sp *simkit.Supplier) simkit.Meta { return sp.Meta }, func(sp *simkit.Supplier) int { return materialBase + sp.Seq }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
 		sp := d.Suppliers[i]
 		out = append(out, product{ID: materialBase + sp.Seq, Name: "Raw material from " + sp.Name, UOM: "kg", CategoryName: "Raw materials",
 			IsSellable: false, DefaultSupplierID: ptr(sp.Seq), Type: "material", AdditionalInfo: "", CreatedAt: ts(sp.Created),
-			UpdatedAt: ts(sp.Modified), DeletedAt: tsp(sp.Modified, sp.Deleted), Configs: []any{}, Variants: []variant{materialVariant(sp)}})
+			UpdatedAt: ts(sp.Modified), DeletedAt: x.deletedAt(sp.Meta), Configs: []any{}, Variants: []variant{materialVariant(sp, x)}})
 	}
 	return len(sel), out
 }
@@ -279,19 +300,20 @@ type location struct {
 	DeletedAt            *string  `json:"deleted_at"`
 }
 
-func renderLocation(w *simkit.Warehouse) location {
+func renderLocation(w *simkit.Warehouse, x *ids) location {
 	return location{ID: w.Seq, Name: w.Name, LegalName: w.Name + " (" + w.Code + ")", AddressID: ptr(w.Seq),
 		Address:   &address{ID: w.Seq, City: w.City, Country: "NZ", Line1: fmt.Sprintf("%d Depot Road", w.Seq*10), State: "", Zip: fmt.Sprintf("%04d", 1000+w.Seq)},
 		IsPrimary: w.Seq == 1, SalesAllowed: true, PurchaseAllowed: true, ManufacturingAllowed: w.Seq == 1,
-		CreatedAt: ts(w.Created), UpdatedAt: ts(w.Modified), DeletedAt: tsp(w.Modified, w.Deleted)}
+		CreatedAt: ts(w.Created), UpdatedAt: ts(w.Modified), DeletedAt: x.deletedAt(w.Meta)}
 }
 
 func (s *Server) locations(d *simkit.Dataset, q query) (int, []any) {
-	sel := newestFirst(s, d.Warehouses, func(w *simkit.Warehouse) simkit.Meta { return w.Meta }, q)
+	x := s.idx(d)
+	sel := newestFirst(s, d.Warehouses, func(w *simkit.Warehouse) simkit.Meta { return w.Meta }, func(w *simkit.Warehouse) int { return w.Seq }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
-		out = append(out, renderLocation(d.Warehouses[i]))
+		out = append(out, renderLocation(d.Warehouses[i], x))
 	}
 	return len(sel), out
 }
@@ -318,6 +340,7 @@ type inventoryRow struct {
 // (an assumption): live products, then materials. Katana has no updated_at
 // filter here.
 func (s *Server) inventory(d *simkit.Dataset, q query) (int, []any) {
+	x := s.idx(d)
 	live := make([]int, 0, len(d.Products))
 	for i, p := range d.Products {
 		if !p.Deleted {
@@ -339,7 +362,7 @@ func (s *Server) inventory(d *simkit.Dataset, q query) (int, []any) {
 			p := d.Products[live[e]]
 			st := p.Stock[wi%len(p.Stock)]
 			cost, _ := strconv.ParseFloat(p.CostPrice, 64)
-			v = productVariant(p)
+			v = productVariant(p, x)
 			row.VariantID = v.ID
 			row.AverageCost = money(p.CostPrice)
 			row.ValueInStock = strconv.FormatFloat(st.OnHand*cost, 'f', 10, 64)
@@ -348,7 +371,7 @@ func (s *Server) inventory(d *simkit.Dataset, q query) (int, []any) {
 			row.QuantityPotential = qty(st.OnHand - st.Allocated)
 		} else {
 			sp := d.Suppliers[e-len(live)]
-			v = materialVariant(sp)
+			v = materialVariant(sp, x)
 			onHand := materialStock(sp, wi)
 			row.VariantID = v.ID
 			row.AverageCost = money(string(v.PurchasePrice))
@@ -362,12 +385,34 @@ func (s *Server) inventory(d *simkit.Dataset, q query) (int, []any) {
 			row.Variant = &v
 		}
 		if q.extend["location"] {
-			l := renderLocation(w)
+			l := renderLocation(w, x)
 			row.Location = &l
 		}
 		out = append(out, row)
 	}
 	return total, out
+}
+
+// variants lists the variants of products and materials (each has one),
+// newest first: materials' variants, which the simulator creates with its
+// suppliers, after the products' (an assumption; Katana documents "the
+// most recent variants appearing first" and the connector reads this list
+// only by ids). It takes the documented ids and include_deleted.
+func (s *Server) variants(d *simkit.Dataset, q query) (int, []any) {
+	x := s.idx(d)
+	ps := newestFirst(s, d.Products, func(p *simkit.Product) simkit.Meta { return p.Meta }, func(p *simkit.Product) int { return VariantID(p.Seq) }, q)
+	ms := newestFirst(s, d.Suppliers, func(sp *simkit.Supplier) simkit.Meta { return sp.Meta }, func(sp *simkit.Supplier) int { return MaterialVariantID(sp.Seq) }, q)
+	n := len(ps) + len(ms)
+	start, end := pageOf(n, q)
+	out := make([]any, 0, end-start)
+	for i := start; i < end; i++ {
+		if i < len(ps) {
+			out = append(out, productVariant(d.Products[ps[i]], x))
+		} else {
+			out = append(out, materialVariant(d.Suppliers[ms[i-len(ps)]], x))
+		}
+	}
+	return n, out
 }
 
 // materialStock is the simulator's stock of a material in the wi-th
@@ -415,9 +460,9 @@ type customer struct {
 	Addresses         []customerAddress `json:"addresses"`
 }
 
-func renderCustomer(c *simkit.Customer) customer {
+func renderCustomer(c *simkit.Customer, x *ids) customer {
 	out := customer{ID: c.Seq, Name: c.Name, Company: ptr(c.Name), Email: ptr(c.Email), Phone: ptr(c.Phone), Currency: c.Currency,
-		ReferenceID: ptr(c.Code), Category: ptr(c.PriceTier), CreatedAt: ts(c.Created), UpdatedAt: ts(c.Modified), DeletedAt: tsp(c.Modified, c.Deleted),
+		ReferenceID: ptr(c.Code), Category: ptr(c.PriceTier), CreatedAt: ts(c.Created), UpdatedAt: ts(c.Modified), DeletedAt: x.deletedAt(c.Meta),
 		DefaultBillingID: ptr(c.Seq*10 + 1), DefaultShippingID: ptr(c.Seq*10 + 2)}
 	if len(c.Contacts) > 0 {
 		out.FirstName, out.LastName = ptr(c.Contacts[0].FirstName), ptr(c.Contacts[0].LastName)
@@ -431,11 +476,12 @@ func renderCustomer(c *simkit.Customer) customer {
 }
 
 func (s *Server) customers(d *simkit.Dataset, q query) (int, []any) {
-	sel := newestFirst(s, d.Customers, func(c *simkit.Customer) simkit.Meta { return c.Meta }, q)
+	x := s.idx(d)
+	sel := newestFirst(s, d.Customers, func(c *simkit.Customer) simkit.Meta { return c.Meta }, func(c *simkit.Customer) int { return c.Seq }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
-		out = append(out, renderCustomer(d.Customers[i]))
+		out = append(out, renderCustomer(d.Customers[i], x))
 	}
 	return len(sel), out
 }
@@ -503,7 +549,7 @@ func renderOrder(o *simkit.Document, x *ids) salesOrder {
 	out := salesOrder{ID: o.Seq, CustomerID: x.customer[o.CustomerID], OrderNo: o.Number, OrderCreatedDate: ts(o.Date),
 		DeliveryDate: ptr(ts(o.DueDate)), LocationID: x.warehouse[o.WarehouseCode], Status: OrderStatus(o.Status), Currency: o.Currency,
 		Total: num(total), TotalInBaseCurrency: num(total), CreatedAt: ts(o.Created), UpdatedAt: ts(o.Modified),
-		DeletedAt: tsp(o.Modified, o.Deleted), Addresses: []any{}}
+		DeletedAt: x.deletedAt(o.Meta), Addresses: []any{}}
 	for i, l := range o.Lines {
 		price, _ := strconv.ParseFloat(l.UnitPrice, 64)
 		taxID := x.tax[l.TaxCode]
@@ -517,7 +563,7 @@ func renderOrder(o *simkit.Document, x *ids) salesOrder {
 
 func (s *Server) salesOrders(d *simkit.Dataset, q query) (int, []any) {
 	x := s.idx(d)
-	sel := newestFirst(s, d.Orders, func(o *simkit.Document) simkit.Meta { return o.Meta }, q)
+	sel := newestFirst(s, d.Orders, func(o *simkit.Document) simkit.Meta { return o.Meta }, func(o *simkit.Document) int { return o.Seq }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {
@@ -539,7 +585,7 @@ type taxRate struct {
 
 func (s *Server) taxRates(d *simkit.Dataset, q query) (int, []any) {
 	q.includeDeleted = false // Katana's tax rates have no deleted marker
-	sel := newestFirst(s, d.TaxRates, func(t *simkit.TaxRate) simkit.Meta { return t.Meta }, q)
+	sel := newestFirst(s, d.TaxRates, func(t *simkit.TaxRate) simkit.Meta { return t.Meta }, func(t *simkit.TaxRate) int { return t.Seq }, q)
 	start, end := pageOf(len(sel), q)
 	out := make([]any, 0, end-start)
 	for _, i := range sel[start:end] {

@@ -29,6 +29,12 @@
 // SetUnstable serves every list request in a fresh order instead (a fault:
 // Katana is not reported to do it).
 //
+// Reading by id and quiet deletes. Products, materials, customers,
+// locations, tax rates, sales orders and /variants take the documented ids
+// filter (repeated or comma-separated). DeleteQuietly soft-deletes a record
+// with deleted_at set and updated_at unchanged, as issue 13 reports Katana
+// does; the dataset's own deletions move both.
+//
 // Late price lists. AddLatePriceList makes /price_list_rows serve a row
 // whose price list /price_lists does not list yet (a list created after the
 // client read the lists); PublishLatePriceLists makes such lists appear.
@@ -92,6 +98,9 @@ type Server struct {
 
 	mu    sync.Mutex
 	index *ids // dataset references -> Katana ids, rebuilt when the dataset changes shape
+	// quiet holds the deletion times of records deleted by DeleteQuietly,
+	// by dataset id; replaced, never changed in place (renders read it).
+	quiet map[string]time.Time
 	// late holds price lists created "after the client read the lists":
 	// their rows are served at once, the lists themselves once published.
 	late []lateList
@@ -169,6 +178,58 @@ func clockBase(d *simkit.Dataset, now time.Time) time.Time {
 		return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	return latest.Truncate(time.Hour).Add(2 * time.Hour)
+}
+
+// DeleteQuietly soft-deletes the product, material (supplier), customer,
+// location or sales order with the given dataset id the way Katana is
+// reported to (issue 13): deleted_at is set to now and updated_at does not
+// move, so a read filtered by updated_at_min does not return it. It
+// returns false when no live record has the id.
+func (s *Server) DeleteQuietly(id string) bool {
+	found := false
+	s.data.Update(func(d *simkit.Dataset) {
+		var m *simkit.Meta
+		for _, p := range d.Products {
+			if p.ID == id {
+				m = &p.Meta
+			}
+		}
+		for _, sp := range d.Suppliers {
+			if sp.ID == id {
+				m = &sp.Meta
+			}
+		}
+		for _, c := range d.Customers {
+			if c.ID == id {
+				m = &c.Meta
+			}
+		}
+		for _, w := range d.Warehouses {
+			if w.ID == id {
+				m = &w.Meta
+			}
+		}
+		for _, o := range d.Orders {
+			if o.ID == id {
+				m = &o.Meta
+			}
+		}
+		if m == nil || m.Deleted {
+			return
+		}
+		m.Deleted, found = true, true
+		at := d.Stamp()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		quiet := make(map[string]time.Time, len(s.quiet)+1)
+		for k, v := range s.quiet {
+			quiet[k] = v
+		}
+		quiet[id] = at
+		s.quiet = quiet
+		s.index = nil // rebuilt with the new snapshot; a built index never changes
+	})
+	return found
 }
 
 // Credentials returns Secret data that works now.
@@ -257,6 +318,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		list = s.products
 	case "/materials":
 		list = s.materials
+	case "/variants":
+		list = s.variants
 	case "/inventory":
 		list = s.inventory
 	case "/locations":
@@ -301,6 +364,9 @@ type query struct {
 	createdMax     time.Time
 	includeDeleted bool
 	extend         map[string]bool
+	// ids is the documented ids filter (nil: none); it is honoured by the
+	// lists the connector reads by id.
+	ids map[int]bool
 }
 
 func parseQuery(r *http.Request) (query, error) {
@@ -335,6 +401,20 @@ func parseQuery(r *http.Request) (query, error) {
 		q.createdMax = t.UTC()
 	}
 	q.includeDeleted = v.Get("include_deleted") == "true"
+	// ids is an array of integers: repeated (ids=1&ids=2, OpenAPI's
+	// default form) or comma-separated; both are accepted.
+	for _, e := range v["ids"] {
+		for _, x := range strings.Split(e, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(x))
+			if err != nil || n < 1 {
+				return q, fmt.Errorf("ids must be an array of positive integers")
+			}
+			if q.ids == nil {
+				q.ids = map[int]bool{}
+			}
+			q.ids[n] = true
+		}
+	}
 	for _, e := range v["extend"] {
 		for _, x := range strings.Split(e, ",") {
 			q.extend[x] = true
