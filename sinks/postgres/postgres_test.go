@@ -93,7 +93,7 @@ func TestMigrationsAreAdditiveAndMatchTheColumns(t *testing.T) {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			s := open(t, Options{schemaVersion: v})
 			for _, tb := range rows.Tables {
-				want := append(rows.CommonColumnsAt(v), rows.ColSyncedAt)
+				want := append(append(rows.CommonColumnsAt(v), rows.TombstoneColumnsAt(v)...), rows.ColSyncedAt)
 				for _, c := range tb.ColumnsAt(v) {
 					want = append(want, c.Name)
 				}
