@@ -40,7 +40,7 @@ func TestConformance(t *testing.T) {
 	sinktest.Run(t, sinktest.Harness{
 		Open: func(t *testing.T) sinktest.Target {
 			s := open(t, Options{})
-			return sinktest.Target{Sink: s, Get: s.Get, GetSetAside: s.getSetAside}
+			return sinktest.Target{Sink: s, Get: s.Get, GetSetAside: s.getSetAside, Tombstone: s.Tombstone}
 		},
 	})
 }
