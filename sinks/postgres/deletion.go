@@ -15,8 +15,9 @@ import (
 	"github.com/erpsync/erpsync-operator/sinks/internal/rows"
 )
 
-// livePage is how many live rows one query of Live reads.
-const livePage = 10_000
+// livePage is how many live rows one query of Live reads (a variable for
+// the tests).
+var livePage = 10_000
 
 // errNoTombstones is returned by Delete, Live and Purge on a schema older
 // than rows.DeletionSince (tests only: Open migrates to the latest).

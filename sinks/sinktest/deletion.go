@@ -76,22 +76,22 @@ func mustDelete(t *testing.T, tg Target, want int, ts ...model.Tombstone) {
 	}
 }
 
-// window is the span of our clock around a call: a deletion learned in it
+// Window is the span of our clock around a call: a deletion learned in it
 // is stamped within it (a second either side for a database's clock).
-type window struct{ from, to time.Time }
+type Window struct{ from, to time.Time }
 
-func during(f func()) window {
+func during(f func()) Window {
 	from := time.Now()
 	f()
-	return window{from.Add(-time.Second), time.Now().Add(time.Second)}
+	return Window{from.Add(-time.Second), time.Now().Add(time.Second)}
 }
 
-func (w window) String() string { return fmt.Sprintf("[%v, %v]", w.from, w.to) }
+func (w Window) String() string { return fmt.Sprintf("[%v, %v]", w.from, w.to) }
 
 // ExpectTombstone checks that each record is stored deleted, with its
 // content as given (live or not), its deletion learned via via, at a time
 // in w (or exactly at, when at is not zero).
-func ExpectTombstone(t testing.TB, tg Target, via model.DeletionSource, at time.Time, w window, recs ...model.Record) {
+func ExpectTombstone(t testing.TB, tg Target, via model.DeletionSource, at time.Time, w Window, recs ...model.Record) {
 	t.Helper()
 	for _, r := range recs {
 		want := r
@@ -158,7 +158,7 @@ func testTombstoneKeepsContent(t *testing.T, h Harness) {
 		ts = append(ts, tombOf(r, at, model.DeletedByReconciliation))
 	}
 	mustDelete(t, tg, len(live), ts...)
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, at, window{}, live...)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, at, Window{}, live...)
 	// A record the vendor marks deleted: via 'vendor' when it says
 	// nothing, its own source otherwise, at the write's time.
 	w := during(func() { mustWrite(t, tg, append(vendor, absent...), sinks.WriteResult{Upserted: 2 * len(vendor)}) })
@@ -173,7 +173,7 @@ func testTombstoneKeepsContent(t *testing.T, h Harness) {
 		newer = append(newer, Deleted(Record(r.Kind, "acme", "xero", "marked", 3), ""))
 	}
 	mustWrite(t, tg, newer, sinks.WriteResult{Upserted: len(newer)})
-	ExpectTombstone(t, tg, model.DeletedByVendor, first.At, window{}, newer[:1]...)
+	ExpectTombstone(t, tg, model.DeletedByVendor, first.At, Window{}, newer[:1]...)
 	// Redelivering a tombstoned record's deleted version, same content and
 	// time, changes nothing: the tombstone's content hash is the deleted
 	// one.
@@ -182,7 +182,7 @@ func testTombstoneKeepsContent(t *testing.T, h Harness) {
 		again = append(again, Deleted(r, ""))
 	}
 	mustWrite(t, tg, again, sinks.WriteResult{Skipped: len(again)})
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, at, window{}, live...)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, at, Window{}, live...)
 }
 
 func testLiveWriteRestores(t *testing.T, h Harness) {
@@ -226,11 +226,11 @@ func testOlderDoesNotRestore(t *testing.T, h Harness) {
 	mustWrite(t, tg, []model.Record{r3}, sinks.WriteResult{Upserted: 1})
 	mustDelete(t, tg, 1, tombOf(r3, At(40), model.DeletedByReconciliation))
 	mustWrite(t, tg, []model.Record{Record(model.KindCustomer, "acme", "cin7core", "c", 2)}, sinks.WriteResult{Skipped: 1})
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(40), window{}, r3)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(40), Window{}, r3)
 	// Nor does an older vendor-deleted version re-stamp the tombstone.
 	d := Deleted(Record(model.KindCustomer, "acme", "cin7core", "c", 1), "")
 	mustWrite(t, tg, []model.Record{d}, sinks.WriteResult{Skipped: 1})
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(40), window{}, r3)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(40), Window{}, r3)
 }
 
 // family writes a customer c1 with contacts k1…k3 and a price rule, a
@@ -282,7 +282,7 @@ func testChildrenRule(t *testing.T, h Harness) {
 	c1v6 := WithChildren(Record(model.KindCustomer, "acme", "unleashed", "c1", 6), model.ChildSet{Kind: model.KindContact, IDs: []string{"k2", "k3"}})
 	mustWrite(t, tg, []model.Record{c1v6, k2}, sinks.WriteResult{Upserted: 2})
 	ExpectLive(t, tg, k2, kids[2], other)
-	ExpectTombstone(t, tg, model.DeletedFromParent, time.Time{}, window{time.Time{}, time.Now().Add(time.Second)}, kids[0])
+	ExpectTombstone(t, tg, model.DeletedFromParent, time.Time{}, Window{time.Time{}, time.Now().Add(time.Second)}, kids[0])
 }
 
 func testChildrenInBatch(t *testing.T, h Harness) {
@@ -323,7 +323,7 @@ func testDeletedParentCascades(t *testing.T, h Harness) {
 	w := during(func() { mustWrite(t, tg, []model.Record{d}, sinks.WriteResult{Upserted: 1}) })
 	ExpectTombstone(t, tg, model.DeletedByVendor, time.Time{}, w, d)
 	ExpectTombstone(t, tg, model.DeletedWithParent, time.Time{}, w, kids[1], kids[2], rule)
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(50), window{}, kids[0])
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(50), Window{}, kids[0])
 	ExpectLive(t, tg, other)
 	// An older deleted version of a live parent cascades nothing.
 	tg2 := h.Open(t)
@@ -336,7 +336,7 @@ func testDeletedParentCascades(t *testing.T, h Harness) {
 	mustWrite(t, tg, []model.Record{late}, sinks.WriteResult{Upserted: 1})
 	ExpectLive(t, tg, late)
 	mustWrite(t, tg, []model.Record{d}, sinks.WriteResult{Skipped: 1})
-	ExpectTombstone(t, tg, model.DeletedWithParent, time.Time{}, window{w.from, time.Now().Add(time.Second)}, late)
+	ExpectTombstone(t, tg, model.DeletedWithParent, time.Time{}, Window{w.from, time.Now().Add(time.Second)}, late)
 }
 
 func testDeleteCascades(t *testing.T, h Harness) {
@@ -353,9 +353,9 @@ func testDeleteCascades(t *testing.T, h Harness) {
 	// p, its variant, the variant's stock and p's price rule; not the
 	// stock row already gone.
 	mustDelete(t, tg, 4, tombOf(p, At(70), model.DeletedByReconciliation))
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(70), window{}, p)
-	ExpectTombstone(t, tg, model.DeletedWithParent, At(70), window{}, v, vs, pr)
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(60), window{}, gone)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(70), Window{}, p)
+	ExpectTombstone(t, tg, model.DeletedWithParent, At(70), Window{}, v, vs, pr)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(60), Window{}, gone)
 	ExpectLive(t, tg, keep)
 }
 
@@ -377,7 +377,7 @@ func testParentKind(t *testing.T, h Harness) {
 	ExpectLive(t, tg, priceOfCustomer, contact, stock)
 	// Deleting the customer takes its children, not the product's.
 	mustDelete(t, tg, 3, tombOf(cust, At(80), model.DeletedByReconciliation))
-	ExpectTombstone(t, tg, model.DeletedWithParent, At(80), window{}, contact, priceOfCustomer)
+	ExpectTombstone(t, tg, model.DeletedWithParent, At(80), Window{}, contact, priceOfCustomer)
 	ExpectLive(t, tg, p2, stock)
 }
 
@@ -392,12 +392,12 @@ func testDeleteCounts(t *testing.T, h Harness) {
 	mustDelete(t, tg, 0)
 	mustDelete(t, tg, 0, tombOf(absent, At(9), model.DeletedByReconciliation), tombOf(otherKind, At(9), model.DeletedByReconciliation))
 	mustDelete(t, tg, 0, tombOf(vendorDeleted, At(9), model.DeletedByReconciliation))
-	ExpectTombstone(t, tg, model.DeletedByVendor, time.Time{}, window{time.Time{}, time.Now().Add(time.Second)}, vendorDeleted)
+	ExpectTombstone(t, tg, model.DeletedByVendor, time.Time{}, Window{time.Time{}, time.Now().Add(time.Second)}, vendorDeleted)
 	// A key named twice counts once; the first tombstone wins.
 	mustDelete(t, tg, 1, tombOf(a, At(10), model.DeletedByReconciliation), tombOf(absent, At(10), model.DeletedByReconciliation), tombOf(a, At(11), model.DeletedAbsentFromFullRead))
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(10), window{}, a)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(10), Window{}, a)
 	mustDelete(t, tg, 0, tombOf(a, At(12), model.DeletedByReconciliation))
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(10), window{}, a)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(10), Window{}, a)
 	ExpectLive(t, tg, b)
 	// Thousands of keys in one call.
 	var many []model.Record
@@ -411,7 +411,7 @@ func testDeleteCounts(t *testing.T, h Harness) {
 	}
 	mustWrite(t, tg, many, sinks.WriteResult{Upserted: len(many)})
 	mustDelete(t, tg, len(ts), ts...)
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(13), window{}, many[0], many[2998])
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(13), Window{}, many[0], many[2998])
 	ExpectLive(t, tg, many[1], many[2999])
 }
 
@@ -494,7 +494,7 @@ func testDeletionCompaniesApart(t *testing.T, h Harness) {
 	mustWrite(t, tg, []model.Record{otherVendor}, sinks.WriteResult{Upserted: 1})
 	c1 := WithChildren(Record(model.KindCustomer, "acme", "unleashed", "c1", 3), model.ChildSet{Kind: model.KindContact, IDs: []string{"k1"}})
 	mustWrite(t, tg, []model.Record{c1}, sinks.WriteResult{Upserted: 1})
-	ExpectTombstone(t, tg, model.DeletedFromParent, time.Time{}, window{time.Time{}, time.Now().Add(time.Second)}, acmeKids[1], acmeKids[2])
+	ExpectTombstone(t, tg, model.DeletedFromParent, time.Time{}, Window{time.Time{}, time.Now().Add(time.Second)}, acmeKids[1], acmeKids[2])
 	ExpectLive(t, tg, append(globexKids, otherVendor)...)
 	mustDelete(t, tg, 3, tombOf(c1, At(90), model.DeletedByReconciliation)) // c1, k1 and the price rule
 	ExpectLive(t, tg, append(globexKids, globexRule, otherVendor)...)
@@ -618,15 +618,15 @@ func testPurge(t *testing.T, h Harness) {
 		if n != 0 {
 			t.Fatalf("Purge = %d, want 0", n)
 		}
-		ExpectTombstone(t, tg, model.DeletedByReconciliation, At(10), window{}, old)
+		ExpectTombstone(t, tg, model.DeletedByReconciliation, At(10), Window{}, old)
 		return
 	}
 	if n != 2 {
 		t.Fatalf("Purge = %d, want 2", n)
 	}
 	ExpectAbsent(t, tg, old, oldOrder)
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(30), window{}, recent)
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(10), window{}, globex, katana)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(30), Window{}, recent)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(10), Window{}, globex, katana)
 	ExpectLive(t, tg, live)
 	if n, err := tg.Sink.Purge(ctx, "acme", "unleashed", At(20)); err != nil || n != 0 {
 		t.Fatalf("Purge again = %d, %v; want 0", n, err)
@@ -639,7 +639,7 @@ func testPurge(t *testing.T, h Harness) {
 	if _, err := tg.Sink.Purge(cctx, "acme", "unleashed", At(40)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Purge with a cancelled context = %v, want context.Canceled", err)
 	}
-	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(30), window{}, recent)
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(30), Window{}, recent)
 }
 
 // MemoryTombstone is the Tombstone reader of an in-memory sink (the
@@ -650,5 +650,86 @@ func MemoryTombstone(m interface {
 	return func(_ context.Context, k model.Key) (model.Tombstone, bool, error) {
 		t, ok := m.Tombstone(k)
 		return t, ok, nil
+	}
+}
+
+// UpgradeBatch is what a sink's migration test writes at the schema
+// version before tombstones: every kind live for acme and globex, and
+// every kind deleted by its vendor (version 4) for acme.
+func UpgradeBatch() []model.Record {
+	batch := append(AllKinds("acme", "unleashed", "live", 2), AllKinds("globex", "unleashed", "live", 3)...)
+	return append(batch, AllKinds("acme", "unleashed", "gone", 4)...)
+}
+
+// ExpectUpgradedTombstones checks a sink migrated to tombstones after
+// UpgradeBatch was written during w: every row kept; the rows deleted
+// before the migration are tombstones learned from their vendor during w;
+// the live ones are listed by Live; and the rules hold on the old rows:
+// Delete marks them, a live write restores them, Purge removes the old
+// tombstones.
+func ExpectUpgradedTombstones(t *testing.T, tg Target, w Window) {
+	t.Helper()
+	ctx := context.Background()
+	batch := UpgradeBatch()
+	ExpectStored(t, tg, batch...)
+	var live, gone []model.Record
+	for _, r := range batch {
+		if r.Deleted {
+			gone = append(gone, r)
+		} else {
+			live = append(live, r)
+		}
+	}
+	ExpectTombstone(t, tg, model.DeletedByVendor, time.Time{}, w, gone...)
+	ExpectLive(t, tg, live...)
+	for _, k := range model.Kinds {
+		got := collectLive(t, tg, sinks.Scope{Company: "acme", Vendor: "unleashed", Kind: k})
+		if at, ok := got["live"]; len(got) != 1 || !ok || !at.Equal(At(2).Truncate(time.Microsecond)) {
+			t.Fatalf("Live of acme's %s after the upgrade: %v, want live at %v", k, got, At(2))
+		}
+	}
+	// An old row marked deleted, then written again the same: restored.
+	old := Record(model.KindProduct, "globex", "unleashed", "live", 3)
+	mustDelete(t, tg, 1, tombOf(old, At(50), model.DeletedByReconciliation))
+	ExpectTombstone(t, tg, model.DeletedByReconciliation, At(50), Window{}, old)
+	mustWrite(t, tg, []model.Record{old}, sinks.WriteResult{Upserted: 1})
+	ExpectLive(t, tg, old)
+	n, err := tg.Sink.Purge(ctx, "acme", "unleashed", w.to.Add(time.Hour))
+	if err != nil || n != len(gone) {
+		t.Fatalf("Purge after the upgrade = %d, %v; want %d", n, err, len(gone))
+	}
+	ExpectAbsent(t, tg, gone...)
+	ExpectLive(t, tg, live...)
+}
+
+// During runs f and returns the span of our clock around it, for
+// ExpectUpgradedTombstones.
+func During(f func()) Window { return during(f) }
+
+// ExpectLivePages writes n live products (and tombstones between them) and
+// checks that Live lists exactly the live ones once each: for a sink test
+// that has made its page size small, so that the listing crosses pages.
+func ExpectLivePages(t *testing.T, tg Target, n int) {
+	t.Helper()
+	var batch []model.Record
+	var ts []model.Tombstone
+	want := map[string]bool{}
+	for i := 0; i < n; i++ {
+		r := Record(model.KindProduct, "acme", "v", fmt.Sprintf("p%04d", i), 1)
+		gone := Record(model.KindProduct, "acme", "v", fmt.Sprintf("p%04d-gone", i), 1)
+		batch = append(batch, r, gone)
+		ts = append(ts, tombOf(gone, At(3), model.DeletedByReconciliation))
+		want[r.VendorID] = true
+	}
+	mustWrite(t, tg, batch, sinks.WriteResult{Upserted: len(batch)})
+	mustDelete(t, tg, len(ts), ts...)
+	got := collectLive(t, tg, sinks.Scope{Company: "acme", Vendor: "v", Kind: model.KindProduct})
+	if len(got) != len(want) {
+		t.Fatalf("Live listed %d, want %d", len(got), len(want))
+	}
+	for id := range got {
+		if !want[id] {
+			t.Fatalf("Live listed %s", id)
+		}
 	}
 }
