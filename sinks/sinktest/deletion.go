@@ -458,7 +458,8 @@ func testDeleteCancelled(t *testing.T, h Harness) {
 	}
 	ExpectLive(t, tg, recs...)
 	// Cancelled at various points: all marked (parents and children) or
-	// none, and a nil error means all.
+	// none, and a nil error means all; an error means none, but for a
+	// remote sink, whose request may land as its caller gives up.
 	for _, d := range []time.Duration{50 * time.Microsecond, 500 * time.Microsecond, 2 * time.Millisecond, 8 * time.Millisecond} {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		n, err := tg.Sink.Delete(ctx, ts)
@@ -476,10 +477,10 @@ func testDeleteCancelled(t *testing.T, h Harness) {
 		switch {
 		case err == nil && (deleted != len(recs) || n != len(recs)):
 			t.Fatalf("cancel after %v: Delete = %d, nil, but %d of %d are deleted", d, n, deleted, len(recs))
-		case err != nil && deleted != 0:
+		case err != nil && deleted != 0 && (!h.Remote || deleted != len(recs)):
 			t.Fatalf("cancel after %v: Delete failed (%v) and left %d of %d deleted", d, err, deleted, len(recs))
 		}
-		if err == nil {
+		if deleted != 0 {
 			// Restore for the next round.
 			mustWrite(t, tg, recs, sinks.WriteResult{Upserted: len(recs)})
 		}
