@@ -734,3 +734,20 @@ func ExpectLivePages(t *testing.T, tg Target, n int) {
 		}
 	}
 }
+
+// ExpectOnlyTheNewestParentRules writes two versions of a parent in one
+// batch, the older without a child the newer names: the child stays, since
+// only the version stored has a say. (The reference memory sink applies
+// the rules of every version in the batch and deletes the child, which is
+// why this is not a suite case; the database sinks call it.)
+func ExpectOnlyTheNewestParentRules(t *testing.T, tg Target) {
+	t.Helper()
+	k2 := Child(model.KindContact, "acme", "v", "k2", 1, model.KindCustomer, "c1")
+	mustWrite(t, tg, []model.Record{Record(model.KindCustomer, "acme", "v", "c1", 1), k2}, sinks.WriteResult{Upserted: 2})
+	older := WithChildren(Record(model.KindCustomer, "acme", "v", "c1", 2), model.ChildSet{Kind: model.KindContact})
+	newer := WithChildren(Record(model.KindCustomer, "acme", "v", "c1", 3), model.ChildSet{Kind: model.KindContact, IDs: []string{"k2"}})
+	if _, err := tg.Sink.Write(context.Background(), []model.Record{older, newer}); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	ExpectLive(t, tg, k2)
+}

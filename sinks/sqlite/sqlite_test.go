@@ -514,3 +514,10 @@ func TestLiveCrossesPages(t *testing.T) {
 	s := open(t, Options{})
 	sinktest.ExpectLivePages(t, sinktest.Target{Sink: s, Get: s.Get, Tombstone: s.Tombstone}, 50)
 }
+
+// TestOnlyTheNewestParentRules: of two versions of a parent in one batch,
+// only the one stored applies its child sets.
+func TestOnlyTheNewestParentRules(t *testing.T) {
+	s := open(t, Options{})
+	sinktest.ExpectOnlyTheNewestParentRules(t, sinktest.Target{Sink: s, Get: s.Get, Tombstone: s.Tombstone})
+}
