@@ -139,6 +139,11 @@ func (s *syncRun) maybeReconcile(ctx context.Context, conn connectors.Connector,
 		}
 	}
 	end := r.Clock.Now()
+	// The status patches above replaced obj's status with the server's.
+	if obj.Status.Reconciliation == nil {
+		obj.Status.Reconciliation = &erpv1.ReconciliationStatus{}
+	}
+	rs = obj.Status.Reconciliation
 	rs.InProgress = false
 	rs.LastCompleted = mtime(end)
 	rs.NextAt = mtime(nextReconcileAt(obj, started))

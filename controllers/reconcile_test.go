@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -40,6 +41,11 @@ func TestReconciliationDeletesAndTheGuardWaitsForAPerson(t *testing.T) {
 	// One product of 25 gone: deleted by the requested reconciliation.
 	gone := h.erp.remove(1)
 	h.update("acme", func(o *erpv1.ErpSync) { o.Annotations = map[string]string{erpv1.ReconcileNowAnnotation: "r1"} })
+	defer func() {
+		if t.Failed() {
+			dumpStatus(t, h, "acme")
+		}
+	}()
 	got := h.readyWhen("acme", func(o *erpv1.ErpSync) bool {
 		return o.Status.LastHandledReconcileNowAt == "r1" && o.Status.Reconciliation != nil && o.Status.Reconciliation.LastCompleted != nil
 	})
@@ -151,5 +157,14 @@ func TestReconcileSchedule(t *testing.T) {
 	}
 	if got := firstReconcileAt(obj("03:00", 0), now); !got.Equal(at("2026-12-08T03:00:00Z")) {
 		t.Errorf("first with a time of day = %s", got)
+	}
+}
+
+// dumpStatus logs an ErpSync's status and events, for a failing test.
+func dumpStatus(t *testing.T, h *harness, name string) {
+	b, _ := json.MarshalIndent(h.get(name).Status, "", " ")
+	t.Logf("status of %s: %s", name, b)
+	for _, e := range h.events(name) {
+		t.Logf("event %s %s: %s", e.Type, e.Reason, e.Message)
 	}
 }
