@@ -679,6 +679,19 @@ func validPage(p *connectors.Page) error {
 		if !rec.Kind.Valid() {
 			return connectors.Errorf(connectors.KindInvalidResponse, "record %d of the page has an unknown kind %q", i, rec.Kind)
 		}
+		if (rec.Parent == "") != (rec.ParentKind == "") || (rec.ParentKind != "" && !rec.ParentKind.Valid()) {
+			return connectors.Errorf(connectors.KindInvalidResponse, "record %d of the page names a parent without its kind, or of an unknown kind", i)
+		}
+		for _, c := range rec.Children {
+			if !c.Kind.Valid() || slices.Contains(c.IDs, "") {
+				return connectors.Errorf(connectors.KindInvalidResponse, "record %d of the page names children of an unknown kind or without an id", i)
+			}
+		}
+		switch rec.DeletedVia {
+		case "", model.DeletedByVendor, model.DeletedFromParent, model.DeletedWithParent, model.DeletedAbsentFromFullRead, model.DeletedByReconciliation:
+		default:
+			return connectors.Errorf(connectors.KindInvalidResponse, "record %d of the page has an unknown deletion source", i)
+		}
 	}
 	if len(p.Next) > MaxCursorLen {
 		// The cursor is checkpointed into status: a vendor-derived value

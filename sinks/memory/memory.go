@@ -78,7 +78,16 @@ func (s *Sink) Write(ctx context.Context, batch []model.Record) (sinks.WriteResu
 		s.store(r, h)
 		res.Upserted++
 	}
-	for _, r := range parents {
+	// Only the version each key ends with rules its children: an older
+	// version earlier in the batch says nothing.
+	last := map[model.Key]int{}
+	for i, r := range parents {
+		last[r.Key()] = i
+	}
+	for i, r := range parents {
+		if last[r.Key()] != i || !r.ModifiedAt.Equal(s.records[r.Key()].ModifiedAt) {
+			continue
+		}
 		if r.Deleted || len(r.Children) > 0 {
 			s.childRules(r)
 		}
