@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -71,31 +71,10 @@ const claimAttempts = 5
 // The claims live in the manager's own namespace: a namespaced Role.
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=system,resources=leases,verbs=get;create;update;delete
 
-// claimNamespaces holds the claim namespace of each reconciler (see
-// UseClaimNamespace).
-var claimNamespaces sync.Map // *ErpSyncReconciler -> string
+// claimRecheck is how often a refused claim is checked again.
+const claimRecheck = 10 * time.Minute
 
-// UseClaimNamespace makes r keep durable company claims in namespace ns
-// (the manager's own namespace; tenants must not be able to write it).
-// Call it before the manager starts. Without it, claims are decided from
-// the cache (see companyOwner).
-//
-// TODO(lead): this belongs in an ErpSyncReconciler field (ClaimNamespace);
-// it lives here only because erpsync_controller.go was outside the scope
-// of the change that added it.
-func (r *ErpSyncReconciler) UseClaimNamespace(ns string) {
-	if ns == "" {
-		claimNamespaces.Delete(r)
-		return
-	}
-	claimNamespaces.Store(r, ns)
-}
-
-func (r *ErpSyncReconciler) claimNamespace() string {
-	ns, _ := claimNamespaces.Load(r)
-	s, _ := ns.(string)
-	return s
-}
+func (r *ErpSyncReconciler) claimNamespace() string { return r.ClaimNamespace }
 
 // ClaimName is the name of the Lease that holds the claim of company: a
 // hash, so that any companyId gives a valid name that reveals nothing.
@@ -141,8 +120,15 @@ func (r *ErpSyncReconciler) claimRound(ctx context.Context, key types.Namespaced
 	if lease.Spec.HolderIdentity != nil {
 		holder = *lease.Spec.HolderIdentity
 	}
+	if holder == obj.Namespace && lease.Annotations[ClaimOwnerUIDAnnotation] == string(obj.UID) {
+		// Confirmed by this very ErpSync before: a releaser that read
+		// this version listed the namespace live and saw it, so it does
+		// not release. No write.
+		return holder, nil
+	}
 	if holder == obj.Namespace {
-		// Confirm: replace the version a releaser may have read.
+		// Confirm: replace the version a releaser may have read (one that
+		// listed the namespace before this ErpSync existed).
 		now := metav1.NewMicroTime(r.Clock.Now())
 		lease.Spec.RenewTime = &now
 		if lease.Annotations == nil {

@@ -49,7 +49,7 @@ func (h *harness) claimManager(claimNS string, watch ...string) func() {
 		Clock:    h.clock,
 		Options:  h.opts,
 	}
-	r.UseClaimNamespace(claimNS)
+	r.ClaimNamespace = claimNS
 	h.g.Expect(r.SetupWithManager(ctx, mgr)).To(Succeed())
 	done := make(chan struct{})
 	go func() {
@@ -63,7 +63,7 @@ func (h *harness) claimManager(claimNS string, watch ...string) func() {
 		once.Do(func() {
 			cancel()
 			<-done
-			r.UseClaimNamespace("")
+			r.ClaimNamespace = ""
 		})
 	}
 	h.t.Cleanup(stop)

@@ -84,6 +84,10 @@ type ErpSyncReconciler struct {
 	// Clock defaults to the real clock; tests inject a fake one.
 	Clock   clock.PassiveClock
 	Options Options
+	// ClaimNamespace is where durable company claims are kept (Leases in
+	// the manager's own namespace, which tenants cannot write); empty
+	// decides claims from the cache only (local runs).
+	ClaimNamespace string
 
 	tracker *runTracker
 	// runDone wakes Reconcile when a background sync ends, to schedule the
@@ -222,7 +226,10 @@ func (r *ErpSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	if owner != obj.Namespace {
-		return ctrl.Result{}, r.markClaimed(ctx, &obj, owner)
+		// A manager that does not watch the owner's namespace (another
+		// shard, --watch-namespaces) never sees the owner go: ask again
+		// now and then.
+		return ctrl.Result{RequeueAfter: claimRecheck}, r.markClaimed(ctx, &obj, owner)
 	}
 	if obj.Status.Phase == erpv1.PhaseSuspended {
 		r.Recorder.Eventf(&obj, nil, corev1.EventTypeNormal, "Resumed", "Resume", "sync resumed")

@@ -113,6 +113,9 @@ type harness struct {
 	reconciler *ErpSyncReconciler
 	// egress is the reconciler's egress policy; nil: the default.
 	egress *egress.Policy
+	// claimNS is this test's namespace of durable company claims, as the
+	// manager's own namespace is in production.
+	claimNS string
 }
 
 // offsetClock is the real clock moved forward by an offset, so that a test
@@ -130,6 +133,9 @@ func newHarness(t *testing.T) *harness {
 	g.Expect(k8s.Create(context.Background(), ns)).To(Succeed())
 	h := &harness{t: t, g: g, ns: ns.Name, erp: newFakeERP(25), sink: memory.New(),
 		opts: Options{CheckpointEvery: time.Nanosecond}, clock: &offsetClock{}}
+	claims := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "erpsync-claims-"}}
+	g.Expect(k8s.Create(context.Background(), claims)).To(Succeed())
+	h.claimNS = claims.Name
 	t.Cleanup(h.stopManager)
 	return h
 }
@@ -161,6 +167,8 @@ func (h *harness) startManager() {
 		Clock:    h.clock,
 		Egress:   h.egress,
 		Options:  h.opts,
+		// Claims are recorded as the manager records them.
+		ClaimNamespace: h.claimNS,
 	}
 	h.reconciler = r
 	h.g.Expect(r.SetupWithManager(ctx, mgr)).To(Succeed())

@@ -249,7 +249,7 @@ func run(ctx context.Context, o options) error {
 		},
 	}
 	if o.claimNamespace != "" {
-		r.UseClaimNamespace(o.claimNamespace)
+		r.ClaimNamespace = o.claimNamespace
 	} else {
 		log.Info("--claim-namespace is empty: company claims are decided from the cache only, not recorded (two ErpSyncs of one company created in the same second may be ordered by UID, and shards may disagree)")
 	}
