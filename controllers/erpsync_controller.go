@@ -300,7 +300,7 @@ func (r *ErpSyncReconciler) setNextSyncAt(ctx context.Context, obj *erpv1.ErpSyn
 	return nil
 }
 
-// requestAnnotationChanged passes updates that change one of the two request
+// requestAnnotationChanged passes updates that change one of the request
 // annotations (and nothing else of metadata).
 type requestAnnotationChanged struct{ predicate.Funcs }
 
@@ -309,8 +309,13 @@ func (requestAnnotationChanged) Update(e event.UpdateEvent) bool {
 		return false
 	}
 	o, n := e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()
-	return o[erpv1.RequestedAtAnnotation] != n[erpv1.RequestedAtAnnotation] ||
-		o[erpv1.FullResyncAtAnnotation] != n[erpv1.FullResyncAtAnnotation]
+	for _, k := range []string{erpv1.RequestedAtAnnotation, erpv1.FullResyncAtAnnotation, erpv1.ReconcileNowAnnotation,
+		erpv1.ApproveDeletionsAnnotation, erpv1.DiscardDeletionsAnnotation} {
+		if o[k] != n[k] {
+			return true
+		}
+	}
+	return false
 }
 
 func (requestAnnotationChanged) Create(event.CreateEvent) bool   { return false }

@@ -186,3 +186,39 @@ func (c *fakeConn) ListPage(ctx context.Context, req connectors.PageRequest) (*c
 	}
 	return page, nil
 }
+
+// remove drops products from the fake ERP (a hard delete it does not
+// signal) and returns their ids.
+func (f *fakeERP) remove(n int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for i := 0; i < n && len(f.products) > 0; i++ {
+		ids = append(ids, f.products[len(f.products)-1].id)
+		f.products = f.products[:len(f.products)-1]
+	}
+	return ids
+}
+
+// IDListing implements connectors.IDLister: both entities, 100 a page.
+func (c *fakeConn) IDListing(model.Kind) (connectors.IDListingInfo, bool) {
+	return connectors.IDListingInfo{PageSize: 100, Endpoint: "fake"}, true
+}
+
+// ListIDs implements connectors.IDLister.
+func (c *fakeConn) ListIDs(ctx context.Context, req connectors.PageRequest) (*connectors.IDPage, error) {
+	c.erp.calls.Add(1)
+	if req.Entity == model.KindCustomer {
+		return &connectors.IDPage{Calls: 1, Total: 1, Docs: []connectors.DocVersion{{ID: "C1", ModifiedAt: time.Unix(1700000000, 0)}}}, nil
+	}
+	f := c.erp
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	start := min((req.Page-1)*100, len(f.products))
+	end := min(start+100, len(f.products))
+	p := &connectors.IDPage{Calls: 1, Total: len(f.products), More: end < len(f.products)}
+	for _, r := range f.products[start:end] {
+		p.Docs = append(p.Docs, connectors.DocVersion{ID: r.id, ModifiedAt: r.modified})
+	}
+	return p, nil
+}

@@ -104,6 +104,7 @@ func (s *syncRun) run(ctx context.Context) {
 		if v := s.decision.FullResyncToken; v != "" {
 			o.Status.LastHandledFullResyncAt = v
 		}
+		s.recordReconcileTokens(o)
 		switch {
 		case s.decision.Trigger == TriggerFullResync:
 			// Also when it replaces an interrupted sync or an unfinished
@@ -227,7 +228,12 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 	d, bound := r.syncBound(obj)
 	runCtx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	state, approve := s.heldDecisions(state)
 	res, err = engine.Execute(runCtx, engine.Run{
+		Company:        obj.Spec.CompanyID,
+		Vendor:         typ,
+		MaxDeleteShare: obj.GetMaxDeleteShare(),
+		ApproveHeld:    approve,
 		// Resuming an interrupted sync, or retrying a failed one: the
 		// entities it had finished are not read again.
 		SkipCompletedSince: s.skipCompletedSince,
@@ -249,6 +255,9 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 			})
 		},
 	})
+	if err == nil {
+		res, err = s.maybeReconcile(runCtx, conn, entities, res, approve)
+	}
 	if err != nil && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
 		err = &syncTimedOut{bound: bound, err: err}
 	}

@@ -69,6 +69,12 @@ type Decision struct {
 	// and a token the sync does not honour stays pending. Empty: none.
 	RequestToken    string
 	FullResyncToken string
+	// ReconcileToken, ApproveToken and DiscardToken are the pending
+	// erpsync.io/reconcileNowAt, approveDeletionsAt and discardDeletionsAt
+	// values; every sync honours them (see Due).
+	ReconcileToken string
+	ApproveToken   string
+	DiscardToken   string
 	// SkipCompletedSince, when set, skips the entities that completed a pass
 	// at or after it (and have no interrupted pass): a resumed sync, or a
 	// retry after a failed or timed-out sync, does not read again what that
@@ -96,6 +102,24 @@ type Decision struct {
 // the request is recorded as handled by the sync that honours it, never by a
 // resume.
 func Due(obj *erpv1.ErpSync, secretVersion string, now time.Time) Decision {
+	d := due(obj, secretVersion, now)
+	if d.Trigger == TriggerNone && d.DueAt.IsZero() {
+		return d // suspended or deleted
+	}
+	st := &obj.Status
+	d.ReconcileToken = pendingToken(obj, erpv1.ReconcileNowAnnotation, st.LastHandledReconcileNowAt)
+	d.ApproveToken = pendingToken(obj, erpv1.ApproveDeletionsAnnotation, st.LastHandledApproveDeletionsAt)
+	d.DiscardToken = pendingToken(obj, erpv1.DiscardDeletionsAnnotation, st.LastHandledDiscardDeletionsAt)
+	if d.Trigger == TriggerNone && (d.ReconcileToken != "" || d.ApproveToken != "" || d.DiscardToken != "") {
+		// A reconciliation or a decision on held deletions is asked for:
+		// the sync that carries it runs now.
+		d.Trigger, d.DueAt = TriggerRequested, time.Time{}
+	}
+	return d
+}
+
+// due is Due without the reconciliation requests.
+func due(obj *erpv1.ErpSync, secretVersion string, now time.Time) Decision {
 	if obj.Spec.Suspend || !obj.DeletionTimestamp.IsZero() {
 		return Decision{}
 	}

@@ -66,6 +66,16 @@ func toEngineState(in []erpv1.EntityStatus) []engine.EntityState {
 			SetAsideSince:      tval(e.SetAsideSince),
 			Incomplete:         e.Incomplete,
 		}
+		if h := e.HeldDeletion; h != nil {
+			s.Held = &engine.HeldDeletion{Kind: model.Kind(h.Kind), Candidates: h.Records, Live: h.Live, Via: model.DeletionSource(h.Via), At: h.Since.Time}
+		}
+		if d := e.Deletions; d != nil {
+			s.Deletions = &engine.DeletionReport{At: d.Time.Time, Deleted: d.Deleted, Skipped: d.Skipped}
+		}
+		if r := e.Reconcile; r != nil {
+			s.Reconcile = &engine.ReconcileReport{At: r.Time.Time, Listed: r.Listed, Live: r.Live, Missing: r.Missing, Deleted: r.Deleted,
+				Absent: r.Absent, Drifted: r.Drifted, Repaired: r.Repaired, Calls: r.APICalls, Note: r.Message, Postponed: r.Postponed}
+		}
 		if cp := e.Checkpoint; cp != nil {
 			s.Resume = &engine.Checkpoint{
 				Since:     tval(cp.Since),
@@ -108,6 +118,16 @@ func fromEngineState(in []engine.EntityState) []erpv1.EntityStatus {
 			if s.LastRunIncremental {
 				e.LastRunMode = erpv1.SyncModeIncremental
 			}
+		}
+		if h := s.Held; h != nil {
+			e.HeldDeletion = &erpv1.HeldDeletion{Kind: string(h.Kind), Records: h.Candidates, Live: h.Live, Via: string(h.Via), Since: metav1.NewTime(h.At.UTC().Truncate(time.Second))}
+		}
+		if d := s.Deletions; d != nil && (d.Deleted > 0 || d.Skipped != "") {
+			e.Deletions = &erpv1.EntityDeletions{Time: metav1.NewTime(d.At.UTC().Truncate(time.Second)), Deleted: d.Deleted, Skipped: shown(d.Skipped, maxIncompleteLen)}
+		}
+		if r := s.Reconcile; r != nil {
+			e.Reconcile = &erpv1.EntityReconcile{Time: metav1.NewTime(r.At.UTC().Truncate(time.Second)), Listed: r.Listed, Live: r.Live, Missing: r.Missing,
+				Deleted: r.Deleted, Absent: r.Absent, Drifted: r.Drifted, Repaired: r.Repaired, APICalls: r.Calls, Postponed: r.Postponed, Message: shown(r.Note, maxIncompleteLen)}
 		}
 		if cp := s.Resume; cp != nil {
 			e.Checkpoint = &erpv1.EntityCheckpoint{

@@ -10,6 +10,12 @@ const (
 	// StalledCondition is True only when retrying cannot help until the spec
 	// changes.
 	StalledCondition = "Stalled"
+	// DeletionsHeldCondition is True while the mass-deletion guard holds
+	// deletions of some entity (status.entities[].heldDeletion), waiting
+	// for erpsync.io/approveDeletionsAt or erpsync.io/discardDeletionsAt.
+	// It does not make the ErpSync unready: syncs go on, nothing is
+	// deleted.
+	DeletionsHeldCondition = "DeletionsHeld"
 )
 
 // Condition reasons that are not connector error kinds (those are in
@@ -23,6 +29,8 @@ const (
 	// entities.
 	ReasonIncomplete  = "Incomplete"
 	ReasonProgressing = "Progressing"
+	// ReasonMassDeletion is DeletionsHeld=True's reason.
+	ReasonMassDeletion = "MassDeletionGuard"
 	ReasonSuspended   = "Suspended"
 	ReasonSyncFailed  = "SyncFailed"
 	ReasonInvalidConf = "InvalidConfig"

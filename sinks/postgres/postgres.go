@@ -22,6 +22,33 @@
 // order; a deadlock or serialization failure all the same retries the whole
 // (all-or-nothing) batch.
 //
+// # Tombstones and children
+//
+// Nothing is removed but by Purge: a deleted record keeps its row with
+// deleted = true, deleted_at (when the deletion was learned, the write's
+// time for a record the vendor marks deleted, kept while the row stays
+// deleted) and deleted_via; a live version that is not older clears both.
+// Each row also stores its parent (parent_kind, parent_id) and deleted_hash,
+// the content hash it takes when it is marked deleted without a new version
+// (model.HashContent with the deleted flag set), so that a later live
+// version with the same modified time differs and restores it.
+//
+// After the merge, in the same transaction, the children rules run set-based
+// with the batch's keys passed as arrays (unnest): one statement per parent
+// kind and child kind for the child sets (the stored live children of the
+// parents whose stored version is not newer than the batch's, minus the
+// children named, are marked deleted via 'parent'), one per kind of the
+// batch's deleted records to find those not older than stored, then one
+// statement per level of descendants (data-modifying CTEs over every table
+// through the partial index on company, vendor, parent_kind, parent_id)
+// marking the live children of the rows just marked via 'parent-deleted'.
+// A batch without deleted records or child sets runs none of them. Delete
+// marks the named live rows with one statement per kind, then their
+// descendants the same way. Live pages through the partial index of live
+// rows (company, vendor, vendor_id, covering modified_at), a page per
+// query, so that neither memory nor a connection is held for the whole
+// listing.
+//
 // # TLS
 //
 // A DSN that names no sslmode connects with sslmode=verify-full
@@ -111,7 +138,9 @@ type Sink struct {
 	// clearSetAside deletes the set-aside entries of the staged keys; ""
 	// before schema version rows.HashSince.
 	clearSetAside string
-	tls           TLSMode
+	// cascadeQ marks the live children of rows just marked deleted.
+	cascadeQ string
+	tls      TLSMode
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -166,6 +195,7 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 	for i := range rows.Tables {
 		s.build(&rows.Tables[i])
 	}
+	s.cascadeQ = s.cascadeSQL()
 	if version >= rows.HashSince {
 		// The uncorrelated EXISTS is a one-time filter: with no set-aside
 		// rows (the common case) the join is never run.
@@ -288,7 +318,7 @@ CREATE TABLE IF NOT EXISTS `+schema+`.schema_migrations (
 // The name carries the schema version of its columns, so that a session
 // left by an older version (behind a pooling proxy) is never reused with
 // other columns.
-const stageTable = "erpsync_stage3"
+const stageTable = "erpsync_stage4"
 
 // slotPrefix names the staging slots of each column type.
 var slotPrefix = map[rows.Type]string{rows.Text: "s", rows.Money: "s", rows.Float: "f", rows.Bool: "b", rows.Time: "t"}
@@ -318,7 +348,8 @@ func stageDDL() string {
 			width[p] = max(width[p], n)
 		}
 	}
-	defs := []string{"kind text", "company text", "vendor text", "vendor_id text", "modified_at timestamptz", "deleted boolean", "data jsonb", "raw jsonb", "content_hash text"}
+	defs := []string{"kind text", "company text", "vendor text", "vendor_id text", "modified_at timestamptz", "deleted boolean", "data jsonb", "raw jsonb", "content_hash text",
+		"parent_kind text", "parent_id text", "deleted_hash text", "deleted_via text"}
 	for _, p := range []string{"s", "f", "b", "t"} {
 		for i := 1; i <= width[p]; i++ {
 			defs = append(defs, fmt.Sprintf("%s%d %s", p, i, slotType[p]))
@@ -335,6 +366,14 @@ func (s *Sink) build(t *rows.Table) {
 	names := append([]string(nil), common...)
 	selects := append([]string(nil), common...)
 	copyCols := append([]string{"kind"}, common...)
+	tomb := rows.TombstoneColumnsAt(s.version)
+	if len(tomb) > 0 {
+		// deleted_at: the write's time for a deleted record; deleted_via:
+		// staged (NULL for a live record).
+		names = append(names, tomb...)
+		selects = append(selects, "CASE WHEN deleted THEN now() END", rows.ColDeletedVia)
+		copyCols = append(copyCols, rows.ColDeletedVia)
+	}
 	for i, c := range cols {
 		names = append(names, c.Name)
 		copyCols = append(copyCols, sl[i])
@@ -346,7 +385,14 @@ func (s *Sink) build(t *rows.Table) {
 	}
 	var set []string
 	for _, n := range names[3:] {
-		set = append(set, n+" = excluded."+n)
+		switch n {
+		case rows.ColDeletedAt, rows.ColDeletedVia:
+			// Set when the row becomes deleted, kept while it stays
+			// deleted, cleared when a live version restores it.
+			set = append(set, fmt.Sprintf("%[1]s = CASE WHEN NOT excluded.deleted THEN NULL WHEN t.deleted THEN coalesce(t.%[1]s, excluded.%[1]s) ELSE excluded.%[1]s END", n))
+		default:
+			set = append(set, n+" = excluded."+n)
+		}
 	}
 	set = append(set, rows.ColSyncedAt+" = now()")
 	cond := "excluded.modified_at > t.modified_at"
@@ -382,8 +428,12 @@ func (s *Sink) Write(ctx context.Context, batch []model.Record) (sinks.WriteResu
 	if err != nil {
 		return sinks.WriteResult{}, fmt.Errorf("postgres: %w", err)
 	}
+	var rules rows.Rules
+	if s.version >= rows.DeletionSince {
+		rules = rows.PlanRules(groups)
+	}
 	for attempt := 1; ; attempt++ {
-		upserted, err := s.writeOnce(ctx, groups)
+		upserted, err := s.writeOnce(ctx, groups, rules)
 		if err == nil {
 			return sinks.WriteResult{Upserted: upserted, Skipped: len(batch) - upserted}, nil
 		}
@@ -405,7 +455,7 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
-func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group) (int, error) {
+func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group, rules rows.Rules) (int, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: begin: %w", err)
@@ -417,7 +467,7 @@ func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group) (int, error) 
 	upserted := 0
 	for _, g := range groups {
 		t := g.Table
-		src := &source{table: t, cols: t.ColumnsAt(s.version), recs: g.Records, ctx: ctx, hash: s.version >= rows.HashSince}
+		src := &source{table: t, cols: t.ColumnsAt(s.version), recs: g.Records, ctx: ctx, hash: s.version >= rows.HashSince, tomb: s.version >= rows.DeletionSince}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, s.copyCols[t.Kind], src); err != nil {
 			if src.err != nil {
 				return 0, fmt.Errorf("postgres: %w", src.err)
@@ -433,6 +483,11 @@ func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group) (int, error) 
 	if s.clearSetAside != "" {
 		if _, err := tx.Exec(ctx, s.clearSetAside, pgx.QueryExecModeSimpleProtocol); err != nil {
 			return 0, fmt.Errorf("postgres: clear the batch's set-aside entries: %w", err)
+		}
+	}
+	if !rules.Empty() {
+		if err := s.applyRules(ctx, tx, rules); err != nil {
+			return 0, err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -543,11 +598,12 @@ type source struct {
 	cols  []rows.Column
 	recs  []*model.Record
 	// hash says whether the content hash is copied (schema version
-	// rows.HashSince on).
-	hash bool
-	i    int
-	vals []any
-	err  error
+	// rows.HashSince on), tomb whether the parent, the deleted hash and
+	// the deletion source are (rows.DeletionSince on).
+	hash, tomb bool
+	i          int
+	vals       []any
+	err        error
 }
 
 func (s *source) Next() bool {
@@ -571,6 +627,9 @@ func (s *source) Next() bool {
 		if s.hash {
 			n++
 		}
+		if s.tomb {
+			n += 4
+		}
 		s.vals = make([]any, n)
 	}
 	v := s.vals
@@ -584,6 +643,10 @@ func (s *source) Next() bool {
 		v[8] = row.Hash
 		n = 9
 	}
+	if s.tomb {
+		v[9], v[10], v[11], v[12] = nullable(row.ParentKind), nullable(row.Parent), row.DeletedHash, nullable(row.Via)
+		n = 13
+	}
 	copy(v[n:], row.Values)
 	return true
 }
@@ -592,20 +655,27 @@ func (s *source) Values() ([]any, error) { return s.vals, nil }
 
 func (s *source) Err() error { return s.err }
 
-// Get returns the stored version of a record.
+// Get returns the stored version of a record, with its parent and, for a
+// deleted one, how the deletion was learned (from rows.DeletionSince on).
 func (s *Sink) Get(ctx context.Context, k model.Key) (model.Record, bool, error) {
 	t, ok := rows.Lookup(k.Kind)
 	if !ok {
 		return model.Record{}, false, fmt.Errorf("postgres: unknown kind %q", k.Kind)
 	}
 	var (
-		modified time.Time
-		deleted  bool
-		data     []byte
-		raw      []byte
+		modified                time.Time
+		deleted                 bool
+		data                    []byte
+		raw                     []byte
+		parentKind, parent, via *string
 	)
-	err := s.pool.QueryRow(ctx, "SELECT modified_at, deleted, data::text, raw::text FROM "+pgx.Identifier{s.schema, t.Name}.Sanitize()+
-		" WHERE company = $1 AND vendor = $2 AND vendor_id = $3", k.Company, k.Vendor, k.VendorID).Scan(&modified, &deleted, &data, &raw)
+	cols, dst := "modified_at, deleted, data::text, raw::text", []any{&modified, &deleted, &data, &raw}
+	if s.version >= rows.DeletionSince {
+		cols += ", parent_kind, parent_id, deleted_via"
+		dst = append(dst, &parentKind, &parent, &via)
+	}
+	err := s.pool.QueryRow(ctx, "SELECT "+cols+" FROM "+pgx.Identifier{s.schema, t.Name}.Sanitize()+
+		" WHERE company = $1 AND vendor = $2 AND vendor_id = $3", k.Company, k.Vendor, k.VendorID).Scan(dst...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return model.Record{}, false, nil
 	}
@@ -616,8 +686,15 @@ func (s *Sink) Get(ctx context.Context, k model.Key) (model.Record, bool, error)
 	if err != nil {
 		return model.Record{}, false, fmt.Errorf("postgres: read %s: %w", t.Name, err)
 	}
-	return model.Record{Company: k.Company, Vendor: k.Vendor, Kind: k.Kind, VendorID: k.VendorID,
-		ModifiedAt: modified.UTC(), Deleted: deleted, Raw: raw, Data: p}, true, nil
+	r := model.Record{Company: k.Company, Vendor: k.Vendor, Kind: k.Kind, VendorID: k.VendorID,
+		ModifiedAt: modified.UTC(), Deleted: deleted, Raw: raw, Data: p}
+	if parentKind != nil && parent != nil {
+		r.ParentKind, r.Parent = model.Kind(*parentKind), *parent
+	}
+	if via != nil && deleted {
+		r.DeletedVia = model.DeletionSource(*via)
+	}
+	return r, true, nil
 }
 
 // Count returns the number of stored rows per company and kind.

@@ -1,9 +1,9 @@
 // Package sinktest is the conformance suite every sinks.Sink runs: the rules
 // of the Sink contract (idempotent, never backwards, content decides, set
 // aside until stored, atomic per batch, companies apart, safe for concurrent
-// use) tested once and applied to each
-// sink. It also builds the sample records the sinks' tests and benchmarks
-// write.
+// use, tombstones not removals, children follow their parent, Delete, Live
+// and Purge) tested once and applied to each sink. It also builds the
+// sample records the sinks' tests and benchmarks write.
 package sinktest
 
 import (

@@ -24,6 +24,10 @@ type Target struct {
 	// whose set-aside documents cannot be read back: the suite then only
 	// checks that SetAside accepts them.
 	GetSetAside func(ctx context.Context, k model.Key) (model.SetAside, bool, error)
+	// Tombstone returns when and how the deletion of a stored deleted
+	// record was learned, and false for a live or absent one. Required by
+	// the deletion cases.
+	Tombstone func(ctx context.Context, k model.Key) (model.Tombstone, bool, error)
 }
 
 // Harness tells the suite how to get a sink.
@@ -34,6 +38,16 @@ type Harness struct {
 	// record and then rejects, so that the failure comes midway through the
 	// write. If nil, the last record gets a malformed decimal price.
 	Poison func(batch []model.Record) []model.Record
+	// NoListing says that the sink cannot read back what it holds (a
+	// webhook): the suite then checks that Live answers sinks.ErrNoListing
+	// and that Purge removes nothing, where it checks the listing and the
+	// purge of the others.
+	NoListing bool
+	// Remote says that the sink hands each call to another process (a
+	// webhook): a call that fails as its context ends may still have
+	// landed whole there, so the suite accepts that where it otherwise
+	// requires that a failed call left nothing.
+	Remote bool
 }
 
 // Counter is implemented by sinks that count their rows per company and
@@ -64,6 +78,7 @@ func Run(t *testing.T, h Harness) {
 		{"FailedBatchKeepsSetAside", testFailedBatchKeepsSetAside},
 		{"SetAsideCancelled", testSetAsideCancelled},
 	}
+	tests = append(tests, deletionCases...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
 	}
@@ -313,6 +328,12 @@ func testInvalid(t *testing.T, h Harness) {
 		{"no modified time", func(r *model.Record) { r.ModifiedAt = time.Time{} }},
 		{"raw is not JSON", func(r *model.Record) { r.Raw = json.RawMessage(`{"a":`) }},
 		{"malformed decimal", func(r *model.Record) { r.Data.(*model.Product).CostPrice = "1e5" }},
+		{"parent without a kind", func(r *model.Record) { r.Parent = "p0" }},
+		{"parent kind without a parent", func(r *model.Record) { r.ParentKind = model.KindProduct }},
+		{"unknown parent kind", func(r *model.Record) { r.Parent, r.ParentKind = "p0", "widgets" }},
+		{"children of an unknown kind", func(r *model.Record) { r.Children = []model.ChildSet{{Kind: "widgets", IDs: []string{"a"}}} }},
+		{"empty child id", func(r *model.Record) { r.Children = []model.ChildSet{{Kind: model.KindStockLevel, IDs: []string{""}}} }},
+		{"unknown deletion source", func(r *model.Record) { r.Deleted, r.DeletedVia = true, "guessed" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tg := h.Open(t)
@@ -472,12 +493,15 @@ func countStored(t testing.TB, tg Target, recs []model.Record) int {
 	return n
 }
 
-// Equal compares a stored record with the one written: key, modified time
-// (to the microsecond), deleted flag, and payload and raw document as JSON
-// values (key order and spacing aside).
+// Equal compares a stored record with the one written: key, parent,
+// modified time (to the microsecond), deleted flag, and payload and raw
+// document as JSON values (key order and spacing aside).
 func Equal(got, want model.Record) error {
 	if got.Key() != want.Key() {
 		return fmt.Errorf("key %v, want %v", got.Key(), want.Key())
+	}
+	if got.ParentKind != want.ParentKind || got.Parent != want.Parent {
+		return fmt.Errorf("parent %s/%q, want %s/%q", got.ParentKind, got.Parent, want.ParentKind, want.Parent)
 	}
 	g, w := got.ModifiedAt.UTC().Truncate(time.Microsecond), want.ModifiedAt.UTC().Truncate(time.Microsecond)
 	if !g.Equal(w) {

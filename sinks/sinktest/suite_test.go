@@ -33,13 +33,22 @@ func (v validating) Write(ctx context.Context, batch []model.Record) (sinks.Writ
 	return v.Sink.Write(ctx, batch)
 }
 
+// Delete refuses the tombstones the real sinks refuse, before any is
+// marked.
+func (v validating) Delete(ctx context.Context, ts []model.Tombstone) (int, error) {
+	if _, _, err := rows.PlanTombstones(ts); err != nil {
+		return 0, err
+	}
+	return v.Sink.Delete(ctx, ts)
+}
+
 func TestSuiteAgainstTheReferenceSink(t *testing.T) {
 	Run(t, Harness{Open: func(t *testing.T) Target {
 		m := memory.New()
 		return Target{Sink: validating{m}, Get: func(_ context.Context, k model.Key) (model.Record, bool, error) {
 			r, ok := m.Get(k)
 			return r, ok, nil
-		}, GetSetAside: MemorySetAside(m)}
+		}, GetSetAside: MemorySetAside(m), Tombstone: MemoryTombstone(m)}
 	}})
 }
 

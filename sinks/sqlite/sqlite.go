@@ -18,7 +18,19 @@
 // Schema migrations are embedded and applied at Open, each in a BEGIN
 // IMMEDIATE transaction that first checks whether another opener applied it,
 // so processes opening or migrating one file at once apply each migration
-// once. The busy timeout is the first statement on every connection (the
+// once.
+//
+// Deleted records stay as tombstones (deleted = 1, deleted_at, deleted_via)
+// until Purge; each row keeps its parent (parent_kind, parent_id) and
+// deleted_hash, the content hash it takes when marked deleted without a new
+// version. The children rules of a batch run in its transaction,
+// set-based: the batch's parents and the children their sets name are
+// passed as one JSON array parameter each (read with json_each; the named
+// children go through an indexed temporary table), one statement per parent
+// kind and child kind, then one statement per table and level of
+// descendants, through the partial index on company, vendor, parent_kind,
+// parent_id. Delete marks the named rows with one statement per kind the
+// same way. Live pages through the partial index of live rows. The busy timeout is the first statement on every connection (the
 // driver runs it before the other pragmas). SQLite still answers
 // SQLITE_BUSY without waiting in a few places: under load, about one opener
 // in 150 meets it while setting up its connection (journal_mode=WAL and the
@@ -290,13 +302,21 @@ func (s *Sink) apply(ctx context.Context, m rows.Migration) error {
 // (before rows.HashSince, only when the time is newer).
 func upsertSQL(t *rows.Table, v int) string {
 	names := rows.CommonColumnsAt(v)
+	names = append(names, rows.TombstoneColumnsAt(v)...)
 	for _, c := range t.ColumnsAt(v) {
 		names = append(names, c.Name)
 	}
 	names = append(names, rows.ColSyncedAt)
 	var set []string
 	for _, n := range names[3:] {
-		set = append(set, n+" = excluded."+n)
+		switch n {
+		case rows.ColDeletedAt, rows.ColDeletedVia:
+			// Set when the row becomes deleted, kept while it stays
+			// deleted, cleared when a live version restores it.
+			set = append(set, fmt.Sprintf("%[1]s = CASE WHEN excluded.deleted = 0 THEN NULL WHEN %[2]s.deleted <> 0 THEN coalesce(%[2]s.%[1]s, excluded.%[1]s) ELSE excluded.%[1]s END", n, t.Name))
+		default:
+			set = append(set, n+" = excluded."+n)
+		}
 	}
 	cond := fmt.Sprintf("excluded.modified_at > %s.modified_at", t.Name)
 	if v >= rows.HashSince {
@@ -369,10 +389,14 @@ func (s *Sink) Write(ctx context.Context, batch []model.Record) (sinks.WriteResu
 	if err != nil {
 		return sinks.WriteResult{}, fmt.Errorf("sqlite: %w", err)
 	}
+	var rules rows.Rules
+	if s.version >= rows.DeletionSince {
+		rules = rows.PlanRules(groups)
+	}
 	var upserted int
 	err = s.retryBusy(ctx, func() error {
 		var err error
-		upserted, err = s.writeOnce(ctx, groups)
+		upserted, err = s.writeOnce(ctx, groups, rules)
 		return err
 	})
 	if err != nil {
@@ -381,7 +405,7 @@ func (s *Sink) Write(ctx context.Context, batch []model.Record) (sinks.WriteResu
 	return sinks.WriteResult{Upserted: upserted, Skipped: len(batch) - upserted}, nil
 }
 
-func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group) (int, error) {
+func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group, rules rows.Rules) (int, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: begin: %w", err)
@@ -409,6 +433,11 @@ func (s *Sink) writeOnce(ctx context.Context, groups []rows.Group) (int, error) 
 		}
 		upserted += n
 	}
+	if !rules.Empty() {
+		if err := s.applyRules(ctx, tx, rules, syncedAt); err != nil {
+			return 0, err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite: commit: %w", err)
 	}
@@ -419,6 +448,10 @@ func (s *Sink) writeGroup(ctx context.Context, tx *sql.Tx, g rows.Group, syncedA
 	st := tx.StmtContext(ctx, s.stmts[g.Table.Kind])
 	cols := g.Table.ColumnsAt(s.version)
 	common := len(rows.CommonColumnsAt(s.version))
+	tomb := s.version >= rows.DeletionSince
+	if tomb {
+		common += len(rows.TombstoneColumnsAt(s.version))
+	}
 	args := make([]any, common+len(cols)+1)
 	// synced_at: one time per batch, like now() in PostgreSQL.
 	args[len(args)-1] = syncedAt
@@ -443,6 +476,15 @@ func (s *Sink) writeGroup(ctx context.Context, tx *sql.Tx, g rows.Group, syncedA
 		}
 		if common > len(rows.CommonColumns) {
 			args[7] = row.Hash
+		}
+		if tomb {
+			// parent_kind, parent_id, deleted_hash, then deleted_at (the
+			// write's time for a deleted record) and deleted_via.
+			args[8], args[9], args[10] = nullable(row.ParentKind), nullable(row.Parent), row.DeletedHash
+			args[11], args[12] = nil, nullable(row.Via)
+			if row.Deleted {
+				args[11] = syncedAt
+			}
 		}
 		for j, v := range row.Values {
 			args[common+j] = sqlValue(v)
@@ -577,20 +619,27 @@ func boolInt(b bool) int64 {
 	return 0
 }
 
-// Get returns the stored version of a record.
+// Get returns the stored version of a record, with its parent and, for a
+// deleted one, how the deletion was learned (from rows.DeletionSince on).
 func (s *Sink) Get(ctx context.Context, k model.Key) (model.Record, bool, error) {
 	t, ok := rows.Lookup(k.Kind)
 	if !ok {
 		return model.Record{}, false, fmt.Errorf("sqlite: unknown kind %q", k.Kind)
 	}
 	var (
-		modified string
-		deleted  int64
-		data     string
-		raw      sql.NullString
+		modified                string
+		deleted                 int64
+		data                    string
+		raw                     sql.NullString
+		parentKind, parent, via sql.NullString
 	)
-	err := s.r.QueryRowContext(ctx, "SELECT modified_at, deleted, data, raw FROM "+t.Name+" WHERE company = ? AND vendor = ? AND vendor_id = ?",
-		k.Company, k.Vendor, k.VendorID).Scan(&modified, &deleted, &data, &raw)
+	cols, dst := "modified_at, deleted, data, raw", []any{&modified, &deleted, &data, &raw}
+	if s.version >= rows.DeletionSince {
+		cols += ", parent_kind, parent_id, deleted_via"
+		dst = append(dst, &parentKind, &parent, &via)
+	}
+	err := s.r.QueryRowContext(ctx, "SELECT "+cols+" FROM "+t.Name+" WHERE company = ? AND vendor = ? AND vendor_id = ?",
+		k.Company, k.Vendor, k.VendorID).Scan(dst...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return model.Record{}, false, nil
 	}
@@ -608,6 +657,12 @@ func (s *Sink) Get(ctx context.Context, k model.Key) (model.Record, bool, error)
 	r := model.Record{Company: k.Company, Vendor: k.Vendor, Kind: k.Kind, VendorID: k.VendorID, ModifiedAt: at, Deleted: deleted != 0, Data: p}
 	if raw.Valid {
 		r.Raw = []byte(raw.String)
+	}
+	if parentKind.Valid && parent.Valid {
+		r.ParentKind, r.Parent = model.Kind(parentKind.String), parent.String
+	}
+	if via.Valid && r.Deleted {
+		r.DeletedVia = model.DeletionSource(via.String)
 	}
 	return r, true, nil
 }

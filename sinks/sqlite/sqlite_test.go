@@ -40,7 +40,7 @@ func TestConformance(t *testing.T) {
 	sinktest.Run(t, sinktest.Harness{
 		Open: func(t *testing.T) sinktest.Target {
 			s := open(t, Options{})
-			return sinktest.Target{Sink: s, Get: s.Get, GetSetAside: s.getSetAside}
+			return sinktest.Target{Sink: s, Get: s.Get, GetSetAside: s.getSetAside, Tombstone: s.Tombstone}
 		},
 	})
 }
@@ -66,7 +66,7 @@ func TestMigrationsAreAdditiveAndMatchTheColumns(t *testing.T) {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
 			s := open(t, Options{schemaVersion: v})
 			for _, tb := range rows.Tables {
-				want := append(rows.CommonColumnsAt(v), rows.ColSyncedAt)
+				want := append(append(rows.CommonColumnsAt(v), rows.TombstoneColumnsAt(v)...), rows.ColSyncedAt)
 				for _, c := range tb.ColumnsAt(v) {
 					want = append(want, c.Name)
 				}
@@ -173,6 +173,32 @@ func TestMigrateFromPreviousVersionKeepsData(t *testing.T) {
 		t.Fatalf("SetAside after upgrade: %v", err)
 	}
 	sinktest.ExpectSetAside(t, target, item)
+}
+
+// TestMigrateToTombstones writes at the schema version before tombstones
+// (live rows and rows their vendor deleted), migrates, and checks that
+// every row is kept, the deleted ones became tombstones learned from their
+// vendor at their synced_at, and the deletion rules hold on the old rows.
+func TestMigrateToTombstones(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "erpsync.db")
+	old, err := Open(ctx, Options{Path: path, schemaVersion: rows.DeletionSince - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := sinktest.During(func() {
+		if _, err := old.Write(ctx, sinktest.UpgradeBatch()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, Options{Path: path})
+	if v, err := s.SchemaVersion(ctx); err != nil || v != rows.LatestVersion() {
+		t.Fatalf("schema version %d, %v; want %d", v, err, rows.LatestVersion())
+	}
+	sinktest.ExpectUpgradedTombstones(t, sinktest.Target{Sink: s, Get: s.Get, GetSetAside: s.getSetAside, Tombstone: s.Tombstone}, w)
 }
 
 // TestSeveralOpenersShareOneFile opens the same file from several sinks at
@@ -479,4 +505,19 @@ func TestOpenWaitsForAWriter(t *testing.T) {
 		t.Fatalf("schema version %d, %v; want %d", v, err, rows.LatestVersion())
 	}
 
+}
+
+// TestLiveCrossesPages lists with a page of 7 rows: every live row once.
+func TestLiveCrossesPages(t *testing.T) {
+	defer func(n int) { livePage = n }(livePage)
+	livePage = 7
+	s := open(t, Options{})
+	sinktest.ExpectLivePages(t, sinktest.Target{Sink: s, Get: s.Get, Tombstone: s.Tombstone}, 50)
+}
+
+// TestOnlyTheNewestParentRules: of two versions of a parent in one batch,
+// only the one stored applies its child sets.
+func TestOnlyTheNewestParentRules(t *testing.T) {
+	s := open(t, Options{})
+	sinktest.ExpectOnlyTheNewestParentRules(t, sinktest.Target{Sink: s, Get: s.Get, Tombstone: s.Tombstone})
 }

@@ -21,10 +21,12 @@ import (
 // Receiver is a reference receiving end of the webhook contract: it checks
 // the signature and the timestamp it covers, refuses stale deliveries,
 // answers a repeated idempotency key (a retry, or a replay within the
-// window) without writing again, decodes and validates the records or
-// set-aside documents, and writes each request to a Sink (which keeps the
-// never-backwards, content, set-aside and companies-apart rules: its Write
-// clears the set-aside entry of every key it stores). The tests and the
+// window) without writing again, decodes and validates the records,
+// set-aside documents or tombstones, and applies each request to a Sink
+// (which keeps the never-backwards, content, set-aside, tombstone,
+// children and companies-apart rules: its Write clears the set-aside entry
+// of every key it stores and applies the records' child sets, its Delete
+// marks the tombstones' records and their children). The tests and the
 // demo use it as the CRM.
 //
 // Set the exported fields before serving the first request.
@@ -60,9 +62,12 @@ type outcome struct {
 	body    [32]byte      // SHA-256 of the body, to spot a key reused for another batch
 	res     sinks.WriteResult
 	// setAside is the number of set-aside documents a set-aside request
-	// stored (-1 for a records request).
+	// stored (-1 for another request).
 	setAside int
-	ok       bool
+	// tombstones and deleted are the counts of a delete request
+	// (tombstones is -1 for another request).
+	tombstones, deleted int
+	ok                  bool
 }
 
 // The receiver's defaults.
@@ -128,27 +133,35 @@ func ParseTimestamp(v string) (int64, bool) {
 
 // wireRecord is a record as sent, with the payload still undecoded.
 type wireRecord struct {
-	Company    string          `json:"company"`
-	Vendor     string          `json:"vendor"`
-	Kind       model.Kind      `json:"kind"`
-	VendorID   string          `json:"vendorId"`
-	ModifiedAt time.Time       `json:"modifiedAt"`
-	Deleted    bool            `json:"deleted"`
-	Raw        json.RawMessage `json:"raw"`
-	Data       json.RawMessage `json:"data"`
+	Company    string               `json:"company"`
+	Vendor     string               `json:"vendor"`
+	Kind       model.Kind           `json:"kind"`
+	VendorID   string               `json:"vendorId"`
+	ModifiedAt time.Time            `json:"modifiedAt"`
+	Deleted    bool                 `json:"deleted"`
+	Parent     string               `json:"parent"`
+	ParentKind model.Kind           `json:"parentKind"`
+	Children   []model.ChildSet     `json:"children"`
+	DeletedVia model.DeletionSource `json:"deletedVia"`
+	Raw        json.RawMessage      `json:"raw"`
+	Data       json.RawMessage      `json:"data"`
 }
 
-// request is a request body of either operation, undecoded.
+// request is a request body of any operation, undecoded.
 type request struct {
 	Version  int             `json:"version"`
 	Records  []wireRecord    `json:"records"`
 	SetAside json.RawMessage `json:"setAside"`
+	Delete   json.RawMessage `json:"delete"`
 }
 
+func given(m json.RawMessage) bool { return len(m) > 0 && string(m) != "null" }
+
 // isSetAside reports whether a parsed body is a set-aside request.
-func (p *request) isSetAside() bool {
-	return len(p.SetAside) > 0 && string(p.SetAside) != "null"
-}
+func (p *request) isSetAside() bool { return given(p.SetAside) }
+
+// isDelete reports whether a parsed body is a delete request.
+func (p *request) isDelete() bool { return given(p.Delete) }
 
 // Decode parses a records request body into records.
 func Decode(body []byte) ([]model.Record, error) {
@@ -162,10 +175,14 @@ func Decode(body []byte) ([]model.Record, error) {
 	if p.isSetAside() {
 		return nil, errors.New("a set-aside request, not records")
 	}
+	if p.isDelete() {
+		return nil, errors.New("a delete request, not records")
+	}
 	out := make([]model.Record, len(p.Records))
 	for i, w := range p.Records {
 		r := model.Record{Company: w.Company, Vendor: w.Vendor, Kind: w.Kind, VendorID: w.VendorID,
-			ModifiedAt: w.ModifiedAt, Deleted: w.Deleted, Raw: w.Raw}
+			ModifiedAt: w.ModifiedAt, Deleted: w.Deleted, Raw: w.Raw,
+			Parent: w.Parent, ParentKind: w.ParentKind, Children: w.Children, DeletedVia: w.DeletedVia}
 		if err := rows.ValidateKey(&r); err != nil {
 			return nil, err
 		}
@@ -270,6 +287,10 @@ func (h *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// Stored already: the count is the same.
 			w.Header().Set(HeaderReplayed, "true")
 			reply(w, http.StatusOK, Response{SetAside: o.setAside})
+		case o.ok && o.tombstones >= 0:
+			// Marked already: the first request's counts.
+			w.Header().Set(HeaderReplayed, "true")
+			reply(w, http.StatusOK, Response{Tombstones: o.tombstones, Deleted: o.deleted})
 		case o.ok:
 			// Nothing is written again: every record counts as skipped.
 			w.Header().Set(HeaderReplayed, "true")
@@ -281,45 +302,71 @@ func (h *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	res, n, status, err := h.process(r, body)
-	h.finish(key, o, res, n, err == nil)
+	out, status, err := h.process(r, body)
+	h.finish(key, o, out, err == nil)
 	if err != nil {
 		reply(w, status, map[string]string{"error": err.Error()})
 		return
 	}
-	if n >= 0 {
-		reply(w, http.StatusOK, Response{SetAside: n})
-		return
+	switch {
+	case out.setAside >= 0:
+		reply(w, http.StatusOK, Response{SetAside: out.setAside})
+	case out.tombstones >= 0:
+		reply(w, http.StatusOK, Response{Tombstones: out.tombstones, Deleted: out.deleted})
+	default:
+		reply(w, http.StatusOK, Response{Upserted: out.res.Upserted, Skipped: out.res.Skipped})
 	}
-	reply(w, http.StatusOK, Response{Upserted: res.Upserted, Skipped: res.Skipped})
 }
 
-// process stores a request: records (n is -1) or set-aside documents (n
-// of them).
-func (h *Receiver) process(r *http.Request, body []byte) (res sinks.WriteResult, n, status int, err error) {
+// result is what a request did: records written (setAside and tombstones
+// -1), set-aside documents stored, or tombstones applied.
+type result struct {
+	res                 sinks.WriteResult
+	setAside            int
+	tombstones, deleted int
+}
+
+// process stores a request of any operation.
+func (h *Receiver) process(r *http.Request, body []byte) (out result, status int, err error) {
+	out = result{setAside: -1, tombstones: -1}
 	var p request
 	if err := json.Unmarshal(body, &p); err != nil {
-		return sinks.WriteResult{}, -1, http.StatusUnprocessableEntity, fmt.Errorf("malformed batch: %w", err)
+		return out, http.StatusUnprocessableEntity, fmt.Errorf("malformed batch: %w", err)
 	}
-	if p.isSetAside() {
+	switch {
+	case p.isSetAside() && p.isDelete():
+		return out, http.StatusUnprocessableEntity, errors.New("a request of two operations")
+	case p.isSetAside():
 		items, err := DecodeSetAside(body)
 		if err != nil {
-			return sinks.WriteResult{}, -1, http.StatusUnprocessableEntity, err
+			return out, http.StatusUnprocessableEntity, err
 		}
 		if err := h.sink.SetAside(r.Context(), items); err != nil {
-			return sinks.WriteResult{}, -1, http.StatusInternalServerError, errors.New("the set-aside documents could not be stored")
+			return out, http.StatusInternalServerError, errors.New("the set-aside documents could not be stored")
 		}
-		return sinks.WriteResult{}, len(items), 0, nil
+		out.setAside = len(items)
+		return out, 0, nil
+	case p.isDelete():
+		ts, err := DecodeDelete(body)
+		if err != nil {
+			return out, http.StatusUnprocessableEntity, err
+		}
+		n, err := h.sink.Delete(r.Context(), ts)
+		if err != nil {
+			return out, http.StatusInternalServerError, errors.New("the tombstones could not be stored")
+		}
+		out.tombstones, out.deleted = len(ts), n
+		return out, 0, nil
 	}
 	recs, err := Decode(body)
 	if err != nil {
-		return sinks.WriteResult{}, -1, http.StatusUnprocessableEntity, err
+		return out, http.StatusUnprocessableEntity, err
 	}
-	res, err = h.sink.Write(r.Context(), recs)
+	out.res, err = h.sink.Write(r.Context(), recs)
 	if err != nil {
-		return sinks.WriteResult{}, -1, http.StatusInternalServerError, errors.New("the batch could not be stored")
+		return out, http.StatusInternalServerError, errors.New("the batch could not be stored")
 	}
-	return res, -1, 0, nil
+	return out, 0, nil
 }
 
 // claim returns the outcome slot of a key and whether this request is the
@@ -360,9 +407,9 @@ func (h *Receiver) claim(key string, sum [32]byte, now time.Time) (o *outcome, f
 	return o, true, false
 }
 
-func (h *Receiver) finish(key string, o *outcome, res sinks.WriteResult, setAside int, ok bool) {
+func (h *Receiver) finish(key string, o *outcome, out result, ok bool) {
 	h.mu.Lock()
-	o.res, o.setAside, o.ok = res, setAside, ok
+	o.res, o.setAside, o.tombstones, o.deleted, o.ok = out.res, out.setAside, out.tombstones, out.deleted, ok
 	if !ok && h.done[key] == o {
 		delete(h.done, key)
 	}

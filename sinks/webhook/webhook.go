@@ -68,6 +68,48 @@
 // entry is the receiver's to clear: a later records request that stores a
 // record of the same key removes it, so a records request carries nothing
 // extra for it.
+//
+// # Parents, children and deletions
+//
+// A record read inside another document carries "parent" (the parent's
+// vendorId) and "parentKind"; a record whose document lists every child
+// of some kinds carries "children": [{"kind": …, "ids": [… every child
+// of that kind it holds now]}] (an empty ids list: it holds none). A
+// deleted record may carry "deletedVia" (how the deletion was learned:
+// "vendor" when absent; see model.DeletionSource). The receiver owns the
+// rules of sinks.Sink for them, in the records request's transaction:
+// deleted records stay as tombstones (the deleted flag, when and how the
+// deletion was learned) and a later live version that is not older restores
+// them; for every record of the request that is not older than the stored
+// version (stored, or skipped as saying the same), its stored live children
+// of each kind listed that the list does not name are marked deleted
+// (deletedVia "parent"); a deleted record marks its live children deleted
+// ("parent-deleted"), and theirs in turn.
+//
+// Deletions the operator infers (a record absent from a complete read or
+// from the vendor's id listing) are sent as their own request, to the same
+// URL, signed and keyed the same way, with X-Erpsync-Operation: delete and
+// the body
+//
+//	{"version": 1, "delete": [ {"company": …, "vendor": …, "kind": …,
+//	  "vendorId": …, "at": "RFC 3339, UTC", "via": "absent" | "reconcile" |
+//	  …, "withChildren": true}, … ]}
+//
+// one entry per tombstone (a key at most once). The receiver marks each
+// named live record deleted, keeping its content, with that time and
+// source, and, as withChildren says, its live children (and theirs) with it
+// at the same time via "parent-deleted"; an absent or already deleted record
+// is left alone. All or nothing. It answers 2xx with {"tombstones": n,
+// "deleted": m}: n the number of entries in the request (an answer without
+// it fails the call, so that a receiver that does not know the operation
+// cannot drop deletions silently), m the records it marked, children
+// included; a replayed request answers the first one's counts.
+//
+// The sink cannot read back what the receiver holds: Live returns
+// sinks.ErrNoListing (the operator then runs no reconciliation or absence
+// detection against this sink, and says so), and Purge sends nothing (the
+// receiver keeps or purges its tombstones as it likes).
+//
 // 5xx, 408, 429 and timeouts are retried with jittered exponential backoff
 // (honouring Retry-After up to the maximum backoff), up to MaxAttempts; any
 // other status fails the write with the response's message (shortened, and
@@ -116,7 +158,7 @@ const (
 	HeaderOperation   = "X-Erpsync-Operation"
 )
 
-// The operations, in HeaderOperation.
+// The operations, in HeaderOperation (and OperationDelete).
 const (
 	OperationRecords  = "records"
 	OperationSetAside = "set-aside"
@@ -144,6 +186,11 @@ type Response struct {
 	Skipped  int `json:"skipped"`
 	// SetAside is the number of set-aside documents stored.
 	SetAside int `json:"setAside,omitempty"`
+	// Tombstones is the number of tombstones a delete request carried,
+	// and Deleted the number of records the receiver marked deleted,
+	// children included (required for a delete request).
+	Tombstones int `json:"tombstones,omitempty"`
+	Deleted    int `json:"deleted,omitempty"`
 }
 
 // Options configures New.

@@ -73,8 +73,10 @@ func TestConformance(t *testing.T) {
 			return sinktest.Target{Sink: s, Get: func(_ context.Context, k model.Key) (model.Record, bool, error) {
 				r, ok := mem.Get(k)
 				return r, ok, nil
-			}, GetSetAside: sinktest.MemorySetAside(mem)}
+			}, GetSetAside: sinktest.MemorySetAside(mem), Tombstone: sinktest.MemoryTombstone(mem)}
 		},
+		NoListing: true,
+		Remote:    true,
 	})
 }
 

@@ -48,9 +48,9 @@ func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 }
 
 // LatestVersion is the schema version the typed columns of Tables, the
-// content hash and the set-aside table need.
+// content hash, the set-aside table and the tombstone columns need.
 func LatestVersion() int {
-	v := HashSince
+	v := max(HashSince, DeletionSince)
 	for _, t := range Tables {
 		for _, c := range t.Columns {
 			v = max(v, c.Since)

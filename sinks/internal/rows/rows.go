@@ -74,14 +74,56 @@ const (
 // the set_aside table.
 const HashSince = 3
 
-// CommonColumnsAt returns the columns written for every record at schema
-// version v: CommonColumns, then content_hash from HashSince on.
+// The tombstone columns, since schema version DeletionSince.
+const (
+	// ColParentKind and ColParentID name the record's parent
+	// (model.Record.ParentKind and Parent), NULL for a record read on its
+	// own.
+	ColParentKind = "parent_kind"
+	ColParentID   = "parent_id"
+	// ColDeletedHash is the content hash the row takes when it is marked
+	// deleted without a new version (Sink.Delete, a parent's children
+	// rules): model.HashContent of the kind, true, data and raw. NULL for
+	// rows stored before DeletionSince (marking one deleted then stores a
+	// NULL hash, which differs from every hash).
+	ColDeletedHash = "deleted_hash"
+	// ColDeletedAt is when the deletion of a deleted row was learned (our
+	// clock), NULL for a live row; ColDeletedVia how
+	// (model.DeletionSource).
+	ColDeletedAt  = "deleted_at"
+	ColDeletedVia = "deleted_via"
+)
+
+// DeletionSince is the schema version that added parent_kind, parent_id,
+// deleted_hash, deleted_at and deleted_via and the indexes for children and
+// live rows.
+const DeletionSince = 4
+
+// CommonColumnsAt returns the columns written from the record for every
+// record at schema version v: CommonColumns, then content_hash from
+// HashSince on, then parent_kind, parent_id and deleted_hash from
+// DeletionSince on. The tombstone columns (TombstoneColumnsAt) follow rules
+// of their own.
 func CommonColumnsAt(v int) []string {
 	out := append([]string(nil), CommonColumns...)
 	if v >= HashSince {
 		out = append(out, ColHash)
 	}
+	if v >= DeletionSince {
+		out = append(out, ColParentKind, ColParentID, ColDeletedHash)
+	}
 	return out
+}
+
+// TombstoneColumnsAt returns deleted_at and deleted_via from
+// DeletionSince on: a write sets them when a row becomes deleted, keeps
+// them while it stays deleted and clears them when a live version restores
+// it.
+func TombstoneColumnsAt(v int) []string {
+	if v >= DeletionSince {
+		return []string{ColDeletedAt, ColDeletedVia}
+	}
+	return nil
 }
 
 // CommonColumns lists the columns written for every record, in the order Row
@@ -144,6 +186,16 @@ type Row struct {
 	// Hash is the content hash: model.HashContent over Data and Raw, equal
 	// to model.Record.ContentHash.
 	Hash string
+	// DeletedHash is the content hash of the same content marked deleted
+	// (equal to Hash for a deleted record).
+	DeletedHash string
+	// ParentKind and Parent name the record's parent; both empty for a
+	// record read on its own.
+	ParentKind, Parent string
+	// Via is how the deletion of a deleted record was learned (the
+	// record's DeletedVia, model.DeletedByVendor when it gives none);
+	// empty for a live record.
+	Via string
 	// Values holds the typed columns' values, in the order of the columns
 	// passed to Row.
 	Values []any
@@ -190,7 +242,21 @@ func (t *Table) Row(r *model.Record, cols []Column) (Row, error) {
 		return Row{}, fmt.Errorf("%s: encode data: %w", Describe(r), err)
 	}
 	row.Data = data
-	row.Hash = model.HashContent(r.Kind, r.Deleted, data, r.Raw)
+	live, deleted := hashes(r.Kind, data, r.Raw)
+	row.Hash, row.DeletedHash = live, deleted
+	if r.Deleted {
+		row.Hash = deleted
+	}
+	if err := checkDeletionFields(r); err != nil {
+		return Row{}, err
+	}
+	row.ParentKind, row.Parent = string(r.ParentKind), r.Parent
+	if r.Deleted {
+		row.Via = string(r.DeletedVia)
+		if row.Via == "" {
+			row.Via = string(model.DeletedByVendor)
+		}
+	}
 	row.Values = make([]any, len(cols))
 	for i, c := range cols {
 		v, err := c.value(r.Data)
