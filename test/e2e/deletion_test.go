@@ -185,8 +185,8 @@ func parallel[T any](items []T, f func(T)) {
 }
 
 // requestSync asks for a sync (and with reconcile a reconciliation) with
-// token, and waits until it has ended: both requests echoed in status, a
-// new sync end, no reconciliation under way.
+// token, and waits until it has ended: both requests echoed in status and a
+// new sync end; then no reconciliation may be under way.
 func requestSync(t *testing.T, ns, name, token string, reconcile bool) {
 	prev := deletionStatusOf(t, ns, name)
 	args := []string{"annotate", "-n", ns, "erpsync/" + name, "erpsync.io/requestedAt=" + token, "--overwrite"}
@@ -201,10 +201,14 @@ func requestSync(t *testing.T, ns, name, token string, reconcile bool) {
 		done := st.Status.LastHandledReconcileAt == token && st.Status.Phase == "Succeeded" &&
 			st.Status.LastSyncEnd != prev.Status.LastSyncEnd
 		if reconcile {
-			done = done && st.Status.LastHandledReconcileNowAt == token &&
-				(st.Status.Reconciliation == nil || !st.Status.Reconciliation.InProgress)
+			done = done && st.Status.LastHandledReconcileNowAt == token
 		}
 		if done {
+			// The reconciliation runs inside the sync: once the sync has
+			// ended it has finished, and status says so.
+			if rs := st.Status.Reconciliation; reconcile && (rs == nil || rs.InProgress || rs.Message == "") {
+				t.Errorf("%s: the sync asked for with %s ended, yet status.reconciliation says a reconciliation is under way or says nothing: %+v", name, token, rs)
+			}
 			return
 		}
 		if time.Now().After(deadline) {
@@ -440,6 +444,8 @@ func newlyDeleted(before, after crmSnapshot) []string {
 type deletionTarget struct {
 	what string // "products SKU-000007", "contact pat1@..." ...
 	row  string // rowKey, "" when the key found no single row
+	// marked: deleted by the vendor's marker, not removed.
+	marked bool
 }
 
 // naturalKeys says, per dataset kind, the CRM kind and the columns that
@@ -545,7 +551,10 @@ func deleteOneOfEach(t *testing.T, sim *simProcess, vendor string, crm crmSnapsh
 	if ci < 0 || pi < 0 {
 		t.Fatalf("%s: no customer with contacts or product with prices and stock to remove children from", vendor)
 	}
-	contact := customers[ci].Contacts[0]
+	// The last contact, as simkit.DropContact removes: where a vendor
+	// numbers contacts by position, removing an earlier one would renumber
+	// the rest.
+	contact := customers[ci].Contacts[len(customers[ci].Contacts)-1]
 	p := products[pi]
 	price := p.SpecialPrices[slices.IndexFunc(p.SpecialPrices, func(sp simkit.SpecialPrice) bool { return sp.CustomerID != deletedCustomer })]
 	whs := refs[simkit.AdminWarehouses]
@@ -558,6 +567,12 @@ func deleteOneOfEach(t *testing.T, sim *simProcess, vendor string, crm crmSnapsh
 			whName = wh.Name
 		}
 	}
+	stockRow := crm.findRow(model.KindStockLevel, func(c crmRow) bool {
+		return c.col("sku") == p.SKU && colIs(c, []string{"warehouse", "warehouse_name"}, stock.WarehouseCode, whName)
+	})
+	if rowPerLocation[vendor] {
+		stockRow = ""
+	}
 	out = append(out,
 		deletionTarget{what: "contact " + contact.Email, row: crm.findRow(model.KindContact, func(c crmRow) bool {
 			return colIs(c, []string{"email"}, contact.Email)
@@ -565,18 +580,50 @@ func deleteOneOfEach(t *testing.T, sim *simProcess, vendor string, crm crmSnapsh
 		deletionTarget{what: "price " + p.SKU + " for " + price.CustomerCode, row: crm.findRow(model.KindPriceRule, func(c crmRow) bool {
 			return c.col("sku") == p.SKU && c.col("customer_code") == price.CustomerCode
 		})},
-		deletionTarget{what: "stock " + p.SKU + " in " + stock.WarehouseCode, row: crm.findRow(model.KindStockLevel, func(c crmRow) bool {
-			return c.col("sku") == p.SKU && colIs(c, []string{"warehouse", "warehouse_name"}, stock.WarehouseCode, whName)
-		})},
+		deletionTarget{what: "stock " + p.SKU + " in " + stock.WarehouseCode, row: stockRow},
 	)
 	// Children first (their parents stay), then the records.
 	sim.admin(t, "DELETE", base+"customers/"+customers[ci].ID+"/contacts/"+contact.ID, nil)
 	sim.admin(t, "DELETE", base+"products/"+p.ID+"/prices/"+price.CustomerID, nil)
 	sim.admin(t, "DELETE", base+"products/"+p.ID+"/stock/"+stock.WarehouseCode, nil)
-	for _, kind := range simkit.AdminKinds {
+	for i, kind := range simkit.AdminKinds {
+		if slices.Contains(markOnly[vendor], kind) {
+			out[i].marked = true
+			out[i].what += " (marked deleted)"
+			patch(t, sim, base+kind+"/"+deleted[kind], `{"deleted": true}`)
+			continue
+		}
 		sim.admin(t, "DELETE", base+kind+"/"+deleted[kind], &json.RawMessage{})
 	}
 	return out
+}
+
+// rowPerLocation: vendors that serve a stock row for every product and
+// location (Katana's /inventory: "one record per variant and location",
+// docs/connectors/katana.md): a stock row cannot leave such a vendor, so
+// removing one from the dataset deletes nothing (the counts still check).
+var rowPerLocation = map[string]bool{"katana": true}
+
+// markOnly: kinds a vendor cannot hard-delete, deleted the vendor's way
+// (its marker) instead. Xero has no way to delete a contact, only to
+// archive it (connectors/xero/sim/markers.go); its suppliers are contacts.
+var markOnly = map[string][]string{"xero": {simkit.AdminSuppliers}}
+
+// patch sends a PATCH with a JSON body to erpsim's admin API.
+func patch(t *testing.T, sim *simProcess, path, body string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPatch, sim.state.AdminURL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PATCH %s %s: %s", path, body, resp.Status)
+	}
 }
 
 func describeTargets(ts []deletionTarget) string {
@@ -620,7 +667,7 @@ func checkDeletions(t *testing.T, what string, before, after crmSnapshot, e0, e1
 				t.Errorf("%s: %s is deleted without deleted_at", what, key)
 			}
 		}
-		if !b.Deleted && a.Deleted && a.Via == string(model.DeletedByVendor) {
+		if !b.Deleted && a.Deleted && a.Via == string(model.DeletedByVendor) && !slices.ContainsFunc(targets, func(d deletionTarget) bool { return d.marked && d.row == key }) {
 			t.Errorf("%s: %s became deleted by a vendor marker nobody set", what, key)
 		}
 	}
@@ -645,7 +692,11 @@ func checkDeletions(t *testing.T, what string, before, after crmSnapshot, e0, e1
 		if k := model.Kind(strings.SplitN(d.row, "/", 2)[0]); slices.Contains(later, k) {
 			continue
 		}
-		if a := after[d.row]; a.served() {
+		a := after[d.row]
+		switch {
+		case d.marked && (!a.Deleted || a.Via != string(model.DeletedByVendor)):
+			t.Errorf("%s: %s (%s) is not deleted by its vendor marker: deleted %v via %q", what, d.what, d.row, a.Deleted, a.Via)
+		case !d.marked && a.served():
 			t.Errorf("%s: %s (%s) is not a tombstone: deleted %v via %q", what, d.what, d.row, a.Deleted, a.Via)
 		}
 	}
