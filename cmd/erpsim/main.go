@@ -9,7 +9,11 @@
 // An admin API (--admin-addr) lets scripts and tests change records and read
 // what each simulator served: GET /vendors, GET /vendors/{vendor}/stats,
 // POST /vendors/{vendor}/touch?products=N&customers=N&orders=N,
-// POST /vendors/{vendor}/stats/reset.
+// POST /vendors/{vendor}/stats/reset; and, per vendor, every record of its
+// dataset by kind and dataset id: list, read, change or mark deleted
+// (PATCH), hard-delete (DELETE), remove a child (a customer's contact, a
+// product's special price or stock row), and the list share that makes the
+// vendor's lists lie (see admin.go for the routes and bodies).
 //
 // With --hostile it also serves what a hostile tenant would run (package
 // internal/hostile): an Unleashed-shaped API over a forged copy of the
@@ -38,6 +42,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -141,6 +146,9 @@ type runningVendor struct {
 	vendor
 	srv     *http.Server
 	rootURL string
+	// share is the list share last set through the admin API (0: whole
+	// lists).
+	share atomic.Int32
 }
 
 func start(ctx context.Context, c config) (*fleet, error) {
@@ -352,6 +360,7 @@ func (f *fleet) adminHandler() http.Handler {
 		}
 		writeJSON(w, out)
 	})
+	f.recordRoutes(mux)
 	return mux
 }
 

@@ -20,6 +20,9 @@ type simulator interface {
 	Dataset() *simkit.Dataset
 	Stats() *simkit.Stats
 	Expected() map[model.Kind]int
+	// SetListShare serves only the head (pct percent) of every list, ids
+	// and totals included (simkit.Base): a vendor that lies.
+	SetListShare(pct int)
 }
 
 // vendor is one simulated ERP.
