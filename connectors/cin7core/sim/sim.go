@@ -324,7 +324,9 @@ func (s *Server) Expected() map[model.Kind]int {
 		}
 		out[model.KindPriceRule] = countPrices(customerPrices(d))
 		out[model.KindProduct] = len(d.Products)
-		out[model.KindStockLevel] = len(d.Products) * len(d.Warehouses)
+		for _, p := range d.Products {
+			out[model.KindStockLevel] += len(p.Stock)
+		}
 		out[model.KindSalesOrder] = len(d.Orders)
 		ix := indexSales(d)
 		for _, o := range d.Orders {
