@@ -104,11 +104,11 @@ func BenchmarkTorture(b *testing.B) {
 // no share is printed. The prices of removed products stay live until a
 // full read (Caps.ChildrenFullReadOnly; the bench counts them and runs one).
 func BenchmarkReconcile(b *testing.B) {
-	readCost := func(k model.Kind, ids int) int {
-		if k == model.KindSalesOrder || k == model.KindCreditNote {
-			return 2 * ids
+	readCost := func(e connectortest.ReconcileEntityCost, ids []string) int {
+		if e.Entity == model.KindSalesOrder || e.Entity == model.KindCreditNote {
+			return 2 * len(ids)
 		}
-		return ids
+		return len(ids)
 	}
 	for i := 0; i < b.N; i++ {
 		r := connectortest.ReconcileBench(b, reconcileHarness{}, connectortest.ReconcileBenchOptions{ReadCost: readCost})

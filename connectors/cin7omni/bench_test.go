@@ -95,11 +95,11 @@ func BenchmarkTorture(b *testing.B) {
 // product option (its product is found through /v1/ProductOptions first;
 // see ids.go). The share is of Omni's 5,000 calls a day.
 func BenchmarkReconcile(b *testing.B) {
-	readCost := func(k model.Kind, ids int) int {
-		if k == model.KindProduct {
-			return 2 * ids
+	readCost := func(e connectortest.ReconcileEntityCost, ids []string) int {
+		if e.Entity == model.KindProduct {
+			return 2 * len(ids)
 		}
-		return ids
+		return len(ids)
 	}
 	for i := 0; i < b.N; i++ {
 		r := connectortest.ReconcileBench(b, harness{rows: cin7omni.MaxRows}, connectortest.ReconcileBenchOptions{ReadCost: readCost})

@@ -24,11 +24,18 @@ type ReconcileBenchOptions struct {
 	// RemoveProducts, RemoveCustomers and RemoveOrders are the hard deletes
 	// made in the ERP before the reconciliation (defaults 5, 2 and 3).
 	RemoveProducts, RemoveCustomers, RemoveOrders int
-	// ReadCost, when set, is the fewest requests the vendor's API allows
-	// to read ids documents of entity by id (a vendor without a filter
-	// that takes many ids needs one request a document). Nil counts one
-	// request per ReadDocs call of at most MaxDocsPerRead ids.
-	ReadCost func(entity model.Kind, ids int) int
+	// ReadCost, when set, is the fewest requests the connector's DocReader
+	// needs to read the documents ids of entity e (e.Listed and the
+	// connector's declarations are filled in): a vendor without a filter
+	// that takes many ids needs one request a document, one without any
+	// read by id its whole list. Nil counts one request per ReadDocs call
+	// of at most MaxDocsPerRead ids.
+	ReadCost func(e ReconcileEntityCost, ids []string) int
+	// ListCost, when set, is the fewest requests the id listing of e
+	// needs where IDListingInfo.ExtraCalls is a bound rather than the
+	// count (a listing made of several lists whose sizes the bench knows).
+	// Nil counts max(1, ceil(Listed/PageSize)) + ExtraCalls.
+	ListCost func(e ReconcileEntityCost) int
 }
 
 func (o *ReconcileBenchOptions) defaults() {
@@ -142,13 +149,14 @@ func (r ReconcileBenchResult) OverPct() float64 {
 // version differs from the vendor's: the sync before the reconciliation
 // wrote every change the ERP made; ids the CRM correctly holds as
 // tombstones need no read, although the engine counts listed ones as
-// Absent), and the repair reads o.ReadCost(entity, n), by default
+// Absent), and the repair reads o.ReadCost(entity, their ids), by default
 // ceil(n/MaxDocsPerRead): one request per DocReader call of at most
 // MaxDocsPerRead ids (a connector without a DocReader repairs by a window
 // read the minimum does not count). It does not count the one more call a
 // listing without a total makes when its last page is full (the suite's
 // bound allows it), retries, or token refreshes; deletions cost no
-// call.
+// call. o.ListCost replaces the listing's part where ExtraCalls is only a
+// bound.
 func ReconcileBench(tb testing.TB, h Harness, o ReconcileBenchOptions) ReconcileBenchResult {
 	tb.Helper()
 	o.defaults()
@@ -171,11 +179,14 @@ func ReconcileBench(tb testing.TB, h Harness, o ReconcileBenchOptions) Reconcile
 	}
 	w.clock.Advance(time.Minute)
 	w.run("the sync after the removals", engine.Run{})
-	tampered, keys := w.tamper(w.env.Expected())
-	nTampered := 0
-	for _, n := range tampered {
-		nTampered += n
+	tampered := w.tamper(w.env.Expected())
+	var keys []model.Key
+	for k, ids := range tampered {
+		for _, id := range ids {
+			keys = append(keys, model.Key{Company: Company, Vendor: w.vendor, Kind: k, VendorID: id})
+		}
 	}
+	nTampered := len(keys)
 
 	w.clock.Advance(time.Minute)
 	before = w.requests()
@@ -222,7 +233,7 @@ func ReconcileBench(tb testing.TB, h Harness, o ReconcileBenchOptions) Reconcile
 			tb.Fatalf("reconcile bench: %s/%s was tampered with in the CRM and not repaired", k.Kind, k.VendorID)
 		}
 	}
-	res.Entities = w.reconcileCosts(rr.State, tampered, o.ReadCost)
+	res.Entities = w.reconcileCosts(rr.State, tampered, o)
 	for _, e := range res.Entities {
 		res.MinCalls += e.MinCalls
 	}
@@ -243,10 +254,9 @@ const tamperedRaw = `{"edited":"behind the operator's back"}`
 // tamper edits the CRM behind the operator's back: for every incremental
 // entity, of the live records the ERP still holds live (want), the first
 // (by id) is removed and the second set back an hour with other content.
-// It returns how many records it changed, by kind, and their keys.
-func (w *world) tamper(want []Want) (map[model.Kind]int, []model.Key) {
-	n := map[model.Kind]int{}
-	var keys []model.Key
+// It returns the ids of the records it changed, by kind.
+func (w *world) tamper(want []Want) map[model.Kind][]string {
+	n := map[model.Kind][]string{}
 	inERP := map[model.Key]bool{}
 	for _, x := range want {
 		if !x.Deleted {
@@ -266,25 +276,23 @@ func (w *world) tamper(want []Want) (map[model.Kind]int, []model.Key) {
 		slices.SortFunc(live, func(a, b model.Record) int { return cmpStr(a.VendorID, b.VendorID) })
 		if len(live) > 0 {
 			w.sink.Remove(live[0].Key())
-			n[e.Name]++
-			keys = append(keys, live[0].Key())
+			n[e.Name] = append(n[e.Name], live[0].VendorID)
 		}
 		if len(live) > 1 {
 			r := live[1]
 			r.ModifiedAt = r.ModifiedAt.Add(-time.Hour)
 			r.Raw = []byte(tamperedRaw)
 			w.sink.Put(r)
-			n[e.Name]++
-			keys = append(keys, r.Key())
+			n[e.Name] = append(n[e.Name], r.VendorID)
 		}
 	}
-	return n, keys
+	return n
 }
 
 // reconcileCosts pairs the engine's per-entity reports with what the
 // connector declares, and computes each entity's minimum (see
 // ReconcileBench).
-func (w *world) reconcileCosts(state []engine.EntityState, tampered map[model.Kind]int, readCost func(model.Kind, int) int) []ReconcileEntityCost {
+func (w *world) reconcileCosts(state []engine.EntityState, tampered map[model.Kind][]string, o ReconcileBenchOptions) []ReconcileEntityCost {
 	w.t.Helper()
 	lister, ok := w.conn.(connectors.IDLister)
 	if !ok {
@@ -310,14 +318,17 @@ func (w *world) reconcileCosts(state []engine.EntityState, tampered map[model.Ki
 		}
 		c := ReconcileEntityCost{Entity: e.Name, Listed: rep.Listed, Missing: rep.Missing, Absent: rep.Absent, Drifted: rep.Drifted,
 			Deleted: rep.Deleted, Repaired: rep.Repaired, Calls: rep.Calls, PageSize: max(1, info.PageSize), ExtraCalls: info.ExtraCalls,
-			Tampered: tampered[e.Name]}
+			Tampered: len(tampered[e.Name])}
 		c.MinCalls = max(1, ceilDiv(rep.Listed, int64(c.PageSize))) + int64(info.ExtraCalls)
-		if repair := tampered[e.Name]; repair > 0 && reader != nil {
+		if o.ListCost != nil {
+			c.MinCalls = int64(o.ListCost(c))
+		}
+		if ids := tampered[e.Name]; len(ids) > 0 && reader != nil {
 			c.MaxDocsPerRead = max(1, reader.MaxDocsPerRead(e.Name))
-			if readCost != nil {
-				c.MinCalls += int64(readCost(e.Name, repair))
+			if o.ReadCost != nil {
+				c.MinCalls += int64(o.ReadCost(c, ids))
 			} else {
-				c.MinCalls += ceilDiv(int64(repair), int64(c.MaxDocsPerRead))
+				c.MinCalls += ceilDiv(int64(len(ids)), int64(c.MaxDocsPerRead))
 			}
 		}
 		out = append(out, c)
