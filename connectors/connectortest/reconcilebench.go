@@ -84,6 +84,8 @@ type ReconcileEntityCost struct {
 	Calls int64
 	// MinCalls is the fewest the entity needs (see ReconcileBench).
 	MinCalls int64
+	// Note is the engine's note (why deletions were not applied).
+	Note string
 	// PageSize, ExtraCalls and MaxDocsPerRead are what the connector
 	// declared.
 	PageSize, ExtraCalls, MaxDocsPerRead int
@@ -198,6 +200,13 @@ func ReconcileBench(tb testing.TB, h Harness, o ReconcileBenchOptions) Reconcile
 	if len(rr.Held) > 0 {
 		tb.Fatalf("reconcile bench: a handful of hard deletes tripped the mass-deletion guard: %+v", rr.Held)
 	}
+	// The costs first: a failure below shows them.
+	res.Entities = w.reconcileCosts(rr.State, tampered, o)
+	for _, e := range res.Entities {
+		res.MinCalls += e.MinCalls
+		tb.Logf("%s %s: listed %d (page %d, extra %d), missing %d, deleted %d, absent %d, drifted %d, tampered %d, repaired %d (%d a read): %d calls, minimum %d%s",
+			w.vendor, e.Entity, e.Listed, e.PageSize, e.ExtraCalls, e.Missing, e.Deleted, e.Absent, e.Drifted, e.Tampered, e.Repaired, e.MaxDocsPerRead, e.Calls, e.MinCalls, note(e.Note))
+	}
 	want := w.env.Expected()
 	res.Records = len(want)
 	// Children whose removal only a full read sees (Caps.ChildrenFullReadOnly,
@@ -233,15 +242,7 @@ func ReconcileBench(tb testing.TB, h Harness, o ReconcileBenchOptions) Reconcile
 			tb.Fatalf("reconcile bench: %s/%s was tampered with in the CRM and not repaired", k.Kind, k.VendorID)
 		}
 	}
-	res.Entities = w.reconcileCosts(rr.State, tampered, o)
-	for _, e := range res.Entities {
-		res.MinCalls += e.MinCalls
-	}
 	res.Elapsed = time.Since(began)
-	for _, e := range res.Entities {
-		tb.Logf("%s %s: listed %d (page %d, extra %d), missing %d, deleted %d, absent %d, drifted %d, tampered %d, repaired %d (%d a read): %d calls, minimum %d",
-			w.vendor, e.Entity, e.Listed, e.PageSize, e.ExtraCalls, e.Missing, e.Deleted, e.Absent, e.Drifted, e.Tampered, e.Repaired, e.MaxDocsPerRead, e.Calls, e.MinCalls)
-	}
 	tb.Logf("%s reconciliation: %d records, %d requests (engine counted %d), minimum %d (%+.1f%%), %d deleted, %d written; import %d requests; reconciliation %v, whole run %v",
 		w.vendor, res.Records, res.Calls, res.EngineCalls, res.MinCalls, res.OverPct(), res.Deleted, res.Upserted, res.ImportCalls,
 		res.Reconcile.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
@@ -317,7 +318,7 @@ func (w *world) reconcileCosts(state []engine.EntityState, tampered map[model.Ki
 			w.t.Fatalf("%s %s: the reconciliation left no report for an entity it can list", w.vendor, e.Name)
 		}
 		c := ReconcileEntityCost{Entity: e.Name, Listed: rep.Listed, Missing: rep.Missing, Absent: rep.Absent, Drifted: rep.Drifted,
-			Deleted: rep.Deleted, Repaired: rep.Repaired, Calls: rep.Calls, PageSize: max(1, info.PageSize), ExtraCalls: info.ExtraCalls,
+			Deleted: rep.Deleted, Repaired: rep.Repaired, Calls: rep.Calls, Note: rep.Note, PageSize: max(1, info.PageSize), ExtraCalls: info.ExtraCalls,
 			Tampered: len(tampered[e.Name])}
 		c.MinCalls = max(1, ceilDiv(rep.Listed, int64(c.PageSize))) + int64(info.ExtraCalls)
 		if o.ListCost != nil {
@@ -334,6 +335,13 @@ func (w *world) reconcileCosts(state []engine.EntityState, tampered map[model.Ki
 		out = append(out, c)
 	}
 	return out
+}
+
+func note(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "; " + s
 }
 
 func ceilDiv(n, d int64) int64 { return (n + d - 1) / d }
