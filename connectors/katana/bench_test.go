@@ -93,6 +93,20 @@ func BenchmarkTorture(b *testing.B) {
 	}
 }
 
+// BenchmarkReconcile is one reconciliation of 30,000 products (stock in 3
+// locations, a customer price each), 1,000 customers and 2,000 orders after
+// a few hard deletes and some drift in the CRM (connectortest.ReconcileBench),
+// at Katana's page of 250, the rate limit's waits on the fake clock. Katana
+// documents no daily quota, so no share is printed.
+func BenchmarkReconcile(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		r := connectortest.ReconcileBench(b, harness{}, connectortest.ReconcileBenchOptions{})
+		if i == b.N-1 {
+			connectortest.PrintReconcileBench(Type, r, connectortest.Quota{})
+		}
+	}
+}
+
 // forcedTime is the time a limit of limit calls per window forces on n calls
 // sent as early as it allows: every full window after the first.
 func forcedTime(n, limit int, window time.Duration) time.Duration {

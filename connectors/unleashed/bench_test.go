@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +75,50 @@ func BenchmarkTorture(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		r := connectortest.Torture(b, harness{pageSize: unleashed.MaxPageSize}, connectortest.TortureOptions{})
 		connectortest.PrintBench("unleashed", r)
+	}
+}
+
+// BenchmarkReconcile is one reconciliation of 30,000 products (stock in 3
+// warehouses, a customer price each), 1,000 customers and 2,000 orders
+// after a few hard deletes and some drift in the CRM
+// (connectortest.ReconcileBench), at the page of 1,000. Unleashed reads
+// one document per request (GET /{Endpoint}/{guid}), a product's stock in
+// every warehouse per request, and has no read of a price row by id (the
+// DocReader reads the whole ProductPrices list): the minimum counts those
+// (see reconcile.go), and the stock listing warehouse by warehouse. Unleashed meters a calendar month with a
+// plan-dependent quota, so the cost is printed per month.
+func BenchmarkReconcile(b *testing.B) {
+	readCost := func(e connectortest.ReconcileEntityCost, ids []string) int {
+		switch e.Entity {
+		case model.KindPriceRule:
+			return max(1, (int(e.Listed)+e.PageSize-1)/e.PageSize)
+		case model.KindStockLevel:
+			products := map[string]bool{}
+			for _, id := range ids {
+				p, _, _ := strings.Cut(id, "/")
+				products[p] = true
+			}
+			return len(products)
+		}
+		return len(ids)
+	}
+	// The stock listing is the warehouse list and each warehouse's stock
+	// pages; ExtraCalls bounds them (a partial last page a warehouse), and
+	// the dataset stocks every product in each of its 3 warehouses.
+	listCost := func(e connectortest.ReconcileEntityCost) int {
+		pages := max(1, (int(e.Listed)+e.PageSize-1)/e.PageSize)
+		if e.Entity == model.KindStockLevel {
+			const warehouses = 3
+			perWarehouse := (int(e.Listed) + warehouses - 1) / warehouses
+			return 1 + warehouses*max(1, (perWarehouse+e.PageSize-1)/e.PageSize)
+		}
+		return pages + e.ExtraCalls
+	}
+	for i := 0; i < b.N; i++ {
+		r := connectortest.ReconcileBench(b, harness{pageSize: unleashed.MaxPageSize},
+			connectortest.ReconcileBenchOptions{ReadCost: readCost, ListCost: listCost})
+		if i == b.N-1 {
+			connectortest.PrintReconcileBench(unleashed.Type, r, connectortest.Quota{Monthly: true})
+		}
 	}
 }

@@ -109,6 +109,75 @@ func BenchmarkTorture(b *testing.B) {
 	}
 }
 
+// BenchmarkReconcile is one reconciliation of 30,000 items (Xero has no
+// special prices), 1,000 customers and 2,000 orders' worth of invoices and
+// credit notes after a few hard deletes and some drift in the CRM
+// (connectortest.ReconcileBench), at Xero's page of 1,000 in its summary
+// form, the limits' waits on the fake clock. Items are read in full on
+// every sync, so only contacts, invoices and credit notes are listed. The
+// minimum counts one IDs-filter request per 50 contacts or invoices and one
+// GET a credit note (Xero's only way to choose them; see reconcile.go).
+// The share is of Xero's 5,000 calls a day per organisation.
+func BenchmarkReconcile(b *testing.B) {
+	readCost := func(e connectortest.ReconcileEntityCost, ids []string) int {
+		if e.Entity == model.KindCreditNote {
+			return len(ids)
+		}
+		return (len(ids) + e.MaxDocsPerRead - 1) / e.MaxDocsPerRead
+	}
+	// The customers' listing pages the whole Contacts list, suppliers
+	// included (Xero marks a contact a customer or supplier only once it
+	// has a document of that kind, so no filter narrows it safely), and
+	// lists the customers among them.
+	h := &reconcileHarness{}
+	listCost := func(e connectortest.ReconcileEntityCost) int {
+		n := int(e.Listed)
+		if e.Entity == model.KindCustomer {
+			h.data.View(func(d *simkit.Dataset) { n = len(d.Customers) + len(d.Suppliers) })
+		}
+		return max(1, (n+e.PageSize-1)/e.PageSize) + e.ExtraCalls
+	}
+	for i := 0; i < b.N; i++ {
+		r := connectortest.ReconcileBench(b, h, connectortest.ReconcileBenchOptions{ReadCost: readCost, ListCost: listCost})
+		if i == b.N-1 {
+			connectortest.PrintReconcileBench(Type, r, connectortest.Quota{Daily: 5000})
+		}
+	}
+}
+
+// reconcileHarness is xeroHarness at the production page size (1,000):
+// the simulator on the suite's fake clock, one credentials Secret, a fresh
+// token cache per connector. data is the last dataset it started.
+type reconcileHarness struct {
+	xeroHarness
+	data *simkit.Dataset
+}
+
+func (h *reconcileHarness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) *connectortest.Env {
+	t.Helper()
+	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now})
+	h.data = s.Dataset()
+	srv := connectortest.Serve(t, s)
+	store := NewMemoryCredentialStore("bench/xero-reconcile-"+t.Name(), s.Credentials())
+	env := &connectortest.Env{
+		Base:     &s.Base,
+		Data:     s.Dataset(),
+		Expected: func() []connectortest.Want { return expected(s) },
+		Caps:     connectortest.Caps{ModifiedPrecision: time.Second, MinuteLimit: 60, PageSize: PageSize, Throttle: 429},
+	}
+	env.Connect = func(t testing.TB, reg *httpapi.Registry) connectors.Connector {
+		t.Helper()
+		c, err := NewWithOptions(context.Background(), connectors.Config{Type: Type, CompanyID: connectortest.Company, BaseURL: srv.URL + sim.APIPath,
+			Credentials: store.Data(), CredentialStore: store, HTTPClient: srv.Client(), Log: logr.Discard()},
+			Options{Clock: clock, Registry: reg, tokens: newTokenCache()})
+		if err != nil {
+			t.Fatalf("building the Xero connector: %v", err)
+		}
+		return c
+	}
+	return env
+}
+
 // forcedTime is the time a limit of limit calls per window forces on n calls
 // sent as early as it allows: every full window after the first.
 func forcedTime(n, limit int, window time.Duration) time.Duration {
