@@ -233,9 +233,15 @@ func (x *execution) listIDs(ctx context.Context, lister connectors.IDLister, e m
 		if err != nil {
 			return nil, "", classify(e, page, err)
 		}
-		if page == 1 {
+		switch {
+		case page == 1:
 			total = p.Total
-		} else if p.Total != total {
+		case total < 0 && p.Total >= 0:
+			// A count that appears later counts the whole listing.
+			total = p.Total
+		case p.Total >= 0 && p.Total != total:
+			// A page without a count (-1) says nothing; one with another
+			// count says the list changed under the listing.
 			shifted = true
 		}
 		for _, d := range p.Docs {
