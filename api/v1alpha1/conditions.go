@@ -31,9 +31,9 @@ const (
 	ReasonProgressing = "Progressing"
 	// ReasonMassDeletion is DeletionsHeld=True's reason.
 	ReasonMassDeletion = "MassDeletionGuard"
-	ReasonSuspended   = "Suspended"
-	ReasonSyncFailed  = "SyncFailed"
-	ReasonInvalidConf = "InvalidConfig"
+	ReasonSuspended    = "Suspended"
+	ReasonSyncFailed   = "SyncFailed"
+	ReasonInvalidConf  = "InvalidConfig"
 	// ReasonCompanyClaimed is Ready=False's and Stalled=True's reason when
 	// an ErpSync in another namespace claimed spec.companyId first: this
 	// ErpSync never syncs (nothing is read or written) while that claim
