@@ -50,6 +50,8 @@ func main() {
 	manifest := flag.String("manifest", "config/manager/manager.yaml", "the manager's Deployment")
 	body := flag.Int64("body-bytes", xeroPagedCap, "the size every Contacts page is filled to (at most the cap)")
 	runs := flag.Int("runs", 3, "engine runs (one maximal page each) per sync")
+	syncs := flag.Int("syncs", 0, "concurrent syncs instead of the Deployment's --concurrent-syncs (to measure the formula)")
+	noGoMemLimit := flag.Bool("no-gomemlimit", false, "ignore the Deployment's GOMEMLIMIT (to measure what the collector leaves)")
 	flag.Parse()
 	if *serve {
 		if err := runServer(*body); err != nil {
@@ -62,6 +64,12 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "membench:", err)
 		os.Exit(1)
+	}
+	if *syncs > 0 {
+		dep.syncs = *syncs
+	}
+	if *noGoMemLimit {
+		dep.goMemLimit = 0
 	}
 	if err := run(dep, *body, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "membench:", err)
