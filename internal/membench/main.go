@@ -88,25 +88,9 @@ func run(dep deployment, body int64, runs int) error {
 		return err
 	}
 	defer stop()
-
-	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make([]error, dep.syncs)
-	pages := make([]int64, dep.syncs)
-	for i := range dep.syncs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pages[i], errs[i] = runSync(ctx, url, i, runs)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	total, elapsed, err := syncAll(ctx, url, dep.syncs, runs)
+	if err != nil {
 		return err
-	}
-	var total int64
-	for _, n := range pages {
-		total += n
 	}
 	hwm, err := peakRSSKiB()
 	if err != nil {
@@ -115,13 +99,38 @@ func run(dep deployment, body int64, runs int) error {
 	peak := float64(hwm) / 1024
 	limit := float64(dep.limit) / (1 << 20)
 	fmt.Printf("# %d concurrent syncs, %d runs each, %d records upserted from pages of %d bytes in %s; GOMEMLIMIT %d MiB\n",
-		dep.syncs, runs, total, body, time.Since(start).Round(time.Millisecond), dep.goMemLimit>>20)
+		dep.syncs, runs, total, body, elapsed.Round(time.Millisecond), dep.goMemLimit>>20)
 	fmt.Printf("BENCH memory_peak_rss_mib %.1f MiB\n", peak)
 	fmt.Printf("BENCH memory_limit_mib %.0f MiB\n", limit)
 	if peak > limit {
 		return fmt.Errorf("peak RSS %.1f MiB exceeds the Deployment's memory limit of %.0f MiB at --concurrent-syncs=%d", peak, limit, dep.syncs)
 	}
 	return nil
+}
+
+// syncAll runs syncs syncs at once against the server at url and returns
+// the records they upserted.
+func syncAll(ctx context.Context, url string, syncs, runs int) (int64, time.Duration, error) {
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, syncs)
+	pages := make([]int64, syncs)
+	for i := range syncs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pages[i], errs[i] = runSync(ctx, url, i, runs)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, 0, err
+	}
+	var total int64
+	for _, n := range pages {
+		total += n
+	}
+	return total, time.Since(start), nil
 }
 
 // runSync runs the engine over Xero's Contacts runs times, each run a full

@@ -32,6 +32,21 @@ func runServer(size int64) error {
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
+	mux := handler(page)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Printf("LISTEN %s\n", ln.Addr())
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
+
+// handler serves the token endpoint and page as every Contacts page.
+func handler(page []byte) http.Handler {
 	mux := http.NewServeMux()
 	var tokens atomic.Int64
 	mux.HandleFunc("POST /connect/token", func(w http.ResponseWriter, r *http.Request) {
@@ -52,16 +67,7 @@ func runServer(size int64) error {
 			b = b[k:]
 		}
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Printf("LISTEN %s\n", ln.Addr())
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		_ = srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-		return err
-	}
-	return nil
+	return mux
 }
 
 // contactsPage builds a Contacts page of pageDocs documents whose length is
