@@ -25,10 +25,11 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The memory budget the Deployment's comment states.
+// The memory budget the Deployment's comment states: perSyncMiB is what
+// hack/bench.d/memory.sh measured a sync to take (97 MiB) with headroom.
 const (
 	baseMiB    = 128
-	perSyncMiB = 64
+	perSyncMiB = 112
 )
 
 func decode[T any](t *testing.T, path, kind string) *T {

@@ -19,7 +19,8 @@ const bodyChunk = 256 << 10
 // process's clients together may hold while they read bodies; 0 or less
 // removes the bound. A read takes budget as its buffer grows (by the
 // buffer's capacity, in steps of at most a quarter MiB, or at once for
-// a body of known length) and gives it back when the read is done, so that
+// a body of known length; a streamed body as its bytes arrive, see
+// GetStream) and gives it back when the read is done, so that
 // many concurrent syncs cannot together exceed it: a read that would waits
 // for others to finish, within its attempt's timeout. So that waiting
 // readers never deadlock, the oldest read in progress is never held back:
@@ -181,3 +182,66 @@ func (b *budget) read(ctx context.Context, r io.Reader, length, limit int64) ([]
 		}
 	}
 }
+
+// streamBody is a response body decoded as it is read, under the process's
+// body budget: it takes budget for the bytes read so far (in steps of at
+// most bodyChunk, before they are read), since what a decoder builds from
+// them lives as long as the read, and gives it all back on close. Past
+// limit bytes it fails with errTooLarge. err keeps the first failure of the
+// underlying reader (or of the budget wait), so that the caller can tell a
+// lost connection or a body over its cap from content that does not parse.
+type streamBody struct {
+	ctx    context.Context
+	r      io.Reader
+	lease  *lease
+	limit  int64
+	read   int64 // bytes read so far
+	credit int64 // budget taken and not yet read into
+	err    error
+}
+
+// newStreamBody starts a budgeted read of r, at most limit bytes. A
+// declared length takes no budget up front: bytes are paid for as they
+// arrive.
+func (b *budget) newStreamBody(ctx context.Context, r io.Reader, limit int64) *streamBody {
+	return &streamBody{ctx: ctx, r: r, lease: b.start(), limit: limit}
+}
+
+func (s *streamBody) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if s.read > s.limit {
+		s.err = errTooLarge
+		return 0, s.err
+	}
+	if s.credit == 0 {
+		// One byte past the cap may be read, to see a body longer than it.
+		step := min(int64(bodyChunk), s.limit+1-s.read)
+		if err := s.lease.grow(s.ctx, step); err != nil {
+			s.err = err
+			return 0, err
+		}
+		s.credit = step
+	}
+	if int64(len(p)) > s.credit {
+		p = p[:s.credit]
+	}
+	n, err := s.r.Read(p)
+	s.read += int64(n)
+	s.credit -= int64(n)
+	if s.read > s.limit {
+		s.err = errTooLarge
+		return n, s.err
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.err = err
+	}
+	return n, err
+}
+
+// close gives the read's budget back.
+func (s *streamBody) close() { s.lease.done() }

@@ -238,6 +238,9 @@ type Response struct {
 	Attempts int
 	// Method and Path name the request, without query string.
 	Method, Path string
+	// streamed is true when the body went to a BodyDecoder as it arrived
+	// (Body is then nil).
+	streamed bool
 }
 
 // VendorNow is the time to measure the vendor's quota periods from: its Date
@@ -289,13 +292,78 @@ func (c *Client) Get(ctx context.Context, op, rawURL string, header http.Header)
 	return c.Do(ctx, op, req)
 }
 
-// GetJSON is Get followed by DecodeJSON.
+// GetJSON is Get followed by DecodeJSON, the body of a 2xx answer decoded
+// as it arrives (see GetStream).
 func (c *Client) GetJSON(ctx context.Context, op, rawURL string, header http.Header, v any) (*Response, error) {
-	resp, err := c.Get(ctx, op, rawURL, header)
+	return c.GetStream(ctx, op, rawURL, header, func(_ *Response, body io.Reader) error { return DecodeJSONStream(body, v) })
+}
+
+// BodyDecoder decodes a response body while it is read. resp has every
+// field but Body (and Attempts); body yields the bytes under the client's
+// MaxBodyBytes and the process's body budget.
+type BodyDecoder func(resp *Response, body io.Reader) error
+
+// GetStream is Get, but the body of a 2xx answer is never held whole: decode
+// reads it from the connection, within the attempt (its timeout and
+// concurrency slot), so that a page costs its decoded form and not the body
+// besides. The budget (SetBodyBudget) is taken for the bytes read so far
+// and given back when decode returns. The Response returned has no Body.
+//
+// decode is called again, on a new body, when an attempt's body fails to
+// arrive (a lost connection or a timeout, retried as Do retries): it must
+// start afresh on every call. A decode error that is not a
+// *connectors.Error is a KindInvalidResponse error naming the request only;
+// a *connectors.Error is returned as it is. Whatever decode leaves unread
+// must be white space. A body over MaxBodyBytes is KindInvalidResponse,
+// whatever decode did with its start.
+//
+// An answer Do returns without streaming (a status other than 2xx that
+// AcceptStatus lets through, or any answer when Options.Classify is set,
+// since Classify sees the body) is read whole as Do reads it and then given
+// to decode, whose resp then has Body.
+func (c *Client) GetStream(ctx context.Context, op, rawURL string, header http.Header, decode BodyDecoder) (*Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
+		return nil, connectors.Errorf(connectors.KindInvalidConfig, "invalid request URL for %s", op)
+	}
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	resp, err := c.do(ctx, op, req, decode)
+	if err != nil || decode == nil || resp.streamed {
+		return resp, err
+	}
+	if err := decodeErr(decode(resp, bytes.NewReader(resp.Body)), resp.Method+" "+resp.Path); err != nil {
 		return nil, err
 	}
-	return resp, resp.DecodeJSON(v)
+	return resp, nil
+}
+
+// DecodeJSONStream decodes one JSON value from r into v, and fails when
+// anything but white space follows it (as json.Unmarshal does).
+func DecodeJSONStream(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+// decodeErr is the error of a decoder that failed on a complete body.
+func decodeErr(err error, target string) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connectors.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	return connectors.Wrap(connectors.KindInvalidResponse, err, target+": the response does not parse")
 }
 
 // Do sends req through the client's limits and retry policy and returns the
@@ -320,6 +388,12 @@ func (c *Client) GetJSON(ctx context.Context, op, rawURL string, header http.Hea
 //
 // The request's body, if any, is buffered so it can be resent.
 func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Response, error) {
+	return c.do(ctx, op, req, nil)
+}
+
+// do is Do; a 2xx answer's body goes to decode as it arrives when decode is
+// set and Options.Classify is not (see GetStream).
+func (c *Client) do(ctx context.Context, op string, req *http.Request, decode BodyDecoder) (*Response, error) {
 	method, path := req.Method, safePath(req.URL)
 	target := method + " " + path
 	var body []byte
@@ -351,7 +425,7 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 			}
 		}
 		wait = 0
-		resp, err := c.attempt(ctx, op, req, body, target)
+		resp, err := c.attempt(ctx, op, req, body, target, decode)
 		if err != nil {
 			var ce *connectors.Error
 			if errors.As(err, &ce) {
@@ -453,7 +527,7 @@ func (c *Client) Do(ctx context.Context, op string, req *http.Request) (*Respons
 // attempt waits for the limits, sends the request once and reads the body.
 // A *connectors.Error result is final; other errors are retriable transport
 // failures (already stripped of the URL).
-func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body []byte, target string) (*Response, error) {
+func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body []byte, target string, decode BodyDecoder) (*Response, error) {
 	for _, l := range c.sorted {
 		l.touch(l.wall())
 		if err := l.load(ctx, c.clock.Now()); err != nil {
@@ -521,6 +595,18 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 		c.observer.ObserveRequest(c.opts.Connector, op, 0, time.Since(sent))
 		return nil, stripURL(err)
 	}
+	if decode != nil && c.opts.Classify == nil && hr.StatusCode >= 200 && hr.StatusCode < 300 {
+		resp := &Response{StatusCode: hr.StatusCode, Header: hr.Header, ServerTime: ServerTime(hr.Header), ReceivedAt: c.clock.Now(),
+			Method: req.Method, Path: safePath(req.URL), streamed: true}
+		err := c.stream(actx, hr.Body, resp, decode, target)
+		_ = hr.Body.Close()
+		// The request's time includes the decoding, which reads the body.
+		c.observer.ObserveRequest(c.opts.Connector, op, hr.StatusCode, time.Since(sent))
+		if err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
 	b, err := readBody(actx, hr.Body, hr.ContentLength, c.opts.MaxBodyBytes)
 	_ = hr.Body.Close()
 	c.observer.ObserveRequest(c.opts.Connector, op, hr.StatusCode, time.Since(sent))
@@ -533,6 +619,45 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 		return nil, &bodyError{cause: stripURL(err)}
 	}
 	return &Response{StatusCode: hr.StatusCode, Header: hr.Header, Body: b, ServerTime: ServerTime(hr.Header), ReceivedAt: c.clock.Now()}, nil
+}
+
+// stream runs decode over body under the body budget and the body cap, and
+// sorts its failure: a body over the cap is a final KindInvalidResponse, a
+// body that did not arrive whole a retriable bodyError, content that does
+// not parse (or trails the decoded value) a final decodeErr.
+func (c *Client) stream(ctx context.Context, body io.Reader, resp *Response, decode BodyDecoder, target string) error {
+	sb := bodies.newStreamBody(ctx, body, c.opts.MaxBodyBytes)
+	defer sb.close()
+	derr := decode(resp, sb)
+	if derr == nil && sb.err == nil {
+		// The rest must be white space; reading it to the end also lets
+		// the connection be reused.
+		derr = onlySpace(sb)
+	}
+	switch {
+	case errors.Is(sb.err, errTooLarge):
+		return connectors.Errorf(connectors.KindInvalidResponse, "%s: the response is larger than %d bytes", target, c.opts.MaxBodyBytes)
+	case sb.err != nil:
+		return &bodyError{cause: stripURL(sb.err)}
+	}
+	return decodeErr(derr, target)
+}
+
+// onlySpace reads r to its end and fails on anything but JSON white space.
+func onlySpace(r io.Reader) error {
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		if len(bytes.Trim(buf[:n], " \t\r\n")) > 0 {
+			return errors.New("data after the decoded value")
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // backoff returns the wait before retry n (n >= 1): a random time between

@@ -58,9 +58,14 @@
 // # Memory
 //
 // Response bodies are read under a process-wide budget (SetBodyBudget,
-// DefaultBodyBudget): a read takes budget as its buffer grows and gives it
+// DefaultBodyBudget): a read takes budget as its bytes arrive and gives it
 // back when done, waiting while the budget is spent (the oldest read never
 // waits, so reads cannot deadlock). Options.MaxBodyBytes caps one body.
+// Do and Get read a body whole into Response.Body; GetStream (and GetJSON)
+// hand a 2xx body to a decoder as it arrives, so a large page costs its
+// decoded form only, not the body besides, and the budget is held until the
+// decoder returns. hack/bench.d/memory.sh measures the result against the
+// Deployment's memory limit.
 // Registries drop limiters unused for LimiterIdleTTL (Registry.Prune).
 //
 // # Waits

@@ -15,9 +15,11 @@
 package xero
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -28,6 +30,7 @@ import (
 
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
+	"github.com/erpsync/erpsync-operator/connectors/internal/vendorjson"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 )
 
@@ -353,15 +356,21 @@ func (c *connector) listPage(ctx context.Context, req connectors.PageRequest, ep
 		q.Set("page", strconv.Itoa(at.page))
 		q.Set("pageSize", strconv.Itoa(c.pageSize))
 	}
-	resp, err := c.get(ctx, ep.op, ep.path, q, since, ep.paged)
-	if err != nil {
-		return nil, err
-	}
 	var seen func(string, time.Time) bool
 	if ep.paged && len(at.seen) > 0 {
 		seen = at.wasSeen
 	}
-	env, got, n, err := c.decode(req.Entity, ep, resp, seen)
+	// The page is decoded as it arrives: it costs its documents, not the
+	// body besides (issue 12).
+	var (
+		env map[string]json.RawMessage
+		got *mapped
+		n   int
+	)
+	resp, err := c.getStream(ctx, ep.op, ep.path, q, since, ep.paged, func(resp *httpapi.Response, body io.Reader) (err error) {
+		env, got, n, err = c.decodeFrom(req.Entity, ep, resp, body, seen)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -419,17 +428,22 @@ func (ep endpoint) query(mode url.Values) url.Values {
 // those seen says were read already); it returns the envelope, the mapped
 // page and the number of documents the list held.
 func (c *connector) decode(entity model.Kind, ep endpoint, resp *httpapi.Response, seen func(string, time.Time) bool) (map[string]json.RawMessage, *mapped, int, error) {
-	var env map[string]json.RawMessage
-	if err := json.Unmarshal(resp.Body, &env); err != nil {
-		return nil, nil, 0, connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("GET %s: the response is not JSON", ep.path))
-	}
+	return c.decodeFrom(entity, ep, resp, bytes.NewReader(resp.Body), seen)
+}
+
+// decodeFrom is decode reading the body from body, as it arrives: the
+// envelope is never held whole, each document is a copy of its own.
+func (c *connector) decodeFrom(entity model.Kind, ep endpoint, resp *httpapi.Response, body io.Reader, seen func(string, time.Time) bool) (map[string]json.RawMessage, *mapped, int, error) {
 	var data []json.RawMessage
-	rawList, ok := env[ep.list]
+	env, ok, err := vendorjson.StreamList(body, ep.list, func(raw json.RawMessage) error {
+		data = append(data, raw)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, 0, connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("GET %s: the response is not JSON with a list %s", ep.path, ep.list))
+	}
 	if !ok {
 		return nil, nil, 0, connectors.Errorf(connectors.KindInvalidResponse, "GET %s: the response has no %s list", ep.path, ep.list)
-	}
-	if err := json.Unmarshal(rawList, &data); err != nil {
-		return nil, nil, 0, connectors.Wrap(connectors.KindInvalidResponse, err, fmt.Sprintf("GET %s: %s is not a list", ep.path, ep.list))
 	}
 	now := resp.ServerTime
 	if now.IsZero() {
@@ -453,6 +467,12 @@ func (c *connector) decode(entity model.Kind, ep endpoint, resp *httpapi.Respons
 // organisation and, for incremental reads, If-Modified-Since. A 401 (the
 // token was refused before its time) gets one fresh token and one retry.
 func (c *connector) get(ctx context.Context, op, path string, q url.Values, since time.Time, paged bool) (*httpapi.Response, error) {
+	return c.getStream(ctx, op, path, q, since, paged, nil)
+}
+
+// getStream is get with the answer's body decoded by decode as it arrives
+// (httpapi.Client.GetStream); nil decode reads it whole into the Response.
+func (c *connector) getStream(ctx context.Context, op, path string, q url.Values, since time.Time, paged bool, decode httpapi.BodyDecoder) (*httpapi.Response, error) {
 	if c.api == nil {
 		tenant, err := c.discoverTenant(ctx)
 		if err != nil {
@@ -482,7 +502,7 @@ func (c *connector) get(ctx context.Context, op, path string, q url.Values, sinc
 		if paged {
 			cl = c.api
 		}
-		resp, err := cl.Get(ctx, op, target, h)
+		resp, err := cl.GetStream(ctx, op, target, h, decode)
 		if err == nil {
 			return resp, nil
 		}
