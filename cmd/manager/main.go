@@ -45,6 +45,9 @@ func init() {
 	utilruntime.Must(erpv1.AddToScheme(scheme))
 }
 
+// bodyBudgetPerSync is the response-body budget each concurrent sync adds.
+const bodyBudgetPerSync = 32 << 20
+
 type options struct {
 	metricsAddr          string
 	secureMetrics        bool
@@ -227,6 +230,14 @@ func run(ctx context.Context, o options) error {
 	default:
 		log.Info("vendor call quotas are counted in memory only: set --quota-namespace or --quota-file to keep them across restarts")
 	}
+
+	// Bodies being read at once: one paged response (at most 32 MiB, Xero's
+	// page cap, the largest) per concurrent sync, the figure the
+	// Deployment's memory limit is sized from (hack/bench.d/memory.sh).
+	// The oldest read is never held back, so one larger unpaged body
+	// (Xero's items) still goes through.
+	httpapi.SetBodyBudget(int64(max(1, o.concurrentSyncs)) * bodyBudgetPerSync)
+	log.Info("response bodies in flight are bounded", "bytes", int64(max(1, o.concurrentSyncs))*bodyBudgetPerSync)
 
 	reg := connectors.NewRegistry()
 	all.Register(reg)
