@@ -156,7 +156,7 @@ func (x *execution) guarded(entity model.Kind, st *EntityState, kind model.Kind,
 	if share < 0 {
 		return false
 	}
-	if float64(n) <= share*float64(live) || n <= 1 {
+	if float64(n) <= share*float64(live) {
 		return false
 	}
 	if h := st.Held; h != nil && h.Kind == kind && slices.Contains(r.ApproveHeld, entity) {
