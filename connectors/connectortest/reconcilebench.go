@@ -3,6 +3,7 @@ package connectortest
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -274,7 +275,7 @@ func (w *world) tamper(want []Want) map[model.Kind][]string {
 				live = append(live, r)
 			}
 		}
-		slices.SortFunc(live, func(a, b model.Record) int { return cmpStr(a.VendorID, b.VendorID) })
+		slices.SortFunc(live, func(a, b model.Record) int { return strings.Compare(a.VendorID, b.VendorID) })
 		if len(live) > 0 {
 			w.sink.Remove(live[0].Key())
 			n[e.Name] = append(n[e.Name], live[0].VendorID)
@@ -345,16 +346,6 @@ func note(s string) string {
 }
 
 func ceilDiv(n, d int64) int64 { return (n + d - 1) / d }
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
 
 // Quota is a vendor's call quota, for the reconciliation's share of it.
 type Quota struct {

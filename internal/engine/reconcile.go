@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors"
@@ -170,7 +171,7 @@ func (x *execution) reconcileEntity(ctx context.Context, lister connectors.IDLis
 	}
 	crm = nil
 	slices.Sort(repair)
-	slices.SortFunc(cands, func(a, b model.Tombstone) int { return cmpString(a.Key.VendorID, b.Key.VendorID) })
+	slices.SortFunc(cands, func(a, b model.Tombstone) int { return strings.Compare(a.Key.VendorID, b.Key.VendorID) })
 	metrics.AddDrift(r.Vendor, string(e.Name), metrics.DriftMissing, rep.Missing)
 	metrics.AddDrift(r.Vendor, string(e.Name), metrics.DriftAbsent, rep.Absent)
 	metrics.AddDrift(r.Vendor, string(e.Name), metrics.DriftVersion, rep.Drifted)
@@ -349,14 +350,4 @@ func (x *execution) writePage(ctx context.Context, p *connectors.Page) error {
 // both keep (sinks store microseconds).
 func sameVersion(a, b time.Time) bool {
 	return a.Truncate(time.Microsecond).Equal(b.Truncate(time.Microsecond))
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
