@@ -276,19 +276,7 @@ func (x *execution) repair(ctx context.Context, e connectors.EntityInfo, ids []s
 		for start := 0; start < len(ids); start += size {
 			end := min(start+size, len(ids))
 			p, err := rd.ReadDocs(ctx, e.Name, ids[start:end])
-			if p != nil {
-				x.res.Calls += int64(p.Calls)
-			}
-			if err == nil && p == nil {
-				err = connectors.Errorf(connectors.KindInvalidResponse, "the connector returned no page")
-			}
-			if err == nil {
-				err = validPage(p)
-			}
-			if err != nil {
-				return classify(e.Name, 0, err)
-			}
-			if err := x.writePage(ctx, p); err != nil {
+			if err := x.writeRepair(ctx, e.Name, 0, p, err); err != nil {
 				return err
 			}
 		}
@@ -307,19 +295,7 @@ func (x *execution) repair(ctx context.Context, e connectors.EntityInfo, ids []s
 			return connectors.Errorf(connectors.KindInvalidResponse, "repairing %s: more than %d pages", e.Name, maxListingPages)
 		}
 		p, err := r.Connector.ListPage(ctx, connectors.PageRequest{Entity: e.Name, Since: since, Page: page, Cursor: cursor})
-		if p != nil {
-			x.res.Calls += int64(p.Calls)
-		}
-		if err == nil && p == nil {
-			err = connectors.Errorf(connectors.KindInvalidResponse, "the connector returned no page")
-		}
-		if err == nil {
-			err = validPage(p)
-		}
-		if err != nil {
-			return classify(e.Name, page, err)
-		}
-		if err := x.writePage(ctx, p); err != nil {
+		if err := x.writeRepair(ctx, e.Name, page, p, err); err != nil {
 			return err
 		}
 		cursor = p.Next
@@ -327,6 +303,23 @@ func (x *execution) repair(ctx context.Context, e connectors.EntityInfo, ids []s
 			return x.flush(ctx)
 		}
 	}
+}
+
+// writeRepair counts a repair read's calls, checks its page and writes it.
+func (x *execution) writeRepair(ctx context.Context, e model.Kind, page int, p *connectors.Page, err error) error {
+	if p != nil {
+		x.res.Calls += int64(p.Calls)
+	}
+	if err == nil && p == nil {
+		err = connectors.Errorf(connectors.KindInvalidResponse, "the connector returned no page")
+	}
+	if err == nil {
+		err = validPage(p)
+	}
+	if err != nil {
+		return classify(e, page, err)
+	}
+	return x.writePage(ctx, p)
 }
 
 // writePage queues a page's records and set-aside documents, writing full
