@@ -30,7 +30,10 @@ const (
 	DefaultBackoffMax     = 30 * time.Second
 	DefaultMaxRetryWait   = 2 * time.Minute
 	DefaultAttemptTimeout = 60 * time.Second
-	DefaultMaxBodyBytes   = 64 << 20
+	// DefaultMaxBodyBytes is 32 MiB: a vendor page of 1,000 records is a
+	// few MiB, and the manager's memory limit is measured for one 32 MiB
+	// page per concurrent sync (hack/bench.d/memory.sh).
+	DefaultMaxBodyBytes = 32 << 20
 )
 
 // Options configure a Client. The zero value of every field has a sensible
