@@ -49,6 +49,10 @@ test: ## Run every test against a real API server (builds it on first use).
 bench: ## Run the benchmarks and print their BENCH lines.
 	hack/bench.sh
 
+.PHONY: bench-scale
+bench-scale: ## Scale benchmark (not part of test): N ErpSyncs on one manager; SCALE_ARGS='-n 1000,10000' by default.
+	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./test/scale $(SCALE_ARGS)
+
 ##@ Build
 
 .PHONY: build
