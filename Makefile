@@ -50,8 +50,8 @@ bench: ## Run the benchmarks and print their BENCH lines.
 	hack/bench.sh
 
 .PHONY: bench-scale
-bench-scale: ## Scale benchmark (not part of test): N ErpSyncs on one manager; SCALE_ARGS='-n 1000,10000' by default.
-	KUBEBUILDER_ASSETS="$(K8S_BIN)" go run ./test/scale $(SCALE_ARGS)
+bench-scale: ## Scale benchmark (not part of test): N ErpSyncs on one manager; KUBEBUILDER_ASSETS or bin/k8s; SCALE_ARGS such as '-n 1000'.
+	KUBEBUILDER_ASSETS="$(or $(KUBEBUILDER_ASSETS),$(K8S_BIN))" go run ./test/scale $(SCALE_ARGS)
 
 ##@ Build
 
