@@ -161,6 +161,7 @@ type result struct {
 	refused       int64
 	requests      int64
 	window        time.Duration
+	interval      time.Duration
 }
 
 func (r result) print(w *os.File) {
@@ -176,12 +177,12 @@ func (r result) print(w *os.File) {
 	fmt.Fprintf(w, "BENCH %smanager_cpu_s_per_sync %.3f s\n", p, r.cpuPerSync)
 	fmt.Fprintf(w, "BENCH %sapiserver_writes_per_sync %.2f writes\n", p, r.writesPerSync)
 	fmt.Fprintf(w, "BENCH %svendor_refusals %d answers\n", p, r.refused)
-	fmt.Fprintf(w, "NOTE %ssteady window %s: %d sync attempts ended, %d lateness samples (%d still overdue at its end; 1 s resolution); manager writes in it: %s; vendor requests over the run: %d\n",
-		p, r.window.Round(time.Second), r.ended, r.samples, r.overdue, r.writes, r.requests)
+	fmt.Fprintf(w, "NOTE %ssteady window %s: %d sync attempts ended (%.1f a second; %.1f due a second at this interval), %d lateness samples (%d still overdue at its end; 1 s resolution); manager writes in it: %s; vendor requests over the run: %d\n",
+		p, r.window.Round(time.Second), r.ended, float64(r.ended)/r.window.Seconds(), float64(r.n)/r.interval.Seconds(), r.samples, r.overdue, r.writes, r.requests)
 }
 
 func runSize(ctx context.Context, o options, n int, root, binDir, managerBin, erpsimBin string) (res result, err error) {
-	res.n = n
+	res.n, res.interval = n, o.interval
 	work, err := os.MkdirTemp("", fmt.Sprintf("erpsync-scale-%d-", n))
 	if err != nil {
 		return res, err
