@@ -159,27 +159,32 @@ type vendorStats struct {
 }
 
 // refusals sums the requests each vendor refused for a limit or quota (429,
-// 503, Unleashed's quota 403) over every company, and the requests served.
-func refusals(ctx context.Context, adminURL string, vendors []string) (refused, requests int64, err error) {
+// 503, Unleashed's quota 403) over every company, and the requests served;
+// byVendor names the vendors that refused any.
+func refusals(ctx context.Context, adminURL string, vendors []string) (refused, requests int64, byVendor map[string]int64, err error) {
+	byVendor = map[string]int64{}
 	for _, v := range vendors {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/vendors/"+v+"/stats", nil)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return 0, 0, fmt.Errorf("reading %s's stats: %w", v, err)
+			return 0, 0, nil, fmt.Errorf("reading %s's stats: %w", v, err)
 		}
 		var st vendorStats
 		err = json.NewDecoder(resp.Body).Decode(&st)
 		resp.Body.Close()
 		if err != nil {
-			return 0, 0, fmt.Errorf("decoding %s's stats: %w", v, err)
+			return 0, 0, nil, fmt.Errorf("decoding %s's stats: %w", v, err)
+		}
+		if st.Throttled > 0 {
+			byVendor[v] = st.Throttled
 		}
 		refused += st.Throttled
 		requests += st.Requests
 	}
-	return refused, requests, nil
+	return refused, requests, byVendor, nil
 }
 
 func readJSON(path string, out any) error {

@@ -159,6 +159,7 @@ type result struct {
 	writes        writeCounts
 	ended         int
 	refused       int64
+	refusedBy     map[string]int64
 	requests      int64
 	window        time.Duration
 	interval      time.Duration
@@ -177,6 +178,9 @@ func (r result) print(w *os.File) {
 	fmt.Fprintf(w, "BENCH %smanager_cpu_s_per_sync %.3f s\n", p, r.cpuPerSync)
 	fmt.Fprintf(w, "BENCH %sapiserver_writes_per_sync %.2f writes\n", p, r.writesPerSync)
 	fmt.Fprintf(w, "BENCH %svendor_refusals %d answers\n", p, r.refused)
+	if r.refused > 0 {
+		fmt.Fprintf(w, "NOTE %svendor refusals by vendor: %v\n", p, r.refusedBy)
+	}
 	fmt.Fprintf(w, "NOTE %ssteady window %s: %d sync attempts ended (%.1f a second; %.1f due a second at this interval), %d lateness samples (%d still overdue at its end; 1 s resolution); manager writes in it: %s; vendor requests over the run: %d\n",
 		p, r.window.Round(time.Second), r.ended, float64(r.ended)/r.window.Seconds(), float64(r.n)/r.interval.Seconds(), r.samples, r.overdue, r.writes, r.requests)
 }
@@ -353,7 +357,7 @@ func runSize(ctx context.Context, o options, n int, root, binDir, managerBin, er
 	if res.ended > 0 {
 		res.cpuPerSync = (cpu1 - cpu0).Seconds() / float64(res.ended)
 	}
-	if res.refused, res.requests, err = refusals(ctx, st.AdminURL, vendors); err != nil {
+	if res.refused, res.requests, res.refusedBy, err = refusals(ctx, st.AdminURL, vendors); err != nil {
 		return res, err
 	}
 	// Stop the manager before reading the audit log: the API server writes
