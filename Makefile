@@ -49,6 +49,10 @@ test: ## Run every test against a real API server (builds it on first use).
 bench: ## Run the benchmarks and print their BENCH lines.
 	hack/bench.sh
 
+.PHONY: bench-scale
+bench-scale: ## Scale benchmark (not part of test): N ErpSyncs on one manager; KUBEBUILDER_ASSETS or bin/k8s; SCALE_ARGS such as '-n 1000'.
+	KUBEBUILDER_ASSETS="$(or $(KUBEBUILDER_ASSETS),$(K8S_BIN))" go run ./test/scale $(SCALE_ARGS)
+
 ##@ Build
 
 .PHONY: build

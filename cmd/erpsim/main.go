@@ -6,6 +6,12 @@
 //
 //	erpsim --products 500 --changes-per-minute 6
 //
+// With --companies N each vendor serves N companies instead of one, company
+// k under the path /companies/k of the vendor's listener, each with its own
+// dataset (seed+k), deterministic credentials of its own and its own rate
+// limits and quotas (see companies.go); the state file and GET /vendors list
+// them under "companies". It is what the scale benchmark (test/scale) runs.
+//
 // An admin API (--admin-addr) lets scripts and tests change records and read
 // what each simulator served: GET /vendors, GET /vendors/{vendor}/stats,
 // POST /vendors/{vendor}/touch?products=N&customers=N&orders=N,
@@ -64,6 +70,7 @@ func main() {
 		timeScale   = flag.Float64("time-scale", 1, "Run the vendors' rate-limit windows this many times faster than real time.")
 		stateFile   = flag.String("state-file", "", "Write the vendors' URLs and credentials as JSON to this file once serving.")
 		onlyVendors = flag.String("vendors", "", "Comma-separated subset of vendors to serve (default all).")
+		companies   = flag.Int("companies", 0, "Serve this many companies per vendor, company k under /companies/k with its own dataset, credentials and limits (0: one company at the root, as before).")
 		hostileOn   = flag.Bool("hostile", false, "Also serve a hostile tenant's Unleashed-shaped API that attacks its caller (tests of tenant isolation only).")
 		hostileInt  = flag.String("hostile-internal-host", "127.0.0.2", "With --hostile: the host of the internal service the hostile redirects aim at (must not be in the manager's egress allow-list).")
 		hostilePln  = flag.String("hostile-plain-host", "127.0.0.3", "With --hostile: the host of the plain-http target of the hostile redirect-http attack.")
@@ -79,7 +86,7 @@ func main() {
 	fleet, err := start(ctx, config{
 		listen: *listen, basePort: *basePort, adminAddr: *adminAddr, timeScale: *timeScale,
 		dataset: simkit.Options{Seed: *seed, Products: *products, Customers: *customers, Orders: *orders, Warehouses: *warehouses},
-		vendors: splitList(*onlyVendors),
+		vendors: splitList(*onlyVendors), companies: *companies,
 	})
 	if err == nil && *hostileOn {
 		err = fleet.startHostile(hostile.StartConfig{Listen: *listen, InternalListen: *hostileInt, PlainListen: *hostilePln,
@@ -111,6 +118,8 @@ type config struct {
 	timeScale float64
 	dataset   simkit.Options
 	vendors   []string
+	// companies > 0 serves that many companies per vendor (companies.go).
+	companies int
 }
 
 // fleet is the running simulators and the admin API.
@@ -149,13 +158,42 @@ type runningVendor struct {
 	// share is the list share last set through the admin API (0: whole
 	// lists).
 	share atomic.Int32
+	// companies, with --companies, are the simulators of companies 1..N
+	// (companies[0] is sim: the admin API's record routes act on company
+	// 1).
+	companies []simulator
 }
 
 func start(ctx context.Context, c config) (*fleet, error) {
+	if c.companies < 0 {
+		return nil, fmt.Errorf("--companies %d: want 0 (one company) or more", c.companies)
+	}
 	f := &fleet{}
-	for i, v := range vendors(c.dataset, c.timeScale) {
-		if len(c.vendors) > 0 && !slices.Contains(c.vendors, v.name) {
+	for i, name := range vendorNames {
+		if len(c.vendors) > 0 && !slices.Contains(c.vendors, name) {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			f.shutdown()
+			return nil, err
+		}
+		var (
+			v       vendor
+			handler http.Handler
+			sims    []simulator
+		)
+		if c.companies == 0 {
+			v = newVendor(name, c.dataset, c.timeScale, 0)
+			handler = v.sim
+		} else {
+			for k := 1; k <= c.companies; k++ {
+				cv := newVendor(name, c.dataset, c.timeScale, k)
+				if k == 1 {
+					v = cv
+				}
+				sims = append(sims, cv.sim)
+			}
+			handler = companiesHandler(sims)
 		}
 		addr := net.JoinHostPort(c.listen, "0")
 		if c.basePort > 0 {
@@ -166,9 +204,9 @@ func start(ctx context.Context, c config) (*fleet, error) {
 			f.shutdown()
 			return nil, fmt.Errorf("listening for %s on %s: %w", v.name, addr, err)
 		}
-		srv := &http.Server{Handler: v.sim, ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
-		f.vendors = append(f.vendors, &runningVendor{vendor: v, srv: srv, rootURL: "http://" + ln.Addr().String()})
+		f.vendors = append(f.vendors, &runningVendor{vendor: v, srv: srv, rootURL: "http://" + ln.Addr().String(), companies: sims})
 	}
 	ln, err := net.Listen("tcp", c.adminAddr)
 	if err != nil {
@@ -195,7 +233,10 @@ func (f *fleet) shutdown() {
 	}
 }
 
-// VendorState is what erpsim publishes of one vendor.
+// VendorState is what erpsim publishes of one vendor. With --companies,
+// BaseURL and Credentials are company 1's, Requests, Throttled and ByPath
+// are summed over the companies, and Companies lists every company (in
+// the state file and GET /vendors).
 type VendorState struct {
 	Vendor      string            `json:"vendor"`
 	BaseURL     string            `json:"baseURL"`
@@ -204,6 +245,7 @@ type VendorState struct {
 	Requests    int64             `json:"requests"`
 	Throttled   int64             `json:"throttled"`
 	ByPath      map[string]int64  `json:"byPath,omitempty"`
+	Companies   []CompanyState    `json:"companies,omitempty"`
 }
 
 // State is the JSON of the state file and of GET /vendors.
@@ -217,7 +259,7 @@ type State struct {
 func (f *fleet) state() State {
 	s := State{AdminURL: f.adminURL}
 	for _, v := range f.vendors {
-		s.Vendors = append(s.Vendors, v.state())
+		s.Vendors = append(s.Vendors, v.state(true))
 	}
 	if h := f.hostileRun(); h != nil {
 		hs := h.State()
@@ -226,25 +268,67 @@ func (f *fleet) state() State {
 	return s
 }
 
-func (v *runningVendor) state() VendorState {
+// sims returns the vendor's simulators: one, or one per company.
+func (v *runningVendor) sims() []simulator {
+	if len(v.companies) > 0 {
+		return v.companies
+	}
+	return []simulator{v.sim}
+}
+
+// companyState returns where company k (0: erpsim's single company at the
+// root) is served and the credentials that work there.
+func (v *runningVendor) companyState(sim simulator, k int) CompanyState {
+	root := v.rootURL
+	if k > 0 {
+		root = companyRoot(v.rootURL, k)
+	}
+	creds := sim.Credentials()
+	if v.extraCredentials != nil {
+		creds = maps.Clone(creds)
+		maps.Copy(creds, v.extraCredentials(root))
+	}
+	return CompanyState{Company: k, BaseURL: v.apiRoot(root), Credentials: creds}
+}
+
+// state returns what erpsim publishes of the vendor; withCompanies lists
+// every company too (Xero's credentials of each mint a refresh token).
+func (v *runningVendor) state(withCompanies bool) VendorState {
 	exp := map[string]int{}
 	for k, n := range v.sim.Expected() {
 		exp[string(k)] = n
 	}
-	st := v.sim.Stats()
-	creds := v.sim.Credentials()
-	if v.extraCredentials != nil {
-		creds = maps.Clone(creds)
-		maps.Copy(creds, v.extraCredentials(v.rootURL))
+	first := 0
+	if len(v.companies) > 0 {
+		first = 1
 	}
-	return VendorState{Vendor: v.name, BaseURL: v.apiRoot(v.rootURL), Credentials: creds, Expected: exp,
-		Requests: st.Requests.Load(), Throttled: st.Throttled.Load(), ByPath: st.ByPath()}
+	cs := v.companyState(v.sim, first)
+	out := VendorState{Vendor: v.name, BaseURL: cs.BaseURL, Credentials: cs.Credentials, Expected: exp}
+	for i, sim := range v.sims() {
+		st := sim.Stats()
+		out.Requests += st.Requests.Load()
+		out.Throttled += st.Throttled.Load()
+		for p, n := range st.ByPath() {
+			if out.ByPath == nil {
+				out.ByPath = map[string]int64{}
+			}
+			out.ByPath[p] += n
+		}
+		if withCompanies && len(v.companies) > 0 {
+			if i == 0 {
+				out.Companies = append(out.Companies, cs)
+			} else {
+				out.Companies = append(out.Companies, v.companyState(sim, i+1))
+			}
+		}
+	}
+	return out
 }
 
 func (f *fleet) print(w *os.File) {
 	fmt.Fprintf(w, "erpsim: admin API %s\n", f.adminURL)
 	for _, v := range f.vendors {
-		st := v.state()
+		st := v.state(false)
 		keys := make([]string, 0, len(st.Credentials))
 		for k := range st.Credentials {
 			keys = append(keys, k)
@@ -253,6 +337,9 @@ func (f *fleet) print(w *os.File) {
 		fmt.Fprintf(w, "erpsim: %-9s baseURL=%s", v.name, st.BaseURL)
 		for _, k := range keys {
 			fmt.Fprintf(w, " %s=%s", k, st.Credentials[k])
+		}
+		if n := len(v.companies); n > 0 {
+			fmt.Fprintf(w, " (company 1 of %d; company k at %s/companies/k, credentials in the state file)", n, v.rootURL)
 		}
 		fmt.Fprintln(w)
 	}
@@ -275,7 +362,8 @@ func (f *fleet) writeState(path string) error {
 	return os.Rename(tmp, path)
 }
 
-// trickle changes a few records a minute in every vendor.
+// trickle changes a few records a minute in every vendor (in every
+// company of it, with --companies).
 func (f *fleet) trickle(ctx context.Context, perMinute float64, log *slog.Logger) {
 	t := time.NewTicker(time.Duration(float64(time.Minute) / perMinute))
 	defer t.Stop()
@@ -286,14 +374,16 @@ func (f *fleet) trickle(ctx context.Context, perMinute float64, log *slog.Logger
 			return
 		case <-t.C:
 			for _, v := range f.vendors {
-				ds := v.sim.Dataset()
-				switch n % 3 {
-				case 0:
-					ds.TouchProducts(1)
-				case 1:
-					ds.TouchCustomers(1)
-				case 2:
-					ds.TouchOrders(1)
+				for _, sim := range v.sims() {
+					ds := sim.Dataset()
+					switch n % 3 {
+					case 0:
+						ds.TouchProducts(1)
+					case 1:
+						ds.TouchCustomers(1)
+					case 2:
+						ds.TouchOrders(1)
+					}
 				}
 			}
 			n++
@@ -313,7 +403,7 @@ func (f *fleet) adminHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
-		writeJSON(w, v.state())
+		writeJSON(w, v.state(false))
 	})
 	mux.HandleFunc("POST /vendors/{vendor}/stats/reset", func(w http.ResponseWriter, r *http.Request) {
 		v, err := f.find(r.PathValue("vendor"))
@@ -321,7 +411,9 @@ func (f *fleet) adminHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
-		v.sim.Stats().Reset()
+		for _, sim := range v.sims() {
+			sim.Stats().Reset()
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /hostile", func(w http.ResponseWriter, r *http.Request) {
