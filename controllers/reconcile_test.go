@@ -168,3 +168,26 @@ func dumpStatus(t *testing.T, h *harness, name string) {
 		t.Logf("event %s %s: %s", e.Type, e.Reason, e.Message)
 	}
 }
+
+// TestQuietSyncWritesStatusTwice: a routine incremental sync that finds
+// nothing writes status twice (its start and its end) and emits no event.
+func TestQuietSyncWritesStatusTwice(t *testing.T) {
+	h := newHarness(t)
+	g := h.g
+	// The manager's default checkpoint cadence (the harness checkpoints
+	// every page).
+	h.opts.CheckpointEvery = 5 * time.Second
+	h.secret("creds", map[string]string{"apiKey": "k"})
+	h.startManager()
+	h.erpsync("acme")
+	h.ready("acme")
+	// Let the import's last writes settle.
+	time.Sleep(time.Second)
+	events := len(h.events("acme"))
+	before := h.statusWrites.Load()
+	h.update("acme", func(o *erpv1.ErpSync) { o.Annotations = map[string]string{erpv1.RequestedAtAnnotation: "quiet-1"} })
+	got := h.readyWhen("acme", func(o *erpv1.ErpSync) bool { return o.Status.LastHandledReconcileAt == "quiet-1" })
+	g.Expect(got.Status.LastSync.Upserted).To(BeZero())
+	g.Consistently(func() int64 { return h.statusWrites.Load() - before }, 2*time.Second, 100*time.Millisecond).Should(Equal(int64(2)))
+	g.Expect(h.events("acme")).To(HaveLen(events), "a quiet sync is no news")
+}

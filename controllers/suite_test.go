@@ -116,6 +116,8 @@ type harness struct {
 	// claimNS is this test's namespace of durable company claims, as the
 	// manager's own namespace is in production.
 	claimNS string
+	// statusWrites counts the reconciler's status writes.
+	statusWrites atomic.Int64
 }
 
 // offsetClock is the real clock moved forward by an offset, so that a test
@@ -160,7 +162,7 @@ func (h *harness) startManager() {
 	reg.Register("katana", h.erp.factory)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &ErpSyncReconciler{
-		Client:   mgr.GetClient(),
+		Client:   countingClient{Client: mgr.GetClient(), n: &h.statusWrites},
 		Recorder: mgr.GetEventRecorder("erpsync-controller"),
 		Registry: reg,
 		Sink:     h.sink,
@@ -257,3 +259,28 @@ func (h *harness) events(name string) []corev1.Event {
 }
 
 func clientKey(o client.Object) client.ObjectKey { return client.ObjectKeyFromObject(o) }
+
+// countingClient counts the status writes made through it.
+type countingClient struct {
+	client.Client
+	n *atomic.Int64
+}
+
+func (c countingClient) Status() client.SubResourceWriter {
+	return countingStatus{SubResourceWriter: c.Client.Status(), n: c.n}
+}
+
+type countingStatus struct {
+	client.SubResourceWriter
+	n *atomic.Int64
+}
+
+func (c countingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	c.n.Add(1)
+	return c.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
+func (c countingStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	c.n.Add(1)
+	return c.SubResourceWriter.Update(ctx, obj, opts...)
+}

@@ -26,7 +26,8 @@ import (
 //     reading (the vendor's clock from the first page's ServerTime, else our
 //     clock read before the first request), minus Overlap, never at the end.
 //  2. Resume, don't restart: the last page whose records were all written is
-//     checkpointed (at most every CheckpointEvery, always at entity end); an
+//     checkpointed (at most every CheckpointEvery, and at the end of an
+//     entity that wrote something or finished an interrupted pass); an
 //     interrupted pass resumes at the next page with the same Since and
 //     StartedAt, a first import included.
 //  3. Pages that shift: a pass is repeated with the same watermark when the
@@ -84,8 +85,21 @@ func Execute(ctx context.Context, r Run) (Result, error) {
 		if st := x.state[e.Name]; !r.SkipCompletedSince.IsZero() && st.Resume == nil && !st.LastCompleted.Before(r.SkipCompletedSince) {
 			continue
 		}
+		resumed := x.state[e.Name].Resume != nil
+		before := x.res.Upserted + x.res.SetAside + x.res.Deleted
 		if err := x.entity(ctx, e); err != nil {
 			return x.result(), err
+		}
+		// An entity that wrote, set aside or deleted something, or that
+		// finished an interrupted pass, is checkpointed at its end. A
+		// quiet one (a window with no change: at most records of the
+		// overlap read again, unchanged) is not: the run's result
+		// carries its new watermark, and a crash before then only reads
+		// the same window again. So a quiet sync costs its caller no
+		// write but its start and its end.
+		quiet := !resumed && x.res.Upserted+x.res.SetAside+x.res.Deleted == before
+		if quiet && r.Now().Sub(x.lastCheckpoint) < r.CheckpointEvery {
+			continue
 		}
 		if err := x.checkpoint(ctx, x.progress(e.Name)); err != nil {
 			return x.result(), err

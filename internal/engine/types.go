@@ -168,8 +168,10 @@ type Progress struct {
 }
 
 // CheckpointFunc persists the state of a run under way. The engine calls it
-// at most every CheckpointEvery while pages complete, and always when an
-// entity completes. An error from it fails the run.
+// at most every CheckpointEvery while pages complete, and when an entity
+// that wrote something (or finished an interrupted pass) completes; a quiet
+// entity's new state travels in the run's result. An error from it fails
+// the run.
 type CheckpointFunc func(ctx context.Context, state []EntityState, p Progress) error
 
 // Run is one sync of one ErpSync.
