@@ -31,8 +31,12 @@ fmt: ## gofmt the code.
 vet: ## go vet the code.
 	go vet ./...
 
+.PHONY: lint
+lint: ## Run golangci-lint (pinned in hack/tools/go.mod, config .golangci.yml).
+	GOLANGCI_LINT_CACHE="$(CURDIR)/bin/golangci-lint-cache" go tool -modfile=hack/tools/go.mod golangci-lint run ./...
+
 .PHONY: verify
-verify: ## Fail when generated files are stale or code is not gofmt'ed or vet-clean.
+verify: ## Fail when generated files are stale or code is not gofmt'ed, vet-clean or lint-clean.
 	hack/verify.sh
 
 .PHONY: k8s-binaries

@@ -37,7 +37,7 @@ import (
 const fieldOwner = "erpsync-controller"
 
 // credentialsIndex indexes ErpSyncs by the name of their credentials Secret.
-const credentialsIndex = ".spec.connector.credentialsRef.name"
+const credentialsIndex = ".spec.connector.credentialsRef.name" //nolint:gosec // G101: a field index's name, not a credential
 
 // Defaults of Options.
 const (

@@ -207,7 +207,7 @@ func firstReconcileAt(obj *erpv1.ErpSync, now time.Time) time.Time {
 	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(obj.UID))
-	return now.Add(time.Duration(h.Sum64() % uint64(interval)))
+	return now.Add(time.Duration(h.Sum64() % uint64(interval))) //nolint:gosec // G115: GetReconcileInterval is > 0, and the remainder < interval fits
 }
 
 // reconcileTimeOfDay returns spec.reconcile.timeOfDay as an offset from

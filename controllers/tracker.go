@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 
@@ -191,7 +192,8 @@ func (e stopError) Error() string { return "sync stopped: ErpSync " + string(e.c
 
 // stopCauseOf returns why ctx was stopped, if it was stopped by the tracker.
 func stopCauseOf(ctx context.Context) (StopCause, bool) {
-	if se, ok := context.Cause(ctx).(stopError); ok {
+	var se stopError
+	if errors.As(context.Cause(ctx), &se) {
 		return se.cause, true
 	}
 	return "", false

@@ -45,7 +45,7 @@ const (
 // tokens) only such Secrets: naming a neighbour's Secret in the same
 // namespace never sends its keys to an ERP.
 const (
-	CredentialsLabel      = "erpsync.io/credentials"
+	CredentialsLabel      = "erpsync.io/credentials" //nolint:gosec // G101: a label's name, not a credential
 	CredentialsLabelValue = "true"
 )
 
@@ -670,10 +670,6 @@ type ErpSyncList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ErpSync `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&ErpSync{}, &ErpSyncList{})
 }
 
 // GetInterval returns the interval, with the default for an unset one.

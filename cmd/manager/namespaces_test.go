@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func TestNamespaceWatcherStopsTheManagerWhenTheSetChanges(t *testing.T) {
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.Start(ctx); err != errNamespacesChanged {
+	if err := w.Start(ctx); !errors.Is(err, errNamespacesChanged) {
 		t.Fatalf("Start() = %v, want errNamespacesChanged", err)
 	}
 }

@@ -218,7 +218,7 @@ func refusedBy(err error, want string) error {
 	case !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err):
 		return fmt.Errorf("refused, but not by admission: %w", err)
 	case !strings.Contains(err.Error(), want):
-		return fmt.Errorf("refused with %q, want a message containing %q", err, want)
+		return fmt.Errorf("refused with %q, want a message containing %q", err.Error(), want)
 	}
 	return nil
 }

@@ -81,9 +81,6 @@ func key(k model.Kind, id string) model.Key {
 	return model.Key{Company: company, Vendor: cin7omni.Type, Kind: k, VendorID: id}
 }
 
-// The simulator's integer ids (see sim/render.go).
-func optionID(seq int) string { return strconv.Itoa(500000 + seq) }
-
 func TestRequestsAreVendorExact(t *testing.T) {
 	e := newEnv(t, envOpts{rows: -1})
 	since := time.Date(2025, 6, 1, 12, 30, 45, 123e6, time.UTC)

@@ -147,7 +147,7 @@ func (r *Registry) pruneLocked(now time.Time) int {
 	r.lastPrune = now
 	n := 0
 	for k, l := range r.limiters {
-		if now.Sub(time.Unix(0, l.lastUsed.Load())) < LimiterIdleTTL || (l.sem != nil && len(l.sem) > 0) {
+		if now.Sub(time.Unix(0, l.lastUsed.Load())) < LimiterIdleTTL || len(l.sem) > 0 {
 			continue
 		}
 		delete(r.limiters, k)
@@ -349,14 +349,6 @@ func (l *limiter) hasQuotas() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.quotas) > 0
-}
-
-// persisted reports whether the limiter keeps anything in the store: its
-// windows' recent calls or its quota counters.
-func (l *limiter) persisted() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.windows) > 0 || len(l.quotas) > 0
 }
 
 // markLoaded starts the counters empty, without the store, after reading it

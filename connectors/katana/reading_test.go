@@ -150,24 +150,6 @@ func (e *everyPage) ListPage(ctx context.Context, req connectors.PageRequest) (*
 	return p, err
 }
 
-// afterPage runs do once, after the given page of entity was read.
-type afterPage struct {
-	connectors.Connector
-	entity model.Kind
-	page   int
-	do     func()
-	done   bool
-}
-
-func (a *afterPage) ListPage(ctx context.Context, req connectors.PageRequest) (*connectors.Page, error) {
-	p, err := a.Connector.ListPage(ctx, req)
-	if err == nil && !a.done && req.Entity == a.entity && req.Page == a.page {
-		a.done = true
-		a.do()
-	}
-	return p, err
-}
-
 // TestProductsCursorResumes resumes the products stream in a new connector
 // (a restarted manager) from each page's Next: every resumed page is the
 // page the first connector would have read, at one request each, and a

@@ -3,7 +3,6 @@ package xero
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -67,16 +66,6 @@ func msDate(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q is not a Xero date", s)
-}
-
-// optTime parses a nullable timestamp.
-func optTime(s *string) (*time.Time, error) {
-	var f vendorjson.Fields
-	t := f.OptTime("", s, msDate)
-	if f.Err != nil {
-		return nil, errors.Unwrap(f.Err)
-	}
-	return t, nil
 }
 
 // fieldErr names the field of a record that failed to decode.

@@ -282,10 +282,10 @@ func TestChildrenNameTheirParent(t *testing.T) {
 			var others []model.Kind
 			for i := range recs {
 				r := &recs[i]
-				switch {
-				case r.Kind == tc.parentKind:
+				switch r.Kind {
+				case tc.parentKind:
 					parent = r
-				case r.Kind == tc.children.kind:
+				case tc.children.kind:
 					got = append(got, r.VendorID)
 					if r.Parent != recs[0].VendorID || r.ParentKind != tc.parentKind {
 						t.Errorf("child %s names parent %s/%q, want %s/%q", r.VendorID, r.ParentKind, r.Parent, tc.parentKind, recs[0].VendorID)

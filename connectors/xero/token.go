@@ -357,7 +357,9 @@ func (c *connector) saveRefreshToken(ctx context.Context, data map[string][]byte
 		}
 		cur, curVersion, gerr := c.store.Get(ctx)
 		if gerr != nil {
-			return false, &writeFailed{fmt.Errorf("%w; re-reading the Secret failed too: %v", err, gerr)}
+			// The write's error is the cause; the re-read's is context only
+			// and must not steer errors.Is or errors.As.
+			return false, &writeFailed{fmt.Errorf("%w; re-reading the Secret failed too: %v", err, gerr)} //nolint:errorlint // see above
 		}
 		if curVersion == version {
 			// Nothing changed the Secret: the write itself failed.

@@ -40,7 +40,7 @@ const Type = "xero"
 // Xero's endpoints.
 const (
 	DefaultBaseURL        = "https://api.xero.com/api.xro/2.0"
-	DefaultTokenURL       = "https://identity.xero.com/connect/token"
+	DefaultTokenURL       = "https://identity.xero.com/connect/token" //nolint:gosec // G101: a public URL, not a credential
 	DefaultConnectionsURL = "https://api.xero.com/connections"
 )
 

@@ -457,8 +457,7 @@ func TestFullResync(t *testing.T) {
 	w.erp.Before = nil
 	w.erp.ResetRequests()
 	w.saved = res.State
-	res, err = w.run(context.Background(), nil)
-	if err != nil {
+	if _, err = w.run(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	reqs := w.erp.Requests()

@@ -167,7 +167,7 @@ func (s *Server) start(ctx context.Context, bin, data string, port int, cred *sy
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("pgtest: postgres exited at start-up: %v: %s", waitErr, tail(log.Bytes()))
+			return fmt.Errorf("pgtest: postgres exited at start-up: %w: %s", waitErr, tail(log.Bytes()))
 		case <-ctx.Done():
 			stop()
 			return fmt.Errorf("pgtest: waiting for postgres: %w", ctx.Err())
@@ -175,7 +175,7 @@ func (s *Server) start(ctx context.Context, bin, data string, port int, cred *sy
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return fmt.Errorf("pgtest: postgres not ready after 60s: %v: %s", err, tail(log.Bytes()))
+			return fmt.Errorf("pgtest: postgres not ready after 60s: %w: %s", err, tail(log.Bytes()))
 		}
 	}
 }

@@ -117,9 +117,8 @@ func (s *Sink) store(r model.Record, h string) {
 			via = model.DeletedByVendor
 		}
 		r.DeletedVia = via
-		if t, ok := s.tomb[k]; !ok || !s.records[k].Deleted {
-			t = model.Tombstone{Key: k, At: s.now(), Via: via}
-			s.tomb[k] = t
+		if _, ok := s.tomb[k]; !ok || !s.records[k].Deleted {
+			s.tomb[k] = model.Tombstone{Key: k, At: s.now(), Via: via}
 		}
 	} else {
 		r.DeletedVia = ""

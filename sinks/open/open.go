@@ -225,7 +225,7 @@ func Open(ctx context.Context, c Config) (sinks.Sink, error) {
 		if log.GetSink() == nil {
 			log = logr.FromContextOrDiscard(ctx)
 		}
-		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn, Schema: c.PostgresSchema, MaxConns: int32(min(c.PostgresMaxConns, 1<<20)), Log: log.WithName("postgres")})
+		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn, Schema: c.PostgresSchema, MaxConns: int32(max(0, min(c.PostgresMaxConns, 1<<20))), Log: log.WithName("postgres")})
 		if err != nil {
 			return nil, fmt.Errorf("sink: %w", postgres.Redact(err, dsn))
 		}

@@ -203,7 +203,7 @@ func (s *Sink) retry(ctx context.Context, what string, f func() error) error {
 		if !retryable(err) || attempt == maxAttempts || ctx.Err() != nil {
 			return err
 		}
-		d := time.Duration(rand.Int64N(int64(attempt) * int64(20*time.Millisecond)))
+		d := time.Duration(rand.Int64N(int64(attempt) * int64(20*time.Millisecond))) //nolint:gosec // G404: retry jitter, not a secret
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("postgres: %s: %w", what, ctx.Err())

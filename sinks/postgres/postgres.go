@@ -247,7 +247,7 @@ func (s *Sink) Close() error {
 func (s *Sink) migrate(ctx context.Context, ms []rows.Migration) error {
 	h := fnv.New64a()
 	h.Write([]byte("erpsync-migrate/" + s.schema))
-	lock := int64(h.Sum64())
+	lock := int64(h.Sum64()) //nolint:gosec // G115: the hash's bits as an advisory lock key; wrapping is intended
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
@@ -441,7 +441,7 @@ func (s *Sink) Write(ctx context.Context, batch []model.Record) (sinks.WriteResu
 			return sinks.WriteResult{}, err
 		}
 		// Jittered backoff before replaying the whole batch.
-		d := time.Duration(rand.Int64N(int64(attempt) * int64(20*time.Millisecond)))
+		d := time.Duration(rand.Int64N(int64(attempt) * int64(20*time.Millisecond))) //nolint:gosec // G404: retry jitter, not a secret
 		select {
 		case <-ctx.Done():
 			return sinks.WriteResult{}, fmt.Errorf("postgres: write: %w", ctx.Err())
@@ -544,7 +544,7 @@ ON CONFLICT (company, vendor, kind, vendor_id) DO UPDATE SET
 		if !retryable(err) || attempt == maxAttempts || ctx.Err() != nil {
 			return fmt.Errorf("postgres: set aside: %w", err)
 		}
-		d := time.Duration(rand.Int64N(int64(attempt) * int64(20*time.Millisecond)))
+		d := time.Duration(rand.Int64N(int64(attempt) * int64(20*time.Millisecond))) //nolint:gosec // G404: retry jitter, not a secret
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("postgres: set aside: %w", ctx.Err())
@@ -636,7 +636,7 @@ func (s *source) Next() bool {
 	v[0], v[1], v[2], v[3], v[4], v[5], v[6] = string(s.table.Kind), row.Company, row.Vendor, row.VendorID, row.ModifiedAt, row.Deleted, row.Data
 	v[7] = nil
 	if row.Raw != nil {
-		v[7] = []byte(row.Raw)
+		v[7] = row.Raw
 	}
 	n := 8
 	if s.hash {

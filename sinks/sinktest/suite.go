@@ -524,10 +524,10 @@ func jsonEqual(what string, a, b []byte) error {
 	}
 	var x, y any
 	if err := json.Unmarshal(a, &x); err != nil {
-		return fmt.Errorf("%s: %v", what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := json.Unmarshal(b, &y); err != nil {
-		return fmt.Errorf("%s: %v", what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if !reflect.DeepEqual(x, y) {
 		return fmt.Errorf("%s = %s, want %s", what, a, b)

@@ -279,8 +279,9 @@ func (s *Sink) Live(ctx context.Context, sc sinks.Scope, fn func(model.LiveRecor
 	if s.version < rows.DeletionSince {
 		return fmt.Errorf("sqlite: live: %w", errNoTombstones)
 	}
-	q := fmt.Sprintf(`SELECT vendor_id, modified_at FROM %s
-WHERE company = ? AND vendor = ? AND deleted = 0 AND vendor_id > ? ORDER BY vendor_id LIMIT %d`, t.Name, livePage)
+	const live = `SELECT vendor_id, modified_at FROM %s
+WHERE company = ? AND vendor = ? AND deleted = 0 AND vendor_id > ? ORDER BY vendor_id LIMIT %d`
+	q := fmt.Sprintf(live, t.Name, livePage) //nolint:gosec // G201: the table name comes from rows.Tables, never from input
 	after := ""
 	page := make([]model.LiveRecord, 0, livePage)
 	for {
@@ -347,7 +348,7 @@ func (s *Sink) Purge(ctx context.Context, company, vendor string, before time.Ti
 		}
 		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 		for _, t := range rows.Tables {
-			res, err := tx.ExecContext(ctx, "DELETE FROM "+t.Name+" WHERE company = ? AND vendor = ? AND deleted <> 0 AND deleted_at < ?", company, vendor, cut)
+			res, err := tx.ExecContext(ctx, "DELETE FROM "+t.Name+" WHERE company = ? AND vendor = ? AND deleted <> 0 AND deleted_at < ?", company, vendor, cut) //nolint:gosec // G202: the table name comes from rows.Tables, never from input
 			if err != nil {
 				return fmt.Errorf("sqlite: purge %s: %w", t.Name, err)
 			}

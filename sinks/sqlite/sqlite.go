@@ -239,7 +239,7 @@ func (s *Sink) retryBusy(ctx context.Context, f func() error) error {
 			return fmt.Errorf("%w (still busy after %v)", err, s.busy)
 		}
 		busyRetries.Add(1)
-		d := min(wait/2+rand.N(wait/2+1), left)
+		d := min(wait/2+rand.N(wait/2+1), left) //nolint:gosec // G404: retry jitter, not a secret
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

@@ -106,6 +106,9 @@ func columns(t *testing.T, s *Sink, table string) []string {
 		}
 		out = append(out, n)
 	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
 	return out
 }
 
@@ -456,7 +459,7 @@ func TestRetryBusy(t *testing.T) {
 	t.Run("other errors are not retried", func(t *testing.T) {
 		n := 0
 		other := errors.New("disk I/O error")
-		if err := s.retryBusy(context.Background(), func() error { n++; return other }); err != other || n != 1 {
+		if err := s.retryBusy(context.Background(), func() error { n++; return other }); !errors.Is(err, other) || n != 1 {
 			t.Fatalf("retryBusy = %v after %d calls, want the error after 1", err, n)
 		}
 	})

@@ -456,7 +456,7 @@ func (s *Sink) backoff(attempt int) time.Duration {
 	}
 	d = min(d, s.o.MaxBackoff)
 	half := d / 2
-	return half + rand.N(half+1)
+	return half + rand.N(half+1) //nolint:gosec // G404: retry jitter, not a secret
 }
 
 func retryStatus(code int) bool {

@@ -107,7 +107,7 @@ func setup(m *testing.M) (code int) {
 	if env.cp, err = localenv.StartControlPlane(binDir, env.work); err != nil {
 		return fail("%v", err)
 	}
-	defer env.cp.Stop()
+	defer warnIf("stopping the control plane", env.cp.Stop)
 	if _, err := env.cp.Run(ctx, "apply", "-k", filepath.Join(env.root, "config", "crd")); err != nil {
 		return fail("%v", err)
 	}
@@ -118,12 +118,12 @@ func setup(m *testing.M) (code int) {
 	if env.sim, err = startSim(ctx, "erpsim", "--products", "120", "--customers", "30", "--orders", "60"); err != nil {
 		return fail("%v", err)
 	}
-	defer env.sim.proc.Stop(5 * time.Second)
+	defer warnIf("stopping erpsim", func() error { return env.sim.proc.Stop(5 * time.Second) })
 	if env.hostile, err = startSim(ctx, "erpsim-hostile", "--vendors", "unleashed", "--products", "60", "--customers", "20", "--orders", "40",
 		"--hostile", "--hostile-huge-bytes", fmt.Sprint(hugeBody), "--hostile-slow-for", "5m"); err != nil {
 		return fail("%v", err)
 	}
-	defer env.hostile.proc.Stop(5 * time.Second)
+	defer warnIf("stopping the hostile erpsim", func() error { return env.hostile.proc.Stop(5 * time.Second) })
 	if env.hostile.state.Hostile == nil {
 		return fail("erpsim --hostile published no hostile state")
 	}
@@ -312,22 +312,6 @@ func crmCounts(t *testing.T) map[string]map[model.Kind]int {
 	return c
 }
 
-// crmGet reads one record from PostgreSQL.
-func crmGet(t *testing.T, k model.Key) (model.Record, bool) {
-	t.Helper()
-	ctx := context.Background()
-	s, err := postgres.Open(ctx, postgres.Options{DSN: env.pgDSN, MaxConns: 2})
-	if err != nil {
-		t.Fatalf("opening the CRM: %v", err)
-	}
-	defer s.Close()
-	r, ok, err := s.Get(ctx, k)
-	if err != nil {
-		t.Fatalf("reading the CRM: %v", err)
-	}
-	return r, ok
-}
-
 // newNamespace creates a namespace for one test.
 func newNamespace(t *testing.T, prefix string) string {
 	t.Helper()
@@ -353,4 +337,12 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+// warnIf runs a teardown step and reports its failure: a process left
+// running would hold its ports into the next run.
+func warnIf(what string, stop func() error) {
+	if err := stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e teardown: %s: %v\n", what, err)
+	}
 }

@@ -673,7 +673,8 @@ func (s *Server) lineItems(doc *simkit.Document, txID int, seqBase int) []LineIt
 	out := make([]LineItem, 0, len(doc.Lines))
 	for i, l := range doc.Lines {
 		seq := 0
-		fmt.Sscanf(strings.TrimPrefix(l.SKU, "SKU-"), "%d", &seq)
+		// simkit numbers every SKU (SKU-%06d); any other would stay at seq 0.
+		_, _ = fmt.Sscanf(strings.TrimPrefix(l.SKU, "SKU-"), "%d", &seq)
 		out = append(out, LineItem{ID: lineBase + seqBase*10 + i, CreatedDate: s.stamp(doc.Created), TransactionID: txID, ProductID: productBase + seq,
 			ProductOptionID: optionBase + seq, SortOrder: i + 1, Code: l.SKU, Name: l.Description, Qty: l.Quantity, UnitPrice: num(l.UnitPrice),
 			Discount: "0", TaxRate: l.TaxRate})

@@ -253,11 +253,11 @@ func (s *Server) Expected() map[model.Kind]int {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Stats().Count(r.URL.Path)
-	switch {
-	case r.URL.Path == TokenPath:
+	switch r.URL.Path {
+	case TokenPath:
 		s.serveToken(w, r)
 		return
-	case r.URL.Path == ConnectionsPath:
+	case ConnectionsPath:
 		s.serveConnections(w, r)
 		return
 	}
