@@ -191,7 +191,10 @@ func startServer(ctx context.Context, body int64) (string, func(), error) {
 	if err != nil || !ok {
 		_ = cmd.Process.Kill()
 		stop()
-		return "", nil, fmt.Errorf("the server did not start (%q, %v)", line, err)
+		if err == nil {
+			err = errors.New("no LISTEN line")
+		}
+		return "", nil, fmt.Errorf("the server did not start (%q): %w", line, err)
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	return "http://" + addr, stop, nil

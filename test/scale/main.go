@@ -136,7 +136,7 @@ func run(ctx context.Context, o options) error {
 		began := time.Now()
 		r, err := runSize(ctx, o, n, root, binDir, manager, erpsim)
 		if err != nil {
-			return fmt.Errorf("N=%d: %w", n, err)
+			return fmt.Errorf("n=%d: %w", n, err)
 		}
 		r.print(os.Stdout)
 		logf("N=%d took %s (wall, setup and teardown included)", n, time.Since(began).Round(time.Second))
@@ -473,10 +473,7 @@ func watchErpSyncs(ctx context.Context, c client.WithWatch, tr *tracker) error {
 		if rv == "" {
 			var list erpv1.ErpSyncList
 			if err := c.List(ctx, &list); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
+				return unlessStopped(ctx, err)
 			}
 			now := time.Now()
 			for i := range list.Items {
@@ -487,10 +484,7 @@ func watchErpSyncs(ctx context.Context, c client.WithWatch, tr *tracker) error {
 		}
 		w, err := c.Watch(ctx, &erpv1.ErpSyncList{}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}})
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return unlessStopped(ctx, err)
 		}
 		for ev := range w.ResultChan() {
 			switch ev.Type {
@@ -508,8 +502,27 @@ func watchErpSyncs(ctx context.Context, c client.WithWatch, tr *tracker) error {
 			}
 		}
 		w.Stop()
-		if ctx.Err() != nil {
+		if stopped(ctx) {
 			return nil
 		}
 	}
+}
+
+// stopped reports whether ctx has ended.
+func stopped(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// unlessStopped is err, or nil once ctx has ended (the watch was stopped,
+// not broken).
+func unlessStopped(ctx context.Context, err error) error {
+	if stopped(ctx) {
+		return nil
+	}
+	return err
 }
