@@ -251,7 +251,16 @@ func mapProduct(o *obj, raw json.RawMessage, env mapEnv, out *[]model.Record) {
 	status := o.Str("Status")
 	if !knownProductStatus(status) {
 		if o.Err() == nil {
-			env.setAside(model.KindProduct, "style/"+id, mod, raw, "product status "+short(status)+" is not one of Inactive, Public, ShowInB2B and Internal, so the connector cannot tell whether it is sold or retired")
+			reason := "product status " + short(status) + " is not one of Inactive, Public, ShowInB2B and Internal, so the connector cannot tell whether it is sold or retired"
+			env.setAside(model.KindProduct, "style/"+id, mod, raw, reason)
+			// Its options are documents Omni still serves: set aside too,
+			// so that no id listing or full read takes them for gone.
+			for i, oraw := range o.Arr("ProductOptions") {
+				po := o.Child("ProductOptions", i, oraw)
+				if oid := reqID(po, "Id"); po.Err() == nil {
+					env.setAside(model.KindProduct, oid, mod, oraw, "its product is set aside: "+reason)
+				}
+			}
 		}
 		return
 	}
