@@ -16,11 +16,12 @@ type Registry struct {
 	mu        sync.RWMutex
 	factories map[string]Factory
 	hosts     map[string][]string
+	webhooks  map[string]WebhookCodec
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{factories: map[string]Factory{}, hosts: map[string][]string{}}
+	return &Registry{factories: map[string]Factory{}, hosts: map[string][]string{}, webhooks: map[string]WebhookCodec{}}
 }
 
 // Register adds a factory for a connector type, replacing any earlier one.
@@ -31,6 +32,23 @@ func (r *Registry) Register(typ string, f Factory, defaultHosts ...string) {
 	defer r.mu.Unlock()
 	r.factories[typ] = f
 	r.hosts[typ] = slices.Clone(defaultHosts)
+}
+
+// RegisterWebhooks adds the webhook codec of a connector type whose vendor
+// delivers webhooks, replacing any earlier one.
+func (r *Registry) RegisterWebhooks(typ string, c WebhookCodec) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.webhooks[typ] = c
+}
+
+// Webhooks returns the webhook codec of typ; false for a type whose vendor
+// sends no webhooks (or that is not registered).
+func (r *Registry) Webhooks(typ string) (WebhookCodec, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, ok := r.webhooks[typ]
+	return c, ok
 }
 
 // DefaultHosts returns the hosts registered for typ: its vendor's published

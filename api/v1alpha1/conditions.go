@@ -16,6 +16,13 @@ const (
 	// It does not make the ErpSync unready: syncs go on, nothing is
 	// deleted.
 	DeletionsHeldCondition = "DeletionsHeld"
+	// WebhooksReadyCondition is present while spec.webhooks is on: True
+	// when the vendor's subscriptions are active (or, for Xero, deliveries
+	// arrive), False when webhooks are expected but the vendor disabled
+	// them, the operator cannot register them, or a poll found changes
+	// no webhook announced (Silent). It does not make the ErpSync unready:
+	// polling goes on.
+	WebhooksReadyCondition = "WebhooksReady"
 )
 
 // Condition reasons that are not connector error kinds (those are in
@@ -43,4 +50,12 @@ const (
 	// Secret exists but lacks the label erpsync.io/credentials: "true":
 	// nothing is read from it. Labelling it retries at once.
 	ReasonSecretNotLabelled = "SecretNotLabelled"
+	// Webhook reasons (WebhooksReady).
+	ReasonWebhooksActive      = "Active"
+	ReasonWebhooksSilent      = "Silent"
+	ReasonWebhooksDisabled    = "DisabledByVendor"
+	ReasonWebhooksUnsupported = "Unsupported"
+	ReasonWebhooksNoURL       = "NoPublicURL"
+	ReasonWebhooksRegistering = "RegistrationFailed"
+	ReasonWebhooksAwaiting    = "AwaitingFirstEvent"
 )

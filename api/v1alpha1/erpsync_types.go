@@ -160,7 +160,35 @@ type ErpSyncSpec struct {
 	// daily or monthly quota kept for routine syncs.
 	// +optional
 	Reconcile *ReconcileSpec `json:"reconcile,omitempty"`
+
+	// Webhooks turns on change notifications from the vendor (Xero,
+	// Katana, Unleashed, Cin7 Core): a change made in the ERP starts a
+	// targeted sync of the documents it names within seconds; the
+	// interval poll stays as the safety net. Cin7 Omni sends none.
+	// +optional
+	Webhooks *WebhooksSpec `json:"webhooks,omitempty"`
 }
+
+// WebhooksSpec configures the vendor's change notifications.
+type WebhooksSpec struct {
+	// Enabled receives the vendor's webhooks. Where the vendor's API
+	// manages subscriptions (Katana, Cin7 Core, Unleashed) the operator
+	// registers and keeps them; Xero's one subscription per app is made
+	// in its developer portal (see the README).
+	Enabled bool `json:"enabled"`
+
+	// Debounce is how long events for this ErpSync are gathered into one
+	// targeted sync; default 2s, between 100ms and 1m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('1m')",message="webhooks.debounce must be between 100ms and 1m"
+	// +optional
+	Debounce *metav1.Duration `json:"debounce,omitempty"`
+}
+
+// DefaultWebhookDebounce is the default spec.webhooks.debounce.
+const DefaultWebhookDebounce = 2 * time.Second
 
 // ReconcileSpec schedules reconciliations and bounds what they may do.
 type ReconcileSpec struct {
@@ -599,6 +627,11 @@ type ErpSyncStatus struct {
 	// +optional
 	Reconciliation *ReconciliationStatus `json:"reconciliation,omitempty"`
 
+	// Webhooks is the state of the vendor's change notifications; absent
+	// while spec.webhooks is off.
+	// +optional
+	Webhooks *WebhookStatus `json:"webhooks,omitempty"`
+
 	// Progress shows the sync under way; absent between syncs.
 	// +optional
 	Progress *SyncProgress `json:"progress,omitempty"`
@@ -631,6 +664,112 @@ type ReconciliationStatus struct {
 	// postponed).
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// MaxPendingWebhookTargets bounds status.webhooks.pending: beyond it the
+// ErpSync's next sync is an incremental poll of the entities named
+// (status.webhooks.overflow), which reads every change at once.
+const MaxPendingWebhookTargets = 500
+
+// WebhookStatus is the state of an ErpSync's webhooks.
+type WebhookStatus struct {
+	// Path is the receiver path the vendor delivers to (behind the
+	// manager's public webhook URL).
+	// +optional
+	Path string `json:"path,omitempty"`
+	// Subscription is what the operator found at the vendor the last time
+	// it checked the subscriptions (vendors whose API manages them).
+	// +optional
+	Subscription *WebhookSubscriptionStatus `json:"subscription,omitempty"`
+	// LastEventAt is when the last authentic delivery arrived.
+	// +optional
+	LastEventAt *metav1.Time `json:"lastEventAt,omitempty"`
+	// Accepted counts the events of authentic deliveries; Rejected the
+	// deliveries refused (bad signature or credential, malformed body).
+	// +optional
+	Accepted int64 `json:"accepted,omitempty"`
+	// +optional
+	Rejected int64 `json:"rejected,omitempty"`
+	// Pending are the documents named by events that no targeted sync has
+	// read yet (at most MaxPendingWebhookTargets).
+	// +listType=atomic
+	// +optional
+	Pending []WebhookTarget `json:"pending,omitempty"`
+	// PendingSince is when the oldest pending event arrived.
+	// +optional
+	PendingSince *metav1.Time `json:"pendingSince,omitempty"`
+	// Overflow lists the entities whose events did not fit in Pending: the
+	// next sync polls them (incrementally) instead.
+	// +listType=set
+	// +optional
+	Overflow []string `json:"overflow,omitempty"`
+	// TargetedSyncs counts the targeted syncs run.
+	// +optional
+	TargetedSyncs int64 `json:"targetedSyncs,omitempty"`
+	// LastTargetedSync is what the last targeted sync did.
+	// +optional
+	LastTargetedSync *TargetedSyncStatus `json:"lastTargetedSync,omitempty"`
+}
+
+// WebhookTarget is one document an event named.
+type WebhookTarget struct {
+	// Entity is the entity stream (spec.connector.entities' names).
+	// +kubebuilder:validation:MaxLength=64
+	Entity string `json:"entity"`
+	// ID is the vendor's id of the document.
+	// +kubebuilder:validation:MaxLength=128
+	ID string `json:"id"`
+	// Deleted is set when the event said the document was deleted.
+	// +optional
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// WebhookSubscriptionStatus is what the operator found at the vendor.
+type WebhookSubscriptionStatus struct {
+	// CheckedAt is when the subscriptions were last listed.
+	CheckedAt metav1.Time `json:"checkedAt"`
+	// URL is the public URL they deliver to.
+	// +optional
+	URL string `json:"url,omitempty"`
+	// Subscriptions is how many deliver to URL.
+	// +optional
+	Subscriptions int `json:"subscriptions,omitempty"`
+	// Reenabled counts subscriptions the vendor had disabled and the
+	// operator switched back on, over the ErpSync's life.
+	// +optional
+	Reenabled int64 `json:"reenabled,omitempty"`
+	// Disabled names events whose subscription the vendor disabled and
+	// that could not be switched back on.
+	// +listType=atomic
+	// +optional
+	Disabled []string `json:"disabled,omitempty"`
+	// Message says what went wrong at the last check ("" when nothing).
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// TargetedSyncStatus is one targeted sync's outcome.
+type TargetedSyncStatus struct {
+	// Time is when it ended.
+	Time metav1.Time `json:"time"`
+	// Targets is the number of distinct documents it read.
+	Targets int64 `json:"targets"`
+	// Upserted and Deleted count the CRM writes.
+	// +optional
+	Upserted int64 `json:"upserted,omitempty"`
+	// +optional
+	Deleted int64 `json:"deleted,omitempty"`
+	// APICalls is what it cost.
+	// +optional
+	APICalls int64 `json:"apiCalls,omitempty"`
+	// LagMillis is the time from the oldest event it read arriving to its
+	// end, in milliseconds.
+	// +optional
+	LagMillis int64 `json:"lagMillis,omitempty"`
+	// Error is why it failed ("" when it succeeded); the documents are
+	// left to the next poll.
+	// +optional
+	Error string `json:"error,omitempty"`
 }
 
 // ErpSync keeps a CRM fed with one operating company's ERP data: it syncs

@@ -71,6 +71,30 @@ type Env struct {
 	SetAside func() (model.Kind, string)
 	// Caps says what the vendor does, where scenarios differ.
 	Caps Caps
+	// Webhooks is set for vendors that deliver webhooks (nil: poll only).
+	Webhooks *WebhookEnv
+}
+
+// WebhookEnv is how the suite reaches a vendor's webhooks.
+type WebhookEnv struct {
+	// Codec is the vendor's webhook codec (the one connectors/all
+	// registers).
+	Codec connectors.WebhookCodec
+	// Subscribe makes the simulator deliver the vendor's signed event for
+	// every change of the dataset to url, with the vendor's payload shape
+	// and retry rules, as the subscription of company "acme" would: through
+	// the connector's WebhookRegistrar where the vendor has one (built
+	// with reg), as the vendor's portal would otherwise. It returns the
+	// keys the receiver verifies with (the credentials Secret's data with
+	// the webhook Secret's merged over it) and the subscription's
+	// deliverer (its counters, and the vendor disabling it).
+	Subscribe func(t testing.TB, reg *httpapi.Registry, url string) (keys map[string][]byte, d *simkit.Deliverer)
+	// Tenant is the tenant id the events carry where the vendor routes by
+	// tenant (connectors.RouteByTenant), else "".
+	Tenant string
+	// Kinds maps the dataset kinds (simkit.AdminProducts…) whose changes
+	// the vendor announces to the entity stream its events name.
+	Kinds map[string]model.Kind
 }
 
 // Want is one record the CRM must hold.

@@ -25,6 +25,9 @@ const (
 	// DeletedByReconciliation: the vendor's complete id listing of the
 	// entity did not hold the record.
 	DeletedByReconciliation DeletionSource = "reconcile"
+	// DeletedByWebhook: the vendor's signed webhook said the record was
+	// deleted and a read by id found the vendor no longer serves it.
+	DeletedByWebhook DeletionSource = "webhook"
 )
 
 // ChildSet names every child of one kind that a parent document holds now.

@@ -181,6 +181,7 @@ func (d *Dataset) Remove(kind, id string) (any, error) {
 		for _, o := range d.Orders {
 			if o.Number == inv.OrderNumber {
 				o.Modified = d.Stamp()
+				d.emit(AdminOrders, o.ID, o.Seq, ChangeUpdated)
 			}
 		}
 	case AdminCustomers:
@@ -189,6 +190,7 @@ func (d *Dataset) Remove(kind, id string) (any, error) {
 			if kept := slices.DeleteFunc(slices.Clone(p.SpecialPrices), func(sp SpecialPrice) bool { return sp.CustomerID == c.ID }); len(kept) != len(p.SpecialPrices) {
 				p.SpecialPrices = kept
 				p.Modified = d.Stamp()
+				d.emit(AdminProducts, p.ID, p.Seq, ChangeUpdated)
 			}
 		}
 	case AdminWarehouses:
@@ -199,6 +201,8 @@ func (d *Dataset) Remove(kind, id string) (any, error) {
 			}
 		}
 	}
+	m := t.meta(i)
+	d.emit(kind, m.ID, m.Seq, ChangeRemoved)
 	t.remove(i)
 	return removed, nil
 }
@@ -209,7 +213,11 @@ func (d *Dataset) Remove(kind, id string) (any, error) {
 // time stays (a vendor that sets the marker quietly, which no
 // modified-since read sees). It returns a copy of the changed record.
 func (d *Dataset) Mark(kind, id string, deleted, stamp bool) (any, error) {
-	return d.change(kind, id, stamp, func(m *Meta) { m.Deleted = deleted })
+	op := ChangeUpdated
+	if deleted {
+		op = ChangeDeleted
+	}
+	return d.change(kind, id, stamp, op, func(m *Meta) { m.Deleted = deleted })
 }
 
 // Touch stamps a record modified (a product also changes name, price and
@@ -226,10 +234,10 @@ func (d *Dataset) Touch(kind, id string) (any, error) {
 		d.mu.Unlock()
 		return d.Record(kind, id)
 	}
-	return d.change(kind, id, true, func(*Meta) {})
+	return d.change(kind, id, true, ChangeUpdated, func(*Meta) {})
 }
 
-func (d *Dataset) change(kind, id string, stamp bool, f func(m *Meta)) (any, error) {
+func (d *Dataset) change(kind, id string, stamp bool, op ChangeOp, f func(m *Meta)) (any, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t, err := d.table(kind)
@@ -245,6 +253,7 @@ func (d *Dataset) change(kind, id string, stamp bool, f func(m *Meta)) (any, err
 	if stamp {
 		m.Modified = d.Stamp()
 	}
+	d.emit(kind, m.ID, m.Seq, op)
 	return t.copyOf(i), nil
 }
 
@@ -263,6 +272,7 @@ func (d *Dataset) RemoveContact(customerID, contactID string) error {
 		}
 		c.Contacts = slices.Concat(c.Contacts[:j:j], c.Contacts[j+1:])
 		c.Modified = d.Stamp()
+		d.emit(AdminCustomers, c.ID, c.Seq, ChangeUpdated)
 		return nil
 	}
 	return fmt.Errorf("%w: customers %q", ErrNotFound, customerID)
@@ -283,6 +293,7 @@ func (d *Dataset) RemoveSpecialPrice(productID, customerID string) error {
 		}
 		p.SpecialPrices = kept
 		p.Modified = d.Stamp()
+		d.emit(AdminProducts, p.ID, p.Seq, ChangeUpdated)
 		return nil
 	}
 	return fmt.Errorf("%w: products %q", ErrNotFound, productID)
@@ -316,4 +327,5 @@ func (d *Dataset) dropStockRow(p *Product, j int) {
 	for k := range p.Stock {
 		p.Stock[k].Modified = now
 	}
+	d.emit(AdminProducts, p.ID, p.Seq, ChangeUpdated)
 }

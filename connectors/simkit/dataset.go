@@ -171,6 +171,9 @@ type Dataset struct {
 	opts Options
 	now  func() time.Time
 	rng  *rand.Rand
+	// subs are told of every change (see Subscribe).
+	subs   map[int]ChangeFunc
+	subSeq int
 
 	Warehouses  []*Warehouse
 	TaxRates    []*TaxRate
@@ -346,6 +349,7 @@ func (d *Dataset) TouchProduct(id string) bool {
 }
 
 func (d *Dataset) touchProduct(p *Product) {
+	defer d.emit(AdminProducts, p.ID, p.Seq, ChangeUpdated)
 	now := d.Stamp()
 	p.Modified = now
 	p.Name = fmt.Sprintf("Product %d (rev %d)", p.Seq, now.UnixMilli()%100000)
@@ -366,6 +370,7 @@ func (d *Dataset) TouchCustomers(n int) []string {
 		c.Modified = d.Stamp()
 		c.Phone = fmt.Sprintf("+64 9 777 %04d", d.rng.IntN(10000))
 		ids = append(ids, c.ID)
+		d.emit(AdminCustomers, c.ID, c.Seq, ChangeUpdated)
 	}
 	return ids
 }
@@ -380,6 +385,7 @@ func (d *Dataset) TouchOrders(n int) []string {
 		o.Modified = d.Stamp()
 		o.Status = "Completed"
 		ids = append(ids, o.ID)
+		d.emit(AdminOrders, o.ID, o.Seq, ChangeUpdated)
 	}
 	return ids
 }
@@ -392,6 +398,7 @@ func (d *Dataset) DeleteProduct(id string) bool {
 		if p.ID == id {
 			p.Deleted = true
 			p.Modified = d.Stamp()
+			d.emit(AdminProducts, p.ID, p.Seq, ChangeDeleted)
 			return true
 		}
 	}
@@ -414,6 +421,7 @@ func (d *Dataset) AddProduct() Product {
 		p.Stock = append(p.Stock, Stock{WarehouseCode: w.Code, OnHand: 1, Modified: now})
 	}
 	d.Products = append(d.Products, p)
+	d.emit(AdminProducts, p.ID, p.Seq, ChangeCreated)
 	return *p
 }
 
@@ -511,6 +519,7 @@ func (d *Dataset) TieModified(n int, at time.Time) []string {
 			p.Stock[j].Modified = at.UTC()
 		}
 		ids = append(ids, p.ID)
+		d.emit(AdminProducts, p.ID, p.Seq, ChangeUpdated)
 	}
 	return ids
 }
@@ -549,5 +558,6 @@ func (d *Dataset) RemoveProducts(at, n int) []string {
 		ids = append(ids, p.ID)
 	}
 	d.Products = append(d.Products[:at], d.Products[end:]...)
+	d.emitAll(AdminProducts, ids, ChangeRemoved)
 	return ids
 }

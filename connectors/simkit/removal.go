@@ -11,6 +11,7 @@ func (d *Dataset) RemoveCustomers(at, n int) []string {
 	defer d.mu.Unlock()
 	var ids []string
 	d.Customers, ids = removeAt(d.Customers, at, n)
+	d.emitAll(AdminCustomers, ids, ChangeRemoved)
 	return ids
 }
 
@@ -21,6 +22,7 @@ func (d *Dataset) RemoveOrders(at, n int) []string {
 	defer d.mu.Unlock()
 	var ids []string
 	d.Orders, ids = removeAt(d.Orders, at, n)
+	d.emitAll(AdminOrders, ids, ChangeRemoved)
 	return ids
 }
 
@@ -36,12 +38,14 @@ func (d *Dataset) RemoveInvoices(at, n int) []string {
 			for _, o := range d.Orders {
 				if o.Number == inv.OrderNumber {
 					o.Modified = d.Stamp()
+					d.emit(AdminOrders, o.ID, o.Seq, ChangeUpdated)
 				}
 			}
 		}
 	}
 	var ids []string
 	d.Invoices, ids = removeAt(d.Invoices, at, n)
+	d.emitAll(AdminInvoices, ids, ChangeRemoved)
 	return ids
 }
 
@@ -52,6 +56,7 @@ func (d *Dataset) RemoveTaxRates(at, n int) []string {
 	defer d.mu.Unlock()
 	var ids []string
 	d.TaxRates, ids = removeAt(d.TaxRates, at, n)
+	d.emitAll(AdminTaxRates, ids, ChangeRemoved)
 	return ids
 }
 
@@ -62,6 +67,7 @@ func (d *Dataset) RemoveCurrencies(at, n int) []string {
 	defer d.mu.Unlock()
 	var ids []string
 	d.Currencies, ids = removeAt(d.Currencies, at, n)
+	d.emitAll(AdminCurrencies, ids, ChangeRemoved)
 	return ids
 }
 
@@ -77,6 +83,7 @@ func (d *Dataset) DropContact(at int) (customerID, contactID string) {
 			contactID = c.Contacts[n-1].ID
 			c.Contacts = c.Contacts[:n-1]
 			c.Modified = d.Stamp()
+			d.emit(AdminCustomers, c.ID, c.Seq, ChangeUpdated)
 			return c.ID, contactID
 		}
 	}
@@ -95,6 +102,7 @@ func (d *Dataset) DropSpecialPrice(at int) (productID, customerID string) {
 			customerID = p.SpecialPrices[n-1].CustomerID
 			p.SpecialPrices = p.SpecialPrices[:n-1]
 			p.Modified = d.Stamp()
+			d.emit(AdminProducts, p.ID, p.Seq, ChangeUpdated)
 			return p.ID, customerID
 		}
 	}
@@ -117,6 +125,7 @@ func (d *Dataset) DropStock(at int) (productID, warehouse string) {
 			for j := range p.Stock {
 				p.Stock[j].Modified = now
 			}
+			d.emit(AdminProducts, p.ID, p.Seq, ChangeUpdated)
 			return p.ID, warehouse
 		}
 	}

@@ -702,7 +702,7 @@ func validPage(p *connectors.Page) error {
 			}
 		}
 		switch rec.DeletedVia {
-		case "", model.DeletedByVendor, model.DeletedFromParent, model.DeletedWithParent, model.DeletedAbsentFromFullRead, model.DeletedByReconciliation:
+		case "", model.DeletedByVendor, model.DeletedFromParent, model.DeletedWithParent, model.DeletedAbsentFromFullRead, model.DeletedByReconciliation, model.DeletedByWebhook:
 		default:
 			return connectors.Errorf(connectors.KindInvalidResponse, "record %d of the page has an unknown deletion source", i)
 		}

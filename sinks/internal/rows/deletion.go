@@ -43,7 +43,7 @@ func hashes(kind model.Kind, data, raw []byte) (live, deleted string) {
 // knownSources are the deletion sources a record or tombstone may name.
 var knownSources = map[model.DeletionSource]bool{
 	model.DeletedByVendor: true, model.DeletedFromParent: true, model.DeletedWithParent: true,
-	model.DeletedAbsentFromFullRead: true, model.DeletedByReconciliation: true,
+	model.DeletedAbsentFromFullRead: true, model.DeletedByReconciliation: true, model.DeletedByWebhook: true,
 }
 
 // checkID checks a vendor id named outside the key (a parent, a child).
