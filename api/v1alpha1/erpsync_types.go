@@ -877,3 +877,24 @@ func (in *ErpSync) GetQuotaReserveShare() float64 {
 	}
 	return 0.20
 }
+
+// WebhooksEnabled reports whether spec.webhooks is on.
+func (in *ErpSync) WebhooksEnabled() bool {
+	return in.Spec.Webhooks != nil && in.Spec.Webhooks.Enabled
+}
+
+// GetWebhookDebounce returns spec.webhooks.debounce or its default.
+func (in *ErpSync) GetWebhookDebounce() time.Duration {
+	if w := in.Spec.Webhooks; w != nil && w.Debounce != nil && w.Debounce.Duration > 0 {
+		return w.Debounce.Duration
+	}
+	return DefaultWebhookDebounce
+}
+
+// GetSubscription returns the subscription state, nil-safe.
+func (in *WebhookStatus) GetSubscription() *WebhookSubscriptionStatus {
+	if in == nil {
+		return nil
+	}
+	return in.Subscription
+}
