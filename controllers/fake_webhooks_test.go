@@ -98,3 +98,6 @@ func (fakeCodec) Verify(http.Header, []byte, map[string][]byte, time.Time) error
 	return nil
 }
 func (fakeCodec) Parse(http.Header, []byte) ([]connectors.WebhookEvent, error) { return nil, nil }
+
+// Announces implements connectors.WebhookCoverage: product events only.
+func (fakeCodec) Announces() []model.Kind { return []model.Kind{model.KindProduct} }

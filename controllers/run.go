@@ -81,6 +81,8 @@ type syncRun struct {
 	// setAsideBefore is the number of documents set aside when the sync
 	// started.
 	setAsideBefore int64
+	// prevStart is when the sync before this one started (nil: none).
+	prevStart *metav1.Time
 }
 
 func (s *syncRun) run(ctx context.Context) {
@@ -88,6 +90,7 @@ func (s *syncRun) run(ctx context.Context) {
 	start := r.Clock.Now()
 	wasReady := isReady(obj)
 	firstSync := obj.Status.LastSuccessfulSyncEnd == nil
+	s.prevStart = obj.Status.LastSyncStart.DeepCopy()
 	s.setAsideBefore = reportOf(toEngineState(obj.Status.Entities)).setAside
 
 	// Run start: record the request tokens this sync honours (handled even
@@ -399,6 +402,7 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 			}
 			setCondition(o, erpv1.ReadyCondition, metav1.ConditionTrue, reason, readyMsg)
 			removeCondition(o, erpv1.StalledCondition)
+			s.judgeWebhooks(o, res, mode)
 			o.Status.ObservedGeneration = o.Generation
 			return
 		}

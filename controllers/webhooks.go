@@ -348,6 +348,66 @@ func (s *syncRun) tendWebhooks(ctx context.Context, conn connectors.Connector, c
 	s.setWebhooksCondition(ctx, status, reason, msg, func(w *erpv1.WebhookStatus) { w.Path, w.Subscription = path, next })
 }
 
+// silentAfter is how many polls in a row must find unannounced changes
+// before WebhooksReady says the webhooks are silent.
+const silentAfter = 2
+
+// judgeWebhooks, at the end of a successful routine poll, tells whether
+// the vendor's webhooks announce what changes: a poll that wrote new
+// versions of documents in the streams the webhooks announce, when no
+// delivery arrived since the poll before it started (the whole window
+// those changes were made in), counts as unannounced; silentAfter of them
+// in a row turn WebhooksReady False (Silent), and a delivery turns it back.
+func (s *syncRun) judgeWebhooks(o *erpv1.ErpSync, res engine.Result, mode erpv1.SyncMode) {
+	w := o.Status.Webhooks
+	if !o.WebhooksEnabled() || w == nil || mode != erpv1.SyncModeIncremental || s.prevStart == nil {
+		return
+	}
+	codec, ok := s.r.Registry.Webhooks(string(o.Spec.Connector.Type))
+	cov, ok2 := codec.(connectors.WebhookCoverage)
+	if !ok || !ok2 {
+		return
+	}
+	var changed int64
+	for _, k := range cov.Announces() {
+		changed += res.Changed[k]
+	}
+	c := findCondition(o, erpv1.WebhooksReadyCondition)
+	if c == nil || (c.Status != metav1.ConditionTrue && c.Reason != erpv1.ReasonWebhooksSilent) {
+		return // not expected to deliver (yet): nothing to judge
+	}
+	heard := w.LastEventAt != nil && !w.LastEventAt.Before(s.prevStart)
+	if heard {
+		w.UnannouncedPolls = 0
+	} else if changed > 0 {
+		w.UnannouncedPolls++
+	}
+	if w.UnannouncedPolls >= silentAfter {
+		setCondition(o, erpv1.WebhooksReadyCondition, metav1.ConditionFalse, erpv1.ReasonWebhooksSilent,
+			fmt.Sprintf("the last %d polls found %s changes no webhook announced (the last delivery: %s); polling continues", w.UnannouncedPolls,
+				strings.Join(kindNames(cov.Announces()), "/"), lastEvent(w)))
+		return
+	}
+	if c.Reason == erpv1.ReasonWebhooksSilent && w.UnannouncedPolls == 0 {
+		setCondition(o, erpv1.WebhooksReadyCondition, metav1.ConditionTrue, erpv1.ReasonWebhooksActive, "deliveries arrive again; the last at "+lastEvent(w))
+	}
+}
+
+func lastEvent(w *erpv1.WebhookStatus) string {
+	if w.LastEventAt == nil {
+		return "none yet"
+	}
+	return w.LastEventAt.UTC().Format(time.RFC3339)
+}
+
+func kindNames(ks []model.Kind) []string {
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = string(k)
+	}
+	return out
+}
+
 // publicURL is the manager's public webhook URL with path.
 func (r *ErpSyncReconciler) publicURL(path string) string {
 	base := strings.TrimRight(r.WebhookPublicURL, "/")

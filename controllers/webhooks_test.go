@@ -190,3 +190,47 @@ func TestWebhooksWithoutPublicURLSaySo(t *testing.T) {
 	h.g.Expect(c.Reason).To(Equal(erpv1.ReasonWebhooksNoURL))
 	h.erp.set(func(f *fakeERP) { h.g.Expect(f.hooks.ensures).To(Equal(0)) })
 }
+
+func TestSilentWebhooksAreReported(t *testing.T) {
+	h := newHarness(t)
+	g := h.g
+	h.webhookURL = "https://hooks.example.com"
+	h.secret("creds", map[string]string{"apiKey": "k"})
+	h.startManager()
+	h.erpsync("acme", withWebhooks)
+	h.readyWhen("acme", func(o *erpv1.ErpSync) bool {
+		return meta.IsStatusConditionTrue(o.Status.Conditions, erpv1.WebhooksReadyCondition)
+	})
+	poll := func(token string) *erpv1.ErpSync {
+		h.update("acme", func(o *erpv1.ErpSync) {
+			if o.Annotations == nil {
+				o.Annotations = map[string]string{}
+			}
+			o.Annotations[erpv1.RequestedAtAnnotation] = token
+		})
+		return h.readyWhen("acme", func(o *erpv1.ErpSync) bool { return o.Status.LastHandledReconcileAt == token })
+	}
+	// A poll that finds nothing new says nothing; customers are not
+	// announced, so their changes do not count either.
+	o := poll("1")
+	g.Expect(o.Status.Webhooks.UnannouncedPolls).To(BeZero())
+	// Two polls in a row find product changes with no delivery: Silent.
+	h.erp.touch(2)
+	o = poll("2")
+	g.Expect(o.Status.Webhooks.UnannouncedPolls).To(Equal(int32(1)))
+	g.Expect(h.webhookCondition("acme").Status).To(Equal(metav1.ConditionTrue), "one poll is not enough")
+	h.erp.touch(2)
+	poll("3")
+	c := h.webhookCondition("acme")
+	g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(c.Reason).To(Equal(erpv1.ReasonWebhooksSilent))
+	g.Expect(meta.IsStatusConditionTrue(h.get("acme").Status.Conditions, erpv1.ReadyCondition)).To(BeTrue())
+	// A delivery arrives (and is read); the next poll clears it.
+	h.erp.touch(1)
+	h.deliver("acme", erpv1.WebhookTarget{Entity: "products", ID: "P0000"})
+	g.Eventually(func() int64 { return h.get("acme").Status.Webhooks.TargetedSyncs }, 20*time.Second, 50*time.Millisecond).Should(Equal(int64(1)))
+	poll("4")
+	c = h.webhookCondition("acme")
+	g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
+	g.Expect(h.get("acme").Status.Webhooks.UnannouncedPolls).To(BeZero())
+}

@@ -703,6 +703,12 @@ type WebhookStatus struct {
 	// +listType=set
 	// +optional
 	Overflow []string `json:"overflow,omitempty"`
+	// UnannouncedPolls counts the polls in a row that found changes in
+	// streams the vendor's webhooks announce while no delivery arrived over
+	// the window those changes were made in; at 2 WebhooksReady turns
+	// False (Silent).
+	// +optional
+	UnannouncedPolls int32 `json:"unannouncedPolls,omitempty"`
 	// TargetedSyncs counts the targeted syncs run.
 	// +optional
 	TargetedSyncs int64 `json:"targetedSyncs,omitempty"`
