@@ -51,11 +51,14 @@ func (r *ErpSyncReconciler) inBackground(obj *erpv1.ErpSync, logger logr.Logger,
 			case <-r.baseCtx.Done():
 			}
 		}()
-		if !r.tracker.acquire(ctx, key.Namespace) {
+		slot := &syncSlot{t: r.tracker, ns: key.Namespace}
+		if slot.Acquire(ctx) != nil {
 			return
 		}
-		defer r.tracker.release(key.Namespace)
-		work(logr.NewContext(ctx, logger))
+		defer slot.Release()
+		// A long wait on a vendor's limit gives the slot back (see
+		// connectors.BeforeWait): slots bound work, not waiting.
+		work(logr.NewContext(connectors.WithWorkSlot(ctx, slot), logger))
 	}()
 }
 

@@ -385,6 +385,11 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 		if p != nil {
 			x.res.Calls += int64(p.Calls)
 		}
+		if werr := connectors.ResumeWork(ctx); werr != nil {
+			// A wait gave the sync slot back; the run ended before it
+			// got one again.
+			return out, fmt.Errorf("entity %s page %d: %w", e.Name, page, werr)
+		}
 		if x.waitErr != nil {
 			// Saving progress before a wait failed (the sink or the
 			// status write): the page may be fine, the run is not.
