@@ -138,7 +138,11 @@ func (c *connector) ensureWebhooks(ctx context.Context, target connectors.Webhoo
 // pickWebhook chooses the webhook to keep among those of one URL: the one
 // whose token is held (compared in constant time), else the first (newest)
 // enabled one whose token the list shows, else the first whose token it
-// shows (adopt: the caller must store that token); -1 when none will do.
+// shows (adopt: the caller must store that token). Should the list show no
+// tokens (Katana's documents say it does), the only webhook of the URL is
+// kept while a token is held, the one stored when it was made; without a
+// held token, or with several webhooks whose tokens cannot be told apart,
+// none will do (-1: they are replaced).
 func pickWebhook(subs []kWebhook, held []byte) (keep int, adopt bool) {
 	if len(held) > 0 {
 		for i, s := range subs {
@@ -153,6 +157,9 @@ func pickWebhook(subs []kWebhook, held []byte) (keep int, adopt bool) {
 				return i, true
 			}
 		}
+	}
+	if len(held) > 0 && len(subs) == 1 && subs[0].Token == "" {
+		return 0, false
 	}
 	return -1, false
 }
