@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
 )
 
@@ -60,6 +61,14 @@ import (
 // Katana's event). Customers, locations, tax rates, price lists and stock
 // changes announce nothing: Katana has no events for the first four, and
 // current_inventory.* events name stock the connector reads only in full.
+
+// WebhookKinds are the dataset kinds whose changes the simulator announces,
+// with the connector's stream their events name.
+var WebhookKinds = map[string]model.Kind{
+	simkit.AdminProducts:  model.KindProduct, // product.*, and variant.* on creation and deletion
+	simkit.AdminSuppliers: model.KindProduct, // material.* (the simulator's materials), and variant.*
+	simkit.AdminOrders:    model.KindSalesOrder,
+}
 
 // Delivery is Katana's delivery rule for the simulator's deliverers.
 var Delivery = simkit.DeliveryPolicy{
@@ -134,9 +143,6 @@ type event struct {
 	deleted          bool
 }
 
-// announced are the dataset kinds whose changes Katana announces.
-var announced = map[string]bool{simkit.AdminProducts: true, simkit.AdminSuppliers: true, simkit.AdminOrders: true}
-
 func seqKey(kind, id string) string { return kind + "\x00" + id }
 
 // startWebhooks follows the dataset's change feed.
@@ -165,7 +171,7 @@ func (s *Server) startWebhooks() {
 
 // onChange runs under the dataset's lock: it only queues.
 func (s *Server) onChange(c simkit.Change) {
-	if !announced[c.Kind] {
+	if _, ok := WebhookKinds[c.Kind]; !ok {
 		return
 	}
 	s.wh.mu.Lock()
