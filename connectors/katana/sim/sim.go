@@ -35,6 +35,9 @@
 // with deleted_at set and updated_at unchanged, as issue 13 reports Katana
 // does; the dataset's own deletions move both.
 //
+// Webhooks. The simulator serves Katana's /webhooks registration API and
+// delivers signed events on every change it announces (webhooks.go).
+//
 // Late price lists. AddLatePriceList makes /price_list_rows serve a row
 // whose price list /price_lists does not list yet (a list created after the
 // client read the lists); PublishLatePriceLists makes such lists appear.

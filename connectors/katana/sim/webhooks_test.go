@@ -278,9 +278,10 @@ func TestWebhookDeliveries(t *testing.T) {
 		for i, w := range step.want {
 			p := decodeSent(t, got[i], token)
 			id := w.id
-			if id == -1 {
+			switch id {
+			case -1: // the added product
 				id = p0.Seq
-			} else if id == -2 {
+			case -2:
 				id = VariantID(p0.Seq)
 			}
 			if p.Action != w.action || p.Object.ID != strconv.Itoa(id) || p.WebhookID != hookID || !strings.HasPrefix(w.action, p.ResourceType+".") {
