@@ -1,13 +1,17 @@
 package katana
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/contracttest"
 	"github.com/erpsync/erpsync-operator/connectors/katana/sim"
+	"github.com/erpsync/erpsync-operator/connectors/model"
 )
 
 // katanaAllow lists where the community-written Katana document is wrong,
@@ -48,4 +52,43 @@ func TestContract(t *testing.T) {
 	}
 	spec.Check(t, "getAllProducts", "getAllMaterials", "getAllInventoryPoint", "getAllLocations", "getAllCustomers",
 		"getAllSalesOrders", "getAllTaxRates", "getAllPriceLists", "getAllPriceListRows", "getAllPriceListCustomers")
+}
+
+// TestWebhookContract checks the registrar's requests and the simulator's
+// answers on /webhooks against the document: create, list, update (switch
+// back on), delete.
+func TestWebhookContract(t *testing.T) {
+	var spec *contracttest.Spec
+	h := newRig(t, smallDataset(), func(next http.Handler) http.Handler {
+		// The middleware validates a clone of the request that shares its
+		// body, which the validation reads: the body is kept here and
+		// given to the simulator afresh.
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			spec.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				next.ServeHTTP(w, r)
+			})).ServeHTTP(w, r)
+		})
+	})
+	t.Cleanup(h.sim.Close)
+	spec = contracttest.Load(t, contracttest.Options{File: "katana-openapi.yaml", ServerURL: h.srv.URL + sim.BasePath, Allow: katanaAllow,
+		JSONHeaders: []string{"X-Pagination"}})
+	const url = "https://operator.example/webhooks/katana/0c2d"
+	r := h.conn.(connectors.WebhookRegistrar)
+	target := connectors.WebhookTarget{URL: url, Keys: map[string][]byte{}, Entities: []model.Kind{model.KindProduct, model.KindSalesOrder}}
+	reg, err := r.EnsureWebhooks(context.Background(), target)
+	if err != nil || reg.Created != 1 {
+		t.Fatalf("create: %+v, %v", reg, err)
+	}
+	target.Keys = reg.Keys
+	h.sim.DisableWebhook(h.sim.WebhookSubscriptions()[0].ID)
+	if reg, err := r.EnsureWebhooks(context.Background(), target); err != nil || reg.Reenabled != 1 {
+		t.Fatalf("re-enable: %+v, %v", reg, err)
+	}
+	if _, err := r.RemoveWebhooks(context.Background(), url); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	spec.Check(t, "createWebhook", "getAllWebhooks", "updateWebhook", "deleteWebhook")
 }

@@ -147,13 +147,24 @@ func (c *connector) MaxDocsPerRead(entity model.Kind) int {
 // filter (an array of integers, sent as repeated ids=), with
 // include_deleted (and include_archived for products), so that a deleted
 // document maps deleted, as a full read maps it. Ids Katana no longer has
-// are left out.
+// are left out. The products stream takes variant ids (its records' ids)
+// and also its documents' names, "product/<id>" and "material/<id>" (what
+// its pages' Docs hold and what product and material webhooks name), which
+// read that product or material with every variant.
 func (c *connector) ReadDocs(ctx context.Context, entity model.Kind, ids []string) (*connectors.Page, error) {
 	req := connectors.PageRequest{Entity: entity, Page: 1}
 	if len(ids) > c.MaxDocsPerRead(entity) {
 		return nil, connectors.Errorf(connectors.KindInvalidConfig, "katana %s: %d ids to read, at most %d a call", entity, len(ids), c.MaxDocsPerRead(entity))
 	}
-	nums, err := katanaIDs(ids)
+	var docs productDocs
+	var nums []string
+	var err error
+	if entity == model.KindProduct {
+		docs, err = splitProductIDs(ids)
+		nums = slices.Concat(docs.variants, docs.products, docs.materials)
+	} else {
+		nums, err = katanaIDs(ids)
+	}
 	if err != nil {
 		return nil, connectors.Wrap(connectors.KindInvalidConfig, err, fmt.Sprintf("katana %s: reading by id", entity))
 	}
@@ -161,7 +172,7 @@ func (c *connector) ReadDocs(ctx context.Context, entity model.Kind, ids []strin
 	out := &connectors.Page{Total: -1, Docs: []string{}}
 	if len(nums) > 0 {
 		if entity == model.KindProduct {
-			err = c.readProducts(ctx, nums, out)
+			err = c.readProducts(ctx, docs, out)
 		} else if l, ok := byID[entity]; ok {
 			err = c.readByID(ctx, l, nums, out)
 		} else {
@@ -222,14 +233,56 @@ func (c *connector) readByID(ctx context.Context, l list, ids []string, out *con
 // variants the connector has not seen in a listing.
 var variantsList = list{op: "list_variants", path: "/variants", deleted: true, extra: url.Values{"include_archived": {"true"}}}
 
-// readProducts reads the products and materials whose variants have the
-// given ids: their parents come from the last listing or, for variants it
-// did not hold, from GET /variants?ids=... (one call); then GET
-// /products?ids=... and GET /materials?ids=... read the parents, every
-// variant of each mapped as a full read maps it.
-func (c *connector) readProducts(ctx context.Context, variantIDs []string, out *connectors.Page) error {
+// productDocs are the ids a products read names: variant ids, and
+// products and materials by their own ids.
+type productDocs struct {
+	variants, products, materials []string
+}
+
+// splitProductIDs sorts the products stream's ids into variant ids and the
+// ids of products ("product/<id>") and materials ("material/<id>"), each a
+// Katana integer id.
+func splitProductIDs(ids []string) (productDocs, error) {
+	var d productDocs
+	var vs, ps, ms []string
+	for _, id := range ids {
+		switch {
+		case strings.HasPrefix(id, "product/"):
+			ps = append(ps, strings.TrimPrefix(id, "product/"))
+		case strings.HasPrefix(id, "material/"):
+			ms = append(ms, strings.TrimPrefix(id, "material/"))
+		default:
+			vs = append(vs, id)
+		}
+	}
+	var err error
+	if d.variants, err = katanaIDs(vs); err != nil {
+		return d, err
+	}
+	if d.products, err = katanaIDs(ps); err != nil {
+		return d, fmt.Errorf("a product id: %w", err)
+	}
+	if d.materials, err = katanaIDs(ms); err != nil {
+		return d, fmt.Errorf("a material id: %w", err)
+	}
+	return d, nil
+}
+
+// readProducts reads the products and materials named by id, and those
+// whose variants have the given ids: the variants' parents come from the
+// last listing or, for variants it did not hold, from GET /variants?ids=...
+// (one call); then GET /products?ids=... and GET /materials?ids=... read
+// them, every variant of each mapped as a full read maps it.
+func (c *connector) readProducts(ctx context.Context, docs productDocs, out *connectors.Page) error {
 	var unknown []string
 	prods, mats := map[string]bool{}, map[string]bool{}
+	for _, id := range docs.products {
+		prods[id] = true
+	}
+	for _, id := range docs.materials {
+		mats[id] = true
+	}
+	variantIDs := docs.variants
 	add := func(parent string) {
 		if id, ok := strings.CutPrefix(parent, "product/"); ok {
 			prods[id] = true

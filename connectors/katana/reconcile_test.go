@@ -238,8 +238,11 @@ func TestReadDocs(t *testing.T) {
 	if _, err := h.run(context.Background()); err != nil {
 		t.Fatalf("import: %v", err)
 	}
-	var product, material, deleted, customer, order string
+	var product, material, deleted, customer, order, productDoc, materialDoc, product20 string
 	h.sim.Dataset().View(func(d *simkit.Dataset) {
+		productDoc = "product/" + strconv.Itoa(d.Products[10].Seq)
+		materialDoc = "material/" + strconv.Itoa(sim.MaterialID(d.Suppliers[0].Seq))
+		product20 = strconv.Itoa(sim.VariantID(d.Products[20].Seq))
 		product = strconv.Itoa(sim.VariantID(d.Products[10].Seq))
 		deleted = strconv.Itoa(sim.VariantID(d.Products[0].Seq)) // i%50 == 0: obsolete in the dataset
 		material = strconv.Itoa(sim.MaterialVariantID(d.Suppliers[0].Seq))
@@ -261,6 +264,11 @@ func TestReadDocs(t *testing.T) {
 			[]model.Key{{Kind: model.KindProduct, VendorID: product}, {Kind: model.KindProduct, VendorID: material}, {Kind: model.KindProduct, VendorID: deleted}}},
 		{"products, parents listed", model.KindProduct, []string{product, deleted}, true, []string{"/products"},
 			[]model.Key{{Kind: model.KindProduct, VendorID: product}, {Kind: model.KindProduct, VendorID: deleted}}},
+		// Product and material webhooks name the document, not a variant.
+		{"a product and a material by their own ids", model.KindProduct, []string{productDoc, materialDoc, "product/999999"}, false, []string{"/products", "/materials"},
+			[]model.Key{{Kind: model.KindProduct, VendorID: product}, {Kind: model.KindProduct, VendorID: material}}},
+		{"a product by its id and another by a variant", model.KindProduct, []string{productDoc, product20}, false, []string{"/variants", "/products"},
+			[]model.Key{{Kind: model.KindProduct, VendorID: product}, {Kind: model.KindProduct, VendorID: product20}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := h.connector(t, h.sim.Credentials())
@@ -316,6 +324,11 @@ func TestReadDocs(t *testing.T) {
 	}
 	if _, err := h.conn.(connectors.DocReader).ReadDocs(context.Background(), model.KindCustomer, []string{"abc"}); connectors.KindOf(err) != connectors.KindInvalidConfig {
 		t.Errorf("a non-Katana id: error %v, want InvalidConfig", err)
+	}
+	for _, id := range []string{"product/abc", "material/-1", "product/", "variant/3"} {
+		if _, err := h.conn.(connectors.DocReader).ReadDocs(context.Background(), model.KindProduct, []string{id}); connectors.KindOf(err) != connectors.KindInvalidConfig {
+			t.Errorf("products id %q: error %v, want InvalidConfig", id, err)
+		}
 	}
 }
 

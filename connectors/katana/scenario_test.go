@@ -27,7 +27,11 @@ func (harness) Vendor() string { return Type }
 // Start implements connectortest.Harness.
 func (harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) *connectortest.Env {
 	t.Helper()
-	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now})
+	// Katana requires an https webhook URL; the suite receives on plain
+	// http. Repeats of failed deliveries wait a hundred-thousandth of
+	// Katana's 30 s, 2 min and 15 min.
+	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now, AllowHTTPWebhooks: true, WebhookSleep: compressedSleep(100_000)})
+	t.Cleanup(s.Close)
 	srv := connectortest.Serve(t, s)
 	env := &connectortest.Env{
 		Base:     &s.Base,
@@ -41,10 +45,63 @@ func (harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) 
 		},
 		Caps: connectortest.Caps{ModifiedPrecision: time.Millisecond, MinuteLimit: 60, PageSize: PageSize, Throttle: 429},
 	}
-	return env.ConnectBy(s.Credentials, func(t testing.TB, reg *httpapi.Registry, creds map[string][]byte) (connectors.Connector, error) {
+	env.ConnectBy(s.Credentials, func(t testing.TB, reg *httpapi.Registry, creds map[string][]byte) (connectors.Connector, error) {
 		return NewWithOptions(context.Background(), connectors.Config{Type: Type, CompanyID: connectortest.Company, BaseURL: srv.URL + sim.BasePath,
 			Credentials: creds, HTTPClient: srv.Client(), Log: connectortest.Log(t)}, Options{Clock: clock, Registry: reg})
 	})
+	env.Webhooks = &connectortest.WebhookEnv{
+		Codec: Webhooks,
+		Subscribe: func(t testing.TB, reg *httpapi.Registry, url string) (map[string][]byte, *simkit.Deliverer) {
+			return subscribe(t, env, s, reg, url)
+		},
+		Kinds: sim.WebhookKinds,
+	}
+	return env
+}
+
+// subscribe registers the ErpSync's webhook through the connector's
+// registrar, as the operator does, and returns the keys the receiver
+// verifies with (the credentials with the webhook Secret merged over them)
+// and the webhook's deliverer.
+func subscribe(t testing.TB, env *connectortest.Env, s *sim.Server, reg *httpapi.Registry, url string) (map[string][]byte, *simkit.Deliverer) {
+	t.Helper()
+	c := env.Connect(t, reg)
+	keys := map[string][]byte{connectors.WebhookKeyCredential: []byte("operator-generated")}
+	for k, v := range s.Credentials() {
+		keys[k] = []byte(v)
+	}
+	var streams []model.Kind
+	for _, e := range c.Entities() {
+		streams = append(streams, e.Name)
+	}
+	r, err := c.(connectors.WebhookRegistrar).EnsureWebhooks(context.Background(), connectors.WebhookTarget{URL: url, Keys: keys, Entities: streams})
+	if err != nil {
+		t.Fatalf("registering the webhook: %v", err)
+	}
+	for k, v := range r.Keys {
+		keys[k] = v
+	}
+	for _, sub := range s.WebhookSubscriptions() {
+		if sub.URL == url {
+			return keys, sub.Deliverer
+		}
+	}
+	t.Fatalf("no webhook delivers to %s", url)
+	return nil, nil
+}
+
+// compressedSleep waits d divided by scale of real time.
+func compressedSleep(scale float64) func(ctx context.Context, d time.Duration) error {
+	return func(ctx context.Context, d time.Duration) error {
+		tm := time.NewTimer(time.Duration(float64(d) / scale))
+		defer tm.Stop()
+		select {
+		case <-tm.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // expected is what a full import of s must put in the CRM now, every kind

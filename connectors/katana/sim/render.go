@@ -22,6 +22,10 @@ const (
 // VariantID returns the Katana variant id of a dataset product.
 func VariantID(productSeq int) int { return variantBase + productSeq }
 
+// MaterialID returns the Katana material id of the material the simulator
+// derives from a supplier.
+func MaterialID(supplierSeq int) int { return materialBase + supplierSeq }
+
 // MaterialVariantID returns the Katana variant id of the material the
 // simulator derives from a supplier.
 func MaterialVariantID(supplierSeq int) int { return materialVariantBase + supplierSeq }

@@ -35,12 +35,16 @@
 // with deleted_at set and updated_at unchanged, as issue 13 reports Katana
 // does; the dataset's own deletions move both.
 //
+// Webhooks. The simulator serves Katana's /webhooks registration API and
+// delivers signed events on every change it announces (webhooks.go).
+//
 // Late price lists. AddLatePriceList makes /price_list_rows serve a row
 // whose price list /price_lists does not list yet (a list created after the
 // client read the lists); PublishLatePriceLists makes such lists appear.
 package sim
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -83,6 +87,23 @@ type Options struct {
 	// RateLimit is the number of requests per 60 seconds (default 60);
 	// negative disables the limit.
 	RateLimit int
+
+	// WebhookClient sends webhook deliveries (default: a plain client;
+	// give an httptest TLS server's client for an https receiver).
+	WebhookClient *http.Client
+	// WebhookSleep waits between a failed delivery and its repeat (Katana:
+	// 30 s, 2 min, 15 min); nil waits real time divided by TimeScale.
+	WebhookSleep func(ctx context.Context, d time.Duration) error
+	// AllowHTTPWebhooks lets a webhook's URL be http:// (Katana requires
+	// https; tests and demos receive on plain http).
+	AllowHTTPWebhooks bool
+	// HideWebhookTokens leaves the token out of the webhook list and
+	// single reads (Katana's documents show it there; this models a Katana
+	// that shows it only at creation).
+	HideWebhookTokens bool
+	// WebhookHrefBase is the API root the payloads' href link to (default
+	// DefaultHrefBase).
+	WebhookHrefBase string
 }
 
 // Server is the simulator; it implements http.Handler. Its embedded
@@ -104,6 +125,8 @@ type Server struct {
 	// late holds price lists created "after the client read the lists":
 	// their rows are served at once, the lists themselves once published.
 	late []lateList
+	// wh holds the registered webhooks (webhooks.go).
+	wh hooks
 }
 
 // lateList is a price list of AddLatePriceList with its one row.
@@ -147,6 +170,7 @@ func New(opts Options) *Server {
 		// The limit meters elapsed time, which a skew does not change.
 		s.limiter = simkit.NewLimiter(now, simkit.Window{Name: "minute", Limit: s.limit, Per: time.Minute})
 	}
+	s.startWebhooks()
 	return s
 }
 
@@ -189,35 +213,40 @@ func (s *Server) DeleteQuietly(id string) bool {
 	found := false
 	s.data.Update(func(d *simkit.Dataset) {
 		var m *simkit.Meta
+		var kind string
 		for _, p := range d.Products {
 			if p.ID == id {
-				m = &p.Meta
+				m, kind = &p.Meta, simkit.AdminProducts
 			}
 		}
 		for _, sp := range d.Suppliers {
 			if sp.ID == id {
-				m = &sp.Meta
+				m, kind = &sp.Meta, simkit.AdminSuppliers
 			}
 		}
 		for _, c := range d.Customers {
 			if c.ID == id {
-				m = &c.Meta
+				m, kind = &c.Meta, simkit.AdminCustomers
 			}
 		}
 		for _, w := range d.Warehouses {
 			if w.ID == id {
-				m = &w.Meta
+				m, kind = &w.Meta, simkit.AdminWarehouses
 			}
 		}
 		for _, o := range d.Orders {
 			if o.ID == id {
-				m = &o.Meta
+				m, kind = &o.Meta, simkit.AdminOrders
 			}
 		}
 		if m == nil || m.Deleted {
 			return
 		}
 		m.Deleted, found = true, true
+		// The deletion does not move updated_at, but it fires Katana's
+		// *.deleted webhook (an assumption: the event is documented, the
+		// quiet marker only reported).
+		defer d.Notify(kind, id, simkit.ChangeDeleted)
 		at := d.Stamp()
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -277,8 +306,10 @@ func (s *Server) Expected() map[model.Kind]int {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Stats().Count(r.URL.Path)
 	s.SetDate(w)
-	if r.Method != http.MethodGet {
-		s.errorBody(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "the simulator serves GET only")
+	path, ok := strings.CutPrefix(r.URL.Path, BasePath)
+	hooks := ok && (path == "/webhooks" || strings.HasPrefix(path, "/webhooks/"))
+	if r.Method != http.MethodGet && !hooks {
+		s.errorBody(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "the simulator serves GET only, and the webhook endpoints")
 		return
 	}
 	if !s.authorised(r) {
@@ -302,7 +333,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.ApplyFault(w, r) {
 		return
 	}
-	path, ok := strings.CutPrefix(r.URL.Path, BasePath)
+	if hooks {
+		s.serveWebhooks(w, r, path)
+		return
+	}
 	if !ok {
 		s.errorBody(w, http.StatusNotFound, "NotFoundError", "Not found")
 		return
