@@ -231,3 +231,9 @@ func errNoDetail(err error) error {
 	}
 	return fmt.Errorf("malformed JSON")
 }
+
+// Announces implements connectors.WebhookCoverage: the streams Katana's
+// events name.
+func (codec) Announces() []model.Kind {
+	return []model.Kind{model.KindProduct, model.KindSalesOrder}
+}
