@@ -576,13 +576,17 @@ func (l *limiter) claimsLocked(now time.Time) []QuotaClaim {
 	return out
 }
 
-// needsReservationLocked reports whether the limiter must reserve calls in
-// its QuotaReserver before it may send one. l.mu must be held.
-func (l *limiter) needsReservationLocked(now time.Time) bool {
-	if l.shared == nil || !slices.ContainsFunc(l.quotas, func(q Quota) bool { return q.Limit > 0 }) {
+// refreshLocked takes in what the limiter's QuotaReserver knows of its
+// quotas (the other processes' spending and vendor blocks, as of the
+// store's last read) and reports whether the limiter must reserve calls
+// before it may send one. l.mu must be held.
+func (l *limiter) refreshLocked(now time.Time) (reserve bool) {
+	if l.shared == nil || len(l.quotas) == 0 {
 		return false
 	}
-	return !l.shared.Holds(l.key, l.claimsLocked(now))
+	views, holds := l.shared.View(l.key, l.claimsLocked(now))
+	l.viewLocked(views, now, false)
+	return !holds && slices.ContainsFunc(l.quotas, func(q Quota) bool { return q.Limit > 0 })
 }
 
 // spendLocked takes one call of every quota from the limiter's
@@ -610,7 +614,7 @@ func (l *limiter) reserve(ctx context.Context, now time.Time) error {
 	l.reserveMu.Lock()
 	defer l.reserveMu.Unlock()
 	l.mu.Lock()
-	need := l.needsReservationLocked(now)
+	need := l.refreshLocked(now)
 	claims := l.claimsLocked(now)
 	l.mu.Unlock()
 	if !need {
@@ -825,11 +829,12 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 		var until time.Time
 		var short []*limiter
 		for _, l := range ls {
+			reserve := l.refreshLocked(now)
 			if name, t, blocked := l.quotaBlockLocked(now); blocked {
 				unlockAll(ls)
 				return waited, nil, &quotaError{key: l.key, name: name, until: t}
 			}
-			if l.needsReservationLocked(now) {
+			if reserve {
 				short = append(short, l)
 			}
 			if l.pausedUntil.After(until) {

@@ -71,9 +71,11 @@ type QuotaStore interface {
 // blocks: the quota counts in it are the limiter's view, not news.
 type QuotaReserver interface {
 	QuotaStore
-	// Holds reports, without I/O, whether this process holds a reserved
-	// call of every enforced claim, in the claim's period.
-	Holds(key string, claims []QuotaClaim) bool
+	// View returns, without I/O, what the store knows of the claims (as of
+	// its last read of the shared counters, and this process's calls
+	// since), and whether this process holds a reserved call of every
+	// enforced claim, in the claim's period.
+	View(key string, claims []QuotaClaim) (views []QuotaView, holds bool)
 	// Spend takes one call of every claim (a reserved one for an enforced
 	// quota) and counts it in the merged counters at the store's next
 	// write, without I/O. It spends nothing and returns false when Holds

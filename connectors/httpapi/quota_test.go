@@ -86,18 +86,23 @@ type central struct {
 	mu       sync.Mutex
 	claimed  map[string]int64 // quota name -> calls claimed by every process
 	held     map[string]int64 // quota name -> this process's reserved calls
+	seen     map[string]bool  // quota names reserved before
 	period   time.Time
 	reserves int
 	failWith error
 }
 
 func newCentral(period time.Time) *central {
-	return &central{MemoryQuotaStore: NewMemoryQuotaStore(), claimed: map[string]int64{}, held: map[string]int64{}, period: period}
+	return &central{MemoryQuotaStore: NewMemoryQuotaStore(), claimed: map[string]int64{}, held: map[string]int64{}, seen: map[string]bool{}, period: period}
 }
 
-func (c *central) Holds(_ string, claims []QuotaClaim) bool {
+func (c *central) View(_ string, claims []QuotaClaim) ([]QuotaView, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.viewsLocked(claims), c.holdsLocked(claims)
+}
+
+func (c *central) holdsLocked(claims []QuotaClaim) bool {
 	for _, q := range claims {
 		if q.Limit > 0 && (c.held[q.Name] < 1 || !q.PeriodStart.Equal(c.period)) {
 			return false
@@ -106,16 +111,28 @@ func (c *central) Holds(_ string, claims []QuotaClaim) bool {
 	return true
 }
 
+// viewsLocked returns the views of the quotas reserved before: like a
+// store, central knows nothing of the others before its first write.
+func (c *central) viewsLocked(claims []QuotaClaim) []QuotaView {
+	var out []QuotaView
+	for _, q := range claims {
+		if c.seen[q.Name] {
+			out = append(out, c.viewLocked(q))
+		}
+	}
+	return out
+}
+
 func (c *central) viewLocked(q QuotaClaim) QuotaView {
 	return QuotaView{Name: q.Name, PeriodStart: c.period, Used: c.claimed[q.Name] - c.held[q.Name], Held: c.held[q.Name]}
 }
 
-func (c *central) Spend(key string, claims []QuotaClaim) ([]QuotaView, bool) {
-	if !c.Holds(key, claims) {
-		return nil, false
-	}
+func (c *central) Spend(_ string, claims []QuotaClaim) ([]QuotaView, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.holdsLocked(claims) {
+		return nil, false
+	}
 	var out []QuotaView
 	for _, q := range claims {
 		if q.Limit > 0 {
@@ -137,6 +154,7 @@ func (c *central) Reserve(_ context.Context, _ string, claims []QuotaClaim) ([]Q
 	}
 	var out []QuotaView
 	for _, q := range claims {
+		c.seen[q.Name] = true
 		v := c.viewLocked(q)
 		if q.Limit > 0 && c.held[q.Name] == 0 {
 			g := ReservationSize(q.Limit, q.Limit-c.claimed[q.Name])
