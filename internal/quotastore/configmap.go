@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"sync"
@@ -521,7 +522,16 @@ func (s *ConfigMapStore) apply(ctx context.Context, key string, ks *keyState, me
 			err = s.Writer.Create(ctx, &cm)
 		}
 		if (apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)) && attempt < maxWriteAttempts {
-			// Another replica wrote first: read its counts and reapply.
+			// Another replica wrote first: read its counts and reapply,
+			// after a short random pause once it happened twice.
+			if attempt > 1 {
+				pause := time.Duration(rand.Int64N(int64(min(attempt, 5)) * int64(time.Millisecond))) //nolint:gosec // G404: retry jitter, not a secret
+				select {
+				case <-ctx.Done():
+					return nil, false, ctx.Err()
+				case <-time.After(pause):
+				}
+			}
 			continue
 		}
 		if err != nil {

@@ -129,10 +129,13 @@ func newQuotaVendor(t *testing.T, limit int64) *quotaVendor {
 // replica is one manager spending the credential: its store, registry and
 // client.
 type replica struct {
-	store  *ConfigMapStore
-	client *httpapi.Client
-	done   chan error
-	cancel context.CancelFunc
+	store *ConfigMapStore
+	// clients have a registry each over the one store (a process with
+	// two registries shares its reservations between them).
+	clients []*httpapi.Client
+	client  *httpapi.Client
+	done    chan error
+	cancel  context.CancelFunc
 }
 
 var sharedKey = httpapi.Key("xero", "client", "tenant")
@@ -140,16 +143,24 @@ var sharedKey = httpapi.Key("xero", "client", "tenant")
 // newReplica starts a manager on the quota's credential; started runs its
 // store's flush loop (a crashed replica has none, and never closes).
 func newReplica(t *testing.T, c client.Client, ns, id string, clock httpapi.Clock, limit int64, started bool) *replica {
+	return newReplicaWith(t, c, ns, id, clock, limit, started, 1)
+}
+
+func newReplicaWith(t *testing.T, c client.Client, ns, id string, clock httpapi.Clock, limit int64, started bool, registries int) *replica {
 	t.Helper()
 	s := &ConfigMapStore{Reader: c, Writer: c, Namespace: ns, ID: id, FlushEvery: 20 * time.Millisecond, CollectEvery: -1, Now: clock.Now}
-	// The test server stands for the vendor's own host: its quota blocks
-	// are saved.
-	cl, err := httpapi.New(httpapi.Options{Registry: httpapi.NewRegistry(s), Clock: clock, ProblemHeader: "X-Rate-Limit-Problem", MaxRetries: -1, DefaultHost: true,
-		Limits: []httpapi.Limit{{Key: sharedKey, Quotas: []httpapi.Quota{{Name: "day", Limit: limit, Period: httpapi.Daily}}}}})
-	if err != nil {
-		t.Fatal(err)
+	r := &replica{store: s}
+	for range max(1, registries) {
+		// The test server stands for the vendor's own host: its quota
+		// blocks are saved.
+		cl, err := httpapi.New(httpapi.Options{Registry: httpapi.NewRegistry(s), Clock: clock, ProblemHeader: "X-Rate-Limit-Problem", MaxRetries: -1, DefaultHost: true,
+			Limits: []httpapi.Limit{{Key: sharedKey, Quotas: []httpapi.Quota{{Name: "day", Limit: limit, Period: httpapi.Daily}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.clients = append(r.clients, cl)
 	}
-	r := &replica{store: s, client: cl}
+	r.client = r.clients[0]
 	if started {
 		ctx, cancel := context.WithCancel(context.Background())
 		r.cancel, r.done = cancel, make(chan error, 1)
@@ -176,10 +187,11 @@ func (r *replica) spend(t *testing.T, url string, workers int, n int64) int64 {
 	var sent, budget atomic.Int64
 	budget.Store(n)
 	var wg sync.WaitGroup
-	for range workers {
+	for w := range workers {
+		cl := r.clients[w%len(r.clients)]
 		wg.Go(func() {
 			for n <= 0 || budget.Add(-1) >= 0 {
-				_, err := r.client.Get(context.Background(), "op", url, nil)
+				_, err := cl.Get(context.Background(), "op", url, nil)
 				switch {
 				case err == nil:
 					sent.Add(1)
@@ -227,6 +239,8 @@ type replicaCase struct {
 	// loop, no close) before the others start.
 	crash      bool
 	crashCalls int64
+	// registries per replica (default 1).
+	registries int
 }
 
 // runReplicas has the replicas spend one credential's daily quota at once,
@@ -250,7 +264,7 @@ func runReplicas(t *testing.T, c client.Client, ns string, tc replicaCase) {
 	}
 	rs := make([]*replica, tc.replicas)
 	for i := range rs {
-		rs[i] = newReplica(t, c, ns, fmt.Sprintf("replica-%d", i), clock, tc.limit, true)
+		rs[i] = newReplicaWith(t, c, ns, fmt.Sprintf("replica-%d", i), clock, tc.limit, true, tc.registries)
 	}
 	sent := make([]int64, len(rs))
 	var wg sync.WaitGroup
@@ -267,6 +281,9 @@ func runReplicas(t *testing.T, c client.Client, ns string, tc replicaCase) {
 	}
 	total += tc.crashCalls
 	t.Logf("%d replicas sent %v (+%d before a crash); the crashed one holds %d", tc.replicas, sent, tc.crashCalls, crashedHeld)
+	if api, ok := c.(*apiServer); ok {
+		t.Logf("%d API write attempts (conflicts included) for %d calls", api.writes.Load(), total)
+	}
 	if got := v.served.Load(); got != total || got > tc.limit {
 		t.Errorf("the vendor served %d calls, the replicas counted %d; limit %d", got, total, tc.limit)
 	}
@@ -299,10 +316,11 @@ func runReplicas(t *testing.T, c client.Client, ns string, tc replicaCase) {
 // credential over a fake API server (conflicts included).
 func TestReplicasShareADailyQuota(t *testing.T) {
 	for _, tc := range []replicaCase{
-		{name: "two replicas", replicas: 2, limit: 1000},
-		{name: "three replicas", replicas: 3, limit: 1000},
+		{name: "two replicas", replicas: 2, limit: 600},
+		{name: "three replicas", replicas: 3, limit: 600},
 		{name: "three replicas, one call at a time", replicas: 3, limit: 37},
-		{name: "two replicas and one crashed", replicas: 2, limit: 1000, crash: true, crashCalls: 45},
+		{name: "two replicas and one crashed", replicas: 2, limit: 600, crash: true, crashCalls: 25},
+		{name: "two replicas of two registries each", replicas: 2, limit: 600, registries: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) { runReplicas(t, newAPIServer(), "erpsync-system", tc) })
 	}
