@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +25,12 @@ type Window struct {
 	Name  string
 	Limit int
 	Per   time.Duration
+	// Split marks a limit of the whole application, across its
+	// credentials and every replica of the manager (Xero's 10,000 calls a
+	// minute): each replica enforces its share of it (see
+	// Registry.SetReplicaShare). Other windows are enforced whole by every
+	// replica.
+	Split bool
 }
 
 // Period is the span over which a Quota counts calls.
@@ -109,6 +116,8 @@ type Registry struct {
 	// is when limiter last dropped idle limiters.
 	now       func() time.Time
 	lastPrune time.Time
+	// share is the part of every Split window this replica enforces.
+	share float64
 }
 
 // LimiterIdleTTL is how long a limiter unused by any request stays in its
@@ -131,7 +140,30 @@ func NewRegistry(store QuotaStore) *Registry {
 	if store == nil {
 		store = NewMemoryQuotaStore()
 	}
-	return &Registry{store: store, limiters: map[string]*limiter{}, now: time.Now}
+	return &Registry{store: store, limiters: map[string]*limiter{}, now: time.Now, share: 1}
+}
+
+// SetReplicaShare sets the part (0 < share <= 1) of every Split window this
+// replica enforces: 1/replicas when the manager runs several, so that
+// together they never pass the application's limit (each enforces
+// max(1, floor(limit*share)) calls per span, used or not by the others).
+// Like SetQuotaStore, call it before the first request: limiters already
+// created keep their windows. A share outside (0, 1] is ignored.
+func (r *Registry) SetReplicaShare(share float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if share > 0 && share <= 1 {
+		r.share = share
+	}
+}
+
+// splitLimit is the part of a window's limit a replica with the given share
+// enforces.
+func splitLimit(limit int, share float64) int {
+	if share <= 0 || share >= 1 {
+		return limit
+	}
+	return max(1, int(math.Floor(float64(limit)*share)))
 }
 
 // Prune drops the limiters no request used for LimiterIdleTTL that hold no
@@ -203,8 +235,14 @@ func (r *Registry) limiter(spec Limit, trusted bool) *limiter {
 		return l
 	}
 	l := &limiter{key: spec.Key, store: r.store, quotas: slices.Clone(spec.Quotas), trusted: trusted, wall: r.now}
+	if rs, ok := r.store.(QuotaReserver); ok {
+		l.shared = rs
+	}
 	l.touch(now)
 	for _, w := range spec.Windows {
+		if w.Split {
+			w.Limit = splitLimit(w.Limit, r.share)
+		}
 		l.windows = append(l.windows, &window{Window: w, times: make([]time.Time, w.Limit)})
 	}
 	if spec.Concurrency > 0 {
@@ -224,8 +262,13 @@ type limiter struct {
 	lastUsed atomic.Int64
 	wall     func() time.Time
 
-	loadMu sync.Mutex // serialises the first load from the store
-	saveMu sync.Mutex // serialises saves, so the last save is the newest
+	// shared is the store as a QuotaReserver, when it is one: the quotas
+	// are then spent out of reservations (see QuotaReserver).
+	shared QuotaReserver
+
+	loadMu    sync.Mutex // serialises the first load from the store
+	saveMu    sync.Mutex // serialises saves, so the last save is the newest
+	reserveMu sync.Mutex // one reservation of the limiter at a time
 	// saveFailing is set while saves fail, so that a store outage is
 	// logged once rather than on every call. Guarded by saveMu.
 	saveFailing bool
@@ -523,6 +566,100 @@ func (l *limiter) countLocked(now time.Time) bool {
 	return true
 }
 
+// claimsLocked names the limiter's quotas in their periods at now, for its
+// QuotaReserver. l.mu must be held.
+func (l *limiter) claimsLocked(now time.Time) []QuotaClaim {
+	out := make([]QuotaClaim, 0, len(l.quotas))
+	for _, q := range l.quotas {
+		out = append(out, QuotaClaim{Name: q.Name, Period: q.Period, PeriodStart: periodStart(now, q.Period), Limit: q.Limit})
+	}
+	return out
+}
+
+// refreshLocked takes in what the limiter's QuotaReserver knows of its
+// quotas (the other processes' spending and vendor blocks, as of the
+// store's last read) and reports whether the limiter must reserve calls
+// before it may send one. l.mu must be held.
+func (l *limiter) refreshLocked(now time.Time) (reserve bool) {
+	if l.shared == nil || len(l.quotas) == 0 {
+		return false
+	}
+	views, holds := l.shared.View(l.key, l.claimsLocked(now))
+	l.viewLocked(views, now, false)
+	return !holds && slices.ContainsFunc(l.quotas, func(q Quota) bool { return q.Limit > 0 })
+}
+
+// spendLocked takes one call of every quota from the limiter's
+// QuotaReserver (a reserved one for an enforced quota), in place of
+// countLocked, and takes in the store's view. It returns false when a
+// reserved call is missing (another limiter of the key in this process
+// spent it): reserve again. l.mu must be held.
+func (l *limiter) spendLocked(now time.Time) bool {
+	if len(l.quotas) == 0 {
+		return true
+	}
+	views, ok := l.shared.Spend(l.key, l.claimsLocked(now))
+	if ok {
+		l.viewLocked(views, now, false)
+	}
+	return ok
+}
+
+// reserve claims calls of the limiter's quotas in its QuotaReserver, unless
+// another request of the limiter just did. A reservation that grants
+// nothing leaves the quota used up until its period ends, as the vendor's
+// own limit would; a store that cannot be written fails the call without
+// sending it (sending blind could overrun the quota).
+func (l *limiter) reserve(ctx context.Context, now time.Time) error {
+	l.reserveMu.Lock()
+	defer l.reserveMu.Unlock()
+	l.mu.Lock()
+	need := l.refreshLocked(now)
+	claims := l.claimsLocked(now)
+	l.mu.Unlock()
+	if !need {
+		return nil
+	}
+	views, err := l.shared.Reserve(ctx, l.key, claims)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return connectors.Wrap(connectors.KindERPUnavailable, err, "reserving calls of the quota failed")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.viewLocked(views, now, true)
+	return nil
+}
+
+// viewLocked takes in what the QuotaReserver knows of the quotas: the
+// calls other processes spent or hold, and their vendor blocks. After a
+// reservation, a quota of which this process holds no call is used up for
+// it. l.mu must be held.
+func (l *limiter) viewLocked(views []QuotaView, now time.Time, reserved bool) {
+	for _, v := range views {
+		i := slices.IndexFunc(l.quotas, func(q Quota) bool { return q.Name == v.Name })
+		if i < 0 {
+			continue
+		}
+		q := l.quotas[i]
+		u := l.rollLocked(q, now)
+		if v.PeriodStart.Equal(u.PeriodStart) {
+			u.Used = max(0, v.Used)
+		}
+		if reserved && q.Limit > 0 && v.Held <= 0 && u.Used < q.Limit {
+			// Nothing granted in our period (the store may already count
+			// the next one): nothing to send until the period ends.
+			u.Used = q.Limit
+		}
+		if l.trusted && v.BlockedUntil.After(u.BlockedUntil) {
+			u.BlockedUntil = clampBlock(v.BlockedUntil, now, q.Period)
+		}
+		l.usage[q.Name] = u
+	}
+}
+
 // block marks the named quota (every declared quota when name is empty)
 // exhausted until t, as the vendor said, clamped to the quota's period end
 // as of now (see clampBlock). It returns the latest block it set.
@@ -678,6 +815,10 @@ func (e *waitError) Error() string {
 // caller saves. A wait longer than maxWait fails at once with a *waitError;
 // a wait of at least connectors.MinHookedWait calls the context's WaitHook
 // first. Concurrency slots must already be held.
+//
+// A limiter whose store is a QuotaReserver spends reserved calls: when the
+// windows admit the call but the limiter holds no reserved call, admit
+// reserves (outside the locks: it is a write to the store) and looks again.
 func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duration) (waited time.Duration, counted []*limiter, err error) {
 	for {
 		if err := ctx.Err(); err != nil {
@@ -686,10 +827,15 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 		lockAll(ls)
 		now := clock.Now()
 		var until time.Time
+		var short []*limiter
 		for _, l := range ls {
+			reserve := l.refreshLocked(now)
 			if name, t, blocked := l.quotaBlockLocked(now); blocked {
 				unlockAll(ls)
 				return waited, nil, &quotaError{key: l.key, name: name, until: t}
+			}
+			if reserve {
+				short = append(short, l)
 			}
 			if l.pausedUntil.After(until) {
 				until = l.pausedUntil
@@ -700,12 +846,41 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 				}
 			}
 		}
+		if !until.After(now) && len(short) > 0 {
+			// The windows admit the call: reserve what it needs, then
+			// look again (the windows may have filled meanwhile).
+			unlockAll(ls)
+			for _, l := range short {
+				if err := l.reserve(ctx, now); err != nil {
+					return waited, nil, err
+				}
+			}
+			continue
+		}
 		if !until.After(now) {
+			spent := true
+			for _, l := range ls {
+				if l.shared != nil && !l.spendLocked(now) {
+					// Another limiter of the key spent our reserved
+					// calls; those spent here count as sent (an
+					// over-count, never an overrun). Reserve again.
+					spent = false
+					break
+				}
+			}
+			if !spent {
+				unlockAll(ls)
+				continue
+			}
 			for _, l := range ls {
 				for _, w := range l.windows {
 					w.record(now)
 				}
-				if l.countLocked(now) || len(l.windows) > 0 {
+				if l.shared != nil {
+					if len(l.quotas) > 0 || len(l.windows) > 0 {
+						counted = append(counted, l)
+					}
+				} else if l.countLocked(now) || len(l.windows) > 0 {
 					counted = append(counted, l)
 				}
 			}

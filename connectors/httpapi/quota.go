@@ -60,6 +60,84 @@ type QuotaStore interface {
 	Save(ctx context.Context, key string, usage map[string]QuotaUsage) error
 }
 
+// QuotaReserver is a QuotaStore that several processes (manager replicas)
+// spending one credential share. Its quota counters are merged, never
+// overwritten: each process adds the calls it spent, and a limiter whose
+// store is a QuotaReserver sends a call of an enforced quota (Limit > 0)
+// only out of calls its process reserved in the store beforehand. The
+// store returns a process's unspent reserved calls when it goes idle or
+// stops; those of a process that crashed stay counted as spent until the
+// period ends. Save then carries only the rate windows and the vendor's
+// blocks: the quota counts in it are the limiter's view, not news.
+type QuotaReserver interface {
+	QuotaStore
+	// View returns, without I/O, what the store knows of the claims (as of
+	// its last read of the shared counters, and this process's calls
+	// since), and whether this process holds a reserved call of every
+	// enforced claim, in the claim's period.
+	View(key string, claims []QuotaClaim) (views []QuotaView, holds bool)
+	// Spend takes one call of every claim (a reserved one for an enforced
+	// quota) and counts it in the merged counters at the store's next
+	// write, without I/O. It spends nothing and returns false when Holds
+	// would be false.
+	Spend(key string, claims []QuotaClaim) ([]QuotaView, bool)
+	// Reserve claims, for every enforced claim of which this process holds
+	// no call, a block of the calls no process has claimed (see
+	// ReservationSize), writing what the process spent along with it. It
+	// grants none when the quota is used up: the view's Held is then 0 and
+	// its Used at least the limit.
+	Reserve(ctx context.Context, key string, claims []QuotaClaim) ([]QuotaView, error)
+}
+
+// QuotaClaim names one quota of a limiter in a QuotaReserver call.
+type QuotaClaim struct {
+	Name        string
+	Period      Period
+	PeriodStart time.Time
+	// Limit is the quota's limit; zero or less counts calls without a
+	// reservation.
+	Limit int64
+}
+
+// QuotaView is what a QuotaReserver knows of one quota after a call.
+type QuotaView struct {
+	Name        string
+	PeriodStart time.Time
+	// Used is the calls of the period this process may not send: those
+	// any process spent and those other processes reserved (a crashed
+	// one's included). The quota's limit minus Used is what this process
+	// may still send: its own reserved calls and the unclaimed ones.
+	Used int64
+	// Held is this process's reserved calls not yet spent.
+	Held int64
+	// Granted is how many calls the call reserved (Reserve only).
+	Granted int64
+	// BlockedUntil is the latest vendor block any process saved.
+	BlockedUntil time.Time
+}
+
+// Bounds of a reservation: MaxReservation calls at most, and a
+// ReservationShare-th of the quota's limit, so that a process never sits on
+// much of a quota others may need.
+const (
+	MaxReservation   = 200
+	ReservationShare = 50
+)
+
+// ReservationSize is how many calls a process reserves at once of a quota
+// of limit calls of which free are claimed by no process: limit/50, at most
+// 200, at least 1, and shrinking as the quota runs out (at most a quarter
+// of what is free, so that the last calls go to the processes that still
+// need them, a few at a time); never more than free, and 0 when nothing is
+// free or the quota is not enforced.
+func ReservationSize(limit, free int64) int64 {
+	if limit <= 0 || free <= 0 {
+		return 0
+	}
+	n := min(limit/ReservationShare, MaxReservation, free/4)
+	return min(max(1, n), free)
+}
+
 // MemoryQuotaStore is a QuotaStore in memory: counters and windows survive a
 // new Client or Registry in the same process (a simulated restart), not a
 // real one.

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"sync"
@@ -47,18 +48,37 @@ const (
 // LabelKey marks the ConfigMaps this store owns.
 const LabelKey = "erpsync.io/quota"
 
-// ConfigMapStore is an httpapi.QuotaStore on ConfigMaps. Saves are coalesced:
-// a key is written at most every FlushEvery (and once more when the manager
-// stops), so a busy credential costs one write every few seconds rather than
-// one per call, rate windows included.
+// maxWriteAttempts bounds the attempts of one write that keeps meeting
+// another replica's write (a conflict on the resourceVersion).
+const maxWriteAttempts = 20
+
+// ConfigMapStore is an httpapi.QuotaReserver on ConfigMaps, one per key,
+// shared by every replica of the manager that spends the key's credential.
+//
+// Quota counters are merged, never overwritten: a write adds the calls this
+// process spent since its last write to the stored count and sets this
+// process's own reservation, under optimistic concurrency (the write names
+// the resourceVersion it read; on a conflict it reads again and reapplies).
+// A process sends a call of an enforced quota only out of calls it
+// reserved before (httpapi.ReservationSize at a time, one write per
+// reservation): so replicas together never pass a quota's limit, whatever
+// the interleaving. Reserved calls not spent are returned at the first
+// flush after the key went idle, and when the store closes; those of a
+// process that crashed count as spent until the quota's period ends. Each
+// write also refreshes this process's view of the others' spending.
+//
+// Rate windows stay per process: each writes its own recent calls (the
+// last writer's are what a restarted process loads). Saves are coalesced:
+// a key is written at most every FlushEvery (and once more when the
+// manager stops), so a busy credential costs one write every few seconds
+// and one per reservation, rather than one per call.
 //
 // The final write of a stopping store marks each ConfigMap closed, and a
 // restarted manager then resumes the windows exactly. A ConfigMap left open
 // (its writer crashed, or another replica is using the credential) may miss
 // the calls of the last FlushEvery, so its windows are loaded as spent until
 // one window after the last write plus FlushEvery: a crash costs a wait,
-// never a burst past the vendor's limit. Daily and monthly counters may
-// under-count those calls, which the vendors' own over-quota answers cover.
+// never a burst past the vendor's limit.
 type ConfigMapStore struct {
 	// Reader reads straight from the API server (ConfigMaps are not cached).
 	Reader client.Reader
@@ -75,6 +95,14 @@ type ConfigMapStore struct {
 	// credentials no longer used (see Collect); default 1h, negative
 	// never.
 	CollectEvery time.Duration
+	// ID names this process in the reservations of the ConfigMaps. Every
+	// process needs its own: the default is the host name (the pod's)
+	// and a random suffix, so that a restarted process never takes a
+	// crashed one's reservations for its own.
+	ID string
+
+	idOnce sync.Once
+	id     string
 
 	mu        sync.Mutex
 	pending   map[string]map[string]httpapi.QuotaUsage
@@ -82,40 +110,63 @@ type ConfigMapStore struct {
 	// open holds the keys this store has written since it started and not
 	// yet closed: the final flush closes them.
 	open map[string]bool
+	// keys holds the quota reservations and counts of this process.
+	keys map[string]*keyState
 }
 
-var _ httpapi.QuotaStore = (*ConfigMapStore)(nil)
+var _ httpapi.QuotaReserver = (*ConfigMapStore)(nil)
 
 // The counters live in the operator's own namespace: a namespaced Role.
 // +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;create;update;delete
 
-// Load returns the counters saved for key.
+// Load returns the counters saved for key: for a quota, the calls this
+// process may not send (every process's spent calls and the others'
+// reservations); for a window, this process's pending calls if it has
+// any, else the last writer's.
 func (s *ConfigMapStore) Load(ctx context.Context, key string) (map[string]httpapi.QuotaUsage, error) {
-	s.mu.Lock()
-	if p, ok := s.pending[key]; ok {
-		s.mu.Unlock()
-		return clone(p), nil
-	}
-	s.mu.Unlock()
 	var cm corev1.ConfigMap
 	err := s.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: Name(key)}, &cm)
-	if apierrors.IsNotFound(err) {
-		return map[string]httpapi.QuotaUsage{}, nil
-	}
-	if err != nil {
+	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("reading quota counters %s: %w", Name(key), err)
 	}
-	out := map[string]httpapi.QuotaUsage{}
-	if raw := cm.Data[dataKey]; raw != "" {
-		if err := json.Unmarshal([]byte(raw), &out); err != nil {
-			// A damaged counter must not stop syncs: start counting afresh
-			// and let the vendor's own limit answers guard the quota. The
-			// windows' calls are unknown, so they are taken as spent.
-			log.FromContext(ctx).Error(err, "quota counters unreadable; counting afresh, the rate windows taken as spent", "configmap", cm.Name)
-			return map[string]httpapi.QuotaUsage{httpapi.EveryWindow: {Used: math.MaxInt32, Last: s.now()}}, nil
+	entries, err := decode(cm.Data[dataKey])
+	if err != nil {
+		// A damaged counter must not stop syncs: start counting afresh
+		// and let the vendor's own limit answers guard the quota. The
+		// windows' calls are unknown, so they are taken as spent.
+		log.FromContext(ctx).Error(err, "quota counters unreadable; counting afresh, the rate windows taken as spent", "configmap", cm.Name)
+		return map[string]httpapi.QuotaUsage{httpapi.EveryWindow: {Used: math.MaxInt32, Last: s.now()}}, nil
+	}
+	me := s.holderID()
+	out := make(map[string]httpapi.QuotaUsage, len(entries))
+	s.mu.Lock()
+	ks := s.keys[key]
+	for name, e := range entries {
+		u := e.QuotaUsage
+		if !strings.HasPrefix(name, httpapi.WindowUsagePrefix) {
+			var q *quotaState
+			if ks != nil {
+				q = ks.quotas[name]
+			}
+			if q != nil && q.period.Equal(e.PeriodStart) {
+				q.used, q.others = e.Used, e.others(me)
+				if e.BlockedUntil.After(q.blocked) {
+					q.blocked = e.BlockedUntil
+				}
+				u.Used = q.view(name, 0).Used
+			} else {
+				// This process holds nothing of it: every reservation
+				// is someone else's (or a lost write's of ours).
+				u.Used = e.Used + e.heldAll()
+			}
+		}
+		out[name] = u
+	}
+	for name, u := range s.pending[key] {
+		if strings.HasPrefix(name, httpapi.WindowUsagePrefix) {
+			out[name] = u
 		}
 	}
-	s.mu.Lock()
 	ours := s.open[key]
 	s.mu.Unlock()
 	// A key this store wrote last, with nothing pending, is current.
@@ -123,6 +174,18 @@ func (s *ConfigMapStore) Load(ctx context.Context, key string) (map[string]httpa
 		// The writer did not stop cleanly: calls up to until may be
 		// missing, so every window is spent then.
 		out[httpapi.EveryWindow] = httpapi.QuotaUsage{Used: math.MaxInt32, Last: until}
+	}
+	return out, nil
+}
+
+// decode parses usage.json ("" is empty).
+func decode(raw string) (map[string]entry, error) {
+	out := map[string]entry{}
+	if raw == "" {
+		return out, nil
+	}
+	if err := json.Unmarshal([]byte(raw), &out); err != nil {
+		return nil, fmt.Errorf("parsing quota counters: %w", err)
 	}
 	return out, nil
 }
@@ -147,13 +210,14 @@ func (s *ConfigMapStore) openUntil(data map[string]string) (time.Time, bool) {
 	return at.Add(every), true
 }
 
-// Save records the counters of key, writing them now if the key was not
-// written within FlushEvery, and otherwise at the next flush.
+// Save records the rate windows and vendor blocks of key, writing them now
+// if the key was not written within FlushEvery, and otherwise at the next
+// flush. The quota counts in usage are the limiter's view: the calls it
+// spent reach the store through Spend.
 func (s *ConfigMapStore) Save(ctx context.Context, key string, usage map[string]httpapi.QuotaUsage) error {
 	s.mu.Lock()
 	if s.pending == nil {
 		s.pending = map[string]map[string]httpapi.QuotaUsage{}
-		s.lastFlush = map[string]time.Time{}
 	}
 	s.pending[key] = clone(usage)
 	due := s.now().Sub(s.lastFlush[key]) >= s.flushEvery()
@@ -161,7 +225,14 @@ func (s *ConfigMapStore) Save(ctx context.Context, key string, usage map[string]
 	if !due {
 		return nil
 	}
-	return s.flush(ctx, key, false)
+	_, err := s.write(ctx, key, nil, writeFlush)
+	return err
+}
+
+// Reserve implements httpapi.QuotaReserver: one write of the key, carrying
+// what is pending besides.
+func (s *ConfigMapStore) Reserve(ctx context.Context, key string, claims []httpapi.QuotaClaim) ([]httpapi.QuotaView, error) {
+	return s.write(ctx, key, claims, writeReserve)
 }
 
 // Start flushes pending counters every FlushEvery until ctx ends, then once
@@ -196,24 +267,14 @@ func (s *ConfigMapStore) Start(ctx context.Context) error {
 	}
 }
 
-// Close writes every pending key and marks every key this store wrote
-// closed, so that a restarted manager resumes their windows exactly. Start
-// calls it when the manager stops; the store may be used again after it
-// (the next write reopens the key).
+// Close writes every pending key, returns every reserved call not spent,
+// and marks every key this store wrote closed, so that a restarted manager
+// resumes their windows exactly. Start calls it when the manager stops; the
+// store may be used again after it (the next write reopens the key, the
+// next call reserves again).
 func (s *ConfigMapStore) Close(ctx context.Context) {
-	s.mu.Lock()
-	keys := make([]string, 0, len(s.open)+len(s.pending))
-	for k := range s.open {
-		keys = append(keys, k)
-	}
-	for k := range s.pending {
-		if !s.open[k] {
-			keys = append(keys, k)
-		}
-	}
-	s.mu.Unlock()
-	for _, k := range keys {
-		if err := s.flush(ctx, k, true); err != nil {
+	for _, k := range s.busyKeys(true) {
+		if _, err := s.write(ctx, k, nil, writeFinal); err != nil {
 			log.FromContext(ctx).Error(err, "saving quota counters", "configmap", Name(k))
 		}
 	}
@@ -222,98 +283,299 @@ func (s *ConfigMapStore) Close(ctx context.Context) {
 // NeedLeaderElection is false: every replica counts the calls it makes.
 func (s *ConfigMapStore) NeedLeaderElection() bool { return false }
 
-// FlushAll writes every pending key.
+// FlushAll writes every key with something pending: windows, spent calls,
+// or reserved calls of a key idle since the last flush, which it returns.
 func (s *ConfigMapStore) FlushAll(ctx context.Context) {
-	s.mu.Lock()
-	keys := make([]string, 0, len(s.pending))
-	for k := range s.pending {
-		keys = append(keys, k)
-	}
-	s.mu.Unlock()
-	for _, k := range keys {
-		if err := s.flush(ctx, k, false); err != nil {
+	for _, k := range s.busyKeys(false) {
+		if _, err := s.write(ctx, k, nil, writeFlush); err != nil {
 			log.FromContext(ctx).Error(err, "saving quota counters", "configmap", Name(k))
 		}
 	}
 }
 
-// flush writes the pending counters of key; final also writes a key with
-// nothing pending, marking it closed.
-func (s *ConfigMapStore) flush(ctx context.Context, key string, final bool) error {
-	s.mu.Lock()
-	usage, ok := s.pending[key]
-	now := s.now()
-	if ok {
-		delete(s.pending, key)
-		s.lastFlush[key] = now
-	}
-	s.mu.Unlock()
-	if !ok && !final {
-		return nil
-	}
-	name := Name(key)
-	var cm corev1.ConfigMap
-	err := s.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: name}, &cm)
-	if err != nil && !apierrors.IsNotFound(err) {
-		s.keep(key, usage, ok)
-		return fmt.Errorf("reading quota counters %s: %w", name, err)
-	}
-	exists := err == nil
-	raw := cm.Data[dataKey]
-	if ok {
-		b, err := json.Marshal(usage)
-		if err != nil {
-			return fmt.Errorf("encoding quota counters: %w", err)
-		}
-		raw = string(b)
-	} else if !exists {
-		return nil // nothing to close
-	}
-	state := stateOpen
-	if final {
-		state = stateClosed
-	}
-	data := map[string]string{dataKey: raw, stateKey: state,
-		writtenKey: now.UTC().Format(time.RFC3339Nano), flushKey: s.flushEvery().String()}
-	if exists {
-		cm.Data = data
-		err = s.Writer.Update(ctx, &cm)
-	} else {
-		cm = corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: map[string]string{LabelKey: "true"},
-				Annotations: map[string]string{"erpsync.io/quota-key": key}},
-			Data: data,
-		}
-		err = s.Writer.Create(ctx, &cm)
-	}
-	if err != nil {
-		s.keep(key, usage, ok)
-		return fmt.Errorf("writing quota counters %s: %w", name, err)
-	}
-	s.mu.Lock()
-	if s.open == nil {
-		s.open = map[string]bool{}
-	}
-	if final {
-		delete(s.open, key)
-	} else {
-		s.open[key] = true
-	}
-	s.mu.Unlock()
-	return nil
-}
-
-// keep puts counters whose write failed back for the next flush, unless
-// newer ones arrived meanwhile.
-func (s *ConfigMapStore) keep(key string, usage map[string]httpapi.QuotaUsage, ok bool) {
-	if !ok {
-		return
-	}
+// busyKeys returns the keys with something to write, and with open the
+// keys this store wrote and has not closed.
+func (s *ConfigMapStore) busyKeys(open bool) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, newer := s.pending[key]; !newer {
-		s.pending[key] = usage
+	seen := map[string]bool{}
+	var keys []string
+	add := func(k string) {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
 	}
+	if open {
+		for k := range s.open {
+			add(k)
+		}
+	}
+	for k := range s.pending {
+		add(k)
+	}
+	for k, ks := range s.keys {
+		if ks.busy() {
+			add(k)
+		}
+	}
+	return keys
+}
+
+// writeMode says why a key is written.
+type writeMode int
+
+const (
+	// writeFlush carries what is pending, and returns the reserved calls
+	// of a key idle since the last write.
+	writeFlush writeMode = iota
+	// writeReserve carries what is pending and reserves calls.
+	writeReserve
+	// writeFinal carries what is pending, returns every reserved call and
+	// marks the ConfigMap closed.
+	writeFinal
+)
+
+// taken is the spent calls of one quota a write carries.
+type taken struct {
+	name   string
+	period time.Time
+	n      int64
+}
+
+// write merges this process's news of key into its ConfigMap: the windows
+// and vendor blocks pending, the calls spent (added to the stored count),
+// this process's reservation (returned when idle or final, raised by the
+// claims of writeReserve). A conflict with another writer reads again and
+// reapplies. It returns the views of the claims.
+func (s *ConfigMapStore) write(ctx context.Context, key string, claims []httpapi.QuotaClaim, mode writeMode) ([]httpapi.QuotaView, error) {
+	me := s.holderID()
+	s.mu.Lock()
+	ks := s.keyLocked(key)
+	s.mu.Unlock()
+	ks.io.Lock()
+	defer ks.io.Unlock()
+
+	now := s.now()
+	s.mu.Lock()
+	usage, pending := s.pending[key]
+	if pending {
+		delete(s.pending, key)
+	}
+	if s.lastFlush == nil {
+		s.lastFlush = map[string]time.Time{}
+	}
+	s.lastFlush[key] = now
+	for _, c := range claims {
+		ks.quotaLocked(c)
+	}
+	release := mode == writeFinal || (mode == writeFlush && !ks.active)
+	ks.active = false
+	var takes []taken
+	for name, q := range ks.quotas {
+		if release {
+			q.held = 0
+		}
+		if q.unflushed > 0 {
+			takes = append(takes, taken{name: name, period: q.period, n: q.unflushed})
+			q.inflight += q.unflushed
+			q.unflushed = 0
+		}
+	}
+	wants := map[string]int64{}
+	for _, c := range claims {
+		if q := ks.quotas[c.Name]; c.Limit > 0 && q.held == 0 && q.period.Equal(c.PeriodStart) {
+			wants[c.Name] = c.Limit
+		}
+	}
+	needed := pending || len(takes) > 0 || len(wants) > 0 || (release && ks.inConfigMap) || (mode == writeFinal && s.open[key])
+	s.mu.Unlock()
+	if !needed {
+		return s.views(ks, claims, nil), nil
+	}
+
+	grants, closed, err := s.apply(ctx, key, ks, me, usage, takes, wants, mode == writeFinal)
+	s.mu.Lock()
+	for _, t := range takes {
+		if q := ks.quotas[t.name]; q != nil && q.period.Equal(t.period) {
+			q.inflight -= t.n
+			if err != nil {
+				q.unflushed += t.n
+			}
+		}
+	}
+	if err != nil {
+		// The reservation in the ConfigMap is unknown now: the next
+		// write sets it right. The windows go out with the next flush,
+		// unless newer ones arrived meanwhile.
+		ks.inConfigMap = true
+		if _, newer := s.pending[key]; pending && !newer {
+			s.pending[key] = usage
+		}
+		s.mu.Unlock()
+		return nil, err
+	}
+	if !closed {
+		if s.open == nil {
+			s.open = map[string]bool{}
+		}
+		if mode == writeFinal {
+			delete(s.open, key)
+		} else {
+			s.open[key] = true
+		}
+	}
+	s.mu.Unlock()
+	return s.views(ks, claims, grants), nil
+}
+
+// apply is write's read-merge-write loop. It returns the calls granted,
+// and closed when there was nothing to write (no ConfigMap, nothing new).
+func (s *ConfigMapStore) apply(ctx context.Context, key string, ks *keyState, me string, usage map[string]httpapi.QuotaUsage,
+	takes []taken, wants map[string]int64, final bool) (grants map[string]int64, closed bool, err error) {
+	name := Name(key)
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		var cm corev1.ConfigMap
+		err := s.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: name}, &cm)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, false, fmt.Errorf("reading quota counters %s: %w", name, err)
+		}
+		exists := err == nil
+		entries, derr := decode(cm.Data[dataKey])
+		if derr != nil {
+			// Damaged: rewrite it from what this process knows; the
+			// vendors' own limit answers guard what the others spent.
+			log.FromContext(ctx).Error(derr, "quota counters unreadable; rewriting them", "configmap", name)
+			entries = map[string]entry{}
+		}
+
+		grants = map[string]int64{}
+		s.mu.Lock()
+		anything := usage != nil || len(takes) > 0 || len(wants) > 0
+		for qn, q := range ks.quotas {
+			var spent int64
+			for _, t := range takes {
+				if t.name == qn && t.period.Equal(q.period) {
+					spent += t.n
+				}
+			}
+			own := q.held + q.unflushed
+			e, ok := settleQuota(entries[qn], me, q.period, spent, own)
+			if !ok {
+				// The ConfigMap counts a newer period: ours is over.
+				q.stale, q.held, q.unflushed = true, 0, 0
+				continue
+			}
+			if limit, want := wants[qn]; want && q.held == 0 {
+				var g int64
+				e, g = grantQuota(e, me, own, limit)
+				grants[qn] = g
+			}
+			if own > 0 || grants[qn] > 0 || spent > 0 || entries[qn].Held[me] > 0 {
+				anything = true
+			}
+			entries[qn] = e
+		}
+		s.mu.Unlock()
+		if !exists && !anything {
+			return nil, true, nil
+		}
+		for n, u := range usage {
+			if strings.HasPrefix(n, httpapi.WindowUsagePrefix) {
+				entries[n] = entry{QuotaUsage: u}
+				continue
+			}
+			// A quota as the limiter sees it: its period and a vendor
+			// block (the latest any process saw wins); its count is
+			// the limiter's view, not news.
+			e := entries[n]
+			if u.PeriodStart.After(e.PeriodStart) {
+				e, _ = settleQuota(e, me, u.PeriodStart, 0, 0)
+			}
+			if u.BlockedUntil.After(e.BlockedUntil) {
+				e.BlockedUntil = u.BlockedUntil
+			}
+			entries[n] = e
+		}
+		b, err := json.Marshal(entries)
+		if err != nil {
+			return nil, false, fmt.Errorf("encoding quota counters: %w", err)
+		}
+		state := stateOpen
+		if final {
+			state = stateClosed
+		}
+		data := map[string]string{dataKey: string(b), stateKey: state,
+			writtenKey: s.now().UTC().Format(time.RFC3339Nano), flushKey: s.flushEvery().String()}
+		if exists {
+			cm.Data = data
+			err = s.Writer.Update(ctx, &cm)
+		} else {
+			cm = corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.Namespace, Labels: map[string]string{LabelKey: "true"},
+					Annotations: map[string]string{"erpsync.io/quota-key": key}},
+				Data: data,
+			}
+			err = s.Writer.Create(ctx, &cm)
+		}
+		if (apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)) && attempt < maxWriteAttempts {
+			// Another replica wrote first: read its counts and reapply,
+			// after a short random pause once it happened twice.
+			if attempt > 1 {
+				pause := time.Duration(rand.Int64N(int64(min(attempt, 5)) * int64(time.Millisecond))) //nolint:gosec // G404: retry jitter, not a secret
+				select {
+				case <-ctx.Done():
+					return nil, false, ctx.Err()
+				case <-time.After(pause):
+				}
+			}
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("writing quota counters %s: %w", name, err)
+		}
+		s.mu.Lock()
+		ks.inConfigMap = false
+		for qn, q := range ks.quotas {
+			e, ok := entries[qn]
+			if !ok || !e.PeriodStart.Equal(q.period) {
+				continue
+			}
+			q.held += grants[qn]
+			if grants[qn] > 0 {
+				ks.active = true
+			}
+			q.used, q.others = e.Used, e.others(me)
+			if e.BlockedUntil.After(q.blocked) {
+				q.blocked = e.BlockedUntil
+			}
+			if e.Held[me] > 0 {
+				ks.inConfigMap = true
+			}
+		}
+		s.mu.Unlock()
+		return grants, false, nil
+	}
+}
+
+// views returns the views of the claims.
+func (s *ConfigMapStore) views(ks *keyState, claims []httpapi.QuotaClaim, grants map[string]int64) []httpapi.QuotaView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]httpapi.QuotaView, 0, len(claims))
+	for _, c := range claims {
+		q := ks.quotas[c.Name]
+		if q == nil {
+			continue
+		}
+		v := q.view(c.Name, c.Limit)
+		v.Granted = grants[c.Name]
+		out = append(out, v)
+	}
+	return out
 }
 
 func (s *ConfigMapStore) now() time.Time {
@@ -338,7 +600,8 @@ const collectMargin = time.Hour
 // than the longest period they count (a window's span, a day, a month: see
 // retention) and that hold no vendor block still running, so that the
 // counters of credentials, hosts and tenants gone do not pile up. A
-// ConfigMap with counters pending in this store is kept. Deletes are
+// ConfigMap with counters pending in this store, or calls it reserved, is
+// kept. Deletes are
 // conditional on the version read, so a replica writing at the same time
 // wins. It returns how many it deleted.
 func (s *ConfigMapStore) Collect(ctx context.Context) (int, error) {
@@ -351,8 +614,12 @@ func (s *ConfigMapStore) Collect(ctx context.Context) (int, error) {
 	var errs []error
 	for i := range list.Items {
 		cm := &list.Items[i]
+		k := cm.Annotations["erpsync.io/quota-key"]
 		s.mu.Lock()
-		_, pending := s.pending[cm.Annotations["erpsync.io/quota-key"]]
+		_, pending := s.pending[k]
+		if ks := s.keys[k]; ks != nil && ks.busy() {
+			pending = true
+		}
 		s.mu.Unlock()
 		if pending || !s.expired(cm, now) {
 			continue

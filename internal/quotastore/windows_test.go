@@ -80,15 +80,15 @@ func (v *vendor) sent() []time.Time {
 	return append([]time.Time(nil), v.times...)
 }
 
-// countingStore counts the limiter's saves.
+// countingStore counts the limiter's saves (and stays a QuotaReserver).
 type countingStore struct {
-	httpapi.QuotaStore
+	*ConfigMapStore
 	saves atomic.Int32
 }
 
 func (s *countingStore) Save(ctx context.Context, key string, u map[string]httpapi.QuotaUsage) error {
 	s.saves.Add(1)
-	return s.QuotaStore.Save(ctx, key, u)
+	return s.ConfigMapStore.Save(ctx, key, u)
 }
 
 // cin7core is Cin7 Core's limit: 60 calls a minute, no quota.
@@ -150,7 +150,7 @@ func TestWindowSurvivesARestart(t *testing.T) {
 			clock := httpapi.NewFakeClock(t0)
 			v := newVendor(t, clock)
 			s1 := api.store(clock)
-			counted := &countingStore{QuotaStore: s1}
+			counted := &countingStore{ConfigMapStore: s1}
 			c1, err := httpapi.New(httpapi.Options{Registry: httpapi.NewRegistry(counted), Clock: clock, Limits: []httpapi.Limit{cin7core}})
 			if err != nil {
 				t.Fatal(err)
@@ -198,24 +198,26 @@ func TestWindowSurvivesARestart(t *testing.T) {
 }
 
 // TestBurstWriteCost: a burst of calls of one credential costs one API write
-// when it starts and one when the manager stops, whatever its length.
+// per reservation (a block of 100 calls of Xero's 5,000 a day), each
+// carrying the windows pending, and one when the manager stops, whatever
+// the burst's length.
 func TestBurstWriteCost(t *testing.T) {
 	api := newAPIServer()
 	clock := httpapi.NewFakeClock(t0)
 	v := newVendor(t, clock)
 	s := api.store(clock)
-	counted := &countingStore{QuotaStore: s}
+	counted := &countingStore{ConfigMapStore: s}
 	lim := httpapi.Limit{Key: httpapi.Key("xero", "client", "tenant"), Windows: []httpapi.Window{{Name: "minute", Limit: 600, Per: time.Minute}},
 		Quotas: []httpapi.Quota{{Name: "day", Limit: 5000, Period: httpapi.Daily}}}
 	c, _ := httpapi.New(httpapi.Options{Registry: httpapi.NewRegistry(counted), Clock: clock, Limits: []httpapi.Limit{lim}})
 	call(t, c, v.srv.URL, 500)
 	s.Close(context.Background())
-	if saves, writes := counted.saves.Load(), api.writes.Load(); saves != 500 || writes != 2 {
-		t.Errorf("500 calls: %d saves, %d API writes; want 500 saves and 2 writes", saves, writes)
+	if saves, writes := counted.saves.Load(), api.writes.Load(); saves != 500 || writes != 6 {
+		t.Errorf("500 calls: %d saves, %d API writes; want 500 saves and 6 writes (5 reservations, 1 close)", saves, writes)
 	}
 	// Closing again with nothing new still marks the key closed, once.
 	s.Close(context.Background())
-	if n := api.writes.Load(); n != 2 {
+	if n := api.writes.Load(); n != 6 {
 		t.Errorf("a second close wrote again: %d writes", n)
 	}
 }
