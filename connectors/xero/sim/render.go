@@ -696,6 +696,9 @@ func (s *Server) AddInvoiceOfType(typ string) string {
 	doc.Meta = simkit.Meta{ID: derivedID(doc.ID, "odd", typ, strconv.Itoa(n)), Seq: 1_000_000 + n, Created: now, Modified: now}
 	doc.Number = fmt.Sprintf("%s-%06d", typ, n)
 	s.odd = append(s.odd, oddInvoice{typ: typ, doc: doc})
+	if w := s.webhook(); w != nil {
+		w.changed(simkit.Change{Kind: oddInvoiceKind, ID: doc.ID, Seq: doc.Seq, Op: simkit.ChangeCreated, At: now})
+	}
 	return doc.ID
 }
 

@@ -101,6 +101,9 @@ type Server struct {
 	// odd holds invoices of types beyond ACCREC and ACCPAY (see
 	// AddInvoiceOfType), served after the dataset's.
 	odd []oddInvoice
+
+	hookMu sync.Mutex
+	hook   *webhook // the app's webhook (webhooks.go), nil without one
 }
 
 // New builds a simulator.
