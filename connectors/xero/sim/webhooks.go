@@ -558,8 +558,8 @@ func entropy() string {
 
 // hasBill and billID say which orders the simulator serves as a bill, and
 // its InvoiceID (see bills).
-func hasBill(o *simkit.Document) bool { return o.Seq%4 == 1 && len(o.Lines) > 0 }
-func billID(o *simkit.Document) string  { return derivedID(o.ID, "bill") }
+func hasBill(o *simkit.Document) bool  { return o.Seq%4 == 1 && len(o.Lines) > 0 }
+func billID(o *simkit.Document) string { return derivedID(o.ID, "bill") }
 
 // sleep waits d of Xero's time: real time compressed by TimeScale.
 func (s *Server) sleep(ctx context.Context, d time.Duration) error {
