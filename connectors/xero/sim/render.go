@@ -551,11 +551,11 @@ func renderInvoice(doc *simkit.Document, typ string, contact contactRef, x *ids)
 func bills(d *simkit.Dataset) []*simkit.Document {
 	var out []*simkit.Document
 	for _, o := range d.Orders {
-		if o.Seq%4 != 1 || len(o.Lines) == 0 {
+		if !hasBill(o) {
 			continue
 		}
 		b := *o
-		b.ID = derivedID(o.ID, "bill")
+		b.ID = billID(o)
 		b.Number = fmt.Sprintf("BILL-%06d", o.Seq)
 		b.OrderNumber = o.Number
 		b.Status = "AUTHORISED"
