@@ -18,6 +18,7 @@ func Register(reg *connectors.Registry) {
 	reg.Register(cin7omni.Type, cin7omni.New, cin7omni.DefaultHosts...)
 	reg.Register(cin7core.Type, cin7core.New, cin7core.DefaultHosts...)
 	reg.Register(xero.Type, xero.New, xero.DefaultHosts...)
+	reg.RegisterWebhooks(xero.Type, xero.Webhooks)
 	reg.Register(katana.Type, katana.New, katana.DefaultHosts...)
 	reg.RegisterWebhooks(katana.Type, katana.Webhooks)
 }

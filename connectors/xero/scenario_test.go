@@ -82,12 +82,53 @@ func (xeroHarness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClo
 			}
 			return model.KindInvoice, id
 		},
+		Webhooks: webhookEnv(s, store, clock),
 		Caps: connectortest.Caps{
 			// UpdatedDateUTC has milliseconds, If-Modified-Since seconds.
 			ModifiedPrecision: time.Second,
 			MinuteLimit:       60,
 			PageSize:          scenarioPageSize,
 			Throttle:          429,
+		},
+	}
+}
+
+// webhookEnv is how the suite reaches the simulator's webhook. Xero has
+// no subscription API: Subscribe plays the developer portal (the app's
+// webhook to url, Xero's key) with the intent-to-receive check taken as
+// passed, because the suite's capture server answers every delivery with
+// its scenario's status rather than as a Xero receiver (the check itself
+// is tested in sim). The keys are the credentials Secret's data with the
+// webhook key under webhookKey, as an operator stores it. Xero's retry
+// waits (a day in all) pass on the suite's fake clock at once.
+func webhookEnv(s *sim.Server, store *MemoryCredentialStore, clock *httpapi.FakeClock) *connectortest.WebhookEnv {
+	// Xero's time passes, unrecorded (the suite reads the clock's sleeps
+	// as the connector's).
+	sleep := func(ctx context.Context, d time.Duration) error {
+		clock.Advance(d)
+		return ctx.Err()
+	}
+	return &connectortest.WebhookEnv{
+		Codec: Webhooks,
+		Subscribe: func(t testing.TB, _ *httpapi.Registry, url string) (map[string][]byte, *simkit.Deliverer) {
+			t.Helper()
+			key, err := s.SetWebhook(sim.WebhookConfig{URL: url, Validated: true, Sleep: sleep})
+			if err != nil {
+				t.Fatalf("setting the Xero app's webhook: %v", err)
+			}
+			t.Cleanup(s.RemoveWebhook)
+			keys := store.Data()
+			keys[connectors.WebhookKeyXero] = []byte(key)
+			return keys, s.WebhookDeliverer()
+		},
+		Tenant: s.Tenants()[0],
+		Kinds: map[string]model.Kind{
+			simkit.AdminCustomers:   model.KindCustomer, // contacts
+			simkit.AdminSuppliers:   model.KindCustomer, // contacts too: read as customers, mapped to suppliers
+			simkit.AdminInvoices:    model.KindInvoice,
+			simkit.AdminCreditNotes: model.KindCreditNote,
+			// Orders are no Xero document; the bills derived from every
+			// fourth one are announced as invoices under their own id.
 		},
 	}
 }

@@ -2,7 +2,8 @@ package sim
 
 import "github.com/erpsync/erpsync-operator/connectors/simkit"
 
-// Xero's deletion markers, as a user sets them: a contact is archived
+// Xero's deletion markers, as a user sets them (each is announced to the
+// app's webhook as an UPDATE, as Xero does): a contact is archived
 // (ContactStatus ARCHIVED; Xero has no way to delete a contact), a draft
 // invoice or credit note is deleted (Status DELETED) and an approved one
 // voided (Status VOIDED). Items are deleted outright (they vanish from
@@ -21,20 +22,21 @@ import "github.com/erpsync/erpsync-operator/connectors/simkit"
 func (s *Server) ArchiveContact(id string, stamp bool) bool {
 	found := false
 	s.data.Update(func(d *simkit.Dataset) {
-		mark := func(m *simkit.Meta) {
+		mark := func(kind string, m *simkit.Meta) {
 			m.Deleted, found = true, true
 			if stamp {
 				m.Modified = d.Stamp()
 			}
+			d.Notify(kind, m.ID, simkit.ChangeDeleted)
 		}
 		for _, c := range d.Customers {
 			if c.ID == id {
-				mark(&c.Meta)
+				mark(simkit.AdminCustomers, &c.Meta)
 			}
 		}
 		for _, sp := range d.Suppliers {
 			if sp.ID == id {
-				mark(&sp.Meta)
+				mark(simkit.AdminSuppliers, &sp.Meta)
 			}
 		}
 	})
@@ -48,7 +50,7 @@ func (s *Server) ArchiveContact(id string, stamp bool) bool {
 func (s *Server) VoidDocument(id string, stamp bool) string {
 	st := ""
 	s.data.Update(func(d *simkit.Dataset) {
-		for _, list := range [][]*simkit.Document{d.Invoices, d.CreditNotes} {
+		for kind, list := range map[string][]*simkit.Document{simkit.AdminInvoices: d.Invoices, simkit.AdminCreditNotes: d.CreditNotes} {
 			for _, doc := range list {
 				if doc.ID != id {
 					continue
@@ -58,6 +60,7 @@ func (s *Server) VoidDocument(id string, stamp bool) string {
 					doc.Modified = d.Stamp()
 				}
 				st = docStatus(doc)
+				d.Notify(kind, doc.ID, simkit.ChangeDeleted)
 			}
 		}
 	})

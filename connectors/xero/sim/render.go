@@ -551,11 +551,11 @@ func renderInvoice(doc *simkit.Document, typ string, contact contactRef, x *ids)
 func bills(d *simkit.Dataset) []*simkit.Document {
 	var out []*simkit.Document
 	for _, o := range d.Orders {
-		if o.Seq%4 != 1 || len(o.Lines) == 0 {
+		if !hasBill(o) {
 			continue
 		}
 		b := *o
-		b.ID = derivedID(o.ID, "bill")
+		b.ID = billID(o)
 		b.Number = fmt.Sprintf("BILL-%06d", o.Seq)
 		b.OrderNumber = o.Number
 		b.Status = "AUTHORISED"
@@ -696,6 +696,9 @@ func (s *Server) AddInvoiceOfType(typ string) string {
 	doc.Meta = simkit.Meta{ID: derivedID(doc.ID, "odd", typ, strconv.Itoa(n)), Seq: 1_000_000 + n, Created: now, Modified: now}
 	doc.Number = fmt.Sprintf("%s-%06d", typ, n)
 	s.odd = append(s.odd, oddInvoice{typ: typ, doc: doc})
+	if w := s.webhook(); w != nil {
+		w.changed(simkit.Change{Kind: oddInvoiceKind, ID: doc.ID, Seq: doc.Seq, Op: simkit.ChangeCreated, At: now})
+	}
 	return doc.ID
 }
 

@@ -22,6 +22,11 @@
 // ASC or DESC, ties by id: the tie order is an assumption, Xero documents
 // none), and in creation order without one.
 //
+// It also plays the app's webhook (webhooks.go): the developer portal's
+// settings, the intent-to-receive check, and signed, batched deliveries of
+// contact, invoice and credit note changes with Xero's retry and disable
+// rules.
+//
 // The clock (with an optional skew), the Date header, the fault queue, the
 // statistics and the unstable-order knob come from the embedded
 // simkit.Base. Time can be compressed (TimeScale) or driven by a test (Now).
@@ -101,6 +106,9 @@ type Server struct {
 	// odd holds invoices of types beyond ACCREC and ACCPAY (see
 	// AddInvoiceOfType), served after the dataset's.
 	odd []oddInvoice
+
+	hookMu sync.Mutex
+	hook   *webhook // the app's webhook (webhooks.go), nil without one
 }
 
 // New builds a simulator.
