@@ -274,7 +274,10 @@ func (s *syncRun) tendWebhooks(ctx context.Context, conn connectors.Connector, c
 		// portal): deliveries show it works.
 		status, reason, msg := metav1.ConditionUnknown, erpv1.ReasonWebhooksAwaiting,
 			fmt.Sprintf("no delivery has arrived yet: subscribe %s in the vendor's developer portal (see the README)", r.publicURL(path))
-		if typ == string(erpv1.ConnectorXero) && len(creds[connectors.WebhookKeyXero]) == 0 {
+		if codec.Routing() == connectors.RouteByTenant && obj.Spec.Connector.TenantID == "" {
+			status, reason, msg = metav1.ConditionFalse, erpv1.ReasonWebhooksRegistering,
+				"deliveries are routed by the vendor's tenant id: set spec.connector.tenantId"
+		} else if typ == string(erpv1.ConnectorXero) && len(creds[connectors.WebhookKeyXero]) == 0 {
 			status, reason, msg = metav1.ConditionFalse, erpv1.ReasonWebhooksRegistering,
 				fmt.Sprintf("the credentials Secret has no key %q (the Xero app's webhook key): deliveries cannot be verified", connectors.WebhookKeyXero)
 		} else if w := obj.Status.Webhooks; w != nil && w.LastEventAt != nil {

@@ -244,3 +244,9 @@ func bounded(err error) string {
 	}
 	return s
 }
+
+// Announces implements connectors.WebhookCoverage: Xero's events name
+// contacts, invoices and credit notes.
+func (codec) Announces() []model.Kind {
+	return []model.Kind{model.KindCustomer, model.KindInvoice, model.KindCreditNote}
+}

@@ -57,7 +57,7 @@ const PageSize = 1000
 // that network jitter at a window's edge costs no 429.
 var (
 	TenantMinute = httpapi.Window{Name: "minute", Limit: 60, Per: 61 * time.Second}
-	AppMinute    = httpapi.Window{Name: "appminute", Limit: 10000, Per: 61 * time.Second}
+	AppMinute    = httpapi.Window{Name: "appminute", Limit: 10000, Per: 61 * time.Second, Split: true}
 	TenantDay    = httpapi.Quota{Name: "day", Limit: 5000, Period: httpapi.Daily}
 )
 
