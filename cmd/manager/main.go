@@ -340,7 +340,7 @@ func addReceiver(ctx context.Context, mgr ctrl.Manager, restCfg *rest.Config, re
 		return fmt.Errorf("--webhook-trusted-proxies: %w", err)
 	}
 	var dir client.Reader = mgr.GetCache()
-	var indexer client.FieldIndexer = mgr.GetFieldIndexer()
+	indexer := mgr.GetFieldIndexer()
 	if o.watchLabelSelector != "" {
 		c, err := receiver.NewDirectoryCache(restCfg, cache.Options{Scheme: scheme, DefaultNamespaces: cacheOpts.DefaultNamespaces})
 		if err != nil {

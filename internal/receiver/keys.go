@@ -69,7 +69,6 @@ type keyCache struct {
 	entries  map[string]*keyEntry
 	lru      *list.List
 	inflight map[string]*keyCall
-	reads    int64
 }
 
 func newKeyCache(src KeySource, cfg keyCacheConfig) *keyCache {
@@ -129,7 +128,6 @@ func (c *keyCache) read(ctx context.Context, s Subscriber, id string) (*keyEntry
 	if call == nil {
 		call = &keyCall{done: make(chan struct{})}
 		c.inflight[id] = call
-		c.reads++
 		c.mu.Unlock()
 		data, err := c.src.Keys(ctx, s)
 		e := &keyEntry{id: id, fetched: c.cfg.now()}
@@ -183,13 +181,6 @@ func (c *keyCache) sweep() {
 			delete(c.entries, id)
 		}
 	}
-}
-
-// readCount is the number of KeySource reads made (tests).
-func (c *keyCache) readCount() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reads
 }
 
 // fingerprint identifies key material (a map key in memory, never shown):

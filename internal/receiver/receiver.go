@@ -375,6 +375,7 @@ func (r *Receiver) serveByPath(ctx context.Context, w http.ResponseWriter, h htt
 		return
 	}
 	if !verified[sub.UID] {
+		log.V(1).Info("webhook delivery not authenticated; refused")
 		r.co.add(sub, nil, false, 1, now)
 		answer(w, vendor, http.StatusUnauthorized, metrics.WebhookRejected)
 		return
