@@ -10,6 +10,7 @@ package connectors
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -158,13 +159,58 @@ func WithWaitHook(ctx context.Context, hook WaitHook) context.Context {
 	return context.WithValue(ctx, waitHookKey{}, hook)
 }
 
-// BeforeWait calls the context's WaitHook, if any. The HTTP layer calls it
-// before every wait of at least MinHookedWait.
+// BeforeWait calls the context's WaitHook, if any, and then gives back the
+// context's work slot (WithWorkSlot) for a wait of at least
+// MinSlotReleaseWait, so that a sync waiting on a vendor's limit does not
+// keep other companies' syncs from starting. The HTTP layer calls it before
+// every wait of at least MinHookedWait; the engine takes the slot back
+// (ResumeWork) when the vendor call returns, before it writes anything.
 func BeforeWait(ctx context.Context, wait time.Duration) {
-	if h, ok := ctx.Value(waitHookKey{}).(WaitHook); ok && h != nil && wait >= MinHookedWait {
+	if wait < MinHookedWait {
+		return
+	}
+	if h, ok := ctx.Value(waitHookKey{}).(WaitHook); ok && h != nil {
 		h(ctx, wait)
 	}
+	if s, ok := ctx.Value(workSlotKey{}).(WorkSlot); ok && s != nil && wait >= MinSlotReleaseWait {
+		s.Release()
+	}
 }
+
+// WorkSlot is one of the manager's sync slots (--concurrent-syncs), held
+// by a sync while it works: reads a page, maps it, writes it to the CRM. A
+// slot bounds what costs memory and CPU, not time spent waiting on a
+// vendor.
+type WorkSlot interface {
+	// Release gives the slot back; a no-op when it is not held.
+	Release()
+	// Acquire takes a slot again, waiting for one (the manager's fair share
+	// between namespaces decides who goes first); a no-op when it is held.
+	// It fails only when ctx ends.
+	Acquire(ctx context.Context) error
+}
+
+type workSlotKey struct{}
+
+// WithWorkSlot returns a context whose long waits give s back.
+func WithWorkSlot(ctx context.Context, s WorkSlot) context.Context {
+	return context.WithValue(ctx, workSlotKey{}, s)
+}
+
+// ResumeWork takes back the context's work slot if a wait gave it back.
+// The engine calls it after every vendor call returns.
+func ResumeWork(ctx context.Context) error {
+	if s, ok := ctx.Value(workSlotKey{}).(WorkSlot); ok && s != nil {
+		if err := s.Acquire(ctx); err != nil {
+			return fmt.Errorf("waiting for a sync slot: %w", err)
+		}
+	}
+	return nil
+}
+
+// MinSlotReleaseWait is the shortest wait that gives the work slot back:
+// shorter ones cost less than handing the slot over.
+const MinSlotReleaseWait = time.Second
 
 // MinHookedWait is the shortest wait that calls the WaitHook: shorter waits
 // cost less than a checkpoint.

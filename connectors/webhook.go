@@ -101,6 +101,14 @@ type WebhookCodec interface {
 	Parse(h http.Header, body []byte) ([]WebhookEvent, error)
 }
 
+// WebhookCoverage is implemented by codecs that can say which entity
+// streams their events announce: when a poll finds changes in those and no
+// delivery arrived over the whole window they were made in, the webhooks
+// are silent (the WebhooksReady condition says so).
+type WebhookCoverage interface {
+	Announces() []model.Kind
+}
+
 // WebhookTarget is where a registrar subscribes the vendor to deliver.
 type WebhookTarget struct {
 	// URL is the ErpSync's public receiver URL (…/webhooks/<vendor>/<route>).

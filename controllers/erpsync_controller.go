@@ -88,6 +88,10 @@ type ErpSyncReconciler struct {
 	// the manager's own namespace, which tenants cannot write); empty
 	// decides claims from the cache only (local runs).
 	ClaimNamespace string
+	// WebhookPublicURL is the base URL vendors reach the manager's webhook
+	// receiver at (--webhook-public-url); empty: subscriptions are not
+	// registered (the WebhooksReady condition says so).
+	WebhookPublicURL string
 
 	tracker *runTracker
 	// runDone wakes Reconcile when a background sync ends, to schedule the
@@ -162,6 +166,7 @@ func (r *ErpSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 		For(&erpv1.ErpSync{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{},
 			requestAnnotationChanged{},
+			webhookWork{},
 		))).
 		// A deleted ErpSync may pass its company's claim to another.
 		Watches(&erpv1.ErpSync{}, handler.EnqueueRequestsFromMapFunc(r.sameCompany), builder.WithPredicates(deletedOnly)).
@@ -241,6 +246,17 @@ func (r *ErpSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	now := r.Clock.Now()
 	d := Due(&obj, secretVersion, now)
+	if d.Trigger == TriggerNone && hasWebhookWork(&obj) {
+		// Webhook events wait: read them now (the API server's view, as
+		// below; a targeted sync changes no schedule).
+		var fresh erpv1.ErpSync
+		if err := r.APIReader.Get(ctx, req.NamespacedName, &fresh); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		if d = Due(&fresh, secretVersion, now); d.Trigger == TriggerNone && r.startWebhookWork(&fresh) {
+			return ctrl.Result{}, nil
+		}
+	}
 	if d.Trigger == TriggerNone {
 		return ctrl.Result{RequeueAfter: d.DueAt.Sub(now)}, r.setNextSyncAt(ctx, &obj, d.DueAt)
 	}

@@ -43,6 +43,8 @@ type fakeERP struct {
 	// requiredKey is the Secret key the factory demands.
 	requiredKey string
 	now         func() time.Time
+	// hooks is the webhook subscription (see fake_webhooks_test.go).
+	hooks fakeHooks
 }
 
 type fakeRecord struct {

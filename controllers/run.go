@@ -26,12 +26,22 @@ import (
 // writer of obj's status until it ends (Reconcile writes status only when no
 // sync of the object runs in this process).
 func (r *ErpSyncReconciler) startSync(obj *erpv1.ErpSync, d Decision) {
+	logger := log.FromContext(r.baseCtx).WithValues("erpsync", client.ObjectKeyFromObject(obj), "trigger", d.Trigger, "full", d.Full)
+	r.inBackground(obj, logger, func(ctx context.Context) {
+		s := &syncRun{r: r, obj: obj, decision: d, log: logger, persisted: obj.DeepCopy()}
+		s.run(ctx)
+	})
+}
+
+// inBackground runs work for obj in a goroutine registered with the
+// tracker (one at a time per ErpSync), holding one of the manager's sync
+// slots; Reconcile is woken when it ends, to schedule what comes next.
+func (r *ErpSyncReconciler) inBackground(obj *erpv1.ErpSync, logger logr.Logger, work func(ctx context.Context)) {
 	key := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Name}
 	ctx, finish, ok := r.tracker.start(r.baseCtx, key)
 	if !ok {
 		return
 	}
-	logger := log.FromContext(r.baseCtx).WithValues("erpsync", key, "trigger", d.Trigger, "full", d.Full)
 	go func() {
 		defer func() {
 			finish()
@@ -41,12 +51,14 @@ func (r *ErpSyncReconciler) startSync(obj *erpv1.ErpSync, d Decision) {
 			case <-r.baseCtx.Done():
 			}
 		}()
-		if !r.tracker.acquire(ctx, key.Namespace) {
+		slot := &syncSlot{t: r.tracker, ns: key.Namespace}
+		if slot.Acquire(ctx) != nil {
 			return
 		}
-		defer r.tracker.release(key.Namespace)
-		s := &syncRun{r: r, obj: obj, decision: d, log: logger, persisted: obj.DeepCopy()}
-		s.run(logr.NewContext(ctx, logger))
+		defer slot.Release()
+		// A long wait on a vendor's limit gives the slot back (see
+		// connectors.BeforeWait): slots bound work, not waiting.
+		work(logr.NewContext(connectors.WithWorkSlot(ctx, slot), logger))
 	}()
 }
 
@@ -72,6 +84,8 @@ type syncRun struct {
 	// setAsideBefore is the number of documents set aside when the sync
 	// started.
 	setAsideBefore int64
+	// prevStart is when the sync before this one started (nil: none).
+	prevStart *metav1.Time
 }
 
 func (s *syncRun) run(ctx context.Context) {
@@ -79,6 +93,7 @@ func (s *syncRun) run(ctx context.Context) {
 	start := r.Clock.Now()
 	wasReady := isReady(obj)
 	firstSync := obj.Status.LastSuccessfulSyncEnd == nil
+	s.prevStart = obj.Status.LastSyncStart.DeepCopy()
 	s.setAsideBefore = reportOf(toEngineState(obj.Status.Entities)).setAside
 
 	// Run start: record the request tokens this sync honours (handled even
@@ -86,7 +101,7 @@ func (s *syncRun) run(ctx context.Context) {
 	// sync, gets a later one). A full resync forgets the watermarks and
 	// checkpoints in the same write, so that its token is never recorded
 	// without them being gone.
-	s.reconciling = s.decision.Trigger != TriggerSchedule && s.decision.Trigger != TriggerCredentials
+	s.reconciling = s.decision.Trigger != TriggerSchedule && s.decision.Trigger != TriggerCredentials && s.decision.Trigger != TriggerWebhookOverflow
 	if s.decision.Trigger == TriggerResume {
 		s.reconciling = hasCondition(obj, erpv1.ReconcilingCondition)
 	}
@@ -105,6 +120,11 @@ func (s *syncRun) run(ctx context.Context) {
 			o.Status.LastHandledFullResyncAt = v
 		}
 		s.recordReconcileTokens(o)
+		if w := o.Status.Webhooks; w != nil {
+			// This sync reads every change made before it started,
+			// those the overflowing webhooks announced included.
+			w.Overflow = nil
+		}
 		switch {
 		case s.decision.Trigger == TriggerFullResync:
 			// Also when it replaces an interrupted sync or an unfinished
@@ -202,28 +222,12 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		obj.Status.Source = src
 	}
 
-	typ := string(obj.Spec.Connector.Type)
-	conn, err := r.Registry.New(ctx, connectors.Config{
-		Type:            typ,
-		CompanyID:       obj.Spec.CompanyID,
-		BaseURL:         obj.Spec.Connector.BaseURL,
-		TenantID:        obj.Spec.Connector.TenantID,
-		Credentials:     secret.Data,
-		CredentialStore: &secretStore{key: secretKey, reader: r.APIReader, writer: r.Client},
-		HTTPClient:      r.Egress.Client(r.Registry.DefaultHosts(typ)),
-		Egress:          r.Egress,
-		Log:             s.log,
-	})
+	conn, entities, err := r.connectorFor(ctx, obj, secret, s.log)
 	if err != nil {
 		return res, err
 	}
-	entities := make([]model.Kind, 0, len(obj.Spec.Connector.Entities))
-	for _, e := range obj.Spec.Connector.Entities {
-		if !connectors.HasEntity(conn, e) {
-			return res, connectors.Errorf(connectors.KindInvalidConfig, "entity %q is not offered by the %s connector (offered: %s)", e, obj.Spec.Connector.Type, entityNames(conn))
-		}
-		entities = append(entities, model.Kind(e))
-	}
+	typ := string(obj.Spec.Connector.Type)
+	s.tendWebhooks(ctx, conn, secret.Data, entities)
 
 	d, bound := r.syncBound(obj)
 	runCtx, cancel := context.WithTimeout(ctx, d)
@@ -262,6 +266,35 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		err = &syncTimedOut{bound: bound, err: err}
 	}
 	return res, err
+}
+
+// connectorFor builds obj's connector from its credentials Secret, and
+// returns the entity streams spec.connector.entities names (nil: all).
+func (r *ErpSyncReconciler) connectorFor(ctx context.Context, obj *erpv1.ErpSync, secret *corev1.Secret, logger logr.Logger) (connectors.Connector, []model.Kind, error) {
+	typ := string(obj.Spec.Connector.Type)
+	secretKey := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.Connector.CredentialsRef.Name}
+	conn, err := r.Registry.New(ctx, connectors.Config{
+		Type:            typ,
+		CompanyID:       obj.Spec.CompanyID,
+		BaseURL:         obj.Spec.Connector.BaseURL,
+		TenantID:        obj.Spec.Connector.TenantID,
+		Credentials:     secret.Data,
+		CredentialStore: &secretStore{key: secretKey, reader: r.APIReader, writer: r.Client},
+		HTTPClient:      r.Egress.Client(r.Registry.DefaultHosts(typ)),
+		Egress:          r.Egress,
+		Log:             logger,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	entities := make([]model.Kind, 0, len(obj.Spec.Connector.Entities))
+	for _, e := range obj.Spec.Connector.Entities {
+		if !connectors.HasEntity(conn, e) {
+			return nil, nil, connectors.Errorf(connectors.KindInvalidConfig, "entity %q is not offered by the %s connector (offered: %s)", e, obj.Spec.Connector.Type, entityNames(conn))
+		}
+		entities = append(entities, model.Kind(e))
+	}
+	return conn, entities, nil
 }
 
 // Why a full import runs, as status.import.reason says.
@@ -372,6 +405,7 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 			}
 			setCondition(o, erpv1.ReadyCondition, metav1.ConditionTrue, reason, readyMsg)
 			removeCondition(o, erpv1.StalledCondition)
+			s.judgeWebhooks(o, res, mode)
 			o.Status.ObservedGeneration = o.Generation
 			return
 		}

@@ -37,6 +37,10 @@ const (
 	// caller found the claim now holds (the owner in another namespace was
 	// deleted).
 	TriggerClaim Trigger = "claim"
+	// TriggerWebhookOverflow: webhooks named more documents than a targeted
+	// sync takes (status.webhooks.overflow): a routine incremental sync
+	// reads every change at once.
+	TriggerWebhookOverflow Trigger = "webhookOverflow"
 )
 
 // MaxBackoff is where the back-off over consecutive failures stops growing,

@@ -118,6 +118,8 @@ type harness struct {
 	claimNS string
 	// statusWrites counts the reconciler's status writes.
 	statusWrites atomic.Int64
+	// webhookURL is the manager's --webhook-public-url.
+	webhookURL string
 }
 
 // offsetClock is the real clock moved forward by an offset, so that a test
@@ -160,6 +162,7 @@ func (h *harness) startManager() {
 	reg := connectors.NewRegistry()
 	reg.Register("unleashed", h.erp.factory)
 	reg.Register("katana", h.erp.factory)
+	reg.RegisterWebhooks("unleashed", fakeCodec{})
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &ErpSyncReconciler{
 		Client:   countingClient{Client: mgr.GetClient(), n: &h.statusWrites},
@@ -170,7 +173,8 @@ func (h *harness) startManager() {
 		Egress:   h.egress,
 		Options:  h.opts,
 		// Claims are recorded as the manager records them.
-		ClaimNamespace: h.claimNS,
+		ClaimNamespace:   h.claimNS,
+		WebhookPublicURL: h.webhookURL,
 	}
 	h.reconciler = r
 	h.g.Expect(r.SetupWithManager(ctx, mgr)).To(Succeed())

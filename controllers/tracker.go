@@ -198,3 +198,44 @@ func stopCauseOf(ctx context.Context) (StopCause, bool) {
 	}
 	return "", false
 }
+
+// syncSlot is one sync's slot as a connectors.WorkSlot: the sync gives it
+// back while it waits on a vendor's limit and takes one again (through the
+// same fair queue) before it works on.
+type syncSlot struct {
+	t    *runTracker
+	ns   string
+	mu   sync.Mutex
+	held bool
+}
+
+// Release gives the slot back, if held.
+func (s *syncSlot) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		s.held = false
+		s.t.release(s.ns)
+	}
+}
+
+// Acquire takes a slot, if none is held, waiting for one. A sync's slot
+// is used by its own goroutine only.
+func (s *syncSlot) Acquire(ctx context.Context) error {
+	s.mu.Lock()
+	held := s.held
+	s.mu.Unlock()
+	if held {
+		return nil
+	}
+	if !s.t.acquire(ctx, s.ns) {
+		if err := context.Cause(ctx); err != nil {
+			return err
+		}
+		return context.Canceled
+	}
+	s.mu.Lock()
+	s.held = true
+	s.mu.Unlock()
+	return nil
+}

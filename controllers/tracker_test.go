@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors"
 )
 
 // TestSlotsAreSharedFairlyBetweenNamespaces: a namespace never runs more
@@ -97,5 +99,66 @@ func TestPerNamespaceCapIsAtMostTheGlobalOne(t *testing.T) {
 	}
 	if tr := newRunTracker(4, 0); tr.perNamespace != 4 {
 		t.Errorf("cap %d, want no cap beyond the global 4 when unset", tr.perNamespace)
+	}
+}
+
+// A sync waiting on a vendor's limit gives its slot back: another
+// company's sync runs meanwhile, and the waiting one takes a slot again
+// (through the fair queue) before it works on.
+func TestALongVendorWaitGivesTheSlotBack(t *testing.T) {
+	tr := newRunTracker(1, 1)
+	a := &syncSlot{t: tr, ns: "a"}
+	if err := a.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	actx := connectors.WithWorkSlot(context.Background(), a)
+
+	// A short wait keeps the slot.
+	connectors.BeforeWait(actx, connectors.MinSlotReleaseWait/2)
+	if all, _ := tr.slots("a"); all != 1 {
+		t.Fatalf("a short wait gave the slot back: %d held", all)
+	}
+	// A long one gives it to the next sync.
+	b := &syncSlot{t: tr, ns: "b"}
+	got := make(chan error, 1)
+	go func() { got <- b.Acquire(context.Background()) }()
+	connectors.BeforeWait(actx, 30*time.Second)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slot was not given to the other sync during the wait")
+	}
+	// The waiting sync comes back: it waits for a slot before it works on.
+	resumed := make(chan error, 1)
+	go func() { resumed <- connectors.ResumeWork(actx) }()
+	select {
+	case <-resumed:
+		t.Fatal("resumed work without a slot")
+	case <-time.After(100 * time.Millisecond):
+	}
+	b.Release()
+	if err := <-resumed; err != nil {
+		t.Fatal(err)
+	}
+	if all, inA := tr.slots("a"); all != 1 || inA != 1 {
+		t.Fatalf("after resuming: %d held, %d by a", all, inA)
+	}
+	// A resume whose sync is stopped fails and holds nothing.
+	connectors.BeforeWait(actx, time.Minute)
+	c := &syncSlot{t: tr, ns: "c"}
+	if err := c.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stopped, cancel := context.WithCancel(actx)
+	cancel()
+	if err := connectors.ResumeWork(stopped); err == nil {
+		t.Fatal("resumed a stopped sync")
+	}
+	a.Release() // not held: a no-op
+	if all, inA := tr.slots("a"); all != 1 || inA != 0 {
+		t.Fatalf("after a stopped resume: %d held, %d by a", all, inA)
 	}
 }

@@ -703,6 +703,12 @@ type WebhookStatus struct {
 	// +listType=set
 	// +optional
 	Overflow []string `json:"overflow,omitempty"`
+	// UnannouncedPolls counts the polls in a row that found changes in
+	// streams the vendor's webhooks announce while no delivery arrived over
+	// the window those changes were made in; at 2 WebhooksReady turns
+	// False (Silent).
+	// +optional
+	UnannouncedPolls int32 `json:"unannouncedPolls,omitempty"`
 	// TargetedSyncs counts the targeted syncs run.
 	// +optional
 	TargetedSyncs int64 `json:"targetedSyncs,omitempty"`
@@ -876,4 +882,25 @@ func (in *ErpSync) GetQuotaReserveShare() float64 {
 		return float64(*r.QuotaReservePercent) / 100
 	}
 	return 0.20
+}
+
+// WebhooksEnabled reports whether spec.webhooks is on.
+func (in *ErpSync) WebhooksEnabled() bool {
+	return in.Spec.Webhooks != nil && in.Spec.Webhooks.Enabled
+}
+
+// GetWebhookDebounce returns spec.webhooks.debounce or its default.
+func (in *ErpSync) GetWebhookDebounce() time.Duration {
+	if w := in.Spec.Webhooks; w != nil && w.Debounce != nil && w.Debounce.Duration > 0 {
+		return w.Debounce.Duration
+	}
+	return DefaultWebhookDebounce
+}
+
+// GetSubscription returns the subscription state, nil-safe.
+func (in *WebhookStatus) GetSubscription() *WebhookSubscriptionStatus {
+	if in == nil {
+		return nil
+	}
+	return in.Subscription
 }

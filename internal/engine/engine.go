@@ -55,7 +55,7 @@ func Execute(ctx context.Context, r Run) (Result, error) {
 	x := &execution{
 		run:   &r,
 		state: indexState(r.State),
-		res:   Result{Records: map[model.Kind]int64{}, Full: true},
+		res:   Result{Records: map[model.Kind]int64{}, Changed: map[model.Kind]int64{}, Full: true},
 	}
 	entities, err := r.selectEntities()
 	if err != nil {
@@ -87,7 +87,12 @@ func Execute(ctx context.Context, r Run) (Result, error) {
 		}
 		resumed := x.state[e.Name].Resume != nil
 		before := x.res.Upserted + x.res.SetAside + x.res.Deleted
-		if err := x.entity(ctx, e); err != nil {
+		upsertedBefore := x.res.Upserted
+		err := x.entity(ctx, e)
+		if n := x.res.Upserted - upsertedBefore; n > 0 {
+			x.res.Changed[e.Name] += n
+		}
+		if err != nil {
 			return x.result(), err
 		}
 		// An entity that wrote, set aside or deleted something, or that
@@ -379,6 +384,11 @@ func (x *execution) pass(ctx context.Context, e connectors.EntityInfo, st *Entit
 		p, err := r.Connector.ListPage(connectors.WithFaultCounter(connectors.WithWaitHook(ctx, x.hook), &x.faults), connectors.PageRequest{Entity: e.Name, Since: cp.Since, Page: page, Cursor: cursor})
 		if p != nil {
 			x.res.Calls += int64(p.Calls)
+		}
+		if werr := connectors.ResumeWork(ctx); werr != nil {
+			// A wait gave the sync slot back; the run ended before it
+			// got one again.
+			return out, fmt.Errorf("entity %s page %d: %w", e.Name, page, werr)
 		}
 		if x.waitErr != nil {
 			// Saving progress before a wait failed (the sink or the

@@ -225,6 +225,9 @@ func (x *execution) listIDs(ctx context.Context, lister connectors.IDLister, e m
 		if p != nil {
 			x.res.Calls += int64(p.Calls)
 		}
+		if werr := connectors.ResumeWork(ctx); werr != nil {
+			return nil, "", fmt.Errorf("listing %s ids: %w", e, werr)
+		}
 		if err == nil && p == nil {
 			err = connectors.Errorf(connectors.KindInvalidResponse, "the connector returned no page")
 		}
@@ -309,6 +312,9 @@ func (x *execution) repair(ctx context.Context, e connectors.EntityInfo, ids []s
 func (x *execution) writeRepair(ctx context.Context, e model.Kind, page int, p *connectors.Page, err error) error {
 	if p != nil {
 		x.res.Calls += int64(p.Calls)
+	}
+	if werr := connectors.ResumeWork(ctx); werr != nil {
+		return fmt.Errorf("reading %s: %w", e, werr)
 	}
 	if err == nil && p == nil {
 		err = connectors.Errorf(connectors.KindInvalidResponse, "the connector returned no page")

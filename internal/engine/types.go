@@ -238,6 +238,9 @@ type Result struct {
 	Calls    int64
 	// Records counts records read per entity in this run.
 	Records map[model.Kind]int64
+	// Changed counts, per entity stream, the records the sink wrote as
+	// new or changed (not those it skipped as unchanged).
+	Changed map[model.Kind]int64
 	// Full is true when every entity of the run was read without a filter.
 	Full bool
 	// SetAside counts the documents set aside in this run.

@@ -1,0 +1,103 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/model"
+)
+
+// fakeHooks is the fake ERP's webhook subscription: what EnsureWebhooks
+// found and did, and what a test makes the vendor do to it.
+type fakeHooks struct {
+	url      string
+	token    string
+	disabled bool
+	// stuck: a disabled subscription cannot be switched back on.
+	stuck   bool
+	ensures int
+	removed []string
+	// reads counts ReadDocs calls.
+	reads int
+}
+
+// MaxDocsPerRead implements connectors.DocReader.
+func (c *fakeConn) MaxDocsPerRead(model.Kind) int { return 50 }
+
+// ReadDocs implements connectors.DocReader: the products with those ids
+// the fake ERP still has.
+func (c *fakeConn) ReadDocs(ctx context.Context, e model.Kind, ids []string) (*connectors.Page, error) {
+	f := c.erp
+	f.calls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hooks.reads++
+	p := &connectors.Page{Calls: 1, Total: -1}
+	if e != model.KindProduct {
+		return p, nil
+	}
+	for _, r := range f.products {
+		if slices.Contains(ids, r.id) {
+			p.Records = append(p.Records, model.Record{Company: c.cfg.CompanyID, Vendor: c.cfg.Type, Kind: model.KindProduct, VendorID: r.id,
+				ModifiedAt: r.modified, Data: &model.Product{SKU: r.id, Name: fmt.Sprintf("Product %s rev %d", r.id, r.rev)}})
+		}
+	}
+	return p, nil
+}
+
+// EnsureWebhooks implements connectors.WebhookRegistrar: one subscription,
+// whose token the vendor returns when it makes it.
+func (c *fakeConn) EnsureWebhooks(ctx context.Context, t connectors.WebhookTarget) (*connectors.WebhookRegistration, error) {
+	f := c.erp
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := &f.hooks
+	h.ensures++
+	if len(t.Keys[connectors.WebhookKeyCredential]) == 0 {
+		return nil, fmt.Errorf("no webhook credential in the keys")
+	}
+	out := &connectors.WebhookRegistration{Calls: 1}
+	if h.url != t.URL || string(t.Keys[connectors.WebhookKeyToken]) != h.token {
+		h.url, h.token, h.disabled = t.URL, fmt.Sprintf("tok-%d", h.ensures), false
+		out.Created, out.Keys = 1, map[string][]byte{connectors.WebhookKeyToken: []byte(h.token)}
+	}
+	if h.disabled && !h.stuck {
+		h.disabled = false
+		out.Reenabled = 1
+	}
+	if h.disabled {
+		out.Disabled = []string{"product.updated"}
+	}
+	out.Subscriptions = 1
+	return out, nil
+}
+
+// RemoveWebhooks implements connectors.WebhookRegistrar.
+func (c *fakeConn) RemoveWebhooks(ctx context.Context, url string) (int, error) {
+	f := c.erp
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hooks.removed = append(f.hooks.removed, url)
+	if f.hooks.url == url {
+		f.hooks.url = ""
+	}
+	return 1, nil
+}
+
+// fakeCodec routes by path; the controller tests never deliver through it
+// (the receiver has its own tests): they write status.webhooks.pending as
+// the receiver does.
+type fakeCodec struct{}
+
+func (fakeCodec) Routing() connectors.WebhookRouting { return connectors.RouteByPath }
+func (fakeCodec) Verify(http.Header, []byte, map[string][]byte, time.Time) error {
+	return nil
+}
+func (fakeCodec) Parse(http.Header, []byte) ([]connectors.WebhookEvent, error) { return nil, nil }
+
+// Announces implements connectors.WebhookCoverage: product events only.
+func (fakeCodec) Announces() []model.Kind { return []model.Kind{model.KindProduct} }

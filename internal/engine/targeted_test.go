@@ -1,0 +1,170 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+
+	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/connectors/model"
+	"github.com/erpsync/erpsync-operator/internal/engine/enginetest"
+)
+
+// docFake is the engine's fake ERP with reads by id, max 3 ids a call.
+type docFake struct {
+	*enginetest.Fake
+	reads [][]string
+	fail  error
+	// garbage makes ReadDocs return a record without an id.
+	garbage bool
+}
+
+func (d *docFake) MaxDocsPerRead(model.Kind) int { return 3 }
+
+func (d *docFake) ReadDocs(ctx context.Context, e model.Kind, ids []string) (*connectors.Page, error) {
+	d.reads = append(d.reads, append([]string(nil), ids...))
+	if d.fail != nil {
+		return &connectors.Page{Calls: 1}, d.fail
+	}
+	p := &connectors.Page{Calls: 1, Total: -1}
+	if d.garbage {
+		p.Records = append(p.Records, model.Record{Company: d.Company, Vendor: d.Vendor, Kind: e})
+		return p, nil
+	}
+	for _, id := range ids {
+		if it, ok := d.Get(e, id); ok {
+			p.Records = append(p.Records, d.Record(e, it))
+		}
+	}
+	return p, nil
+}
+
+func TestTargeted(t *testing.T) {
+	type check func(t *testing.T, w *world, d *docFake, res TargetedResult, err error)
+	tests := []struct {
+		name    string
+		targets []Target
+		setup   func(w *world, d *docFake)
+		check   check
+	}{
+		{
+			name: "reads each named document once, in chunks, and writes the current version",
+			targets: []Target{{Entity: P, ID: id(P, 1)}, {Entity: P, ID: id(P, 2)}, {Entity: P, ID: id(P, 1)},
+				{Entity: P, ID: id(P, 3)}, {Entity: P, ID: id(P, 4)}},
+			setup: func(w *world, d *docFake) {
+				for i := 1; i <= 4; i++ {
+					w.erp.Put(P, id(P, i))
+				}
+			},
+			check: func(t *testing.T, w *world, d *docFake, res TargetedResult, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Targets != 4 || len(d.reads) != 2 || res.Calls != 2 {
+					t.Fatalf("targets %d, reads %v, calls %d; want 4 targets in 2 reads", res.Targets, d.reads, res.Calls)
+				}
+				w.assertCRMMatchesERP(P)
+				if res.Upserted != 4 {
+					t.Fatalf("upserted %d, want 4", res.Upserted)
+				}
+			},
+		},
+		{
+			name:    "a delete event for a document the vendor no longer serves is a webhook tombstone",
+			targets: []Target{{Entity: P, ID: id(P, 1), Deleted: true}, {Entity: P, ID: id(P, 2)}},
+			setup: func(w *world, d *docFake) {
+				w.erp.Delete(P, id(P, 1))
+				w.erp.Delete(P, id(P, 2))
+			},
+			check: func(t *testing.T, w *world, d *docFake, res TargetedResult, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				ts, ok := w.crm.Tombstone(model.Key{Company: "ACME", Vendor: "fake", Kind: P, VendorID: id(P, 1)})
+				if !ok || ts.Via != model.DeletedByWebhook {
+					t.Fatalf("tombstone %+v %v, want one via webhook", ts, ok)
+				}
+				if _, ok := w.crm.Tombstone(model.Key{Company: "ACME", Vendor: "fake", Kind: P, VendorID: id(P, 2)}); ok {
+					t.Fatal("an update event for a missing document deleted it")
+				}
+				if res.Deleted != 1 {
+					t.Fatalf("deleted %d, want 1", res.Deleted)
+				}
+			},
+		},
+		{
+			name:    "a delete event for a document the vendor still serves writes it as served",
+			targets: []Target{{Entity: P, ID: id(P, 1), Deleted: true}},
+			check: func(t *testing.T, w *world, d *docFake, res TargetedResult, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, ok := w.crm.Tombstone(model.Key{Company: "ACME", Vendor: "fake", Kind: P, VendorID: id(P, 1)}); ok {
+					t.Fatal("deleted a document the vendor still serves")
+				}
+				w.assertCRMMatchesERP(P)
+			},
+		},
+		{
+			name:    "targets of streams the run does not sync are skipped, without a call",
+			targets: []Target{{Entity: model.KindCustomer, ID: "c1"}, {Entity: P, ID: ""}},
+			check: func(t *testing.T, w *world, d *docFake, res TargetedResult, err error) {
+				if err != nil || res.Skipped != 2 || len(d.reads) != 0 {
+					t.Fatalf("err %v, skipped %d, reads %v", err, res.Skipped, d.reads)
+				}
+			},
+		},
+		{
+			name:    "a vendor failure is classified and nothing is tombstoned",
+			targets: []Target{{Entity: P, ID: id(P, 1), Deleted: true}},
+			setup:   func(w *world, d *docFake) { d.fail = connectors.Errorf(connectors.KindERPUnavailable, "503") },
+			check: func(t *testing.T, w *world, d *docFake, res TargetedResult, err error) {
+				var ce *connectors.Error
+				if !errors.As(err, &ce) || ce.Kind != connectors.KindERPUnavailable {
+					t.Fatalf("err %v, want ERPUnavailable", err)
+				}
+				if _, ok := w.crm.Tombstone(model.Key{Company: "ACME", Vendor: "fake", Kind: P, VendorID: id(P, 1)}); ok {
+					t.Fatal("tombstoned after a failed read")
+				}
+			},
+		},
+		{
+			name:    "a garbage page never reaches the sink",
+			targets: []Target{{Entity: P, ID: id(P, 1)}},
+			setup:   func(w *world, d *docFake) { d.garbage = true },
+			check: func(t *testing.T, w *world, d *docFake, res TargetedResult, err error) {
+				if err == nil || res.Upserted != 0 {
+					t.Fatalf("err %v, upserted %d: want a refused page", err, res.Upserted)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.seed(P, 5, t0.Add(-time.Hour))
+			if _, err := w.run(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+			d := &docFake{Fake: w.erp}
+			if tc.setup != nil {
+				tc.setup(w, d)
+			}
+			res, err := Targeted(context.Background(), Run{Company: "ACME", Vendor: "fake", Connector: d, Sink: w.crm, Now: w.clock.Now, Log: testr.New(t)}, tc.targets)
+			tc.check(t, w, d, res, err)
+		})
+	}
+}
+
+func TestTargetedNeedsScopeAndDocReader(t *testing.T) {
+	w := newWorld(t)
+	if _, err := Targeted(context.Background(), Run{Connector: &docFake{Fake: w.erp}, Sink: w.crm}, nil); err == nil {
+		t.Fatal("ran without company and vendor")
+	}
+	if _, err := Targeted(context.Background(), Run{Company: "ACME", Vendor: "fake", Connector: w.erp, Sink: w.crm}, nil); err == nil {
+		t.Fatal("ran without a DocReader")
+	}
+}
