@@ -268,6 +268,9 @@ func run(ctx context.Context, o options) error {
 		Registry: reg,
 		Sink:     sink,
 		Egress:   policy,
+		// Where vendors are told to deliver; the receiver below takes
+		// the deliveries.
+		WebhookPublicURL: publicURL,
 		Options: controllers.Options{
 			ConcurrentSyncs:         o.concurrentSyncs,
 			MaxSyncsPerNamespace:    o.maxSyncsPerNamespace,
