@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,6 +37,7 @@ import (
 	"github.com/erpsync/erpsync-operator/controllers"
 	"github.com/erpsync/erpsync-operator/internal/engine"
 	"github.com/erpsync/erpsync-operator/internal/quotastore"
+	"github.com/erpsync/erpsync-operator/internal/receiver"
 	sinkopen "github.com/erpsync/erpsync-operator/sinks/open"
 )
 
@@ -74,6 +77,12 @@ type options struct {
 	quotaFile            string
 	claimNamespace       string
 	sink                 sinkopen.Config
+
+	webhookAddr           string
+	webhookPublicURL      string
+	webhookMaxBodyBytes   int64
+	webhookRatePerIP      float64
+	webhookTrustedProxies string
 }
 
 func main() {
@@ -102,6 +111,11 @@ func main() {
 	flag.StringVar(&o.quotaNamespace, "quota-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the ConfigMaps that count vendor call quotas across restarts (default: $POD_NAMESPACE).")
 	flag.StringVar(&o.quotaFile, "quota-file", "", "Count vendor call quotas in this JSON file instead (local runs without --quota-namespace).")
 	flag.StringVar(&o.claimNamespace, "claim-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the Leases that record which namespace owns each companyId (default: $POD_NAMESPACE). Tenants must not be able to write it. Empty: ownership is decided from the cache only (local runs).")
+	flag.StringVar(&o.webhookAddr, "webhook-bind-address", receiver.DefaultAddr, "Address of the webhook receiver, which takes vendors' change notifications (its own port, never the metrics port; put it behind an Ingress or Gateway); \"0\" disables it.")
+	flag.StringVar(&o.webhookPublicURL, "webhook-public-url", "", "Base URL at which vendors reach the webhook receiver, e.g. https://hooks.example.com (an ErpSync's URL is it followed by /webhooks/<type>/<uid>). Empty: no subscriptions are registered at the vendors.")
+	flag.Int64Var(&o.webhookMaxBodyBytes, "webhook-max-body-bytes", receiver.DefaultMaxBodyBytes, "Largest webhook delivery body accepted; a larger one is refused (413).")
+	flag.Float64Var(&o.webhookRatePerIP, "webhook-rate-per-ip", receiver.DefaultRatePerIP, "Webhook deliveries per second one source address may send, in bursts of five times that; more are refused (429) before their body is read.")
+	flag.StringVar(&o.webhookTrustedProxies, "webhook-trusted-proxies", "", "Comma-separated addresses or CIDRs of the Ingress or Gateway in front of the webhook receiver: for their requests the source address (for --webhook-rate-per-ip) is taken from X-Forwarded-For. Empty: every delivery is limited by the proxy's own address.")
 	o.sink.BindFlags(flag.CommandLine)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -243,12 +257,20 @@ func run(ctx context.Context, o options) error {
 	all.Register(reg)
 	log.Info("connectors available", "types", reg.Types())
 
+	publicURL, err := webhookPublicURL(o.webhookPublicURL)
+	if err != nil {
+		return fmt.Errorf("--webhook-public-url: %w", err)
+	}
+
 	r := &controllers.ErpSyncReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("erpsync-controller"),
 		Registry: reg,
 		Sink:     sink,
 		Egress:   policy,
+		// Where vendors are told to deliver; the receiver below takes
+		// the deliveries.
+		WebhookPublicURL: publicURL,
 		Options: controllers.Options{
 			ConcurrentSyncs:         o.concurrentSyncs,
 			MaxSyncsPerNamespace:    o.maxSyncsPerNamespace,
@@ -267,6 +289,13 @@ func run(ctx context.Context, o options) error {
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the ErpSync controller: %w", err)
 	}
+	if o.webhookAddr != "0" {
+		if err := addReceiver(ctx, mgr, restCfg, reg, cacheOpts, o); err != nil {
+			return err
+		}
+	} else if publicURL != "" {
+		log.Info("--webhook-public-url is set but the webhook receiver is disabled (--webhook-bind-address=0): another manager must receive at that URL")
+	}
 	if watcher != nil {
 		if err := mgr.Add(watcher); err != nil {
 			return fmt.Errorf("adding the namespace watcher: %w", err)
@@ -280,6 +309,65 @@ func run(ctx context.Context, o options) error {
 	}
 	log.Info("starting the manager", "leaderElection", o.leaderElect, "lease", leaseID, "watchLabelSelector", o.watchLabelSelector,
 		"concurrentSyncs", o.concurrentSyncs, "maxSyncsPerNamespace", o.maxSyncsPerNamespace, "maxSyncDuration", o.maxSyncDuration,
-		"egressAllowHosts", splitList(o.egressAllowHosts), "claimNamespace", o.claimNamespace)
+		"egressAllowHosts", splitList(o.egressAllowHosts), "claimNamespace", o.claimNamespace,
+		"webhookBindAddress", o.webhookAddr, "webhookPublicURL", publicURL)
 	return mgr.Start(ctx)
+}
+
+// webhookPublicURL checks --webhook-public-url: an absolute http(s) URL
+// without query or fragment; returned without its trailing slash.
+func webhookPublicURL(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("parsing %q: %w", raw, err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("%q is not an absolute http(s) URL without credentials, query or fragment", raw)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// addReceiver adds the webhook receiver, which runs in every replica. Its
+// directory of ErpSyncs is the manager's cache, or, when this manager is
+// one shard (--watch-label-selector), a trimmed cache of every shard's
+// ErpSyncs: vendors deliver to one URL for all shards (Xero: one per app),
+// and a delivery for another shard's ErpSync is written to its status,
+// where that shard's controller takes it.
+func addReceiver(ctx context.Context, mgr ctrl.Manager, restCfg *rest.Config, reg *connectors.Registry, cacheOpts cache.Options, o options) error {
+	trusted, err := receiver.ParseTrustedProxies(o.webhookTrustedProxies)
+	if err != nil {
+		return fmt.Errorf("--webhook-trusted-proxies: %w", err)
+	}
+	var dir client.Reader = mgr.GetCache()
+	indexer := mgr.GetFieldIndexer()
+	if o.watchLabelSelector != "" {
+		c, err := receiver.NewDirectoryCache(restCfg, cache.Options{Scheme: scheme, DefaultNamespaces: cacheOpts.DefaultNamespaces})
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(c); err != nil {
+			return fmt.Errorf("adding the webhook receiver's cache: %w", err)
+		}
+		dir, indexer = c, c
+	}
+	if err := receiver.IndexFields(ctx, indexer); err != nil {
+		return fmt.Errorf("indexing ErpSyncs for the webhook receiver: %w", err)
+	}
+	rcv := receiver.New(reg, receiver.CacheDirectory{Reader: dir}, receiver.SecretKeySource{Reader: mgr.GetAPIReader()},
+		&receiver.StatusDispatcher{Reader: mgr.GetAPIReader(), Client: mgr.GetClient()},
+		receiver.Options{
+			Addr:           o.webhookAddr,
+			MaxBodyBytes:   o.webhookMaxBodyBytes,
+			RatePerIP:      o.webhookRatePerIP,
+			TrustedProxies: trusted,
+			Log:            ctrl.Log.WithName("webhooks"),
+		})
+	if err := mgr.Add(rcv); err != nil {
+		return fmt.Errorf("adding the webhook receiver: %w", err)
+	}
+	return nil
 }

@@ -158,3 +158,47 @@ func TestPodDisruptionBudget(t *testing.T) {
 		t.Errorf("kustomization.yaml resources %v lack pdb.yaml (%v)", kz.Resources, err)
 	}
 }
+
+// TestWebhookReceiverService: the receiver has its own container port
+// (never the metrics port), and its Service reaches every replica on it.
+func TestWebhookReceiverService(t *testing.T) {
+	d := decode[appsv1.Deployment](t, "manager.yaml", "Deployment")
+	svc := decode[corev1.Service](t, "webhook_service.yaml", "Service")
+	i := slices.IndexFunc(d.Spec.Template.Spec.Containers, func(c corev1.Container) bool { return c.Name == "manager" })
+	if i < 0 {
+		t.Fatal("no manager container")
+	}
+	c := d.Spec.Template.Spec.Containers[i]
+	var port, metricsPort int32
+	for _, p := range c.Ports {
+		switch p.Name {
+		case "webhooks":
+			port = p.ContainerPort
+		case "https-metrics":
+			metricsPort = p.ContainerPort
+		}
+	}
+	if port == 0 || port == metricsPort {
+		t.Fatalf("webhooks port %d (metrics %d)", port, metricsPort)
+	}
+	if !slices.Contains(c.Args, fmt.Sprintf("--webhook-bind-address=:%d", port)) {
+		t.Errorf("args %v do not bind the receiver to the webhooks port %d", c.Args, port)
+	}
+	if svc.Name != "webhook-receiver" || svc.Namespace != d.Namespace || len(svc.Spec.Ports) != 1 ||
+		svc.Spec.Ports[0].Port != 80 || svc.Spec.Ports[0].TargetPort.String() != "webhooks" {
+		t.Errorf("Service %s/%s ports %+v, want webhook-receiver port 80 to webhooks", svc.Namespace, svc.Name, svc.Spec.Ports)
+	}
+	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) || len(svc.Spec.Selector) == 0 {
+		t.Errorf("the Service's selector %v does not select the manager's pods %v", svc.Spec.Selector, d.Spec.Template.Labels)
+	}
+	k, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kz struct {
+		Resources []string `json:"resources"`
+	}
+	if err := yaml.Unmarshal(k, &kz); err != nil || !slices.Contains(kz.Resources, "webhook_service.yaml") {
+		t.Errorf("kustomization.yaml resources %v lack webhook_service.yaml (%v)", kz.Resources, err)
+	}
+}

@@ -467,8 +467,8 @@ func TestTenantQuota(t *testing.T) {
 }
 
 // TestNetworkPolicy checks what the API server stored: it selects the
-// manager's pods (the Deployment's labels), admits only the metrics and
-// probe ports, and allows HTTPS to public addresses only.
+// manager's pods (the Deployment's labels), admits only the metrics, probe
+// and webhook receiver ports, and allows HTTPS to public addresses only.
 func TestNetworkPolicy(t *testing.T) {
 	ctx := context.Background()
 	var np networkingv1.NetworkPolicy
@@ -495,8 +495,8 @@ func TestNetworkPolicy(t *testing.T) {
 			in = append(in, p.Port.IntVal)
 		}
 	}
-	if fmt.Sprint(in) != "[8443 8081]" {
-		t.Errorf("ingress ports %v, want the metrics and probe ports only", in)
+	if fmt.Sprint(in) != "[8443 8081 8090]" {
+		t.Errorf("ingress ports %v, want the metrics, probe and webhook receiver ports only", in)
 	}
 	egress := map[int32][]networkingv1.NetworkPolicyPeer{}
 	for _, r := range np.Spec.Egress {
