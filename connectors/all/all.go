@@ -19,4 +19,5 @@ func Register(reg *connectors.Registry) {
 	reg.Register(cin7core.Type, cin7core.New, cin7core.DefaultHosts...)
 	reg.Register(xero.Type, xero.New, xero.DefaultHosts...)
 	reg.Register(katana.Type, katana.New, katana.DefaultHosts...)
+	reg.RegisterWebhooks(unleashed.Type, unleashed.Webhooks)
 }
