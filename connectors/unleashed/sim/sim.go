@@ -11,7 +11,9 @@
 // blocks every request once used up (403 whose body names the limit) until
 // the 1st of the next month; and, from the embedded simkit.Base, the vendor
 // clock with its skew, the Date header, fault injection, statistics and the
-// unstable-order knob.
+// unstable-order knob. It also serves the webhook subscription API and
+// sends signed deliveries for every product and customer change
+// (webhooks.go; the shape is partly assumed, see the connector's docs).
 //
 // It serves a simkit.Dataset, so tests can change records while a run is
 // under way and know what a full import must yield (Expected).
