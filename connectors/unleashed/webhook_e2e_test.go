@@ -217,9 +217,9 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	custOfContact, droppedContact := d.DropContact(5)
 	d.TouchOrders(3) // sales orders: no event
 
-	evs := r.wait(t, 6)
+	r.wait(t, 6)
 	time.Sleep(50 * time.Millisecond) // nothing more may come
-	evs = r.wait(t, 6)
+	evs := r.wait(t, 6)
 	if len(evs) != 6 {
 		t.Fatalf("%d events, want 6: %+v", len(evs), evs)
 	}

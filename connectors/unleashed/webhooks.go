@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -284,13 +285,15 @@ func eventGUID(data json.RawMessage, field string) (string, error) {
 
 // jsonErr keeps a JSON error's kind and offset, never the body's text.
 func jsonErr(err error) error {
-	switch e := err.(type) {
-	case *json.SyntaxError:
-		return fmt.Errorf("invalid JSON at offset %d", e.Offset)
-	case *json.UnmarshalTypeError:
-		return fmt.Errorf("a %s where %s was expected", e.Value, e.Type)
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Errorf("invalid JSON at offset %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Errorf("a %s where %s was expected", typ.Value, typ.Type)
 	default:
-		return fmt.Errorf("invalid JSON")
+		return errors.New("invalid JSON")
 	}
 }
 

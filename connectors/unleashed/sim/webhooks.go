@@ -174,7 +174,7 @@ func (s *Server) onChange(c simkit.Change) {
 		if !w.events[typ] {
 			continue
 		}
-		w, id, at := w, c.ID, c.At
+		id, at := c.ID, c.At
 		w.d.Enqueue(func() simkit.Delivery { return s.delivery(w, typ, field, id, at) })
 	}
 }
