@@ -21,4 +21,5 @@ func Register(reg *connectors.Registry) {
 	reg.RegisterWebhooks(xero.Type, xero.Webhooks)
 	reg.Register(katana.Type, katana.New, katana.DefaultHosts...)
 	reg.RegisterWebhooks(katana.Type, katana.Webhooks)
+	reg.RegisterWebhooks(unleashed.Type, unleashed.Webhooks)
 }

@@ -29,7 +29,10 @@ type harness struct {
 func (harness) Vendor() string { return unleashed.Type }
 
 func (h harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) *connectortest.Env {
-	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now})
+	// Deliveries are stamped on the suite's clock (the receiver checks
+	// them against it) and retried without waiting.
+	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now, WebhookNow: clock.Now, WebhookSleep: instant})
+	t.Cleanup(s.CloseWebhooks)
 	srv := connectortest.Serve(t, s)
 	size := h.pageSize
 	if size <= 0 {
@@ -49,6 +52,16 @@ func (h harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock
 			// the product: reconciliation finds them gone.
 			ChildrenApart: []model.Kind{model.KindStockLevel, model.KindPriceRule}},
 	}
+	env.Webhooks = &connectortest.WebhookEnv{
+		Codec: unleashed.Webhooks,
+		// Customer and Product events (documented); the stock and
+		// customer prices of a product have no event of their own.
+		Kinds: map[string]model.Kind{simkit.AdminProducts: model.KindProduct, simkit.AdminCustomers: model.KindCustomer},
+		Subscribe: func(t testing.TB, reg *httpapi.Registry, url string) (map[string][]byte, *simkit.Deliverer) {
+			t.Helper()
+			return harnessSubscribe(t, env, s, reg, url)
+		},
+	}
 	return env.ConnectBy(s.Credentials, func(t testing.TB, reg *httpapi.Registry, creds map[string][]byte) (connectors.Connector, error) {
 		return unleashed.NewWithOptions(context.Background(), connectors.Config{Type: unleashed.Type, CompanyID: connectortest.Company,
 			BaseURL: srv.URL, Credentials: creds}, unleashed.Options{Clock: clock, Registry: reg, PageSize: size})
@@ -56,6 +69,34 @@ func (h harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock
 }
 
 func TestScenarios(t *testing.T) { connectortest.Run(t, harness{}) }
+
+// harnessSubscribe registers url through the connector's WebhookRegistrar,
+// as the operator does, and returns the receiver's keys (the credentials
+// with the webhook Secret merged over them) and the subscription's
+// deliverer.
+func harnessSubscribe(t testing.TB, env *connectortest.Env, s *sim.Server, reg *httpapi.Registry, url string) (map[string][]byte, *simkit.Deliverer) {
+	keys := connectortest.SecretData(s.Credentials(), nil)
+	keys[connectors.WebhookKeyCredential] = []byte("suite-webhook-credential")
+	r, ok := env.Connect(t, reg).(connectors.WebhookRegistrar)
+	if !ok {
+		t.Fatal("the unleashed connector is no WebhookRegistrar")
+	}
+	res, err := r.EnsureWebhooks(context.Background(), connectors.WebhookTarget{URL: url, Keys: keys,
+		Entities: []model.Kind{model.KindCustomer, model.KindContact, model.KindProduct}})
+	if err != nil {
+		t.Fatalf("EnsureWebhooks: %v", err)
+	}
+	for k, v := range res.Keys {
+		keys[k] = v
+	}
+	for _, sub := range s.WebhookSubscriptions() {
+		if sub.URL == url {
+			return keys, s.WebhookDeliverer(sub.ID)
+		}
+	}
+	t.Fatalf("no subscription delivers to %s", url)
+	return nil, nil
+}
 
 // expected lists every record a full import of the simulator's dataset
 // yields, with checks of the fields the suite's edits change.

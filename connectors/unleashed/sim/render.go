@@ -121,6 +121,11 @@ func all(n int) []int {
 // modified is modifiedSince: "created or modified since", inclusive.
 func modified(t time.Time, req request) bool { return req.since.IsZero() || !t.Before(req.since) }
 
+// isTarget reports whether a record is the one a read by Guid asks for
+// (every record is, in a list): a read of one product or customer, the
+// documents webhooks name, renders that document only.
+func isTarget(req request, id string) bool { return !req.single || strings.EqualFold(id, req.id) }
+
 func includeObsolete(req request) bool {
 	return req.single || strings.EqualFold(req.q["includeobsolete"], "true")
 }
@@ -249,7 +254,7 @@ func (s *Server) products(req request) []byte {
 		// Unleashed lists products by code unless orderBy says otherwise
 		// (Products page): an edit does not move a product.
 		idx := simkit.Sorted(d.Products, func(p *simkit.Product) bool {
-			return (!p.Deleted || includeObsolete(req)) && modified(p.Modified, req) && (req.q["productcode"] == "" || strings.EqualFold(req.q["productcode"], p.SKU))
+			return isTarget(req, p.ID) && (!p.Deleted || includeObsolete(req)) && modified(p.Modified, req) && (req.q["productcode"] == "" || strings.EqualFold(req.q["productcode"], p.SKU))
 		}, func(a, b *simkit.Product) bool { return a.SKU < b.SKU })
 		body = page(s, req, idx, func(i int) Product { return s.product(d, d.Products[i], sups) })
 	})
@@ -578,7 +583,7 @@ func (s *Server) customers(req request) []byte {
 		// Customers come by code unless orderBy says otherwise (Customers
 		// page): an edit does not move a customer.
 		idx := simkit.Sorted(d.Customers, func(c *simkit.Customer) bool {
-			return (!c.Deleted || includeObsolete(req)) && modified(c.Modified, req)
+			return isTarget(req, c.ID) && (!c.Deleted || includeObsolete(req)) && modified(c.Modified, req)
 		}, func(a, b *simkit.Customer) bool { return a.Code < b.Code })
 		withContacts := strings.EqualFold(req.q["includeallcontacts"], "true")
 		body = page(s, req, idx, func(i int) Customer {

@@ -11,13 +11,16 @@
 // blocks every request once used up (403 whose body names the limit) until
 // the 1st of the next month; and, from the embedded simkit.Base, the vendor
 // clock with its skew, the Date header, fault injection, statistics and the
-// unstable-order knob.
+// unstable-order knob. It also serves the webhook subscription API and
+// sends signed deliveries for every product and customer change
+// (webhooks.go; the shape is partly assumed, see the connector's docs).
 //
 // It serves a simkit.Dataset, so tests can change records while a run is
 // under way and know what a full import must yield (Expected).
 package sim
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -27,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors/model"
@@ -71,6 +75,21 @@ type Options struct {
 	// RequireClientType refuses requests without a client-type header
 	// (Unleashed enforces it since 30 June 2025); nil means true.
 	RequireClientType *bool
+
+	// Webhooks (webhooks.go). WebhookClient sends deliveries (nil: a plain
+	// http.Client). WebhookPolicy replaces DefaultDelivery. WebhookSleep
+	// waits vendor time between attempts (nil: real time divided by
+	// TimeScale). WebhookNow stamps x-unleashed-timestamp (nil: the wall
+	// clock, as the receiver's replay window expects; the vendor clock
+	// stamps records). MaxWebhookSubscriptions replaces the cap of 5.
+	// RequireHTTPSWebhooks refuses http:// notification URLs as Unleashed
+	// does (off by default so that local receivers work).
+	WebhookClient           *http.Client
+	WebhookPolicy           *simkit.DeliveryPolicy
+	WebhookSleep            func(ctx context.Context, d time.Duration) error
+	WebhookNow              func() time.Time
+	MaxWebhookSubscriptions int
+	RequireHTTPSWebhooks    bool
 }
 
 // Server is an Unleashed simulator.
@@ -85,6 +104,16 @@ type Server struct {
 	month       time.Time // start of the counted month
 	used        int
 	groupPrices []groupPrice
+
+	// Webhook subscriptions (webhooks.go). whMu is never held while
+	// calling the dataset: the dataset's change feed takes it.
+	whMu     sync.Mutex
+	subs     []*webhookSub
+	subSeq   int
+	whClosed bool
+	unfeed   func()
+	feed     sync.Once
+	notes    atomic.Int64
 }
 
 // New returns a simulator serving opts.Data or a dataset built from
@@ -170,7 +199,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.ApplyFault(w, r) {
 		return
 	}
-	if r.Method != http.MethodGet {
+	whID, isWebhooks := webhookRoute(r.URL.Path)
+	if r.Method != http.MethodGet && !isWebhooks {
 		writeError(w, http.StatusMethodNotAllowed, "The simulator serves GET only")
 		return
 	}
@@ -189,6 +219,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.countQuota(now) {
 		s.Stats().Throttled.Add(1)
 		writeError(w, http.StatusForbidden, QuotaMessage)
+		return
+	}
+	if isWebhooks {
+		s.serveWebhooks(w, r, whID)
+		s.Stats().Served.Add(1)
 		return
 	}
 	rt, ok := route(r.URL.Path)
