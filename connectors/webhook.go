@@ -70,7 +70,7 @@ const (
 	// the ErpSync: the basic or bearer credential of vendors without
 	// signatures (Cin7 Core), and available to any vendor that lets the
 	// subscriber choose a signing secret.
-	WebhookKeyCredential = "webhookCredential"
+	WebhookKeyCredential = "webhookCredential" //nolint:gosec // G101: a Secret key's name, not a credential
 	// WebhookKeyToken is a signing token the vendor returned when the
 	// operator registered the subscription (Katana).
 	WebhookKeyToken = "webhookToken"

@@ -135,8 +135,8 @@ func TestALongVendorWaitGivesTheSlotBack(t *testing.T) {
 	resumed := make(chan error, 1)
 	go func() { resumed <- connectors.ResumeWork(actx) }()
 	select {
-	case <-resumed:
-		t.Fatal("resumed work without a slot")
+	case err := <-resumed:
+		t.Fatalf("resumed work without a slot (err %v)", err)
 	case <-time.After(100 * time.Millisecond):
 	}
 	b.Release()

@@ -167,11 +167,11 @@ func TestWebhookOverflowRunsOneIncrementalSync(t *testing.T) {
 		o.Status.Webhooks.Overflow = []string{"products"}
 		return k8s.Status().Patch(context.Background(), o, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 	}, 10*time.Second).Should(Succeed())
-	second := h.readyWhen("acme", func(o *erpv1.ErpSync) bool {
+	h.readyWhen("acme", func(o *erpv1.ErpSync) bool {
 		return !o.Status.LastSyncEnd.Equal(ends) || o.Status.LastSync.Upserted == 5
 	})
 	g.Eventually(func() []string { return h.get("acme").Status.Webhooks.Overflow }, 10*time.Second, 50*time.Millisecond).Should(BeEmpty())
-	second = h.get("acme")
+	second := h.get("acme")
 	g.Expect(second.Status.LastSync.Mode).To(Equal(erpv1.SyncModeIncremental))
 	g.Expect(second.Status.LastSync.Upserted).To(Equal(int64(5)))
 	g.Expect(meta.FindStatusCondition(second.Status.Conditions, erpv1.ReconcilingCondition)).To(BeNil(), "a routine sync")

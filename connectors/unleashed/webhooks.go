@@ -317,3 +317,9 @@ func isGUID(v string) bool {
 	}
 	return true
 }
+
+// Announces implements connectors.WebhookCoverage: Unleashed's events
+// name customers and products.
+func (codec) Announces() []model.Kind {
+	return []model.Kind{model.KindCustomer, model.KindProduct}
+}
