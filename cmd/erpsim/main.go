@@ -21,6 +21,16 @@
 // product's special price or stock row), and the list share that makes the
 // vendor's lists lie (see admin.go for the routes and bodies).
 //
+// Webhooks (webhooks.go): every simulator but Cin7 Omni's delivers signed
+// events of every change to the receivers subscribed to it. Katana,
+// Unleashed and Cin7 Core are subscribed through their APIs, by the
+// operator (plain-http loopback receivers are allowed here); Xero's app
+// webhook is set through the admin API, which plays Xero's developer
+// portal: PUT /vendors/xero/webhook {"url": ...}, then
+// POST /vendors/xero/webhook/intent (the key is in Xero's credentials as
+// webhookKey). GET /vendors/{vendor}/webhooks lists the subscriptions with
+// their delivery counters.
+//
 // With --hostile it also serves what a hostile tenant would run (package
 // internal/hostile): an Unleashed-shaped API over a forged copy of the
 // dataset (the same ids, modified in year 9999, deleted) and answers that
@@ -224,6 +234,9 @@ func (f *fleet) shutdown() {
 	defer cancel()
 	for _, v := range f.vendors {
 		_ = v.srv.Shutdown(ctx)
+		for _, sim := range v.sims() {
+			closeWebhooks(sim)
+		}
 	}
 	if f.admin != nil {
 		_ = f.admin.Shutdown(ctx)
@@ -246,6 +259,9 @@ type VendorState struct {
 	Throttled   int64             `json:"throttled"`
 	ByPath      map[string]int64  `json:"byPath,omitempty"`
 	Companies   []CompanyState    `json:"companies,omitempty"`
+	// Webhooks sums the deliveries of the vendor's subscriptions (absent
+	// for a vendor that sends no webhooks; see webhooks.go).
+	Webhooks *WebhookTotals `json:"webhooks,omitempty"`
 }
 
 // State is the JSON of the state file and of GET /vendors.
@@ -303,7 +319,7 @@ func (v *runningVendor) state(withCompanies bool) VendorState {
 		first = 1
 	}
 	cs := v.companyState(v.sim, first)
-	out := VendorState{Vendor: v.name, BaseURL: cs.BaseURL, Credentials: cs.Credentials, Expected: exp}
+	out := VendorState{Vendor: v.name, BaseURL: cs.BaseURL, Credentials: cs.Credentials, Expected: exp, Webhooks: webhookTotals(v.sims())}
 	for i, sim := range v.sims() {
 		st := sim.Stats()
 		out.Requests += st.Requests.Load()
@@ -453,6 +469,7 @@ func (f *fleet) adminHandler() http.Handler {
 		writeJSON(w, out)
 	})
 	f.recordRoutes(mux)
+	f.webhookRoutes(mux)
 	return mux
 }
 

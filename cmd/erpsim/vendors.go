@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
 
@@ -86,10 +87,17 @@ func newVendor(name string, ds simkit.Options, timeScale float64, k int) vendor 
 	case "xero":
 		return vendor{name: name, sim: xerosim.New(xerosim.Options{Dataset: ds, TimeScale: timeScale,
 			ClientID: upperHex(cred("clientId")), ClientSecret: cred("clientSecret")}),
-			apiRoot:          func(root string) string { return root + xerosim.APIPath },
-			extraCredentials: func(root string) map[string]string { return map[string]string{"tokenURL": root + xerosim.TokenPath} }}
+			apiRoot: func(root string) string { return root + xerosim.APIPath },
+			// The app's webhook key, as the developer portal shows it
+			// (what PUT /vendors/xero/webhook sets when it names none):
+			// a Secret made from these credentials verifies deliveries.
+			extraCredentials: func(root string) map[string]string {
+				return map[string]string{"tokenURL": root + xerosim.TokenPath, connectors.WebhookKeyXero: xerosim.WebhookKeyOf(ds.Seed)}
+			}}
 	case "katana":
-		return vendor{name: name, sim: katanasim.New(katanasim.Options{Dataset: ds, TimeScale: timeScale, APIKey: cred("apiKey")}),
+		// Katana wants https webhook URLs; erpsim's receivers are plain
+		// http on loopback (the manager's, in the demo and the tests).
+		return vendor{name: name, sim: katanasim.New(katanasim.Options{Dataset: ds, TimeScale: timeScale, APIKey: cred("apiKey"), AllowHTTPWebhooks: true}),
 			apiRoot: func(root string) string { return root + katanasim.BasePath }}
 	}
 	panic("erpsim: no such vendor " + name) // vendorNames lists only the cases above
