@@ -102,7 +102,9 @@ func events(evs []connectors.WebhookEvent) []ev {
 // TestWebhookParse: every event type the connector maps, the ones it
 // skips, and hostile bodies.
 func TestWebhookParse(t *testing.T) {
-	sale := func(typ string) string { return `{"SaleID":"` + saleID + `","SaleOrderNumber":"SO-00042","EventType":"` + typ + `"}` }
+	sale := func(typ string) string {
+		return `{"SaleID":"` + saleID + `","SaleOrderNumber":"SO-00042","EventType":"` + typ + `"}`
+	}
 	so := ev{model.KindSalesOrder, saleID, false}
 	cn := ev{model.KindCreditNote, saleID, false}
 	type tc struct {
