@@ -396,3 +396,53 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	w.targeted(evs)
 	w.requireExact("after re-enabling")
 }
+
+// TestHarnessWebhooks: the suite's webhook environment subscribes through
+// the registrar, and a change of each kind in Kinds arrives verified and
+// names its record in the mapped stream.
+func TestHarnessWebhooks(t *testing.T) {
+	clock := httpapi.NewFakeClock(time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC))
+	env := harness{}.Start(t, simkit.Options{Seed: 3, Products: 10, Customers: 5, Orders: 10}, clock)
+	wh := env.Webhooks
+	if wh == nil || wh.Codec != cin7core.Webhooks || wh.Tenant != "" {
+		t.Fatalf("webhook environment %+v", wh)
+	}
+	rcv := &hookReceiver{}
+	srv := connectortest.Serve(t, rcv)
+	keys, d := wh.Subscribe(t, httpapi.NewRegistry(nil), srv.URL+"/h")
+	if d == nil || len(keys[connectors.WebhookKeyCredential]) < 32 {
+		t.Fatalf("Subscribe gave deliverer %v and a credential of %d bytes", d, len(keys[connectors.WebhookKeyCredential]))
+	}
+	rcv.mu.Lock()
+	rcv.keys = keys
+	rcv.mu.Unlock()
+	for kind, stream := range wh.Kinds {
+		refs, err := env.Data.Refs(kind)
+		if err != nil || len(refs) == 0 {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		if _, err := env.Data.Touch(kind, refs[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			rcv.mu.Lock()
+			found := slices.ContainsFunc(rcv.events, func(e connectors.WebhookEvent) bool { return e.Entity == stream && e.ID == refs[0].ID })
+			rejected := rcv.rejected
+			rcv.mu.Unlock()
+			if rejected > 0 {
+				t.Fatalf("%d deliveries refused", rejected)
+			}
+			if found {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no event for %s %s", kind, stream, refs[0].ID)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if d.Stats().Delivered.Load() == 0 {
+		t.Error("the deliverer counted nothing")
+	}
+}
