@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -444,5 +445,37 @@ func TestHarnessWebhooks(t *testing.T) {
 	}
 	if d.Stats().Delivered.Load() == 0 {
 		t.Error("the deliverer counted nothing")
+	}
+}
+
+// TestReadStockByProduct: stock levels are read by product id, one call a
+// product, with every row of the product and nothing else; an unknown
+// product gives nothing.
+func TestReadStockByProduct(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	var pid string
+	var rows int
+	e.sim.Dataset().View(func(d *simkit.Dataset) { pid, rows = d.Products[7].ID, len(d.Products[7].Stock) })
+	r := e.conn.(connectors.DocReader)
+	if n := r.MaxDocsPerRead(model.KindStockLevel); n != 20 {
+		t.Errorf("MaxDocsPerRead(stock) = %d", n)
+	}
+	if _, ok := e.conn.(connectors.IDLister).IDListing(model.KindStockLevel); ok {
+		t.Error("stock levels got an id listing")
+	}
+	p, err := r.ReadDocs(context.Background(), model.KindStockLevel, []string{pid, "00000000-0000-0000-0000-00000000dead"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Calls != 2 || !slices.Equal(p.Docs, []string{pid}) || len(p.Records) != rows || rows == 0 {
+		t.Fatalf("ReadDocs = %d calls, docs %v, %d records (want %d)", p.Calls, p.Docs, len(p.Records), rows)
+	}
+	for _, rec := range p.Records {
+		if st, ok := rec.Data.(*model.StockLevel); !ok || st.ProductVendorID != pid || rec.Kind != model.KindStockLevel {
+			t.Errorf("record %+v", rec)
+		}
+	}
+	if q := e.rec.Queries(); len(q) != 2 || !strings.Contains(q[0], "ref/productavailability?") || !strings.Contains(q[0], "ID="+pid) {
+		t.Errorf("requests %v", q)
 	}
 }
