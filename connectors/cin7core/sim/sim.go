@@ -17,6 +17,10 @@
 //
 // It serves a simkit.Dataset, so tests can change records while a run is
 // under way and know what a full import must yield (Expected).
+//
+// It also serves the webhook endpoints (GET/POST/PUT/DELETE /webhooks) and
+// delivers Cin7 Core's events for the dataset's changes to the subscribed
+// URLs, with its retry and silent deactivation (see webhooks.go).
 package sim
 
 import (
