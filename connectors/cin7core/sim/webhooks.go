@@ -131,7 +131,7 @@ func (e webhookEdit) apply(h *Webhook) {
 // validate checks a webhook as Cin7 Core would (messages assumed).
 func (h *Webhook) validate() error {
 	if !slices.Contains(WebhookTypes, h.Type) {
-		return fmt.Errorf("Type %q is not a webhook type", h.Type)
+		return fmt.Errorf("the Type %q is not a webhook type", h.Type)
 	}
 	u, err := url.Parse(h.ExternalURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
