@@ -333,3 +333,9 @@ func validID(id string) bool {
 	}
 	return true
 }
+
+// Announces implements connectors.WebhookCoverage: the streams Cin7 Core's
+// events name.
+func (codec) Announces() []model.Kind {
+	return []model.Kind{model.KindSalesOrder, model.KindCreditNote, model.KindCustomer, model.KindSupplier, model.KindProduct, model.KindStockLevel}
+}
