@@ -17,6 +17,7 @@ func Register(reg *connectors.Registry) {
 	reg.Register(unleashed.Type, unleashed.New, unleashed.DefaultHosts...)
 	reg.Register(cin7omni.Type, cin7omni.New, cin7omni.DefaultHosts...)
 	reg.Register(cin7core.Type, cin7core.New, cin7core.DefaultHosts...)
+	reg.RegisterWebhooks(cin7core.Type, cin7core.Webhooks)
 	reg.Register(xero.Type, xero.New, xero.DefaultHosts...)
 	reg.RegisterWebhooks(xero.Type, xero.Webhooks)
 	reg.Register(katana.Type, katana.New, katana.DefaultHosts...)

@@ -164,6 +164,10 @@ type stream struct {
 	// document is read by id through its sale's order number (see
 	// ReadDocs).
 	bySearch bool
+	// byProduct is set for the availability list, a full stream read by
+	// product id (its ID filter) for webhooks: a "document" is the stock
+	// rows of one product (see ReadDocs).
+	byProduct bool
 }
 
 var streams = []*stream{
@@ -176,7 +180,7 @@ var streams = []*stream{
 		idField: "ID", modField: "LastModifiedOn"},
 	{kind: model.KindProduct, path: "product", listKey: "Products", filter: "ModifiedSince",
 		extra: url.Values{"IncludeDeprecated": {"true"}}, mapItem: mapProduct, idField: "ID", modField: "LastModifiedOn"},
-	{kind: model.KindStockLevel, path: "ref/productavailability", listKey: "ProductAvailabilityList", mapItem: mapAvailability},
+	{kind: model.KindStockLevel, path: "ref/productavailability", listKey: "ProductAvailabilityList", mapItem: mapAvailability, byProduct: true},
 	{kind: model.KindSalesOrder, also: []model.Kind{model.KindInvoice, model.KindShipment}, path: "saleList", listKey: "SaleList",
 		filter: "UpdatedSince", mapItem: mapSale, idField: "SaleID", modField: "Updated", bySearch: true},
 	{kind: model.KindCreditNote, path: "saleCreditNoteList", listKey: "SaleList", filter: "UpdatedSince", mapItem: mapCreditNote,

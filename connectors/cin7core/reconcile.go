@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/httpapi"
@@ -25,7 +26,10 @@ import (
 // them (deleted).
 //
 // Products, customers and suppliers are read by id with the list's exact
-// ID filter, one document a request. The sale lists have no id filter:
+// ID filter, one document a request. Stock levels, a full stream without
+// an id listing, are read by product id for webhooks (the stock event names
+// products): the availability list's ID filter gives the product's rows,
+// one request a product (more only past 1000 rows). The sale lists have no id filter:
 // a sale is read with GET /sale?ID= for its order number, then its list row
 // with Search=<order number> (a substring search, so the rows are matched
 // by SaleID): two requests a document.
@@ -82,7 +86,7 @@ func (c *Connector) ListIDs(ctx context.Context, req connectors.PageRequest) (*c
 func (c *Connector) MaxDocsPerRead(entity model.Kind) int {
 	s := streamFor(entity)
 	switch {
-	case s == nil || s.filter == "":
+	case s == nil || (s.filter == "" && !s.byProduct):
 		return 0
 	case s.bySearch:
 		return docsPerReadSearch
@@ -93,10 +97,11 @@ func (c *Connector) MaxDocsPerRead(entity model.Kind) int {
 
 // ReadDocs implements connectors.DocReader: every id is read as a full read
 // reads it (the stream's own parameters), children and set-aside rows
-// included; ids Cin7 Core does not have are left out.
+// included; ids Cin7 Core does not have are left out. For stock levels an
+// id is a product's: its rows in every location.
 func (c *Connector) ReadDocs(ctx context.Context, entity model.Kind, ids []string) (*connectors.Page, error) {
 	s := streamFor(entity)
-	if s == nil || s.filter == "" {
+	if s == nil || (s.filter == "" && !s.byProduct) {
 		return nil, connectors.Errorf(connectors.KindInvalidConfig, "cin7core: entity %q cannot be read by id", entity)
 	}
 	out := &connectors.Page{Total: -1, Docs: []string{}}
@@ -105,9 +110,12 @@ func (c *Connector) ReadDocs(ctx context.Context, entity model.Kind, ids []strin
 			return out, err
 		}
 		var err error
-		if s.bySearch {
+		switch {
+		case s.bySearch:
 			err = c.readSale(ctx, s, id, out)
-		} else {
+		case s.byProduct:
+			err = c.readStock(ctx, s, id, out)
+		default:
 			err = c.readByID(ctx, s, id, out)
 		}
 		if err != nil {
@@ -128,6 +136,56 @@ func (c *Connector) readByID(ctx context.Context, s *stream, id string, out *con
 	}
 	keep(out, page, id)
 	return nil
+}
+
+// readStock reads the availability rows of one product with the list's ID
+// filter, page by page to the envelope's Total.
+func (c *Connector) readStock(ctx context.Context, s *stream, productID string, out *connectors.Page) error {
+	found := false
+	for n := 1; ; n++ {
+		q := c.query(s.extra, n)
+		q.Set("ID", productID)
+		page, doc, err := c.readPage(ctx, "read_", s, n, q)
+		out.Calls += page.Calls
+		if err != nil {
+			return fmt.Errorf("cin7core reading %s by product: %w", s.kind, err)
+		}
+		if keepStock(out, page, productID) {
+			found = true
+		}
+		if !c.more(n, doc.Items, doc.Total) {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	if found {
+		out.Docs = append(out.Docs, productID)
+	}
+	return nil
+}
+
+// keepStock adds to out the rows of page that belong to product pid (an
+// availability row's key starts with its product id); true if any.
+func keepStock(out, page *connectors.Page, pid string) bool {
+	if out.ServerTime.IsZero() || page.ServerTime.After(out.ServerTime) {
+		out.ServerTime = page.ServerTime
+	}
+	found := false
+	for _, r := range page.Records {
+		if st, ok := r.Data.(*model.StockLevel); ok && st.ProductVendorID == pid {
+			out.Records = append(out.Records, r)
+			found = true
+		}
+	}
+	for _, a := range page.SetAside {
+		if strings.HasPrefix(a.VendorID, pid+"/") {
+			out.SetAside = append(out.SetAside, a)
+			found = true
+		}
+	}
+	return found
 }
 
 // readSale reads the list row of one sale: its order number from

@@ -2,6 +2,8 @@ package cin7core_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -45,7 +47,9 @@ var caps = connectortest.Caps{
 // unstable-order scenario turns Env.Base.SetUnstable on).
 func (harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) *connectortest.Env {
 	t.Helper()
-	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now})
+	// Webhook retries wait on the suite's clock (instant).
+	s := sim.New(sim.Options{Dataset: ds, Now: clock.Now, WebhookSleep: clock.Sleep})
+	t.Cleanup(s.Close)
 	srv := connectortest.Serve(t, s)
 	var mu sync.Mutex
 	aside := map[string]bool{} // credit notes served as set-aside documents
@@ -67,6 +71,7 @@ func (harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) 
 		return cin7core.NewWithOptions(context.Background(), connectors.Config{Type: cin7core.Type, CompanyID: connectortest.Company,
 			BaseURL: srv.URL + "/ExternalApi/v2/", Credentials: creds}, cin7core.Options{Clock: clock, Registry: reg})
 	})
+	env.Webhooks = webhookEnv(s, env)
 	if ds.Orders > 0 && ds.Customers > 0 && ds.Products > 0 {
 		env.SetAside = func() (model.Kind, string) {
 			id := s.ServeAdvancedSale()
@@ -80,6 +85,51 @@ func (harness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeClock) 
 		}
 	}
 	return env
+}
+
+// webhookEnv is how the suite reaches Cin7 Core's webhooks: the
+// registrar subscribes the receiver's URL with a fresh per-ErpSync
+// credential, as the operator does. Kinds lists the dataset kinds whose
+// events name the record by its own id; invoices and credit notes are
+// announced too, by their sale's id (Sale/InvoiceAuthorised,
+// Sale/CreditNoteAuthorised), and TestWebhooksEndToEnd covers them.
+func webhookEnv(s *sim.Server, env *connectortest.Env) *connectortest.WebhookEnv {
+	return &connectortest.WebhookEnv{
+		Codec: cin7core.Webhooks,
+		Subscribe: func(t testing.TB, reg *httpapi.Registry, url string) (map[string][]byte, *simkit.Deliverer) {
+			t.Helper()
+			c := env.Connect(t, reg)
+			keys := connectortest.SecretData(s.Credentials(), map[string]string{connectors.WebhookKeyCredential: randomCredential(t)})
+			var streams []model.Kind
+			for _, e := range c.Entities() {
+				streams = append(streams, e.Name)
+			}
+			r, err := c.(connectors.WebhookRegistrar).EnsureWebhooks(context.Background(), connectors.WebhookTarget{URL: url, Keys: keys, Entities: streams})
+			if err != nil {
+				t.Fatalf("cin7core harness: registering the webhooks: %v", err)
+			}
+			if r.Subscriptions == 0 {
+				t.Fatalf("cin7core harness: no webhook registered: %+v", r)
+			}
+			return keys, s.WebhookDeliverer(url)
+		},
+		Kinds: map[string]model.Kind{
+			simkit.AdminProducts:  model.KindProduct,
+			simkit.AdminCustomers: model.KindCustomer,
+			simkit.AdminSuppliers: model.KindSupplier,
+			simkit.AdminOrders:    model.KindSalesOrder,
+		},
+	}
+}
+
+// randomCredential is a per-ErpSync webhook credential, as the operator
+// generates one.
+func randomCredential(t testing.TB) string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 // saleStatus is how the simulator names the dataset's order statuses.

@@ -134,6 +134,18 @@ func (c *coalescer) add(sub Subscriber, targets []erpv1.WebhookTarget, authentic
 	c.scheduleLocked(sub.UID, p)
 }
 
+// addPoll records an authentic delivery the codec could not decode: it
+// counts as rejected, and the entities go to Overflow, so that the next
+// sync polls them: whatever the vendor announced is read that way.
+func (c *coalescer) addPoll(sub Subscriber, entities []string, at time.Time) {
+	c.add(sub, nil, false, 1, at)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.states[sub.UID]; p != nil && !c.closed {
+		p.targets.addOverflow(entities...)
+	}
+}
+
 // scheduleLocked arms the ErpSync's timer for the end of its window (or
 // its retry), unless a dispatch is in flight (its end schedules) or one is
 // armed already.

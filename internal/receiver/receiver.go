@@ -382,14 +382,33 @@ func (r *Receiver) serveByPath(ctx context.Context, w http.ResponseWriter, h htt
 	}
 	events, err := codec.Parse(h, body)
 	if err != nil {
-		log.V(1).Info("authentic webhook delivery that does not decode; refused", "error", truncate(err.Error(), 200))
-		r.co.add(sub, nil, false, 1, now)
-		answer(w, vendor, http.StatusBadRequest, metrics.WebhookMalformed)
+		// Authentic but not understood (the vendor changed its payload,
+		// or a new shape): acknowledged, so that the vendor does not
+		// retry it and then disable the subscription (Cin7 Core does so
+		// silently), counted as rejected, and the announced streams are
+		// polled at once instead.
+		log.Info("authentic webhook delivery that does not decode; polling instead", "error", truncate(err.Error(), 200))
+		r.co.addPoll(sub, announced(codec), now)
+		answer(w, vendor, http.StatusOK, metrics.WebhookMalformed)
 		return
 	}
 	r.co.add(sub, targetsOf(events), true, 0, now)
 	metrics.AddWebhookEvents(vendor, len(events))
 	answer(w, vendor, http.StatusOK, metrics.WebhookAccepted)
+}
+
+// announced names the streams a codec's events name (every stream, "*",
+// when it does not say).
+func announced(codec connectors.WebhookCodec) []string {
+	cov, ok := codec.(connectors.WebhookCoverage)
+	if !ok || len(cov.Announces()) == 0 {
+		return []string{"*"}
+	}
+	out := make([]string, 0, len(cov.Announces()))
+	for _, k := range cov.Announces() {
+		out = append(out, string(k))
+	}
+	return out
 }
 
 func (r *Receiver) serveByTenant(ctx context.Context, w http.ResponseWriter, h http.Header, body []byte, vendor string,

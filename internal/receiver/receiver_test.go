@@ -149,6 +149,8 @@ func TestDeliveriesByPath(t *testing.T) {
 		targets            string
 		// owner is the ErpSync the outcome is counted for (a).
 		owner types.UID
+		// overflow lists the entities the ErpSync is asked to poll.
+		overflow string
 	}{
 		{name: "authentic", method: "POST", path: Path(byPath, "uid-a"), body: ev, sig: func(b []byte) string { return sign(b, "key-a") },
 			code: 200, result: "accepted", vendor: byPath, accepted: 1, targets: "products/p1"},
@@ -164,8 +166,10 @@ func TestDeliveriesByPath(t *testing.T) {
 			code: 200, result: "unknown", vendor: byPath},
 		{name: "route of another vendor is unknown", method: "POST", path: Path(byPath, "uid-t"), body: ev, sig: func(b []byte) string { return sign(b, "key-t") },
 			code: 200, result: "unknown", vendor: byPath},
+		// Acknowledged (the vendor would retry, then disable the
+		// subscription), and the announced streams are polled instead.
 		{name: "authentic but malformed", method: "POST", path: Path(byPath, "uid-a"), body: []byte("{not json"), sig: func(b []byte) string { return sign(b, "key-a") },
-			code: 400, result: "malformed", vendor: byPath, rejected: 1},
+			code: 200, result: "malformed", vendor: byPath, rejected: 1, overflow: "*"},
 		{name: "over the cap", method: "POST", path: Path(byPath, "uid-a"), body: big, sig: func(b []byte) string { return sign(b, "key-a") },
 			code: 413, result: "too_large", vendor: byPath},
 		{name: "unknown vendor", method: "POST", path: Path("nosuch", "uid-a"), body: ev, sig: func(b []byte) string { return sign(b, "key-a") },
@@ -212,6 +216,13 @@ func TestDeliveriesByPath(t *testing.T) {
 			if s.accepted != tc.accepted || s.rejected != tc.rejected || s.targetList() != tc.targets {
 				t.Errorf("ErpSync %s got accepted %d rejected %d targets %q, want %d, %d, %q",
 					owner, s.accepted, s.rejected, s.targetList(), tc.accepted, tc.rejected, tc.targets)
+			}
+			var overflow []string
+			for _, b := range g.disp.got() {
+				overflow = append(overflow, b.Overflow...)
+			}
+			if got := strings.Join(overflow, ","); got != tc.overflow {
+				t.Errorf("overflow %q, want %q", got, tc.overflow)
 			}
 			for _, b := range g.disp.got() {
 				if b.Subscriber.UID != owner {

@@ -17,9 +17,14 @@
 //
 // It serves a simkit.Dataset, so tests can change records while a run is
 // under way and know what a full import must yield (Expected).
+//
+// It also serves the webhook endpoints (GET/POST/PUT/DELETE /webhooks) and
+// delivers Cin7 Core's events for the dataset's changes to the subscribed
+// URLs, with its retry and silent deactivation (see webhooks.go).
 package sim
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -78,6 +83,20 @@ type Options struct {
 	// UnstableOrder serves every list request in a fresh order (see
 	// simkit.Base.SetUnstable); SetUnstable changes it later.
 	UnstableOrder bool
+
+	// NoAutomation makes the account one without the Automation module:
+	// the webhook endpoints answer 403 (see webhooks.go).
+	NoAutomation bool
+	// WebhookClient sends the deliveries; nil means a plain http.Client.
+	WebhookClient *http.Client
+	// WebhookSleep waits vendor time between delivery attempts (and the
+	// WebhookDelay); nil means real time divided by TimeScale. A test's
+	// fake clock makes retries instant.
+	WebhookSleep func(ctx context.Context, d time.Duration) error
+	// WebhookDelay is the vendor time between a change and its first
+	// delivery attempt. Cin7 Core documents one minute; the default 0
+	// delivers at once (a demo shows a change in seconds).
+	WebhookDelay time.Duration
 }
 
 // Server is a Cin7 Core simulator.
@@ -87,6 +106,8 @@ type Server struct {
 	data     *simkit.Dataset
 	limiter  *simkit.Limiter
 	refusals atomic.Int64
+
+	wh webhooks
 
 	mu sync.Mutex
 	// advanced holds the sales served as Cin7 Core "Advanced Sale"s (several
@@ -186,7 +207,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.ApplyFault(w, r) {
 		return
 	}
-	if r.Method != http.MethodGet {
+	endpoint := endpointOf(r.URL.Path)
+	if r.Method != http.MethodGet && endpoint != "webhooks" {
 		writeError(w, http.StatusMethodNotAllowed, "The simulator serves GET only")
 		return
 	}
@@ -205,7 +227,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, LimitMessage)
 		return
 	}
-	endpoint := endpointOf(r.URL.Path)
+	if endpoint == "webhooks" {
+		s.serveWebhooks(w, r)
+		s.Stats().Served.Add(1)
+		return
+	}
 	q := lowerQuery(r.URL.Query())
 	h, ok := routes[endpoint]
 	detail, isDetail := detailRoutes[endpoint]
