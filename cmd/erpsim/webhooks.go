@@ -11,6 +11,7 @@ import (
 
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
 
+	cin7coresim "github.com/erpsync/erpsync-operator/connectors/cin7core/sim"
 	katanasim "github.com/erpsync/erpsync-operator/connectors/katana/sim"
 	unleashedsim "github.com/erpsync/erpsync-operator/connectors/unleashed/sim"
 	xerosim "github.com/erpsync/erpsync-operator/connectors/xero/sim"
@@ -120,6 +121,10 @@ func webhooksOf(sim simulator) ([]WebhookState, []*simkit.Deliverer, error) {
 	case *unleashedsim.Server:
 		for _, w := range s.WebhookSubscriptions() {
 			add(WebhookState{ID: w.ID, URL: w.URL, Events: w.EventTypes, Status: activeOr(!w.Disabled)}, s.WebhookDeliverer(w.ID))
+		}
+	case *cin7coresim.Server:
+		for _, w := range s.WebhookSubscriptions() {
+			add(WebhookState{ID: w.ID, URL: w.ExternalURL, Events: []string{w.Type}, Status: activeOr(w.IsActive)}, s.WebhookDeliverer(w.ExternalURL))
 		}
 	default:
 		return nil, nil, errNoWebhooks

@@ -229,9 +229,10 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 // TestSubscribedThroughTheAPI subscribes plain-http receivers through
-// Katana's and Unleashed's own APIs, as the operator does: both accept an
-// http URL in erpsim, deliver a product change signed with the token or
-// key they returned, and the admin API counts the deliveries; Unleashed's
+// Katana's, Unleashed's and Cin7 Core's own APIs, as the operator does:
+// each accepts an http URL in erpsim and delivers a product change, signed
+// with the token or key it returned (Cin7 Core: with the bearer credential
+// it was given), and the admin API counts the deliveries; Unleashed's
 // timestamp is the wall clock even though the vendors' clocks run 1000
 // times faster (the receiver allows five minutes of skew).
 func TestSubscribedThroughTheAPI(t *testing.T) {
@@ -322,6 +323,41 @@ func TestSubscribedThroughTheAPI(t *testing.T) {
 			ws := webhookList(t, srv, "unleashed")
 			return len(ws) == 1 && ws[0].ID == sub.SubscriptionID && ws[0].Status == "active" && ws[0].Delivered >= 1
 		})
+	})
+
+	t.Run("cin7core", func(t *testing.T) {
+		c, _ := f.find("cin7core")
+		api := httptest.NewServer(c.sim)
+		defer api.Close()
+		creds := c.sim.Credentials()
+		const bearer = "per-erpsync-secret"
+		body := `{"Type": "Product/Updated", "ExternalURL": "` + rec.srv.URL + `/webhooks/cin7core/z", "ExternalAuthorizationType": "bearerauth", "ExternalBearerToken": "` + bearer + `", "IsActive": true}`
+		req, _ := http.NewRequest("POST", c.apiRoot(api.URL)+"webhooks", strings.NewReader(body))
+		req.Header.Set("api-auth-accountid", creds["accountId"])
+		req.Header.Set("api-auth-applicationkey", creds["applicationKey"])
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("creating an http webhook: %s %s", resp.Status, b)
+		}
+		ids := products("cin7core")
+		call(t, srv, "PATCH", "/vendors/cin7core/records/products/"+ids[0], `{}`)
+		d := rec.wait(t, "from Cin7 Core", func(d delivery) bool { return strings.Contains(string(d.body), "Product/Updated") })
+		if got := d.header.Get("Authorization"); got != "Bearer "+bearer {
+			t.Errorf("Authorization %q", got)
+		}
+		eventually(t, func() bool {
+			ws := webhookList(t, srv, "cin7core")
+			return len(ws) == 1 && ws[0].Status == "active" && len(ws[0].Events) == 1 && ws[0].Events[0] == "Product/Updated" && ws[0].Delivered >= 1
+		})
+		if strings.Contains(string(mustJSON(t, webhookList(t, srv, "cin7core"))), bearer) {
+			t.Errorf("GET webhooks shows the bearer credential")
+		}
 	})
 
 	if code, b := call(t, srv, "GET", "/vendors/cin7omni/webhooks", ""); code != http.StatusNotFound {
