@@ -49,6 +49,11 @@ type Overlay struct {
 	// Endpoints are the simulators by vendor; vendors without one are left
 	// out.
 	Endpoints map[string]Endpoint
+	// Webhooks keeps spec.webhooks as the samples have it (on for every
+	// vendor that sends webhooks). False, the zero value, turns them off
+	// in every ErpSync: a test that counts a sync's calls, or changes
+	// records and asks for a sync, must not see webhook-started syncs too.
+	Webhooks bool
 }
 
 // Company returns the companyId the overlay gives sample s.
@@ -57,8 +62,10 @@ func (o Overlay) Company(s Sample) string { return s.Company + o.CompanySuffix }
 // WriteSampleOverlay writes a kustomization into dir that takes the samples
 // in samplesDir as they are and, as a user's overlay would, points each one
 // at its simulator: the Secret gets the simulator's credentials and the
-// credentials label, the ErpSync its base URL, the given interval and, with
-// a CompanySuffix, its own company.
+// credentials label, the ErpSync its base URL, the given interval, the
+// simulator's tenant (where its credentials name one: Xero's tenantId, which
+// webhooks are routed by) and, with a CompanySuffix, its own company;
+// without Webhooks, spec.webhooks is turned off.
 func WriteSampleOverlay(dir, samplesDir string, o Overlay) error {
 	// kustomize loads files only from below the kustomization's root, so
 	// the chosen samples are copied in unchanged.
@@ -102,6 +109,12 @@ func WriteSampleOverlay(dir, samplesDir string, o Overlay) error {
 			fmt.Fprintf(&b, "      companyId: %q\n", o.Company(s))
 		}
 		fmt.Fprintf(&b, "      interval: %s\n      retryInterval: %s\n      connector:\n        baseURL: %q\n", o.Interval, o.Interval, ep.BaseURL)
+		if tenant := ep.Credentials["tenantId"]; tenant != "" {
+			fmt.Fprintf(&b, "        tenantId: %q\n", tenant)
+		}
+		if !o.Webhooks {
+			fmt.Fprintf(&b, "      webhooks:\n        enabled: false\n")
+		}
 	}
 	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(b.String()), 0o644)
 }

@@ -1,11 +1,21 @@
 package localenv
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
+	"github.com/erpsync/erpsync-operator/connectors"
 )
 
 func TestAllowHosts(t *testing.T) {
@@ -42,7 +52,8 @@ func TestWriteSampleOverlay(t *testing.T) {
 	samples := filepath.Join(root, "config", "samples")
 	eps := map[string]Endpoint{
 		"katana": {BaseURL: "http://127.0.0.1:4000/v1", Credentials: map[string]string{"apiKey": "k"}},
-		"xero":   {BaseURL: "http://127.0.0.1:4001/api.xro/2.0", Credentials: map[string]string{"clientId": "c", "tokenURL": "http://127.0.0.1:4001/connect/token"}},
+		"xero": {BaseURL: "http://127.0.0.1:4001/api.xro/2.0", Credentials: map[string]string{"clientId": "c", "tokenURL": "http://127.0.0.1:4001/connect/token",
+			"tenantId": "7a3c9e4e-0000-4000-8000-000000000001", "webhookKey": "the-app-key"}},
 	}
 	for _, tc := range []struct {
 		name      string
@@ -51,7 +62,13 @@ func TestWriteSampleOverlay(t *testing.T) {
 	}{
 		{"companies kept", Overlay{Namespace: "demo", Interval: "1m", Endpoints: eps},
 			[]string{"namespace: demo", "- sample-katana.yaml", "- sample-xero.yaml", `erpsync.io/credentials: "true"`, `baseURL: "http://127.0.0.1:4000/v1"`, `tokenURL: "http://127.0.0.1:4001/connect/token"`, "interval: 1m", "retryInterval: 1m"},
-			[]string{"companyId", "sample-unleashed.yaml"}},
+			[]string{"companyId", "sample-unleashed.yaml", "enabled: true"}},
+		{"webhooks off by default; Xero's tenant routed by spec", Overlay{Interval: "1h", Endpoints: eps},
+			[]string{`tenantId: "7a3c9e4e-0000-4000-8000-000000000001"`, `webhookKey: "the-app-key"`, "webhooks:\n        enabled: false"},
+			nil},
+		{"webhooks as the samples have them", Overlay{Interval: "1h", Endpoints: eps, Webhooks: true},
+			[]string{`tenantId: "7a3c9e4e-0000-4000-8000-000000000001"`},
+			[]string{"enabled: false", "enabled: true"}},
 		{"companies suffixed", Overlay{Interval: "1h", CompanySuffix: "-B", Endpoints: eps},
 			[]string{`companyId: "HOOLI-US-B"`, `companyId: "UMBRELLA-UK-B"`},
 			[]string{"namespace:"}},
@@ -86,5 +103,58 @@ func TestWriteSampleOverlay(t *testing.T) {
 	}
 	if err := WriteSampleOverlay(t.TempDir(), t.TempDir(), Overlay{Endpoints: eps}); err == nil {
 		t.Error("want an error for a samples directory without the samples")
+	}
+}
+
+// TestSamplesWebhooks: the samples turn webhooks on for every vendor that
+// sends them and not for Cin7 Omni; Xero's names the tenant its events
+// are routed by and its Secret the app's webhook key.
+func TestSamplesWebhooks(t *testing.T) {
+	root, err := Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Samples {
+		t.Run(s.Vendor, func(t *testing.T) {
+			f, err := os.Open(filepath.Join(root, "config", "samples", s.Vendor+".yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+			var (
+				sync   *erpv1.ErpSync
+				secret *corev1.Secret
+			)
+			for {
+				var u unstructured.Unstructured
+				if err := dec.Decode(&u.Object); err != nil {
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					t.Fatal(err)
+				}
+				switch u.GetKind() {
+				case "ErpSync":
+					sync = &erpv1.ErpSync{}
+					err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sync)
+				case "Secret":
+					secret = &corev1.Secret{}
+					err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, secret)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if sync == nil || secret == nil || sync.Name != s.ErpSync || secret.Name != s.Secret {
+				t.Fatalf("the sample lacks the ErpSync %s or the Secret %s", s.ErpSync, s.Secret)
+			}
+			if want := s.Vendor != "cin7omni"; sync.WebhooksEnabled() != want {
+				t.Errorf("spec.webhooks.enabled %v, want %v", sync.WebhooksEnabled(), want)
+			}
+			if s.Vendor == "xero" && (sync.Spec.Connector.TenantID == "" || secret.StringData[connectors.WebhookKeyXero] == "") {
+				t.Errorf("Xero's sample needs spec.connector.tenantId and the Secret's %s", connectors.WebhookKeyXero)
+			}
+		})
 	}
 }
