@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -34,7 +35,18 @@ import (
 // Deliverer's Pending() reaching 0 after a change means the change was
 // delivered; and build the Deliverer with a sleep that waits on the
 // world's fake clock (clock.Sleep), so that a vendor's retries over hours
-// take no real time.
+// take no real time. The receiver answers every request with the status a
+// scenario sets (200 by default), so an intent-to-receive handshake (Xero)
+// belongs in the vendor's own tests, not in Subscribe.
+//
+// What the scenarios change: names and phones of customers and suppliers,
+// statuses (to another status the dataset already uses) and due dates of
+// documents, a product's name, price and stock (Dataset.Touch), deleted
+// markers (Dataset.Mark) and hard deletes (Dataset.Remove); records they
+// create are copies of the kind's last record with a new GUID-shaped id,
+// the next Seq and a new code or number (products: Dataset.AddProduct).
+// A harness whose Expected checks those fields lets the scenarios tell
+// which records changed, and so which an event must name.
 
 // webhookWait bounds the real time a scenario waits for deliveries.
 var webhookWait = 10 * time.Second
@@ -199,12 +211,10 @@ type mark struct{ rcv, feed int }
 // the receiver.
 func startHooks(t testing.TB, h Harness, seed uint64) *hookWorld {
 	t.Helper()
-	c := normCaps(newWorld(t, h, simkit.Options{Seed: 1, Products: 3, Customers: 2, Orders: 2}).env.Caps)
 	// Enough records of every kind for the scenarios to change a few dozen
-	// of each (200 orders make 100 invoices and 10 credit notes).
-	ds := dataset(c, seed, 1.2)
-	ds.Customers, ds.Orders = max(ds.Customers, 100), max(ds.Orders, 200)
-	w := newWorld(t, h, ds)
+	// of each (200 orders make 100 invoices and 10 credit notes); reads by
+	// id need no pages, so the size does not follow the page size.
+	w := newWorld(t, h, simkit.Options{Seed: seed, Products: 150, Customers: 100, Orders: 200})
 	if w.env.Webhooks == nil {
 		t.Fatalf("%s harness: no Env.Webhooks", w.vendor)
 	}
@@ -317,18 +327,35 @@ func (hw *hookWorld) accepted(m mark) []delivery {
 	return out
 }
 
-// changedSince counts, per entity, the distinct records the announced
-// changes since m touched.
+// changedSince says, per entity, how many distinct documents the events
+// must name at least for the announced changes since m: the distinct
+// records changed, or, where several dataset kinds map to one entity
+// (Xero's contacts are customers and suppliers; a vendor may announce an
+// invoice as a change of its order), the most of any one kind. Removals
+// are left out: a vendor may have no event for a hard delete (Xero).
 func (hw *hookWorld) changedSince(m mark) map[model.Kind]int {
-	seen := map[string]bool{}
-	out := map[model.Kind]int{}
+	perKind := map[string]map[string]bool{}
 	for _, c := range hw.feed.since(m.feed) {
-		e, ok := hw.wh.Kinds[c.Kind]
-		if !ok || seen[c.Kind+"/"+c.ID] {
+		if _, ok := hw.wh.Kinds[c.Kind]; !ok || c.Op == simkit.ChangeRemoved {
 			continue
 		}
-		seen[c.Kind+"/"+c.ID] = true
-		out[e]++
+		if perKind[c.Kind] == nil {
+			perKind[c.Kind] = map[string]bool{}
+		}
+		perKind[c.Kind][c.ID] = true
+	}
+	shared := map[model.Kind]int{}
+	for _, e := range hw.wh.Kinds {
+		shared[e]++
+	}
+	out := map[model.Kind]int{}
+	for k, ids := range perKind {
+		e := hw.wh.Kinds[k]
+		if shared[e] > 1 {
+			out[e] = max(out[e], len(ids))
+		} else {
+			out[e] += len(ids)
+		}
 	}
 	return out
 }
@@ -378,9 +405,12 @@ func (hw *hookWorld) await(what string, m mark) []connectors.WebhookEvent {
 	hw.t.Helper()
 	deadline := time.Now().Add(webhookWait)
 	for {
+		// Pending first: once it reads 0, every delivery made so far is in
+		// the receiver, so the events read after it are complete.
+		idle := hw.del.Pending() == 0
 		evs := hw.eventsSince(m)
 		short := hw.shortfall(m, evs)
-		if short == "" && hw.del.Pending() == 0 {
+		if short == "" && idle {
 			return evs
 		}
 		if time.Now().After(deadline) {
@@ -416,12 +446,33 @@ func distinct(evs []connectors.WebhookEvent) int {
 	return n
 }
 
+// countingReader counts a connector's reads by id.
+type countingReader struct {
+	connectors.Connector
+	rd    connectors.DocReader
+	reads int
+}
+
+func (c *countingReader) MaxDocsPerRead(e model.Kind) int { return c.rd.MaxDocsPerRead(e) }
+
+func (c *countingReader) ReadDocs(ctx context.Context, e model.Kind, ids []string) (*connectors.Page, error) {
+	c.reads++
+	return c.rd.ReadDocs(ctx, e, ids)
+}
+
 // targeted runs one targeted sync of evs through the world's connector and
 // sink and returns its result and the requests the simulator answered.
 func (hw *hookWorld) targeted(what string, evs []connectors.WebhookEvent) (engine.TargetedResult, int) {
+	res, calls, _ := hw.targetedReads(what, evs)
+	return res, calls
+}
+
+// targetedReads is targeted, also returning the ReadDocs calls it made.
+func (hw *hookWorld) targetedReads(what string, evs []connectors.WebhookEvent) (engine.TargetedResult, int, int) {
 	hw.t.Helper()
 	before := hw.requests()
-	res, err := engine.Targeted(context.Background(), engine.Run{Connector: hw.conn, Sink: hw.sink, Company: Company, Vendor: hw.vendor, Now: hw.clock.Now, Log: hw.log}, targets(evs))
+	cr := &countingReader{Connector: hw.conn, rd: hw.rd}
+	res, err := engine.Targeted(context.Background(), engine.Run{Connector: cr, Sink: hw.sink, Company: Company, Vendor: hw.vendor, Now: hw.clock.Now, Log: hw.log}, targets(evs))
 	calls := int(hw.requests() - before)
 	if err != nil {
 		hw.t.Fatalf("%s: targeted sync of %d events: %v", what, len(evs), err)
@@ -430,9 +481,11 @@ func (hw *hookWorld) targeted(what string, evs []connectors.WebhookEvent) (engin
 		hw.t.Errorf("%s: the targeted sync skipped %d events of entities the connector does not read by id", what, res.Skipped)
 	}
 	if int(res.Calls) != calls {
-		hw.t.Errorf("%s: the targeted sync reported %d calls, the simulator answered %d", what, res.Calls, calls)
+		// Not a failure: a connector may spend requests outside its pages
+		// (a token refresh); the budgets count what the simulator answered.
+		hw.t.Logf("%s: the targeted sync reported %d calls, the simulator answered %d", what, res.Calls, calls)
 	}
-	return res, calls
+	return res, calls, cr.reads
 }
 
 // differing returns the CRM keys of announced entities' records that
@@ -469,6 +522,42 @@ func (hw *hookWorld) differing() (changed, gone map[model.Key]bool) {
 	return changed, gone
 }
 
+// announced returns the kinds the announced entities' streams emit (the
+// entity's own and those it also emits from the same documents): what a
+// targeted sync of their events can bring up to date. Other kinds (Katana's
+// stock levels, read from their own list) wait for the poll.
+func (hw *hookWorld) announced() map[model.Kind]bool {
+	out := map[model.Kind]bool{}
+	for _, e := range hw.conn.Entities() {
+		if slices.Contains(slices.Collect(maps.Values(hw.wh.Kinds)), e.Name) {
+			out[e.Name] = true
+			for _, k := range e.Also {
+				out[k] = true
+			}
+		}
+	}
+	return out
+}
+
+// requireCurrent fails unless the CRM equals the ERP in the kinds the
+// announced entities emit.
+func (hw *hookWorld) requireCurrent(what string) {
+	hw.t.Helper()
+	kinds := hw.announced()
+	var want []Want
+	for _, x := range hw.env.Expected() {
+		if kinds[x.Kind] {
+			want = append(want, x)
+		}
+	}
+	if len(want) == 0 {
+		hw.t.Fatalf("%s: the harness expects no record of the announced kinds", what)
+	}
+	if d := Compare(hw.sink, hw.vendor, want); !d.OK() {
+		hw.t.Fatalf("%s: the CRM differs from the ERP in the kinds webhooks announce: %s", what, d)
+	}
+}
+
 // requireNamed fails unless events name every key.
 func (hw *hookWorld) requireNamed(what string, evs []connectors.WebhookEvent, keys map[model.Key]bool) {
 	hw.t.Helper()
@@ -486,13 +575,22 @@ func (hw *hookWorld) requireNamed(what string, evs []connectors.WebhookEvent, ke
 }
 
 // requireStored fails unless every document events name is in the CRM
-// (live or deleted): an event that names a wrong id reads nothing.
+// (live or deleted), as the entity's kind or one its stream also emits
+// from the same document (Xero's suppliers): an event that names a wrong
+// id reads nothing.
 func (hw *hookWorld) requireStored(what string, evs []connectors.WebhookEvent) {
 	hw.t.Helper()
+	kinds := map[model.Kind][]model.Kind{}
+	for _, e := range hw.conn.Entities() {
+		kinds[e.Name] = append([]model.Kind{e.Name}, e.Also...)
+	}
 	var unknown []string
 	for e, ids := range named(evs) {
 		for id := range ids {
-			if _, ok := hw.sink.Get(model.Key{Company: Company, Vendor: hw.vendor, Kind: e, VendorID: id}); !ok {
+			if !slices.ContainsFunc(kinds[e], func(k model.Kind) bool {
+				_, ok := hw.sink.Get(model.Key{Company: Company, Vendor: hw.vendor, Kind: k, VendorID: id})
+				return ok
+			}) {
 				unknown = append(unknown, string(e)+"/"+id)
 			}
 		}
@@ -814,7 +912,7 @@ func webhookEdit(t testing.TB, h Harness) {
 	}
 	hw.requireStored("after the targeted sync", evs)
 	hw.requireGoneAsAnnounced("after the targeted sync", gone, evs)
-	hw.requireEqual("after the targeted sync of the edits")
+	hw.requireCurrent("after the targeted sync of the edits")
 	t.Logf("%d changes of %d kinds: %d deliveries, %d events naming %d documents, %d calls", len(hw.feed.since(m.feed)), len(hw.kinds), len(hw.accepted(m)), len(evs), n, calls)
 }
 
@@ -918,7 +1016,7 @@ func webhookBadSignature(t testing.TB, h Harness) {
 	}
 	// The genuine deliveries go through.
 	hw.targeted("the genuine deliveries", evs)
-	hw.requireEqual("after the genuine deliveries")
+	hw.requireCurrent("after the genuine deliveries")
 }
 
 // withEvents returns the first delivery that names an event.
@@ -953,9 +1051,10 @@ func changeDigit(body []byte) []byte {
 }
 
 // webhookDuplicate: every delivery received twice costs nothing extra in
-// one coalesced sync; a duplicate after the first was synced costs at most
-// one read per event and writes nothing; an old delivery replayed after
-// later edits (refused as a replay, or read) leaves the CRM current.
+// one coalesced sync; duplicates after the first copies were synced cost at
+// most one more read of their documents and write nothing; old deliveries
+// replayed after later edits, at once and ten minutes later (refused as
+// replays, or read), leave the CRM current.
 func webhookDuplicate(t testing.TB, h Harness) {
 	hw := startHooks(t, h, 73)
 	m := hw.mark()
@@ -976,30 +1075,31 @@ func webhookDuplicate(t testing.TB, h Harness) {
 		twice = append(twice, hw.accept(d)...)
 		twice = append(twice, hw.accept(d)...)
 	}
-	res, calls := hw.targeted("every delivery twice", twice)
+	res, once := hw.targeted("every delivery twice", twice)
 	if res.Targets != n {
 		t.Errorf("a sync of %d events naming %d documents read %d", len(twice), n, res.Targets)
 	}
-	if calls > 2*n {
-		t.Errorf("a sync of every delivery twice cost %d calls for %d documents", calls, n)
+	if once > 2*n {
+		t.Errorf("a sync of every delivery twice cost %d calls for %d documents, more than 2 per document", once, n)
 	}
-	hw.requireEqual("after a sync of every delivery twice")
-	// The duplicates again, after the first copies were synced.
-	res, calls = hw.targeted("the duplicates", evs)
-	if calls > len(evs) {
-		t.Errorf("re-reading %d duplicated events cost %d calls, more than one per event", len(evs), calls)
+	hw.requireCurrent("after a sync of every delivery twice")
+	// The duplicates again, after the first copies were synced: one more
+	// read of each document at most (what reading them once cost).
+	res, calls := hw.targeted("the duplicates", evs)
+	if calls > once {
+		t.Errorf("re-reading %d duplicated events cost %d calls, more than one read of their documents (%d)", len(evs), calls, once)
 	}
 	if res.Upserted != 0 || res.Deleted != 0 {
 		t.Errorf("duplicates of synced events rewrote %d records and deleted %d", res.Upserted, res.Deleted)
 	}
-	hw.requireEqual("after the duplicates")
+	hw.requireCurrent("after the duplicates")
 	// Later edits of the same records, then the first deliveries replayed.
 	m2 := hw.mark()
 	for i := 0; i < len(edited); i += 2 {
 		hw.edit(edited[i], edited[i+1])
 	}
 	hw.targeted("the later edits", hw.await("the later edits", m2))
-	hw.requireEqual("after the later edits")
+	hw.requireCurrent("after the later edits")
 	// The first deliveries replayed at once, and again ten minutes later
 	// (past a vendor's replay window, where it has one).
 	for _, later := range []time.Duration{0, 10 * time.Minute} {
@@ -1019,13 +1119,13 @@ func webhookDuplicate(t testing.TB, h Harness) {
 			}
 		}
 		res, calls = hw.targeted("the replayed deliveries", revs)
-		if calls > len(revs) {
-			t.Errorf("%d replayed events cost %d calls, more than one per event", len(revs), calls)
+		if calls > once {
+			t.Errorf("%d replayed events cost %d calls, more than one read of their documents (%d)", len(revs), calls, once)
 		}
 		if res.Upserted != 0 || res.Deleted != 0 {
 			t.Errorf("replayed old events rewrote %d records and deleted %d", res.Upserted, res.Deleted)
 		}
-		hw.requireEqual("after old deliveries were replayed")
+		hw.requireCurrent("after old deliveries were replayed")
 		t.Logf("%d deliveries replayed %v after the later edits: %d read again, %d refused as replays", len(old), later, replayed, refused)
 	}
 }
@@ -1056,13 +1156,15 @@ func webhookOutOfOrder(t testing.TB, h Harness) {
 		hw.targeted(fmt.Sprintf("event %d of %d, newest first", len(evs)-i, len(evs)), evs[i:i+1])
 	}
 	hw.requireGoneAsAnnounced("after the events newest first", gone, evs)
-	hw.requireEqual("after the events newest first")
+	hw.requireCurrent("after the events newest first")
 }
 
 // webhookStorm: 200 edits over a few records of each kind and a burst of
 // edits of many records; every delivery arrives and one targeted sync of
 // all their events reads each entity's distinct documents in
-// ceil(distinct/MaxDocsPerRead) reads (one more allowed per entity).
+// ceil(distinct/MaxDocsPerRead) reads by id (one more allowed per entity),
+// at two vendor calls per document at most (Cin7 Core reads a document a
+// request; most vendors read many in one).
 func webhookStorm(t testing.TB, h Harness) {
 	hw := startHooks(t, h, 75)
 	m := hw.mark()
@@ -1087,23 +1189,28 @@ func webhookStorm(t testing.TB, h Harness) {
 	hw.requireNamed("the storm", evs, changed)
 	budget := 0
 	for e, ids := range named(evs) {
-		budget += (len(ids)+max(1, hw.rd.MaxDocsPerRead(e))-1)/max(1, hw.rd.MaxDocsPerRead(e)) + 1
+		per := max(1, hw.rd.MaxDocsPerRead(e))
+		budget += (len(ids)+per-1)/per + 1
 	}
-	res, calls := hw.targeted("the storm", evs)
-	if calls > budget {
-		t.Errorf("a targeted sync of %d events naming %d documents cost %d calls, more than %d (ceil(distinct/MaxDocsPerRead)+1 per entity)", len(evs), res.Targets, calls, budget)
+	res, calls, reads := hw.targetedReads("the storm", evs)
+	if reads > budget {
+		t.Errorf("a targeted sync of %d events naming %d documents read %d times, more than %d (ceil(distinct/MaxDocsPerRead)+1 per entity)", len(evs), res.Targets, reads, budget)
+	}
+	if calls > 2*res.Targets {
+		t.Errorf("a targeted sync of %d documents cost %d vendor calls, more than 2 per document", res.Targets, calls)
 	}
 	if s := hw.del.Stats(); s.Failed.Load() != 0 || s.Dropped.Load() != 0 {
 		t.Errorf("the storm lost deliveries: %s", hw.stats())
 	}
-	hw.requireEqual("after the storm")
-	t.Logf("storm: %d changes, %d deliveries, %d events, %d documents, %d calls (budget %d)", len(hw.feed.since(m.feed)), len(hw.accepted(m)), len(evs), res.Targets, calls, budget)
+	hw.requireCurrent("after the storm")
+	t.Logf("storm: %d changes, %d deliveries, %d events, %d documents, %d reads (budget %d), %d calls", len(hw.feed.since(m.feed)), len(hw.accepted(m)), len(evs), res.Targets, reads, budget, calls)
 }
 
 // webhookDelete: a record the vendor marks deleted is stored as the
 // vendor serves it; one it removes becomes a tombstone (via the webhook)
-// only where its event said deleted; an update event for a record removed
-// since deletes nothing.
+// only where its event said deleted (a vendor may have no event for a hard
+// delete: Xero); an update event for a record removed since deletes
+// nothing, and an edit is never announced as a deletion.
 func webhookDelete(t testing.TB, h Harness) {
 	hw := startHooks(t, h, 76)
 	// Update events for records removed before they are processed.
@@ -1129,7 +1236,6 @@ func webhookDelete(t testing.TB, h Harness) {
 	}
 	_, gone := hw.differing()
 	evs := hw.await("the deletions", m2)
-	hw.requireNamed("the deletions", evs, gone)
 	// The deletions, without those of the records the updates name.
 	var dels []connectors.WebhookEvent
 	for _, e := range evs {
@@ -1159,11 +1265,21 @@ func webhookDelete(t testing.TB, h Harness) {
 	if stillLive == 0 {
 		t.Errorf("no removed record was named by an update event: the check did not run")
 	}
+	announced := 0
+	for k := range gone {
+		if named(dels)[k.Kind][k.VendorID] {
+			announced++
+		}
+	}
 	tombstoned := hw.requireGoneAsAnnounced("after the deletions", gone, dels)
 	// A record the vendor still serves with its deleted marker is stored
 	// as served: deleted by the vendor's marker.
+	entities := map[model.Kind]bool{}
+	for _, e := range hw.wh.Kinds {
+		entities[e] = true
+	}
 	for _, x := range hw.env.Expected() {
-		if !x.Deleted {
+		if !x.Deleted || !entities[x.Kind] {
 			continue
 		}
 		r, ok := hw.sink.Get(model.Key{Company: Company, Vendor: hw.vendor, Kind: x.Kind, VendorID: x.VendorID})
@@ -1171,8 +1287,8 @@ func webhookDelete(t testing.TB, h Harness) {
 			t.Errorf("%s/%s is served with the vendor's deleted marker, stored as deleted via %q", x.Kind, x.VendorID, r.DeletedVia)
 		}
 	}
-	hw.requireEqual("after the deletions")
-	t.Logf("%d records gone from the ERP: %d tombstoned by their events, the rest left to reconciliation", len(gone), tombstoned)
+	hw.requireCurrent("after the deletions")
+	t.Logf("%d records gone from the ERP: %d named by an event, %d tombstoned by their events, the rest left to reconciliation", len(gone), announced, tombstoned)
 }
 
 // webhookRetryDisable: while the receiver answers 500 every delivery is
