@@ -254,8 +254,10 @@ func (d *Deliverer) Stats() *DeliveryStats { return &d.stats }
 func (d *Deliverer) Policy() DeliveryPolicy { return d.policy }
 
 // Pending returns the number of deliveries not finished yet: those queued
-// and the one in flight (being built, sent or waiting to be repeated). A
-// test waits for it to be 0 to know every enqueued delivery was made.
+// and the one in flight (being built, sent, waiting to be repeated, or
+// telling onChange that its failure disabled the subscription). A test
+// waits for it to be 0 to know every enqueued delivery was made and its
+// consequences told.
 func (d *Deliverer) Pending() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -299,6 +301,7 @@ func (d *Deliverer) loop() {
 		}
 		if d.disabled.Load() {
 			d.finish(outcomeDropped)
+			d.idle()
 			continue
 		}
 		if !d.deliver(next()) {
@@ -306,12 +309,23 @@ func (d *Deliverer) loop() {
 				return
 			}
 			if d.finish(outcomeFailed) && d.onChange != nil {
+				// Before the delivery stops counting as pending: once
+				// Pending reads 0, the vendor's side has been told.
 				d.onChange(true)
 			}
+			d.idle()
 			continue
 		}
 		d.finish(outcomeDelivered)
+		d.idle()
 	}
+}
+
+// idle marks the loop as holding no delivery.
+func (d *Deliverer) idle() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inflight = 0
 }
 
 type outcome int
@@ -322,14 +336,14 @@ const (
 	outcomeDropped
 )
 
-// finish ends the delivery in flight and counts it. A delivery ends the
-// run of failures; a failure extends it and, when the run reaches the
-// policy's DisableAfter, disables the subscription and drops its queue:
-// finish then reports that it switched the subscription off.
+// finish counts the outcome of the delivery in flight (idle then ends
+// it). A delivery ends the run of failures; a failure extends it and, when
+// the run reaches the policy's DisableAfter, disables the subscription and
+// drops its queue: finish then reports that it switched the subscription
+// off.
 func (d *Deliverer) finish(o outcome) (disabled bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.inflight = 0
 	switch o {
 	case outcomeDelivered:
 		d.stats.Delivered.Add(1)

@@ -854,3 +854,22 @@ func TestFeedToDeliverer(t *testing.T) {
 		t.Errorf("deliveries %q", got)
 	}
 }
+
+// TestDelivererToldBeforeIdle: once Pending reads 0 after a failure that
+// disabled the subscription, onChange has returned: a simulator that
+// records the disabling (its subscription API, its own state) has done so
+// before a test that waited for the deliveries looks.
+func TestDelivererToldBeforeIdle(t *testing.T) {
+	_, srv := newReceiver(t, func(int) int { return http.StatusInternalServerError })
+	var told atomic.Bool
+	d := NewDeliverer(srv.Client(), DeliveryPolicy{DisableAfter: 1}, (&fakeSleep{}).sleep, func(off bool) {
+		time.Sleep(30 * time.Millisecond)
+		told.Store(off)
+	})
+	defer d.Close()
+	d.Enqueue(body(srv.URL, "{}"))
+	until(t, "the failed delivery", func() bool { return settled(d, 1) })
+	if !d.Disabled() || !told.Load() {
+		t.Errorf("Pending read 0 with disabled=%t and onChange told=%t, want both", d.Disabled(), told.Load())
+	}
+}
