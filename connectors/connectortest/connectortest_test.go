@@ -840,7 +840,7 @@ func TestWebhookScenariosOnlyForWebhookVendors(t *testing.T) {
 	if hasWebhooks(t, fakeHarness{hook: hookNone}) {
 		t.Errorf("a harness without Env.Webhooks is taken for a webhook vendor")
 	}
-	if !hasWebhooks(t, fakeHarness{}) {
+	if !hasWebhooks(t, fakeHarness{hook: hookSound}) {
 		t.Errorf("the fake with webhooks is not taken for a webhook vendor")
 	}
 }
