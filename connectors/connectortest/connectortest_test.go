@@ -2,15 +2,20 @@ package connectortest
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -202,6 +207,13 @@ type fakeConn struct {
 	// keyset reads by key: each page restarts after the largest
 	// (modified, id) the previous one held.
 	keyset bool
+	// flaw is a deliberate bug in reading by id (see hookFlaw).
+	flaw hookFlaw
+	// reads counts ReadDocs calls (hookVolatileReads); cache holds what
+	// list pages served (hookCachedReads).
+	reads atomic.Int64
+	mu    sync.Mutex
+	cache map[string]model.Record
 }
 
 // fakeEntities are the fake's streams; the page-numbered fake lists by
@@ -255,7 +267,60 @@ func (c *fakeConn) MaxDocsPerRead(model.Kind) int { return 50 }
 
 // ReadDocs implements connectors.DocReader: an ids filter.
 func (c *fakeConn) ReadDocs(ctx context.Context, e model.Kind, ids []string) (*connectors.Page, error) {
-	return c.list(ctx, connectors.PageRequest{Entity: e, Page: 1}, url.Values{"ids": {strings.Join(ids, ",")}})
+	switch c.flaw {
+	case hookChattyReads:
+		// Three requests per document: the document alone, then twice
+		// more (as if for parts of it the list already held).
+		out := &connectors.Page{}
+		for _, id := range ids {
+			for n := range 3 {
+				p, err := c.list(ctx, connectors.PageRequest{Entity: e, Page: 1}, url.Values{"ids": {id}})
+				if p != nil {
+					out.Calls += p.Calls
+					if n == 0 {
+						out.Records = append(out.Records, p.Records...)
+						out.Docs = append(out.Docs, p.Docs...)
+					}
+				}
+				if err != nil {
+					return out, err
+				}
+			}
+		}
+		return out, nil
+	case hookCachedReads:
+		// Documents a list served are answered from memory.
+		out := &connectors.Page{}
+		var rest []string
+		c.mu.Lock()
+		for _, id := range ids {
+			if r, ok := c.cache[string(e)+"/"+id]; ok {
+				out.Records = append(out.Records, r)
+				out.Docs = append(out.Docs, id)
+			} else {
+				rest = append(rest, id)
+			}
+		}
+		c.mu.Unlock()
+		if len(rest) == 0 {
+			return out, nil
+		}
+		p, err := c.list(ctx, connectors.PageRequest{Entity: e, Page: 1}, url.Values{"ids": {strings.Join(rest, ",")}})
+		if p != nil {
+			out.Calls, out.Records, out.Docs = p.Calls, append(out.Records, p.Records...), append(out.Docs, p.Docs...)
+		}
+		return out, err
+	}
+	p, err := c.list(ctx, connectors.PageRequest{Entity: e, Page: 1}, url.Values{"ids": {strings.Join(ids, ",")}})
+	if c.flaw == hookVolatileReads && p != nil {
+		// A read stamps the document with something of its own, so that
+		// reading it again rewrites it.
+		n := c.reads.Add(1)
+		for i := range p.Records {
+			p.Records[i].Raw = fmt.Appendf(nil, `{"read":%d}`, n)
+		}
+	}
+	return p, err
 }
 
 func (c *fakeConn) list(ctx context.Context, req connectors.PageRequest, extra url.Values) (*connectors.Page, error) {
@@ -320,6 +385,14 @@ func (c *fakeConn) list(ctx context.Context, req connectors.PageRequest, extra u
 			rec.Data = &model.SalesOrder{Number: it.Name, Status: it.Status}
 		}
 		p.Records = append(p.Records, rec)
+		if c.flaw == hookCachedReads && extra == nil {
+			c.mu.Lock()
+			if c.cache == nil {
+				c.cache = map[string]model.Record{}
+			}
+			c.cache[string(req.Entity)+"/"+it.ID] = rec
+			c.mu.Unlock()
+		}
 	}
 	if c.keyset && p.More && lastID != "" && extra == nil {
 		p.Next = lastMod.UTC().Format(time.RFC3339Nano) + "|" + lastID
@@ -328,10 +401,11 @@ func (c *fakeConn) list(ctx context.Context, req connectors.PageRequest, extra u
 }
 
 // fakeHarness is the fake vendor's Harness; broken selects the lossy
-// mapping.
+// mapping, hook a flaw of its webhooks.
 type fakeHarness struct {
 	broken bool
 	keyset bool
+	hook   hookFlaw
 }
 
 func (fakeHarness) Vendor() string { return fakeVendor }
@@ -356,7 +430,11 @@ func (h fakeHarness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeC
 		if err != nil {
 			t.Fatalf("fake client: %v", err)
 		}
-		return &fakeConn{c: c, base: srv.URL, key: string(creds["apiKey"]), dropFirstOfPage2: h.broken, keyset: h.keyset}
+		return &fakeConn{c: c, base: srv.URL, key: string(creds["apiKey"]), dropFirstOfPage2: h.broken, keyset: h.keyset, flaw: h.hook}
+	}
+	var hooks *WebhookEnv
+	if h.hook != hookNone {
+		hooks = s.webhooks(h.hook, clock)
 	}
 	return &Env{
 		Base: &s.Base,
@@ -402,7 +480,8 @@ func (h fakeHarness) Start(t testing.TB, ds simkit.Options, clock *httpapi.FakeC
 			s.aside.Store(true)
 			return model.KindProduct, fakeAsideID
 		},
-		Caps: Caps{ModifiedPrecision: time.Millisecond, MinuteLimit: fakeLimit, PageSize: fakePageSize, Throttle: http.StatusTooManyRequests},
+		Caps:     Caps{ModifiedPrecision: time.Millisecond, MinuteLimit: fakeLimit, PageSize: fakePageSize, Throttle: http.StatusTooManyRequests},
+		Webhooks: hooks,
 	}
 }
 
@@ -498,5 +577,270 @@ func TestBenchLines(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("bench lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// ---- the fake vendor's webhooks ----
+
+// hookFlaw is a deliberate bug of the fake vendor's webhooks, each one a
+// scenario must catch; hookSound has none.
+type hookFlaw int
+
+const (
+	hookSound hookFlaw = iota
+	// hookNone: the vendor has no webhooks (Env.Webhooks is nil).
+	hookNone
+	// hookAcceptAll: Verify accepts any delivery.
+	hookAcceptAll
+	// hookSignsTimestamp: the signature covers the timestamp, not the body.
+	hookSignsTimestamp
+	// hookWrongIDs: events name the record's sequence number, not its id.
+	hookWrongIDs
+	// hookDropsDeletes: deletions and removals are not delivered.
+	hookDropsDeletes
+	// hookAllDeleted: every event says the document was deleted.
+	hookAllDeleted
+	// hookChattyReads: ReadDocs sends three requests per document.
+	hookChattyReads
+	// hookVolatileReads: every read by id changes the document's raw form.
+	hookVolatileReads
+	// hookCachedReads: ReadDocs answers from what list pages served.
+	hookCachedReads
+	// hookStaysOff: once its subscription is disabled the simulator never
+	// delivers again, even switched back on.
+	hookStaysOff
+)
+
+// The fake's deliveries: a JSON list of events, signed with the hex
+// HMAC-SHA256 of "<timestamp>.<body>" under the token the subscription
+// returned, and refused 5 minutes after the timestamp.
+const (
+	fakeSigHeader  = "X-Fake-Signature"
+	fakeTimeHeader = "X-Fake-Timestamp"
+	fakeReplay     = 5 * time.Minute
+)
+
+type fakeEvent struct {
+	Type   string    `json:"type"`
+	Entity string    `json:"entity"`
+	ID     string    `json:"id"`
+	At     time.Time `json:"at"`
+}
+
+type fakeDelivery struct {
+	Events []*fakeEvent `json:"events"`
+}
+
+// fakeHookKinds are the dataset kinds the fake announces.
+var fakeHookKinds = map[string]model.Kind{
+	simkit.AdminCustomers: model.KindCustomer,
+	simkit.AdminProducts:  model.KindProduct,
+	simkit.AdminOrders:    model.KindSalesOrder,
+}
+
+func fakeSign(key []byte, ts string, body []byte, flaw hookFlaw) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(ts + "."))
+	if flaw != hookSignsTimestamp {
+		m.Write(body)
+	}
+	return m.Sum(nil)
+}
+
+// fakeCodec is the fake vendor's connectors.WebhookCodec.
+type fakeCodec struct{ flaw hookFlaw }
+
+func (fakeCodec) Routing() connectors.WebhookRouting { return connectors.RouteByPath }
+
+func (c fakeCodec) Verify(h http.Header, body []byte, keys map[string][]byte, now time.Time) error {
+	if c.flaw == hookAcceptAll {
+		return nil
+	}
+	key := keys[connectors.WebhookKeyToken]
+	if len(key) == 0 {
+		return fmt.Errorf("fake webhooks: the keys lack %s", connectors.WebhookKeyToken)
+	}
+	sig, err := hex.DecodeString(h.Get(fakeSigHeader))
+	if err != nil || len(sig) == 0 {
+		return fmt.Errorf("%w: no signature", connectors.ErrWebhookSignature)
+	}
+	ts := h.Get(fakeTimeHeader)
+	if !hmac.Equal(sig, fakeSign(key, ts, body, c.flaw)) {
+		return fmt.Errorf("%w: wrong signature", connectors.ErrWebhookSignature)
+	}
+	ms, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || now.Sub(time.UnixMilli(ms)) > fakeReplay {
+		return fmt.Errorf("%w: too old", connectors.ErrWebhookSignature)
+	}
+	return nil
+}
+
+func (c fakeCodec) Parse(_ http.Header, body []byte) ([]connectors.WebhookEvent, error) {
+	var d fakeDelivery
+	if err := json.Unmarshal(body, &d); err != nil {
+		return nil, fmt.Errorf("fake webhooks: %w", err)
+	}
+	var out []connectors.WebhookEvent
+	for i, e := range d.Events {
+		if e == nil || e.ID == "" {
+			return nil, fmt.Errorf("fake webhooks: event %d names nothing", i)
+		}
+		var k model.Kind
+		for _, x := range fakeEntities {
+			if string(x.Name) == e.Entity {
+				k = x.Name
+			}
+		}
+		if k == "" {
+			continue
+		}
+		deleted := strings.HasSuffix(e.Type, ".deleted") || strings.HasSuffix(e.Type, ".removed")
+		out = append(out, connectors.WebhookEvent{Entity: k, ID: e.ID, Deleted: deleted || c.flaw == hookAllDeleted, At: e.At, Type: e.Type})
+	}
+	return out, nil
+}
+
+// webhooks is the fake's WebhookEnv: one delivery per change of an
+// announced kind, two retries, disabled after three failed deliveries.
+func (s *fakeSim) webhooks(flaw hookFlaw, clock *httpapi.FakeClock) *WebhookEnv {
+	return &WebhookEnv{
+		Codec: fakeCodec{flaw: flaw},
+		Kinds: fakeHookKinds,
+		Subscribe: func(t testing.TB, _ *httpapi.Registry, target string) (map[string][]byte, *simkit.Deliverer) {
+			token := []byte("whsec-" + s.key)
+			var mu sync.Mutex
+			var cancel func()
+			del := simkit.NewDeliverer(&http.Client{}, simkit.DeliveryPolicy{Timeout: 5 * time.Second, Retries: []time.Duration{time.Minute, 10 * time.Minute}, DisableAfter: 3}, clock.Sleep,
+				func(off bool) {
+					if off && flaw == hookStaysOff {
+						mu.Lock()
+						defer mu.Unlock()
+						cancel()
+					}
+				})
+			mu.Lock()
+			cancel = s.data.Subscribe(func(c simkit.Change) {
+				entity, ok := fakeHookKinds[c.Kind]
+				if !ok || (flaw == hookDropsDeletes && (c.Op == simkit.ChangeDeleted || c.Op == simkit.ChangeRemoved)) {
+					return
+				}
+				del.Enqueue(func() simkit.Delivery {
+					id := c.ID
+					if flaw == hookWrongIDs {
+						id = strconv.Itoa(c.Seq)
+					}
+					body, _ := json.Marshal(fakeDelivery{Events: []*fakeEvent{{Type: string(entity) + "." + string(c.Op), Entity: string(entity), ID: id, At: c.At}}})
+					ts := strconv.FormatInt(s.Now().UnixMilli(), 10)
+					return simkit.Delivery{URL: target, Body: body, Header: http.Header{
+						fakeSigHeader:  {hex.EncodeToString(fakeSign(token, ts, body, flaw))},
+						fakeTimeHeader: {ts},
+					}}
+				})
+			})
+			mu.Unlock()
+			t.Cleanup(func() {
+				mu.Lock()
+				cancel()
+				mu.Unlock()
+				del.Close()
+			})
+			return map[string][]byte{"apiKey": []byte(s.key), connectors.WebhookKeyToken: token}, del
+		},
+	}
+}
+
+// failRecorder is a testing.TB whose failures are kept instead of failing
+// the test: a scenario run against a flawed vendor must fail, and why.
+// Fatal stops the scenario's goroutine.
+type failRecorder struct {
+	testing.TB
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *failRecorder) record(msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, msg)
+}
+
+func (r *failRecorder) Helper()                           {}
+func (r *failRecorder) Fail()                             { r.record("Fail") }
+func (r *failRecorder) Error(args ...any)                 { r.record(fmt.Sprint(args...)) }
+func (r *failRecorder) Errorf(format string, args ...any) { r.record(fmt.Sprintf(format, args...)) }
+func (r *failRecorder) FailNow()                          { r.Fail(); runtime.Goexit() }
+func (r *failRecorder) Fatal(args ...any)                 { r.Error(args...); runtime.Goexit() }
+func (r *failRecorder) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	runtime.Goexit()
+}
+func (r *failRecorder) Failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs) > 0
+}
+
+// failures runs a scenario on its own goroutine and returns its failures.
+func failures(t *testing.T, h Harness, run func(testing.TB, Harness)) []string {
+	r := &failRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		run(r, h)
+	}()
+	<-done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.msgs)
+}
+
+// TestWebhookScenariosCatchFlaws: each webhook scenario fails against a
+// fake vendor with the flaw it exists to catch, for that reason (the
+// sound fake passes them all in TestScenarios).
+func TestWebhookScenariosCatchFlaws(t *testing.T) {
+	defer func(w time.Duration) { webhookWait = w }(webhookWait)
+	webhookWait = 2 * time.Second
+	for _, tc := range []struct {
+		name string
+		flaw hookFlaw
+		run  func(testing.TB, Harness)
+		// want is a part of the failure message that says why.
+		want []string
+	}{
+		{"BadSignatureAcceptAll", hookAcceptAll, webhookBadSignature, []string{"a wrong key", "without its signature", "nothing authenticates it"}},
+		{"BadSignatureBodyUnsigned", hookSignsTimestamp, webhookBadSignature, []string{"gained a byte after signing", "changed a digit after signing"}},
+		{"EditWrongIDs", hookWrongIDs, webhookEdit, []string{"named by no event"}},
+		{"EditDropsDeletes", hookDropsDeletes, webhookEdit, []string{"deliveries incomplete", "3 records changed, 2 named"}},
+		{"EditCachedReads", hookCachedReads, webhookEdit, []string{"the CRM differs from the ERP"}},
+		{"DuplicateVolatileReads", hookVolatileReads, webhookDuplicate, []string{"duplicates of synced events rewrote"}},
+		{"OutOfOrderCachedReads", hookCachedReads, webhookOutOfOrder, []string{"the CRM differs from the ERP"}},
+		{"StormChattyReads", hookChattyReads, webhookStorm, []string{"vendor calls, more than 2 per document"}},
+		{"DeleteAllDeleted", hookAllDeleted, webhookDelete, []string{"an edit was announced as a deletion", "an update event of a removed record deleted it"}},
+		{"RetryDisableStaysOff", hookStaysOff, webhookRetryDisable, []string{"a change after the receiver is back: deliveries incomplete"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := failures(t, fakeHarness{keyset: true, hook: tc.flaw}, tc.run)
+			if len(got) == 0 {
+				t.Fatalf("the scenario passed against a vendor with the flaw")
+			}
+			all := strings.Join(got, "\n")
+			t.Logf("failed as it should: %s", all)
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("the scenario failed, but not saying %q:\n%s", w, all)
+				}
+			}
+		})
+	}
+}
+
+// TestWebhookScenariosOnlyForWebhookVendors: Run adds the webhook
+// scenarios only for a harness with Env.Webhooks.
+func TestWebhookScenariosOnlyForWebhookVendors(t *testing.T) {
+	if hasWebhooks(t, fakeHarness{hook: hookNone}) {
+		t.Errorf("a harness without Env.Webhooks is taken for a webhook vendor")
+	}
+	if !hasWebhooks(t, fakeHarness{hook: hookSound}) {
+		t.Errorf("the fake with webhooks is not taken for a webhook vendor")
 	}
 }

@@ -90,9 +90,60 @@ func scenarios() []scenario {
 //     next run; the rest lands.
 //   - ThrottlingStorm, ServerErrors, MalformedPage, Unauthorized,
 //     Cancellation: the faults and their error kinds.
+//
+// For a vendor whose Env sets Webhooks, the webhook scenarios follow
+// (webhooks.go). Each imports a dataset, subscribes the simulator to a
+// receiver that keeps the raw deliveries, checks and decodes them with the
+// vendor's codec as the manager's receiver does (Parse first where it
+// routes by tenant, at the time each delivery arrived), reads the events'
+// documents with engine.Targeted through the world's connector and sink,
+// and compares the CRM with the ERP in the kinds the announced entities'
+// streams emit (other kinds, such as stock read from its own list, wait
+// for the poll):
+//
+//   - WebhookEdit: a record of every announced kind edited, one created,
+//     one marked deleted: every change is delivered, authentic, and named
+//     (entity and id); one targeted sync makes the CRM equal the ERP at
+//     two vendor calls per document at most.
+//   - WebhookBadSignature: a body changed after signing (where the
+//     signature covers the body; a fixed credential such as Cin7 Core's
+//     cannot), a wrong key, the signature headers removed, another
+//     delivery's signature: Verify fails with
+//     connectors.ErrWebhookSignature and nothing is read or written;
+//     hostile bodies never make Parse panic.
+//   - WebhookDuplicate: every delivery received twice costs no extra read
+//     in one sync; duplicates after the sync cost at most one more read of
+//     their documents and write nothing; old deliveries replayed after
+//     later edits (at once, and past a replay window) are refused as
+//     replays or read, and leave the CRM current.
+//   - WebhookOutOfOrder: the events processed newest first, one sync
+//     each, updates after deletes of the same record included: the CRM
+//     ends equal to the ERP (reads are of the current state).
+//   - WebhookStorm: 200 edits over a few records of each kind and a burst
+//     over many: every delivery arrives, and one targeted sync reads by id
+//     at most ceil(distinct/MaxDocsPerRead)+1 times per entity, at two
+//     vendor calls per document at most.
+//   - WebhookDelete: a record marked deleted is stored as the vendor
+//     serves it; a removed one is a tombstone via the webhook only if its
+//     event said deleted (a vendor may send no event for it); an update
+//     event for a record removed since deletes nothing.
+//   - WebhookRetryDisable: while the receiver answers 500 each delivery is
+//     attempted 1+len(Retries) times with the same body and, where the
+//     vendor disables subscriptions, it is disabled after DisableAfter
+//     failed deliveries and sends nothing more; with the receiver back and
+//     the subscription switched on, changes arrive again and the next
+//     poll brings what the failed deliveries lost.
+//
+// Deliveries are awaited with a bounded poll of the Deliverer (Pending)
+// and the receiver; a harness's Deliverer must wait its retries on the
+// world's fake clock, so each vendor's webhook scenarios take seconds.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
-	for _, s := range scenarios() {
+	all := scenarios()
+	if hasWebhooks(t, h) {
+		all = append(all, webhookScenarios()...)
+	}
+	for _, s := range all {
 		t.Run(s.name, func(t *testing.T) { s.run(t, h) })
 	}
 }

@@ -72,8 +72,18 @@ func (d *Dataset) Subscribe(fn ChangeFunc) (cancel func()) {
 }
 
 // Notify tells the subscribers of a change made through Update (the
-// dataset's own methods notify by themselves). Call it inside Update.
-func (d *Dataset) Notify(kind, id string, op ChangeOp) { d.emit(kind, id, 0, op) }
+// dataset's own methods notify by themselves). Call it inside Update. The
+// change carries the record's sequence number when the record is there
+// (a created or changed one; a removed one is gone, so its Seq is 0).
+func (d *Dataset) Notify(kind, id string, op ChangeOp) {
+	seq := 0
+	if t, err := d.table(kind); err == nil {
+		if i := t.find(id); i >= 0 {
+			seq = t.meta(i).Seq
+		}
+	}
+	d.emit(kind, id, seq, op)
+}
 
 // emit tells the subscribers of one change; d.mu is held.
 func (d *Dataset) emit(kind, id string, seq int, op ChangeOp) {
@@ -131,8 +141,11 @@ type Deliverer struct {
 	// time); it returns early with an error when ctx ends.
 	sleep func(ctx context.Context, d time.Duration) error
 
-	mu       sync.Mutex
-	queue    []func() Delivery
+	mu    sync.Mutex
+	queue []func() Delivery
+	// inflight is 1 while the loop holds a delivery taken off the queue
+	// (building, sending or waiting to repeat it).
+	inflight int
 	wake     chan struct{}
 	failRun  int
 	disabled atomic.Bool
@@ -185,14 +198,16 @@ func realSleep(ctx context.Context, d time.Duration) error {
 // Enqueue queues a delivery. build runs on the delivery goroutine just
 // before the first attempt (so it may read the dataset with View and sign
 // the body); the same Delivery is repeated on retries. A disabled
-// subscription drops it.
+// subscription, a full queue and a closed Deliverer drop it.
 func (d *Deliverer) Enqueue(build func() Delivery) {
 	if d.disabled.Load() {
 		d.stats.Dropped.Add(1)
 		return
 	}
 	d.mu.Lock()
-	if len(d.queue) >= MaxQueuedDeliveries {
+	// Checked under the lock the stopping loop drops the queue with, so
+	// nothing is queued after it: that would stay pending for ever.
+	if len(d.queue) >= MaxQueuedDeliveries || d.ctx.Err() != nil {
 		d.mu.Unlock()
 		d.stats.Dropped.Add(1)
 		return
@@ -209,31 +224,49 @@ func (d *Deliverer) Enqueue(build func() Delivery) {
 func (d *Deliverer) Disabled() bool { return d.disabled.Load() }
 
 // SetDisabled switches the subscription off or back on (the vendor's API
-// or UI); switching it on starts a fresh failure count.
+// or UI); switching it on starts a fresh failure count. Switching it off
+// drops the queued deliveries (counted in Dropped).
 func (d *Deliverer) SetDisabled(off bool) {
 	d.mu.Lock()
 	d.failRun = 0
 	if off {
-		d.queue = nil
+		d.dropQueued()
 	}
+	changed := d.disabled.Swap(off) != off
 	d.mu.Unlock()
-	if d.disabled.Swap(off) != off && d.onChange != nil {
+	if changed && d.onChange != nil {
 		d.onChange(off)
 	}
 }
 
-// Stats returns the delivery counters.
+// dropQueued empties the queue, counting what it held as dropped; d.mu is
+// held.
+func (d *Deliverer) dropQueued() {
+	d.stats.Dropped.Add(int64(len(d.queue)))
+	d.queue = nil
+}
+
+// Stats returns the delivery counters. Every enqueued delivery ends in
+// exactly one of Delivered, Failed and Dropped; until then it is Pending.
 func (d *Deliverer) Stats() *DeliveryStats { return &d.stats }
 
-// Pending returns the number of queued deliveries (the one in flight
-// included once it is taken off the queue: it is not).
+// Policy returns the delivery policy in force (defaults filled in).
+func (d *Deliverer) Policy() DeliveryPolicy { return d.policy }
+
+// Pending returns the number of deliveries not finished yet: those queued
+// and the one in flight (being built, sent, waiting to be repeated, or
+// telling onChange that its failure disabled the subscription). A test
+// waits for it to be 0 to know every enqueued delivery was made and its
+// consequences told.
 func (d *Deliverer) Pending() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.queue)
+	return len(d.queue) + d.inflight
 }
 
-// Close stops the loop; queued deliveries are dropped.
+// Close stops the loop; queued deliveries are dropped (counted in
+// Dropped, as is one cut off in flight). Close may be called more than
+// once.
 func (d *Deliverer) Close() {
 	d.cancel()
 	<-d.done
@@ -241,12 +274,21 @@ func (d *Deliverer) Close() {
 
 func (d *Deliverer) loop() {
 	defer close(d.done)
+	defer func() {
+		d.mu.Lock()
+		d.stats.Dropped.Add(int64(d.inflight))
+		d.inflight = 0
+		d.dropQueued()
+		d.mu.Unlock()
+	}()
 	for {
 		d.mu.Lock()
 		var next func() Delivery
-		if len(d.queue) > 0 {
+		if len(d.queue) > 0 && d.ctx.Err() == nil {
 			next = d.queue[0]
+			d.queue[0] = nil
 			d.queue = d.queue[1:]
+			d.inflight = 1
 		}
 		d.mu.Unlock()
 		if next == nil {
@@ -258,31 +300,65 @@ func (d *Deliverer) loop() {
 			}
 		}
 		if d.disabled.Load() {
-			d.stats.Dropped.Add(1)
+			d.finish(outcomeDropped)
+			d.idle()
 			continue
 		}
 		if !d.deliver(next()) {
 			if d.ctx.Err() != nil {
 				return
 			}
-			d.stats.Failed.Add(1)
-			d.mu.Lock()
-			d.failRun++
-			disable := d.policy.DisableAfter > 0 && d.failRun >= d.policy.DisableAfter
-			if disable {
-				d.queue = nil
-			}
-			d.mu.Unlock()
-			if disable && !d.disabled.Swap(true) && d.onChange != nil {
+			if d.finish(outcomeFailed) && d.onChange != nil {
+				// Before the delivery stops counting as pending: once
+				// Pending reads 0, the vendor's side has been told.
 				d.onChange(true)
 			}
+			d.idle()
 			continue
 		}
-		d.stats.Delivered.Add(1)
-		d.mu.Lock()
-		d.failRun = 0
-		d.mu.Unlock()
+		d.finish(outcomeDelivered)
+		d.idle()
 	}
+}
+
+// idle marks the loop as holding no delivery.
+func (d *Deliverer) idle() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inflight = 0
+}
+
+type outcome int
+
+const (
+	outcomeDelivered outcome = iota
+	outcomeFailed
+	outcomeDropped
+)
+
+// finish counts the outcome of the delivery in flight (idle then ends
+// it). A delivery ends the run of failures; a failure extends it and, when
+// the run reaches the policy's DisableAfter, disables the subscription and
+// drops its queue: finish then reports that it switched the subscription
+// off.
+func (d *Deliverer) finish(o outcome) (disabled bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch o {
+	case outcomeDelivered:
+		d.stats.Delivered.Add(1)
+		d.failRun = 0
+	case outcomeDropped:
+		d.stats.Dropped.Add(1)
+	case outcomeFailed:
+		d.stats.Failed.Add(1)
+		d.failRun++
+		if d.policy.DisableAfter > 0 && d.failRun >= d.policy.DisableAfter {
+			d.dropQueued()
+			return !d.disabled.Swap(true)
+		}
+	}
+	return false
 }
 
 // deliver makes every attempt of one delivery; true once one succeeded.
