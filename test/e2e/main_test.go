@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,6 +41,10 @@ var env struct {
 	// erpsim's internal service is never in it.
 	allowHosts []string
 	mgr        *localenv.Process
+	// hookAddr is where the manager's webhook receiver listens and hookURL
+	// the public URL vendors deliver to (the same loopback address).
+	hookAddr string
+	hookURL  string
 }
 
 func TestMain(m *testing.M) {
@@ -137,6 +142,10 @@ func setup(m *testing.M) (code int) {
 	if env.allowHosts, err = localenv.AllowHosts(urls...); err != nil {
 		return fail("%v", err)
 	}
+	if env.hookAddr, err = freeAddr(); err != nil {
+		return fail("%v", err)
+	}
+	env.hookURL = "http://" + env.hookAddr
 	if env.mgr, err = startManager(); err != nil {
 		return fail("%v", err)
 	}
@@ -165,7 +174,18 @@ func startManager() (*localenv.Process, error) {
 		"--checkpoint-interval=200ms",
 		"--egress-allow-hosts="+strings.Join(env.allowHosts, ","),
 		"--sink=postgres", "--sink-postgres-dsn-file="+env.dsnFile,
-		"--quota-file="+filepath.Join(env.work, "quota.json"))
+		"--quota-file="+filepath.Join(env.work, "quota.json"),
+		"--webhook-bind-address="+env.hookAddr, "--webhook-public-url="+env.hookURL)
+}
+
+// freeAddr returns a loopback address with a port nothing listens on now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // allowAndRestart adds the hosts of urls to the manager's egress allow-list
