@@ -1,10 +1,14 @@
 // Command demo is `make demo`: the operator on embedded defaults, with no
 // cluster and no ERP accounts. It builds what it needs, starts a local
 // control plane (etcd and kube-apiserver), installs the CRD with kubectl,
-// starts erpsim and the manager with the embedded SQLite sink, applies the
-// samples of config/samples pointed at erpsim, waits until every ErpSync is
-// Ready and prints what was synced. Then it leaves everything running until
-// Ctrl-C (or, with DEMO_ONCE=1, stops at once and exits 0 if all were Ready).
+// starts erpsim and the manager with the embedded SQLite sink and its
+// webhook receiver, applies the samples of config/samples (webhooks on)
+// pointed at erpsim, waits until every ErpSync is Ready and prints what was
+// synced. Then it points Xero's webhook (erpsim plays the developer portal)
+// at the receiver, changes one record in each vendor that sends webhooks
+// and prints how many seconds each took to reach the CRM. Then it leaves
+// everything running until Ctrl-C (or, with DEMO_ONCE=1, stops at once and
+// exits 0 if all were Ready and every change arrived).
 package main
 
 import (
@@ -108,7 +112,7 @@ func run(ctx context.Context, once bool, products int, interval string) error {
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, sim.Tail(2000))
 	}
-	endpoints, err := readEndpoints(stateFile)
+	endpoints, adminURL, err := readEndpoints(stateFile)
 	if err != nil {
 		return err
 	}
@@ -124,14 +128,21 @@ func run(ctx context.Context, once bool, products int, interval string) error {
 	if err != nil {
 		return err
 	}
-	step("starting the manager with the embedded SQLite sink (bin/demo/crm.db), allowed to call erpsim (--egress-allow-hosts)")
+	// The webhook receiver on loopback: erpsim's vendors deliver there.
+	hookAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	hookURL := "http://" + hookAddr
+	step("starting the manager with the embedded SQLite sink (bin/demo/crm.db), allowed to call erpsim (--egress-allow-hosts), its webhook receiver at %s (--webhook-bind-address, --webhook-public-url)", hookURL)
 	crm := filepath.Join(work, "crm.db")
 	mgr, err := localenv.Start("manager", filepath.Join(work, "manager.log"), []string{"KUBECONFIG=" + cp.Kubeconfig}, manager,
 		"--leader-elect", "--leader-election-namespace=default",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--egress-allow-hosts="+strings.Join(allow, ","),
 		"--sink=sqlite", "--sink-sqlite-path="+crm,
-		"--quota-file="+filepath.Join(work, "quota.json"))
+		"--quota-file="+filepath.Join(work, "quota.json"),
+		"--webhook-bind-address="+hookAddr, "--webhook-public-url="+hookURL)
 	if err != nil {
 		return err
 	}
@@ -140,7 +151,7 @@ func run(ctx context.Context, once bool, products int, interval string) error {
 		_ = mgr.Stop(10 * time.Second)
 	}()
 
-	step("applying config/samples (one ErpSync and Secret per vendor), pointed at erpsim by a kustomize overlay")
+	step("applying config/samples (one ErpSync and Secret per vendor, webhooks on), pointed at erpsim by a kustomize overlay")
 	if _, err := kubectl("create", "namespace", "erpsync-demo"); err != nil {
 		return err
 	}
@@ -148,7 +159,7 @@ func run(ctx context.Context, once bool, products int, interval string) error {
 	if err := os.MkdirAll(overlay, 0o755); err != nil {
 		return err
 	}
-	if err := localenv.WriteSampleOverlay(overlay, filepath.Join(root, "config", "samples"), localenv.Overlay{Namespace: "erpsync-demo", Interval: interval, Endpoints: endpoints}); err != nil {
+	if err := localenv.WriteSampleOverlay(overlay, filepath.Join(root, "config", "samples"), localenv.Overlay{Namespace: "erpsync-demo", Interval: interval, Endpoints: endpoints, Webhooks: true}); err != nil {
 		return err
 	}
 	out, err := kubectl("apply", "-k", overlay)
@@ -170,13 +181,18 @@ func run(ctx context.Context, once bool, products int, interval string) error {
 	if err := printCounts(ctx, crm); err != nil {
 		return err
 	}
+	if err := showWebhooks(ctx, kubectl, adminURL, hookURL, crm); err != nil {
+		fmt.Fprintf(os.Stderr, "\nmanager log (last lines):\n%s\n", mgr.Tail(3000))
+		return err
+	}
 	if once {
-		step("DEMO_ONCE=1: all five ErpSyncs are Ready; stopping")
+		step("DEMO_ONCE=1: all five ErpSyncs are Ready and every change arrived by webhook; stopping")
 		return nil
 	}
 	fmt.Printf(`
-Everything keeps running: erpsim changes a few records a minute and each
-ErpSync syncs them %s after its previous sync ended. Watch it with:
+Everything keeps running: erpsim changes a few records a minute; those the
+vendors announce reach the CRM within seconds by webhook, and each ErpSync
+still polls %s after its previous sync ended. Watch it with:
 
   KUBECONFIG=%s %s get erpsyncs -n erpsync-demo -w
 
@@ -187,29 +203,30 @@ Press Ctrl-C to stop every process the demo started.
 	return nil
 }
 
-func readEndpoints(path string) (map[string]localenv.Endpoint, error) {
+func readEndpoints(path string) (map[string]localenv.Endpoint, string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var st struct {
-		Vendors []struct {
+		AdminURL string `json:"adminURL"`
+		Vendors  []struct {
 			Vendor      string            `json:"vendor"`
 			BaseURL     string            `json:"baseURL"`
 			Credentials map[string]string `json:"credentials"`
 		} `json:"vendors"`
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, "", fmt.Errorf("reading %s: %w", path, err)
 	}
 	out := map[string]localenv.Endpoint{}
 	for _, v := range st.Vendors {
 		out[v.Vendor] = localenv.Endpoint{BaseURL: v.BaseURL, Credentials: v.Credentials}
 	}
 	if len(out) == 0 {
-		return nil, errors.New("erpsim serves no vendor")
+		return nil, "", errors.New("erpsim serves no vendor")
 	}
-	return out, nil
+	return out, st.AdminURL, nil
 }
 
 // printCounts prints the records per company and entity in the CRM.
