@@ -157,7 +157,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 
-	dsn := ""
+	var dsn string
 	if admin := os.Getenv(pgtest.EnvDSN); admin != "" {
 		if dsn, err = pgtest.CreateDatabase(ctx, admin, fmt.Sprintf("erpsync_webhookbench_%d", time.Now().UnixNano()%1_000_000)); err != nil {
 			return fmt.Errorf("creating the database: %w", err)
@@ -378,6 +378,9 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 		r.targetedSyncs = after.Status.Webhooks.TargetedSyncs - before[v].Status.Webhooks.TargetedSyncs
+		for _, c := range plan[v] {
+			r.span = max(r.span, c.synced.Sub(start))
+		}
 		r.polled = after.Status.LastSyncEnd != before[v].Status.LastSyncEnd
 		results = append(results, r)
 		if r.arrived < r.changes {
@@ -404,8 +407,8 @@ func run(ctx context.Context, o options) (err error) {
 			}
 			return "MISSED"
 		}
-		fmt.Printf("NOTE %s: %d changes over %s, %d arrived (max %d ms), %d targeted syncs, %d vendor requests, %d refused; targets: p95 < %d ms %s, calls/event <= %.0f %s\n",
-			r.vendor, r.changes, o.spread, r.arrived, r.max.Milliseconds(), r.targetedSyncs, r.requests, r.refused,
+		fmt.Printf("NOTE %s: %d changes over %s, %d arrived (max %d ms; the last %s after the first change), %d targeted syncs, %d vendor requests (%.0f a minute until the last arrival), %d refused; targets: p95 < %d ms %s, calls/event <= %.0f %s\n",
+			r.vendor, r.changes, o.spread, r.arrived, r.max.Milliseconds(), r.span.Round(time.Second), r.targetedSyncs, r.requests, r.requestsPerMinute(), r.refused,
 			targetP95.Milliseconds(), met(r.p95 < targetP95), targetCallsPerEvent, met(r.callsPerEvent() <= targetCallsPerEvent))
 	}
 	if len(fail.reasons) > 0 {

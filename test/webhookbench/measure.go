@@ -65,6 +65,17 @@ type vendorResult struct {
 	// a routine sync in it (the figures would not be the webhooks' alone).
 	targetedSyncs int64
 	polled        bool
+	// span is from the start of the phase to the last arrival.
+	span time.Duration
+}
+
+// requestsPerMinute is the vendor's request rate over span (what a vendor
+// limit of so many calls a minute meets).
+func (r vendorResult) requestsPerMinute() float64 {
+	if r.span <= 0 {
+		return 0
+	}
+	return float64(r.requests) / r.span.Minutes()
 }
 
 // summarise computes a vendor's latencies from its changes.

@@ -75,6 +75,13 @@ func TestSummarise(t *testing.T) {
 	if got := r.callsPerEvent(); got != 2.5 {
 		t.Errorf("calls per event %v, want 2.5 (10 requests, 4 changes)", got)
 	}
+	if got := r.requestsPerMinute(); got != 0 {
+		t.Errorf("requests a minute without a span: %v", got)
+	}
+	r.span = 30 * time.Second
+	if got := r.requestsPerMinute(); got != 20 {
+		t.Errorf("requests a minute %v, want 20 (10 in 30 s)", got)
+	}
 	if _, err := summarise("xero", []*change{mk(0, false)}); err == nil {
 		t.Error("want an error when nothing arrived")
 	}
