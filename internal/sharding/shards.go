@@ -173,7 +173,9 @@ func (s *Shards) Count() int { return s.cfg.Shards }
 func (s *Shards) Ordinal() int { return s.cfg.Ordinal }
 
 // ShardOf returns the shard of an ErpSync.
-func (s *Shards) ShardOf(key types.NamespacedName) int { return Of(key.Namespace, key.Name, s.cfg.Shards) }
+func (s *Shards) ShardOf(key types.NamespacedName) int {
+	return Of(key.Namespace, key.Name, s.cfg.Shards)
+}
 
 // Holds reports whether this replica may sync the ErpSyncs of shard now.
 func (s *Shards) Holds(shard int) bool {
