@@ -74,6 +74,7 @@ type options struct {
 	quotaFile            string
 	claimNamespace       string
 	sink                 sinkopen.Config
+	shard                shardOptions
 }
 
 func main() {
@@ -103,6 +104,7 @@ func main() {
 	flag.StringVar(&o.quotaFile, "quota-file", "", "Count vendor call quotas in this JSON file instead (local runs without --quota-namespace).")
 	flag.StringVar(&o.claimNamespace, "claim-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the Leases that record which namespace owns each companyId (default: $POD_NAMESPACE). Tenants must not be able to write it. Empty: ownership is decided from the cache only (local runs).")
 	o.sink.BindFlags(flag.CommandLine)
+	o.shard.bindFlags(flag.CommandLine)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -190,6 +192,17 @@ func run(ctx context.Context, o options) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
+	// Sharding across a StatefulSet's replicas (--shards): every replica
+	// syncs the shards whose Lease it holds; no manager-wide leader.
+	shards, err := newShards(o, restCfg, log)
+	if err != nil {
+		return err
+	}
+	if shards != nil {
+		o.leaderElect = false
+		log.Info("sharding: this replica syncs the shards whose lease it holds; leader election is off", "shards", shards.Count(), "ordinal", shards.Ordinal())
+	}
+
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
@@ -263,6 +276,12 @@ func run(ctx context.Context, o options) error {
 		r.ClaimNamespace = o.claimNamespace
 	} else {
 		log.Info("--claim-namespace is empty: company claims are decided from the cache only, not recorded (two ErpSyncs of one company created in the same second may be ordered by UID, and shards may disagree)")
+	}
+	if shards != nil {
+		r.Shards = shards
+		if err := mgr.Add(shards); err != nil {
+			return fmt.Errorf("adding the shard leases: %w", err)
+		}
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the ErpSync controller: %w", err)
