@@ -35,7 +35,9 @@ func newFakeShards(n int) *fakeShards {
 	return &fakeShards{n: n, held: map[int]*fakeTenure{}, changed: make(chan struct{}, 1)}
 }
 
-func (f *fakeShards) ShardOf(key types.NamespacedName) int { return sharding.Of(key.Namespace, key.Name, f.n) }
+func (f *fakeShards) ShardOf(key types.NamespacedName) int {
+	return sharding.Of(key.Namespace, key.Name, f.n)
+}
 
 func (f *fakeShards) Holds(s int) bool {
 	f.mu.Lock()
