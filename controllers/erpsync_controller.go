@@ -220,11 +220,13 @@ func (r *ErpSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		r.tracker.stop(req.NamespacedName, StopDeleted)
 		return ctrl.Result{}, nil
 	}
-	if !r.owns(req.NamespacedName) {
+	leave, ok := r.holdShard(req.NamespacedName)
+	if !ok {
 		// Another replica's shard: it decides and writes; a shard gained
 		// later reconciles all its ErpSyncs.
 		return ctrl.Result{}, nil
 	}
+	defer leave()
 	metrics.SetSuspended(obj.Namespace, obj.Name, obj.Spec.Suspend)
 
 	if obj.Spec.Suspend {

@@ -23,8 +23,6 @@ import (
 type Sharding interface {
 	// ShardOf returns the shard of an ErpSync.
 	ShardOf(key types.NamespacedName) int
-	// Holds reports whether this replica may sync the shard's ErpSyncs now.
-	Holds(shard int) bool
 	// Enter registers work on a held shard: ctx ends when the shard moves
 	// away, and the shard is not handed on before leave is called. false
 	// when the shard is not held.
@@ -35,10 +33,16 @@ type Sharding interface {
 	Changed() <-chan struct{}
 }
 
-// owns reports whether this replica syncs the ErpSync key now (always,
-// without sharding).
-func (r *ErpSyncReconciler) owns(key types.NamespacedName) bool {
-	return r.Shards == nil || r.Shards.Holds(r.Shards.ShardOf(key))
+// holdShard reports whether this replica syncs the ErpSync key now
+// (always, without sharding); when it does, the shard is not handed on
+// before leave is called, so that a reconcile's status writes end before
+// the next owner starts.
+func (r *ErpSyncReconciler) holdShard(key types.NamespacedName) (leave func(), ok bool) {
+	if r.Shards == nil {
+		return func() {}, true
+	}
+	_, leave, ok = r.Shards.Enter(r.Shards.ShardOf(key))
+	return leave, ok
 }
 
 // enterShard returns the parent context of work on key within its shard's

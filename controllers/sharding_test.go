@@ -39,12 +39,6 @@ func (f *fakeShards) ShardOf(key types.NamespacedName) int {
 	return sharding.Of(key.Namespace, key.Name, f.n)
 }
 
-func (f *fakeShards) Holds(s int) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.held[s] != nil
-}
-
 func (f *fakeShards) Enter(s int) (context.Context, func(), bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
