@@ -105,7 +105,7 @@ func TestShardedStatefulSet(t *testing.T) {
 
 	shards, ok := flagValue(c.Args, "--shards")
 	n, err := strconv.Atoi(shards)
-	if !ok || err != nil || ss.Spec.Replicas == nil || int32(n) != *ss.Spec.Replicas { //nolint:gosec // G115: a small count
+	if !ok || err != nil || ss.Spec.Replicas == nil || int32(n) != *ss.Spec.Replicas {
 		t.Errorf("--shards=%q and replicas %v: they must be equal", shards, ss.Spec.Replicas)
 	}
 	if n < 2 {

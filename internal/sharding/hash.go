@@ -19,7 +19,7 @@ func Of(namespace, name string, n int) int {
 	_, _ = h.Write([]byte(namespace))
 	_, _ = h.Write([]byte{'/'})
 	_, _ = h.Write([]byte(name))
-	return int(jump(mix(h.Sum64()), int32(min(n, 1<<31-1)))) //nolint:gosec // G115: n is bounded to int32 above
+	return int(jump(mix(h.Sum64()), int32(min(n, 1<<31-1))))
 }
 
 // mix is splitmix64's finaliser: FNV's low bits vary little between keys
@@ -39,5 +39,5 @@ func jump(key uint64, n int32) int32 {
 		key = key*2862933555777941757 + 1
 		j = int64(float64(b+1) * (float64(int64(1)<<31) / float64((key>>33)+1)))
 	}
-	return int32(b) //nolint:gosec // G115: b < n, an int32
+	return int32(b)
 }

@@ -60,7 +60,7 @@ func TestShardedReplicasTakeOverAKilledOne(t *testing.T) {
 	// company 1's expectation, published by erpsim, checks ours.
 	expected := func(k int) map[model.Kind]int {
 		ds := shardDataset
-		ds.Seed += uint64(k) //nolint:gosec // G115: k is 1..6
+		ds.Seed += uint64(k)
 		return katanasim.New(katanasim.Options{Dataset: ds}).Expected()
 	}
 	for kind, n := range v.Expected {
