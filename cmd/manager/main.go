@@ -248,6 +248,11 @@ func run(ctx context.Context, o options) error {
 	// cluster, or in a file for local runs.
 	switch {
 	case o.quotaNamespace != "":
+		if o.shard.shards > 1 {
+			// Every replica works: each may spend its share of an
+			// app-wide rate window (Xero's 10,000 calls a minute).
+			httpapi.SharedRegistry.SetReplicaShare(1 / float64(o.shard.shards))
+		}
 		store := &quotastore.ConfigMapStore{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Namespace: o.quotaNamespace}
 		if err := mgr.Add(store); err != nil {
 			return fmt.Errorf("adding the quota store: %w", err)
