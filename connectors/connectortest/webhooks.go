@@ -37,7 +37,43 @@ import (
 // world's fake clock (clock.Sleep), so that a vendor's retries over hours
 // take no real time. The receiver answers every request with the status a
 // scenario sets (200 by default), so an intent-to-receive handshake (Xero)
-// belongs in the vendor's own tests, not in Subscribe.
+// belongs in the vendor's own tests, not in Subscribe. A vendor that
+// gathers changes into one delivery (Xero) gathers inside the delivery's
+// turn on the Deliverer, not before queuing it; a vendor that adds a delay
+// before the first attempt (Cin7 Core's minute) waits it there too.
+//
+// What the vendors legitimately do differently, and how the scenarios
+// allow it:
+//   - An event names the document ReadDocs takes, which need not be a
+//     record's id: Katana's product and material events name
+//     "product/<id>" and "material/<id>", whose records are the variants;
+//     Cin7 Core's stock event names the product whose stock rows it reads.
+//     An event counts as naming the records a read by id of its document
+//     returns (requireNamed, requireStored, WebhookDelete's mapping of
+//     update events, read before the removals). A record the vendor
+//     removed can only be named by its own id (a read of it returns
+//     nothing): Katana's variant.deleted does; else reconciliation does.
+//   - An event may name a document the vendor does not have beside one it
+//     has in the same delivery: Cin7 Core's Sale/Voided, Sale/Undo and
+//     Sale/CreditNoteAuthorised read the sale's credit note too, which a
+//     sale may not have. That is accepted when the event does not say
+//     deleted (so nothing is tombstoned on it); a delivery naming only
+//     documents the vendor does not have, or one saying such a document
+//     was deleted, fails requireStored.
+//   - Deliveries carry one event (Katana, Unleashed, Cin7 Core) or many
+//     (Xero); several dataset kinds may share one entity (Xero's
+//     contacts; Katana's products and materials), so changedSince counts
+//     the most of any one kind.
+//   - Some changes announce nothing: hard removals (Xero, Cin7 Core), a
+//     Cin7 Core sale edit that authorises no stage (the simulator
+//     announces each edit by the stage event of its status). Removals
+//     are left out of what must be named; a record gone without an event
+//     that said deleted stays live for reconciliation.
+//   - Authentication is a body signature (Xero, Katana, Unleashed) or a
+//     fixed credential (Cin7 Core's bearer token: a body changed in
+//     transit cannot be told); with or without a replay window.
+//   - Retries and disabling follow each vendor's DeliveryPolicy (Katana
+//     disables nothing).
 //
 // What the scenarios change: names and phones of customers and suppliers,
 // statuses (to another status the dataset already uses) and due dates of
