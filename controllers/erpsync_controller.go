@@ -92,6 +92,9 @@ type ErpSyncReconciler struct {
 	// receiver at (--webhook-public-url); empty: subscriptions are not
 	// registered (the WebhooksReady condition says so).
 	WebhookPublicURL string
+	// Shards, when set, limits this replica to the ErpSyncs of the shards
+	// it holds (--shards); nil: it syncs every ErpSync it watches.
+	Shards Sharding
 
 	tracker *runTracker
 	// runDone wakes Reconcile when a background sync ends, to schedule the
@@ -162,7 +165,11 @@ func (r *ErpSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.Shards != nil {
+		b = b.WatchesRawSource(source.Func(r.shardChanges))
+	}
+	return b.
 		For(&erpv1.ErpSync{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{},
 			requestAnnotationChanged{},
@@ -213,6 +220,13 @@ func (r *ErpSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		r.tracker.stop(req.NamespacedName, StopDeleted)
 		return ctrl.Result{}, nil
 	}
+	leave, ok := r.holdShard(req.NamespacedName)
+	if !ok {
+		// Another replica's shard: it decides and writes; a shard gained
+		// later reconciles all its ErpSyncs.
+		return ctrl.Result{}, nil
+	}
+	defer leave()
 	metrics.SetSuspended(obj.Namespace, obj.Name, obj.Spec.Suspend)
 
 	if obj.Spec.Suspend {

@@ -38,13 +38,21 @@ func (r *ErpSyncReconciler) startSync(obj *erpv1.ErpSync, d Decision) {
 // slots; Reconcile is woken when it ends, to schedule what comes next.
 func (r *ErpSyncReconciler) inBackground(obj *erpv1.ErpSync, logger logr.Logger, work func(ctx context.Context)) {
 	key := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Name}
-	ctx, finish, ok := r.tracker.start(r.baseCtx, key)
+	parent, leave, ok := r.enterShard(key)
 	if !ok {
+		return // the shard moved since Reconcile looked
+	}
+	ctx, finish, ok := r.tracker.start(parent, key)
+	if !ok {
+		leave()
 		return
 	}
 	go func() {
+		logger.V(1).Info("work started")
 		defer func() {
 			finish()
+			logger.V(1).Info("work ended")
+			leave()
 			// Wake Reconcile to schedule the next sync.
 			select {
 			case r.runDone <- event.GenericEvent{Object: obj}:
@@ -155,7 +163,7 @@ func (s *syncRun) run(ctx context.Context) {
 	res, runErr := s.execute(ctx)
 	end := r.Clock.Now()
 
-	if cause, stopped := stopCauseOf(ctx); stopped && runErr != nil {
+	if cause, stopped := stopCauseOf(ctx); stopped && (runErr != nil || cause == StopMoved) {
 		s.stopped(cause, res, start, end)
 		return
 	}
@@ -479,6 +487,11 @@ func entityMetrics(in []erpv1.EntityStatus) []metrics.EntityReport {
 // checkpoint is kept, Ready is left as it was.
 func (s *syncRun) stopped(cause StopCause, res engine.Result, start, end time.Time) {
 	if cause == StopDeleted {
+		return
+	}
+	if cause == StopMoved {
+		// The new owner writes: it resumes from the checkpoints in status.
+		s.log.Info("sync stopped: its shard moved to another replica, which resumes it from its checkpoint", "duration", end.Sub(start))
 		return
 	}
 	err := s.patchStatus(s.r.baseCtx, func(o *erpv1.ErpSync) {

@@ -120,6 +120,8 @@ type harness struct {
 	statusWrites atomic.Int64
 	// webhookURL is the manager's --webhook-public-url.
 	webhookURL string
+	// shards, when set, is the manager's sharding.
+	shards Sharding
 }
 
 // offsetClock is the real clock moved forward by an offset, so that a test
@@ -175,6 +177,7 @@ func (h *harness) startManager() {
 		// Claims are recorded as the manager records them.
 		ClaimNamespace:   h.claimNS,
 		WebhookPublicURL: h.webhookURL,
+		Shards:           h.shards,
 	}
 	h.reconciler = r
 	h.g.Expect(r.SetupWithManager(ctx, mgr)).To(Succeed())

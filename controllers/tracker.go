@@ -17,6 +17,10 @@ const (
 	StopSuspended StopCause = "suspended"
 	StopDeleted   StopCause = "deleted"
 	StopShutdown  StopCause = "shutdown"
+	// StopMoved: the ErpSync's shard moved to another replica, which
+	// resumes the sync from its checkpoints; the stopped sync writes no
+	// status.
+	StopMoved StopCause = "moved"
 )
 
 // runTracker knows which syncs run in this process and can stop them. The

@@ -134,8 +134,8 @@ func (t *targetedRun) run(ctx context.Context) {
 	typ := string(obj.Spec.Connector.Type)
 	res, runErr := t.read(ctx, targets)
 	end := r.Clock.Now()
-	if r.baseCtx.Err() != nil {
-		return // shutting down: the poll reads what this sync did not
+	if cause, _ := stopCauseOf(ctx); r.baseCtx.Err() != nil || cause == StopMoved {
+		return // shutting down or moved: the poll reads what this sync did not
 	}
 	metrics.ObserveSync(typ, "targeted", resultLabel(runErr), end.Sub(start))
 	lag := end.Sub(start)

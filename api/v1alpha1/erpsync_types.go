@@ -794,6 +794,7 @@ type TargetedSyncStatus struct {
 // +kubebuilder:printcolumn:name="Next Sync",type=string,JSONPath=`.status.nextSyncAt`
 // +kubebuilder:printcolumn:name="Last Success",type=date,JSONPath=`.status.lastSuccessfulSyncEnd`,priority=1
 // +kubebuilder:printcolumn:name="Interval",type=string,JSONPath=`.spec.interval`,priority=1
+// +kubebuilder:printcolumn:name="Webhooks",type=string,JSONPath=`.status.conditions[?(@.type=="WebhooksReady")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ErpSync struct {

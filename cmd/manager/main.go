@@ -83,6 +83,8 @@ type options struct {
 	webhookMaxBodyBytes   int64
 	webhookRatePerIP      float64
 	webhookTrustedProxies string
+
+	shard shardOptions
 }
 
 func main() {
@@ -117,6 +119,7 @@ func main() {
 	flag.Float64Var(&o.webhookRatePerIP, "webhook-rate-per-ip", receiver.DefaultRatePerIP, "Webhook deliveries per second one source address may send, in bursts of five times that; more are refused (429) before their body is read.")
 	flag.StringVar(&o.webhookTrustedProxies, "webhook-trusted-proxies", "", "Comma-separated addresses or CIDRs of the Ingress or Gateway in front of the webhook receiver: for their requests the source address (for --webhook-rate-per-ip) is taken from X-Forwarded-For. Empty: every delivery is limited by the proxy's own address.")
 	o.sink.BindFlags(flag.CommandLine)
+	o.shard.bindFlags(flag.CommandLine)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -204,6 +207,17 @@ func run(ctx context.Context, o options) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
+	// Sharding across a StatefulSet's replicas (--shards): every replica
+	// syncs the shards whose Lease it holds; no manager-wide leader.
+	shards, err := newShards(o, restCfg, log)
+	if err != nil {
+		return err
+	}
+	if shards != nil {
+		o.leaderElect = false
+		log.Info("sharding: this replica syncs the shards whose lease it holds; leader election is off", "shards", shards.Count(), "ordinal", shards.Ordinal())
+	}
+
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
@@ -234,6 +248,11 @@ func run(ctx context.Context, o options) error {
 	// cluster, or in a file for local runs.
 	switch {
 	case o.quotaNamespace != "":
+		if o.shard.shards > 1 {
+			// Every replica works: each may spend its share of an
+			// app-wide rate window (Xero's 10,000 calls a minute).
+			httpapi.SharedRegistry.SetReplicaShare(1 / float64(o.shard.shards))
+		}
 		store := &quotastore.ConfigMapStore{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Namespace: o.quotaNamespace}
 		if err := mgr.Add(store); err != nil {
 			return fmt.Errorf("adding the quota store: %w", err)
@@ -285,6 +304,12 @@ func run(ctx context.Context, o options) error {
 		r.ClaimNamespace = o.claimNamespace
 	} else {
 		log.Info("--claim-namespace is empty: company claims are decided from the cache only, not recorded (two ErpSyncs of one company created in the same second may be ordered by UID, and shards may disagree)")
+	}
+	if shards != nil {
+		r.Shards = shards
+		if err := mgr.Add(shards); err != nil {
+			return fmt.Errorf("adding the shard leases: %w", err)
+		}
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the ErpSync controller: %w", err)

@@ -265,8 +265,13 @@ func (c *fakeConn) ListIDs(ctx context.Context, req connectors.PageRequest) (*co
 // MaxDocsPerRead implements connectors.DocReader.
 func (c *fakeConn) MaxDocsPerRead(model.Kind) int { return 50 }
 
-// ReadDocs implements connectors.DocReader: an ids filter.
+// ReadDocs implements connectors.DocReader: an ids filter. An id may also
+// be given as its document's name, "doc/<id>" (hookDocNames).
 func (c *fakeConn) ReadDocs(ctx context.Context, e model.Kind, ids []string) (*connectors.Page, error) {
+	ids = slices.Clone(ids)
+	for i, id := range ids {
+		ids[i] = strings.TrimPrefix(id, fakeDocPrefix)
+	}
 	switch c.flaw {
 	case hookChattyReads:
 		// Three requests per document: the document alone, then twice
@@ -609,7 +614,20 @@ const (
 	// hookStaysOff: once its subscription is disabled the simulator never
 	// delivers again, even switched back on.
 	hookStaysOff
+	// hookNeighbourIDs: events name another record of the kind (one the
+	// vendor has, so reading it returns records, not the changed one).
+	hookNeighbourIDs
+	// hookPhantomDeletes: every delivery also names, as deleted, a
+	// document the vendor never had.
+	hookPhantomDeletes
+	// hookDocNames is no flaw: events name a record's document as
+	// "doc/<id>", which ReadDocs takes as well as the id (as Katana's
+	// product events name "product/<id>", whose records are its variants).
+	hookDocNames
 )
+
+// fakeDocPrefix is how hookDocNames events name a document.
+const fakeDocPrefix = "doc/"
 
 // The fake's deliveries: a JSON list of events, signed with the hex
 // HMAC-SHA256 of "<timestamp>.<body>" under the token the subscription
@@ -726,10 +744,24 @@ func (s *fakeSim) webhooks(flaw hookFlaw, clock *httpapi.FakeClock) *WebhookEnv 
 				}
 				del.Enqueue(func() simkit.Delivery {
 					id := c.ID
-					if flaw == hookWrongIDs {
+					switch flaw {
+					case hookWrongIDs:
 						id = strconv.Itoa(c.Seq)
+					case hookDocNames:
+						id = fakeDocPrefix + c.ID
+					case hookNeighbourIDs:
+						// The delivery goroutine may read the dataset.
+						if refs, err := s.data.Refs(c.Kind); err == nil {
+							if i := slices.IndexFunc(refs, func(r simkit.RecordRef) bool { return r.ID == c.ID }); i >= 0 {
+								id = refs[(i+1)%len(refs)].ID
+							}
+						}
 					}
-					body, _ := json.Marshal(fakeDelivery{Events: []*fakeEvent{{Type: string(entity) + "." + string(c.Op), Entity: string(entity), ID: id, At: c.At}}})
+					evs := []*fakeEvent{{Type: string(entity) + "." + string(c.Op), Entity: string(entity), ID: id, At: c.At}}
+					if flaw == hookPhantomDeletes {
+						evs = append(evs, &fakeEvent{Type: string(entity) + ".deleted", Entity: string(entity), ID: fmt.Sprintf("phantom-%d", c.Seq), At: c.At})
+					}
+					body, _ := json.Marshal(fakeDelivery{Events: evs})
 					ts := strconv.FormatInt(s.Now().UnixMilli(), 10)
 					return simkit.Delivery{URL: target, Body: body, Header: http.Header{
 						fakeSigHeader:  {hex.EncodeToString(fakeSign(token, ts, body, flaw))},
@@ -817,6 +849,8 @@ func TestWebhookScenariosCatchFlaws(t *testing.T) {
 		{"StormChattyReads", hookChattyReads, webhookStorm, []string{"vendor calls, more than 2 per document"}},
 		{"DeleteAllDeleted", hookAllDeleted, webhookDelete, []string{"an edit was announced as a deletion", "an update event of a removed record deleted it"}},
 		{"RetryDisableStaysOff", hookStaysOff, webhookRetryDisable, []string{"a change after the receiver is back: deliveries incomplete"}},
+		{"EditNeighbourIDs", hookNeighbourIDs, webhookEdit, []string{"named by no event"}},
+		{"EditPhantomDeletes", hookPhantomDeletes, webhookEdit, []string{"events name documents the vendor does not have", "phantom-"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := failures(t, fakeHarness{keyset: true, hook: tc.flaw}, tc.run)
@@ -829,6 +863,31 @@ func TestWebhookScenariosCatchFlaws(t *testing.T) {
 				if !strings.Contains(all, w) {
 					t.Errorf("the scenario failed, but not saying %q:\n%s", w, all)
 				}
+			}
+		})
+	}
+}
+
+// TestWebhookScenariosTakeDocumentNames: a vendor whose events name a
+// record's document by a name ReadDocs takes, not by the record's id
+// (hookDocNames, as Katana's "product/<id>"), passes the scenarios that
+// check what events name: they map an event to the records a read of it
+// returns. Such an event cannot tombstone a record the vendor removed
+// (a read of a removed document returns nothing to map): that is left to
+// reconciliation, and the scenarios accept it.
+func TestWebhookScenariosTakeDocumentNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(testing.TB, Harness)
+	}{
+		{"Edit", webhookEdit},
+		{"OutOfOrder", webhookOutOfOrder},
+		{"Storm", webhookStorm},
+		{"Delete", webhookDelete},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := failures(t, fakeHarness{keyset: true, hook: hookDocNames}, tc.run); len(got) > 0 {
+				t.Errorf("the scenario failed against a vendor whose events name documents:\n%s", strings.Join(got, "\n"))
 			}
 		})
 	}

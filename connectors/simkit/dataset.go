@@ -554,10 +554,12 @@ func (d *Dataset) RemoveProducts(at, n int) []string {
 	}
 	end := min(at+n, len(d.Products))
 	var ids []string
+	var seqs []int
 	for _, p := range d.Products[at:end] {
 		ids = append(ids, p.ID)
+		seqs = append(seqs, p.Seq)
 	}
 	d.Products = append(d.Products[:at], d.Products[end:]...)
-	d.emitAll(AdminProducts, ids, ChangeRemoved)
+	d.emitAll(AdminProducts, ids, seqs, ChangeRemoved)
 	return ids
 }

@@ -10,8 +10,9 @@ func (d *Dataset) RemoveCustomers(at, n int) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var ids []string
-	d.Customers, ids = removeAt(d.Customers, at, n)
-	d.emitAll(AdminCustomers, ids, ChangeRemoved)
+	var seqs []int
+	d.Customers, ids, seqs = removeAt(d.Customers, at, n)
+	d.emitAll(AdminCustomers, ids, seqs, ChangeRemoved)
 	return ids
 }
 
@@ -21,8 +22,9 @@ func (d *Dataset) RemoveOrders(at, n int) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var ids []string
-	d.Orders, ids = removeAt(d.Orders, at, n)
-	d.emitAll(AdminOrders, ids, ChangeRemoved)
+	var seqs []int
+	d.Orders, ids, seqs = removeAt(d.Orders, at, n)
+	d.emitAll(AdminOrders, ids, seqs, ChangeRemoved)
 	return ids
 }
 
@@ -44,8 +46,9 @@ func (d *Dataset) RemoveInvoices(at, n int) []string {
 		}
 	}
 	var ids []string
-	d.Invoices, ids = removeAt(d.Invoices, at, n)
-	d.emitAll(AdminInvoices, ids, ChangeRemoved)
+	var seqs []int
+	d.Invoices, ids, seqs = removeAt(d.Invoices, at, n)
+	d.emitAll(AdminInvoices, ids, seqs, ChangeRemoved)
 	return ids
 }
 
@@ -55,8 +58,9 @@ func (d *Dataset) RemoveTaxRates(at, n int) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var ids []string
-	d.TaxRates, ids = removeAt(d.TaxRates, at, n)
-	d.emitAll(AdminTaxRates, ids, ChangeRemoved)
+	var seqs []int
+	d.TaxRates, ids, seqs = removeAt(d.TaxRates, at, n)
+	d.emitAll(AdminTaxRates, ids, seqs, ChangeRemoved)
 	return ids
 }
 
@@ -66,8 +70,9 @@ func (d *Dataset) RemoveCurrencies(at, n int) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var ids []string
-	d.Currencies, ids = removeAt(d.Currencies, at, n)
-	d.emitAll(AdminCurrencies, ids, ChangeRemoved)
+	var seqs []int
+	d.Currencies, ids, seqs = removeAt(d.Currencies, at, n)
+	d.emitAll(AdminCurrencies, ids, seqs, ChangeRemoved)
 	return ids
 }
 
@@ -145,16 +150,22 @@ func (d *Dataset) ProductIDs() []string {
 
 // removeAt drops n items from index at and returns the rest and the
 // dropped items' ids.
-func removeAt[T interface{ id() string }](items []T, at, n int) ([]T, []string) {
+func removeAt[T interface {
+	id() string
+	seq() int
+}](items []T, at, n int) ([]T, []string, []int) {
 	if at < 0 || at >= len(items) || n <= 0 {
-		return items, nil
+		return items, nil, nil
 	}
 	end := min(at+n, len(items))
 	ids := make([]string, 0, end-at)
+	seqs := make([]int, 0, end-at)
 	for _, it := range items[at:end] {
 		ids = append(ids, it.id())
+		seqs = append(seqs, it.seq())
 	}
-	return append(items[:at], items[end:]...), ids
+	return append(items[:at], items[end:]...), ids, seqs
 }
 
 func (m *Meta) id() string { return m.ID }
+func (m *Meta) seq() int   { return m.Seq }

@@ -96,10 +96,15 @@ func (d *Dataset) emit(kind, id string, seq int, op ChangeOp) {
 	}
 }
 
-// emitAll tells the subscribers of one change to each of ids.
-func (d *Dataset) emitAll(kind string, ids []string, op ChangeOp) {
-	for _, id := range ids {
-		d.emit(kind, id, 0, op)
+// emitAll tells the subscribers of one change to each of ids (seqs[i]
+// is ids[i]'s sequence number).
+func (d *Dataset) emitAll(kind string, ids []string, seqs []int, op ChangeOp) {
+	for i, id := range ids {
+		seq := 0
+		if i < len(seqs) {
+			seq = seqs[i]
+		}
+		d.emit(kind, id, seq, op)
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/erpsync/erpsync-operator/connectors/simkit"
@@ -35,7 +34,17 @@ import (
 // time); failures disable that deliverer and every webhook of its URL
 // (Cin7 Core disables each webhook whose delivery failed; with one receiver
 // per URL they fail together). A PUT with IsActive=true switches the
-// webhook and its URL's deliverer back on.
+// webhook and its URL's deliverer back on, and the deliverer switched back
+// on (by that PUT, or by a test) switches back on the webhooks its
+// failures deactivated.
+//
+// A change's deliveries are made when it happens: the dataset's change
+// callback runs with the dataset locked by the goroutine that changed it,
+// so it reads the changed record there (directly: View would wait for the
+// lock it holds) and queues each delivery, built, on its URL's deliverer.
+// A sale edited and then removed is announced as it was when edited, as
+// Cin7 Core announces a stage when it happens; and a deliverer with
+// nothing pending has delivered every change made so far.
 
 // Webhook figures.
 const (
@@ -173,25 +182,31 @@ func headerToken(k string) bool {
 	return true
 }
 
-// webhooks is the simulator's webhook state.
+// webhooks is the simulator's webhook state. Lock order: feedMu, then
+// the dataset's lock, then mu (the change callback takes mu with the
+// dataset locked), then a deliverer's.
 type webhooks struct {
 	mu    sync.Mutex
 	seq   int
 	hooks []*Webhook
 	lanes map[string]*simkit.Deliverer // by ExternalURL
+	// off lists, by URL, the ids of the webhooks its deliverer's failures
+	// deactivated. Switching the deliverer back on from outside the API (a
+	// test or erpsim, standing for the registrar's PUTs of each) switches
+	// them on; a PUT (putOn) switches on only the webhook it names.
+	off   map[string][]string
+	putOn map[string]bool
+	// stock is each product's availability as last announced (Cin7 Core
+	// announces a change of the available stock level, not every edit).
+	stock map[string]string
+	// ctx ends at Close: it cuts a WebhookDelay short.
+	ctx    context.Context
+	cancel context.CancelFunc
 
-	// The change feed: the dataset's callback queues under qmu only (it
-	// runs with the dataset locked); the dispatcher reads the dataset and
-	// then takes mu to enqueue deliveries.
-	qmu     sync.Mutex
-	queue   []simkit.Change
-	wake    chan struct{}
-	dropped atomic.Int64
+	// The change feed, subscribed once a webhook exists.
+	feedMu  sync.Mutex
 	started bool
 	unsub   func()
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
 }
 
 // serveWebhooks answers the /webhooks endpoints (already authenticated and
@@ -211,6 +226,8 @@ func (s *Server) serveWebhooks(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "The request body is not a webhook")
 			return
 		}
+		// Before wh.mu: subscribing takes the dataset's lock.
+		s.startFeed()
 		h, reenable, closing, status, msg := s.editWebhook(r.Method == http.MethodPost, e)
 		if closing != nil {
 			closing.Close()
@@ -292,6 +309,9 @@ func (s *Server) editWebhook(create bool, e webhookEdit) (h Webhook, reenable, c
 	if h.Name == "" {
 		h.Name = h.Type
 	}
+	if h.IsActive && old != nil && wh.off[old.ExternalURL] != nil {
+		wh.off[old.ExternalURL] = slices.DeleteFunc(wh.off[old.ExternalURL], func(id string) bool { return id == old.ID })
+	}
 	if create {
 		wh.seq++
 		h.ID = fmt.Sprintf("%08x-7e6b-4c1d-9a0f-%012x", wh.seq, wh.seq)
@@ -303,10 +323,13 @@ func (s *Server) editWebhook(create bool, e webhookEdit) (h Webhook, reenable, c
 		}
 		*old = h
 	}
-	s.startFeed()
 	lane := s.lane(h.ExternalURL)
 	if h.IsActive && lane.Disabled() {
 		reenable = lane
+		if wh.putOn == nil {
+			wh.putOn = map[string]bool{}
+		}
+		wh.putOn[h.ExternalURL] = true
 	}
 	return h, reenable, closing, http.StatusOK, ""
 }
@@ -330,15 +353,32 @@ func (s *Server) lane(rawURL string) *simkit.Deliverer {
 		wh.lanes = map[string]*simkit.Deliverer{}
 	}
 	d := simkit.NewDeliverer(s.opts.WebhookClient, DeliveryPolicy, s.webhookSleep, func(disabled bool) {
+		wh.mu.Lock()
+		defer wh.mu.Unlock()
 		if !disabled {
+			if wh.putOn[rawURL] {
+				// By a PUT, which switched on the webhook it names.
+				delete(wh.putOn, rawURL)
+				return
+			}
+			// From outside the API: so are the webhooks its failures
+			// deactivated, as the registrar's PUTs would.
+			for _, h := range wh.hooks {
+				if h.ExternalURL == rawURL && slices.Contains(wh.off[rawURL], h.ID) {
+					h.IsActive = true
+				}
+			}
+			delete(wh.off, rawURL)
 			return
 		}
 		// Every attempt failed: Cin7 Core deactivates the webhook, quietly.
-		wh.mu.Lock()
-		defer wh.mu.Unlock()
+		if wh.off == nil {
+			wh.off = map[string][]string{}
+		}
 		for _, h := range wh.hooks {
-			if h.ExternalURL == rawURL {
+			if h.ExternalURL == rawURL && h.IsActive {
 				h.IsActive = false
+				wh.off[rawURL] = append(wh.off[rawURL], h.ID)
 			}
 		}
 	})
@@ -393,74 +433,98 @@ func (s *Server) DisableWebhooks(rawURL string) int {
 	n := 0
 	for _, h := range s.wh.hooks {
 		if h.ExternalURL == rawURL && h.IsActive {
-			h.IsActive = false
 			n++
+			if d == nil {
+				h.IsActive = false
+			}
 		}
 	}
 	s.wh.mu.Unlock()
 	if d != nil {
+		// Its callback deactivates them, as failures do.
 		d.SetDisabled(true)
 	}
 	return n
 }
 
-// DroppedChanges counts the dataset changes the webhook feed dropped
-// because its queue was full.
-func (s *Server) DroppedChanges() int64 { return s.wh.dropped.Load() }
-
 // Close stops the webhook feed and every deliverer (queued deliveries are
 // dropped). The API keeps answering.
 func (s *Server) Close() {
 	wh := &s.wh
-	wh.qmu.Lock()
-	started := wh.started
-	wh.started = false
-	wh.qmu.Unlock()
-	if started {
+	wh.feedMu.Lock()
+	if wh.started {
+		wh.started = false
 		wh.unsub()
-		wh.cancel()
-		<-wh.done
 	}
+	wh.feedMu.Unlock()
 	wh.mu.Lock()
 	lanes := wh.lanes
 	wh.lanes = nil
+	if wh.cancel != nil {
+		wh.cancel()
+	}
 	wh.mu.Unlock()
 	for _, d := range lanes {
 		d.Close()
 	}
 }
 
-// startFeed subscribes to the dataset's changes once a webhook exists.
-// wh.mu is held.
+// startFeed subscribes to the dataset's changes once a webhook exists. It
+// takes the dataset's lock: never call it holding wh.mu.
 func (s *Server) startFeed() {
 	wh := &s.wh
-	wh.qmu.Lock()
-	defer wh.qmu.Unlock()
+	wh.feedMu.Lock()
+	defer wh.feedMu.Unlock()
 	if wh.started {
 		return
 	}
+	wh.mu.Lock()
+	if wh.ctx == nil || wh.ctx.Err() != nil {
+		wh.ctx, wh.cancel = context.WithCancel(context.Background())
+	}
+	wh.mu.Unlock()
 	wh.started = true
-	wh.wake = make(chan struct{}, 1)
-	wh.ctx, wh.cancel = context.WithCancel(context.Background())
-	wh.done = make(chan struct{})
 	wh.unsub = s.data.Subscribe(s.onChange)
-	go s.dispatch()
 }
 
-// onChange queues a change; it runs with the dataset locked.
+// onChange queues the deliveries of one change on the deliverer of every
+// active webhook of each notice's type. It runs with the dataset locked
+// by the goroutine that changed it, so it reads the dataset directly
+// (View would wait for the lock this goroutine holds) and never blocks:
+// a WebhookDelay is waited by the delivery, on the delivery goroutine.
 func (s *Server) onChange(c simkit.Change) {
 	wh := &s.wh
-	wh.qmu.Lock()
-	if len(wh.queue) >= simkit.MaxQueuedDeliveries {
-		wh.qmu.Unlock()
-		wh.dropped.Add(1)
+	wh.mu.Lock()
+	defer wh.mu.Unlock()
+	if len(wh.hooks) == 0 {
 		return
 	}
-	wh.queue = append(wh.queue, c)
-	wh.qmu.Unlock()
-	select {
-	case wh.wake <- struct{}{}:
-	default:
+	if wh.stock == nil {
+		wh.stock = map[string]string{}
+	}
+	notices := newView(s.data).notices(c, wh.stock)
+	due := s.Now().Add(s.opts.WebhookDelay)
+	ctx := wh.ctx
+	for _, n := range notices {
+		for _, h := range wh.hooks {
+			if h.Type != n.typ || !h.IsActive {
+				continue
+			}
+			d := wh.lanes[h.ExternalURL]
+			if d == nil {
+				continue
+			}
+			del := simkit.Delivery{URL: h.ExternalURL, Header: deliveryHeader(h), Body: n.body}
+			d.Enqueue(func() simkit.Delivery {
+				// Cin7 Core's first attempt comes a minute after the event
+				// (WebhookDelay); a delivery queued behind others waits
+				// only what is left of it.
+				if wait := due.Sub(s.Now()); wait > 0 && ctx != nil {
+					_ = s.webhookSleep(ctx, wait)
+				}
+				return del
+			})
+		}
 	}
 }
 
@@ -468,52 +532,6 @@ func (s *Server) onChange(c simkit.Change) {
 type notice struct {
 	typ  string
 	body []byte
-}
-
-// dispatch turns queued changes into deliveries: it reads the changed
-// records once per batch and enqueues each notice on the deliverer of every
-// active webhook of its type.
-func (s *Server) dispatch() {
-	wh := &s.wh
-	defer close(wh.done)
-	stock := map[string]string{} // product id -> its last announced availability
-	for {
-		select {
-		case <-wh.wake:
-		case <-wh.ctx.Done():
-			return
-		}
-		if s.opts.WebhookDelay > 0 {
-			// Cin7 Core's first attempt comes a minute after the event.
-			if s.webhookSleep(wh.ctx, s.opts.WebhookDelay) != nil {
-				return
-			}
-		}
-		wh.qmu.Lock()
-		batch := wh.queue
-		wh.queue = nil
-		wh.qmu.Unlock()
-		var notices []notice
-		s.data.View(func(d *simkit.Dataset) {
-			v := newView(d)
-			for _, c := range batch {
-				notices = append(notices, v.notices(c, stock)...)
-			}
-		})
-		wh.mu.Lock()
-		for _, n := range notices {
-			for _, h := range wh.hooks {
-				if h.Type != n.typ || !h.IsActive {
-					continue
-				}
-				del := simkit.Delivery{URL: h.ExternalURL, Header: deliveryHeader(h), Body: n.body}
-				if d := wh.lanes[h.ExternalURL]; d != nil {
-					d.Enqueue(func() simkit.Delivery { return del })
-				}
-			}
-		}
-		wh.mu.Unlock()
-	}
 }
 
 // deliveryHeader is the headers of a delivery of h: its authorisation and

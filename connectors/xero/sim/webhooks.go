@@ -36,6 +36,14 @@ import (
 // 200 within 5 seconds is repeated, less and less often, for about a day of
 // vendor time; then the webhook is disabled and delivers nothing until it
 // is re-enabled (EnableWebhook: the check again).
+//
+// A change Xero announces queues its delivery on the deliverer at once,
+// from the dataset's change callback, unless one is already queued that has
+// not yet taken the changes waiting: then it joins that one. The delivery,
+// when its turn comes, gathers for WebhookConfig.Gather and then takes up
+// to MaxEvents of the changes waiting (queuing the next delivery for the
+// rest). So a deliverer with nothing pending has delivered every change
+// made so far, and the gathering happens inside the delivery's turn.
 
 // The webhook's status as the developer portal shows it. Only "OK" is
 // seen in public material; the other two names are the simulator's.
@@ -140,11 +148,15 @@ type webhook struct {
 	mu      sync.Mutex
 	status  string
 	pending []simkit.Change
-	kick    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
+	// queued is set while a delivery is queued (or being built) that has
+	// not yet taken the changes waiting: a new change joins it.
+	queued bool
+	stop   chan struct{}
+	// ready is closed once bills holds the orders that had a bill when
+	// the webhook was made.
+	ready chan struct{}
 
-	// loop goroutine only:
+	// the delivery goroutine only (after ready):
 	seq   int
 	bills map[string]string // order id -> the id of the bill derived from it
 
@@ -206,13 +218,13 @@ func (s *Server) SetWebhook(cfg WebhookConfig) (key string, err error) {
 	}
 	s.RemoveWebhook()
 	w := &webhook{s: s, cfg: cfg, key: []byte(cfg.Key), cats: cats, client: client, status: WebhookIntentRequired,
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), bills: map[string]string{}}
+		stop: make(chan struct{}), ready: make(chan struct{}), bills: map[string]string{}}
 	if cfg.Validated {
 		w.status = WebhookOK
 	}
 	w.d = simkit.NewDeliverer(client, WebhookPolicy, sleep, w.onChange)
 	// Subscribe first, then learn which orders have bills: a change in
-	// between is queued and resolved after.
+	// between is queued and resolved after (its delivery waits for ready).
 	w.unsub = s.data.Subscribe(w.changed)
 	s.data.View(func(d *simkit.Dataset) {
 		for _, o := range d.Orders {
@@ -221,7 +233,7 @@ func (s *Server) SetWebhook(cfg WebhookConfig) (key string, err error) {
 			}
 		}
 	})
-	go w.loop()
+	close(w.ready)
 	s.hookMu.Lock()
 	s.hook = w
 	s.hookMu.Unlock()
@@ -240,7 +252,6 @@ func (s *Server) RemoveWebhook() {
 	}
 	w.unsub()
 	close(w.stop)
-	<-w.done
 	w.d.Close()
 }
 
@@ -373,19 +384,20 @@ func (w *webhook) onChange(disabled bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if disabled {
+		// The deliverer dropped its queue: the changes waiting go with it.
 		w.status = WebhookDisabled
 		w.pending = nil
+		w.queued = false
 		return
 	}
 	w.status = WebhookOK
 }
 
 // changed is the dataset's change feed (the dataset is locked: queue only).
+// Each change it keeps becomes exactly one event (announces).
 func (w *webhook) changed(c simkit.Change) {
-	switch c.Kind {
-	case simkit.AdminCustomers, simkit.AdminSuppliers, simkit.AdminInvoices, simkit.AdminCreditNotes, simkit.AdminOrders, oddInvoiceKind:
-	default:
-		return // Xero announces no items, tax rates, currencies
+	if !w.announces(c) {
+		return
 	}
 	w.mu.Lock()
 	if w.status != WebhookOK {
@@ -398,47 +410,67 @@ func (w *webhook) changed(c simkit.Change) {
 		return
 	}
 	w.pending = append(w.pending, c)
+	join := w.queued
+	w.queued = true
 	w.mu.Unlock()
-	select {
-	case w.kick <- struct{}{}:
-	default:
+	if !join {
+		// A disabled deliverer drops it; onChange then forgets the
+		// changes waiting.
+		w.d.Enqueue(w.build)
 	}
 }
 
-func (w *webhook) loop() {
-	defer close(w.done)
-	for {
+// announces reports whether Xero announces a change, in a subscribed
+// category: contacts (customers and suppliers), invoices, credit notes,
+// and the bill the simulator derives from every fourth order (hasBill).
+func (w *webhook) announces(c simkit.Change) bool {
+	switch c.Kind {
+	case simkit.AdminCustomers, simkit.AdminSuppliers:
+		return w.cats[CategoryContact]
+	case simkit.AdminInvoices, oddInvoiceKind:
+		return w.cats[CategoryInvoice]
+	case simkit.AdminCreditNotes:
+		return w.cats[CategoryCreditNote]
+	case simkit.AdminOrders:
+		return w.cats[CategoryInvoice] && billSeq(c.Seq)
+	}
+	return false // Xero announces no items, tax rates, currencies
+}
+
+// build is a delivery's turn on the deliverer: it gathers for
+// cfg.Gather (unless MaxEvents changes already wait), takes up to
+// MaxEvents of the changes waiting and queues the next delivery for the
+// rest, and signs one delivery of their events.
+func (w *webhook) build() simkit.Delivery {
+	select {
+	case <-w.ready:
+	case <-w.stop:
+	}
+	w.mu.Lock()
+	full := len(w.pending) >= w.cfg.MaxEvents
+	w.mu.Unlock()
+	if !full {
+		t := time.NewTimer(w.cfg.Gather)
 		select {
-		case <-w.kick:
+		case <-t.C:
 		case <-w.stop:
-			return
-		}
-		w.mu.Lock()
-		full := len(w.pending) >= w.cfg.MaxEvents
-		w.mu.Unlock()
-		if !full {
-			t := time.NewTimer(w.cfg.Gather)
-			select {
-			case <-t.C:
-			case <-w.stop:
-				t.Stop()
-				return
-			}
-		}
-		for {
-			w.mu.Lock()
-			n := min(len(w.pending), w.cfg.MaxEvents)
-			batch := slices.Clone(w.pending[:n])
-			w.pending = slices.Clone(w.pending[n:])
-			w.mu.Unlock()
-			if n == 0 {
-				break
-			}
-			if evs := w.resolve(batch); len(evs) > 0 {
-				w.send(evs)
-			}
+			t.Stop()
 		}
 	}
+	w.mu.Lock()
+	n := min(len(w.pending), w.cfg.MaxEvents)
+	batch := slices.Clone(w.pending[:n])
+	w.pending = slices.Clone(w.pending[n:])
+	next := len(w.pending) > 0 && w.status == WebhookOK
+	if !next {
+		w.pending = nil
+		w.queued = false
+	}
+	w.mu.Unlock()
+	if next {
+		w.d.Enqueue(w.build)
+	}
+	return w.sign(w.resolve(batch))
 }
 
 // wireEvent is one event as Xero sends it.
@@ -467,10 +499,10 @@ type wireDelivery struct {
 	Entropy            string      `json:"entropy"`
 }
 
-// resolve turns changes into Xero's events: contacts (customers and
-// suppliers), invoices, the bills derived from orders, credit notes; of the
-// subscribed categories. A record removed outright is announced as an
-// UPDATE: Xero has no delete events.
+// resolve turns changes into Xero's events, one each: contacts (customers
+// and suppliers), invoices, the bills derived from orders, credit notes; of
+// the subscribed categories (changed kept no others). A record removed
+// outright is announced as an UPDATE: Xero has no delete events.
 func (w *webhook) resolve(batch []simkit.Change) []wireEvent {
 	var out []wireEvent
 	add := func(c simkit.Change, cat, path, id string, data *creditNoteData) {
@@ -500,19 +532,19 @@ func (w *webhook) resolve(batch []simkit.Change) []wireEvent {
 				add(c, CategoryCreditNote, "CreditNotes", c.ID, data)
 			case simkit.AdminOrders:
 				// Xero has no sales orders; the bill the simulator derives
-				// from every fourth order is an invoice (ACCPAY).
-				bill, had := w.bills[c.ID]
+				// from every fourth order is an invoice (ACCPAY). An order
+				// of those whose bill is not served (removed, or without
+				// lines) is announced as an UPDATE of its bill all the
+				// same: the read finds nothing, and nothing is deleted.
+				_, had := w.bills[c.ID]
+				bill := derivedID(c.ID, "bill")
 				if i := slices.IndexFunc(d.Orders, func(o *simkit.Document) bool { return o.ID == c.ID }); i >= 0 && hasBill(d.Orders[i]) {
 					if !had {
 						c.Op = simkit.ChangeCreated
 					}
-					bill = billID(d.Orders[i])
 					w.bills[c.ID] = bill
 				} else {
 					delete(w.bills, c.ID)
-					if !had {
-						continue
-					}
 					c.Op = simkit.ChangeUpdated
 				}
 				add(c, CategoryInvoice, "Invoices", bill, nil)
@@ -522,21 +554,33 @@ func (w *webhook) resolve(batch []simkit.Change) []wireEvent {
 	return out
 }
 
-// send signs one delivery of events and queues it.
-func (w *webhook) send(evs []wireEvent) {
+// sign makes one signed delivery of events, numbered on from the last.
+// With no events (the changes waiting went with a disable that raced this
+// delivery's turn) it is a delivery that names nothing, as Xero's
+// intent-to-receive deliveries are.
+func (w *webhook) sign(evs []wireEvent) simkit.Delivery {
 	first := w.seq + 1
 	w.seq += len(evs)
+	if len(evs) == 0 {
+		first = w.seq
+	}
+	if evs == nil {
+		evs = []wireEvent{}
+	}
 	body, err := json.Marshal(wireDelivery{Events: evs, FirstEventSequence: first, LastEventSequence: w.seq, Entropy: entropy()})
 	if err != nil {
+		// Only our own values are encoded; should it fail, a delivery
+		// naming nothing goes out instead.
 		w.dropped.Add(int64(len(evs)))
-		return
+		body = []byte(`{"events":[],"firstEventSequence":0,"lastEventSequence":0,"entropy":""}`)
+	} else {
+		w.events.Add(int64(len(evs)))
 	}
-	w.events.Add(int64(len(evs)))
 	w.deliveries.Add(1)
 	h := http.Header{}
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set(SignatureHeader, signature(w.key, body))
-	w.d.Enqueue(func() simkit.Delivery { return simkit.Delivery{URL: w.cfg.URL, Header: h, Body: body} })
+	return simkit.Delivery{URL: w.cfg.URL, Header: h, Body: body}
 }
 
 // signature is the x-xero-signature of body under key.
@@ -558,7 +602,11 @@ func entropy() string {
 
 // hasBill and billID say which orders the simulator serves as a bill, and
 // its InvoiceID (see bills).
-func hasBill(o *simkit.Document) bool  { return o.Seq%4 == 1 && len(o.Lines) > 0 }
+func hasBill(o *simkit.Document) bool { return billSeq(o.Seq) && len(o.Lines) > 0 }
+
+// billSeq says whether an order of that sequence number is one the
+// simulator derives a bill from (when it has lines).
+func billSeq(seq int) bool             { return seq%4 == 1 }
 func billID(o *simkit.Document) string { return derivedID(o.ID, "bill") }
 
 // sleep waits d of Xero's time: real time compressed by TimeScale.
