@@ -235,7 +235,7 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		return res, err
 	}
 	typ := string(obj.Spec.Connector.Type)
-	s.tendWebhooks(ctx, conn, secret.Data, entities)
+	s.tendWebhooks(ctx, conn, secret.Data, streamsOf(conn, entities))
 
 	d, bound := r.syncBound(obj)
 	runCtx, cancel := context.WithTimeout(ctx, d)
@@ -274,6 +274,20 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		err = &syncTimedOut{bound: bound, err: err}
 	}
 	return res, err
+}
+
+// streamsOf names the streams a sync of conn reads: entities, or every
+// stream when it is empty (as the engine reads it).
+func streamsOf(conn connectors.Connector, entities []model.Kind) []model.Kind {
+	if len(entities) > 0 {
+		return entities
+	}
+	all := conn.Entities()
+	out := make([]model.Kind, 0, len(all))
+	for _, e := range all {
+		out = append(out, e.Name)
+	}
+	return out
 }
 
 // connectorFor builds obj's connector from its credentials Secret, and

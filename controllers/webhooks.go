@@ -154,6 +154,11 @@ func (t *targetedRun) run(ctx context.Context) {
 	}
 	obj.Status.Webhooks.TargetedSyncs++
 	obj.Status.Webhooks.LastTargetedSync = last
+	if c := findCondition(obj, erpv1.WebhooksReadyCondition); c != nil && c.Reason == erpv1.ReasonWebhooksAwaiting {
+		// The first deliveries arrived (a vendor whose subscription is
+		// made outside the API): say so now, not at the next poll.
+		setCondition(obj, erpv1.WebhooksReadyCondition, metav1.ConditionTrue, erpv1.ReasonWebhooksActive, "deliveries arrive; the first were read by a targeted sync")
+	}
 	if err := r.Status().Patch(r.baseCtx, obj, client.MergeFrom(base), client.FieldOwner(fieldOwner)); err != nil && !apierrors.IsNotFound(err) {
 		t.log.Error(err, "recording targeted sync")
 	}
@@ -344,7 +349,11 @@ func (s *syncRun) tendWebhooks(ctx context.Context, conn connectors.Connector, c
 			"the vendor had disabled %d webhook subscription(s); switched back on (deliveries may have failed: the poll read their changes)", got.Reenabled)
 	}
 	status, reason, msg := metav1.ConditionTrue, erpv1.ReasonWebhooksActive, fmt.Sprintf("%d subscription(s) deliver to %s", got.Subscriptions, url)
-	if len(got.Disabled) > 0 {
+	switch {
+	case got.Subscriptions == 0:
+		status, reason, msg = metav1.ConditionFalse, erpv1.ReasonWebhooksRegistering,
+			fmt.Sprintf("the vendor shows no subscription delivering to %s (none of the synced streams has events?)", url)
+	case len(got.Disabled) > 0:
 		status, reason, msg = metav1.ConditionFalse, erpv1.ReasonWebhooksDisabled,
 			fmt.Sprintf("the vendor disabled the subscription(s) for %s and they could not be switched back on; polling continues", strings.Join(got.Disabled, ", "))
 	}
