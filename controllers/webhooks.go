@@ -132,7 +132,7 @@ func (t *targetedRun) run(ctx context.Context) {
 	}
 	obj := t.obj
 	typ := string(obj.Spec.Connector.Type)
-	res, runErr := t.read(ctx, targets)
+	res, runErr := t.read(ctx, targets, since)
 	end := r.Clock.Now()
 	if cause, _ := stopCauseOf(ctx); r.baseCtx.Err() != nil || cause == StopMoved {
 		return // shutting down or moved: the poll reads what this sync did not
@@ -204,7 +204,7 @@ func (t *targetedRun) takePending(ctx context.Context) ([]erpv1.WebhookTarget, *
 }
 
 // read builds the connector and reads the targets.
-func (t *targetedRun) read(ctx context.Context, targets []erpv1.WebhookTarget) (engine.TargetedResult, error) {
+func (t *targetedRun) read(ctx context.Context, targets []erpv1.WebhookTarget, since *metav1.Time) (engine.TargetedResult, error) {
 	r, obj := t.r, t.obj
 	if owner, err := r.companyOwner(ctx, obj); err != nil {
 		return engine.TargetedResult{}, err
@@ -229,16 +229,24 @@ func (t *targetedRun) read(ctx context.Context, targets []erpv1.WebhookTarget) (
 	}
 	runCtx, cancel := context.WithTimeout(ctx, min(targetedSyncTimeout, r.Options.MaxSyncDuration))
 	defer cancel()
-	return engine.Targeted(runCtx, engine.Run{
+	run := engine.Run{
 		Company:   obj.Spec.CompanyID,
 		Vendor:    string(obj.Spec.Connector.Type),
 		Connector: conn,
 		Sink:      r.Sink,
 		Entities:  entities,
 		BatchSize: r.Options.BatchSize,
+		Overlap:   r.Options.Overlap,
 		Now:       r.Clock.Now,
 		Log:       t.log,
-	}, in)
+		// Each entity's last pass's calls: a burst is read by a pass
+		// when that costs fewer calls than reads by id.
+		State: toEngineState(obj.Status.Entities),
+	}
+	if since != nil {
+		run.TargetsSince = since.Time
+	}
+	return engine.Targeted(runCtx, run, in)
 }
 
 // tendWebhooks, run by every routine sync before it reads, keeps

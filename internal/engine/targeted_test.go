@@ -168,3 +168,65 @@ func TestTargetedNeedsScopeAndDocReader(t *testing.T) {
 		t.Fatal("ran without a DocReader")
 	}
 }
+
+// A vendor that reads one document a request: a burst of events is read
+// by a window of the entity's own modified-since filter when that costs
+// fewer calls, and only the documents an event said were deleted are read
+// by id (their absence must be seen).
+func TestTargetedReadsABurstByAWindow(t *testing.T) {
+	w := newWorld(t)
+	w.seed(P, 40, t0.Add(-time.Hour))
+	for range 2 { // an import, then a quiet incremental pass
+		res, err := w.run(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.saved = res.State // what the controller keeps at the run's end
+		w.clock.Advance(time.Minute)
+	}
+	if st := stateOf(w.saved, P); !st.LastRunIncremental || st.LastRunCalls != 1 {
+		t.Fatalf("state %+v: want a quiet incremental pass of one call", st)
+	}
+	since := w.clock.Now()
+	var targets []Target
+	for i := range 12 {
+		w.erp.Put(P, id(P, i))
+		targets = append(targets, Target{Entity: P, ID: id(P, i)})
+	}
+	w.erp.Delete(P, id(P, 30))
+	targets = append(targets, Target{Entity: P, ID: id(P, 30), Deleted: true})
+	d := &docFake{Fake: w.erp}
+	w.erp.ResetRequests()
+	res, err := Targeted(context.Background(), Run{Company: "ACME", Vendor: "fake", Connector: d, Sink: w.crm, Now: w.clock.Now,
+		State: w.saved, TargetsSince: since, Log: testr.New(t)}, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.assertCRMMatchesERP(P)
+	if ts, ok := w.crm.Tombstone(model.Key{Company: "ACME", Vendor: "fake", Kind: P, VendorID: id(P, 30)}); !ok || ts.Via != model.DeletedByWebhook {
+		t.Fatalf("the deleted document: %+v %v", ts, ok)
+	}
+	byID := (len(targets) + 2) / 3
+	if res.Passes != 1 || res.Calls >= int64(byID) {
+		t.Fatalf("passes %d, calls %d: want one window pass costing fewer than the %d reads by id", res.Passes, res.Calls, byID)
+	}
+	if len(d.reads) != 1 || len(d.reads[0]) != 1 || d.reads[0][0] != id(P, 30) {
+		t.Fatalf("reads by id %v: want only the deleted document", d.reads)
+	}
+	for _, req := range w.erp.Requests() {
+		if req.Since.IsZero() || req.Since.After(since) {
+			t.Fatalf("window %v: want one from before the first event (%v)", req.Since, since)
+		}
+	}
+
+	// Without a figure for the entity (no state), or without the events'
+	// time, documents are read by id.
+	for _, run := range []Run{{State: nil, TargetsSince: since}, {State: w.saved}} {
+		d := &docFake{Fake: w.erp}
+		run.Company, run.Vendor, run.Connector, run.Sink, run.Now = "ACME", "fake", d, w.crm, w.clock.Now
+		res, err := Targeted(context.Background(), run, targets[:12])
+		if err != nil || res.Passes != 0 || len(d.reads) != 4 {
+			t.Fatalf("err %v, passes %d, reads %d: want 4 reads by id", err, res.Passes, len(d.reads))
+		}
+	}
+}
