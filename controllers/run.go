@@ -64,9 +64,12 @@ func (r *ErpSyncReconciler) inBackground(obj *erpv1.ErpSync, logger logr.Logger,
 			return
 		}
 		defer slot.Release()
-		// A long wait on a vendor's limit gives the slot back (see
-		// connectors.BeforeWait): slots bound work, not waiting.
-		work(logr.NewContext(connectors.WithWorkSlot(ctx, slot), logger))
+		// The sync keeps its slot while it waits on a vendor: giving it
+		// back (connectors.WithWorkSlot) let syncs of the same namespace
+		// that hold their slot for minutes (a hostile tenant's slow
+		// hosts, in the e2e) starve the one that gave its slot back, and
+		// a returning sync needs precedence over new ones first (issue 15).
+		work(logr.NewContext(ctx, logger))
 	}()
 }
 
