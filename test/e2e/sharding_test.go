@@ -339,6 +339,9 @@ func startShardManager(ordinal int, name, ns string, allow []string) (*localenv.
 		"--shard-lease-duration="+shardLease.String(), "--shard-renew-deadline="+shardRenew.String(), "--shard-retry-period="+shardRetry.String(),
 		"--watch-namespaces="+ns, "--zap-log-level=debug", "--zap-time-encoding=rfc3339nano",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		// Three processes on one host: no webhook receiver (they would
+		// all bind its default port).
+		"--webhook-bind-address=0",
 		"--checkpoint-interval=200ms", "--concurrent-syncs=8", "--max-syncs-per-namespace=8",
 		"--egress-allow-hosts="+strings.Join(allow, ","),
 		"--sink=postgres", "--sink-postgres-dsn-file="+env.dsnFile,
