@@ -294,6 +294,17 @@ type DocReader interface {
 	ReadDocs(ctx context.Context, entity model.Kind, ids []string) (*Page, error)
 }
 
+// DocReadCoster is implemented by a DocReader whose ReadDocs makes
+// requests per document rather than one request a call (a vendor with no
+// filter that takes many ids): a targeted sync compares that cost, not the
+// number of calls, with what a pass would cost.
+type DocReadCoster interface {
+	// RequestsPerDoc is how many requests reading one document of entity
+	// by id costs; 0 when one ReadDocs call costs one request whatever
+	// the number of ids.
+	RequestsPerDoc(entity model.Kind) int
+}
+
 type faultCounterKey struct{}
 
 // WithFaultCounter returns a context whose requests count in n every

@@ -109,6 +109,14 @@ type WebhookCoverage interface {
 	Announces() []model.Kind
 }
 
+// WebhookPace is implemented by codecs whose vendor cannot bring a change
+// to the CRM within seconds (it delivers late, or its rate limit leaves
+// targeted syncs little room): Pace says so in one sentence, which the
+// WebhooksReady condition adds to its Active message.
+type WebhookPace interface {
+	Pace() string
+}
+
 // WebhookTarget is where a registrar subscribes the vendor to deliver.
 type WebhookTarget struct {
 	// URL is the ErpSync's public receiver URL (…/webhooks/<vendor>/<route>).

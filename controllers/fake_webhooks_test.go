@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"testing"
 	"time"
 
+	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/connectors/model"
 )
@@ -107,3 +109,31 @@ func (fakeCodec) Parse(http.Header, []byte) ([]connectors.WebhookEvent, error) {
 
 // Announces implements connectors.WebhookCoverage: product events only.
 func (fakeCodec) Announces() []model.Kind { return []model.Kind{model.KindProduct} }
+
+// pacedCodec is fakeCodec with a vendor pace.
+type pacedCodec struct{ fakeCodec }
+
+func (pacedCodec) Pace() string { return "the vendor delivers a minute late" }
+
+// An Active message says what the vendor's pace allows, for a vendor whose
+// codec says it; no other message, and no other vendor's, changes.
+func TestWebhooksActiveMessageSaysTheVendorsPace(t *testing.T) {
+	reg := connectors.NewRegistry()
+	reg.RegisterWebhooks("cin7core", pacedCodec{})
+	reg.RegisterWebhooks("katana", fakeCodec{})
+	r := &ErpSyncReconciler{Registry: reg}
+	for _, tc := range []struct {
+		typ, reason, want string
+	}{
+		{"cin7core", erpv1.ReasonWebhooksActive, "2 subscription(s); the vendor delivers a minute late"},
+		{"cin7core", erpv1.ReasonWebhooksSilent, "2 subscription(s)"},
+		{"katana", erpv1.ReasonWebhooksActive, "2 subscription(s)"},
+		{"cin7omni", erpv1.ReasonWebhooksActive, "2 subscription(s)"},
+	} {
+		o := &erpv1.ErpSync{}
+		o.Spec.Connector.Type = erpv1.ConnectorType(tc.typ)
+		if got := r.withPace(o, tc.reason, "2 subscription(s)"); got != tc.want {
+			t.Errorf("%s %s: %q, want %q", tc.typ, tc.reason, got, tc.want)
+		}
+	}
+}

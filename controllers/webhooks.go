@@ -132,7 +132,7 @@ func (t *targetedRun) run(ctx context.Context) {
 	}
 	obj := t.obj
 	typ := string(obj.Spec.Connector.Type)
-	res, runErr := t.read(ctx, targets, since)
+	res, runErr := t.read(ctx, targets)
 	end := r.Clock.Now()
 	if cause, _ := stopCauseOf(ctx); r.baseCtx.Err() != nil || cause == StopMoved {
 		return // shutting down or moved: the poll reads what this sync did not
@@ -204,7 +204,7 @@ func (t *targetedRun) takePending(ctx context.Context) ([]erpv1.WebhookTarget, *
 }
 
 // read builds the connector and reads the targets.
-func (t *targetedRun) read(ctx context.Context, targets []erpv1.WebhookTarget, since *metav1.Time) (engine.TargetedResult, error) {
+func (t *targetedRun) read(ctx context.Context, targets []erpv1.WebhookTarget) (engine.TargetedResult, error) {
 	r, obj := t.r, t.obj
 	if owner, err := r.companyOwner(ctx, obj); err != nil {
 		return engine.TargetedResult{}, err
@@ -242,9 +242,6 @@ func (t *targetedRun) read(ctx context.Context, targets []erpv1.WebhookTarget, s
 		// Each entity's last pass's calls: a burst is read by a pass
 		// when that costs fewer calls than reads by id.
 		State: toEngineState(obj.Status.Entities),
-	}
-	if since != nil {
-		run.TargetsSince = since.Time
 	}
 	return engine.Targeted(runCtx, run, in)
 }
@@ -409,7 +406,8 @@ func (s *syncRun) judgeWebhooks(o *erpv1.ErpSync, res engine.Result, mode erpv1.
 		return
 	}
 	if c.Reason == erpv1.ReasonWebhooksSilent && w.UnannouncedPolls == 0 {
-		setCondition(o, erpv1.WebhooksReadyCondition, metav1.ConditionTrue, erpv1.ReasonWebhooksActive, "deliveries arrive again; the last at "+lastEvent(w))
+		setCondition(o, erpv1.WebhooksReadyCondition, metav1.ConditionTrue, erpv1.ReasonWebhooksActive,
+			s.r.withPace(o, erpv1.ReasonWebhooksActive, "deliveries arrive again; the last at "+lastEvent(w)))
 	}
 }
 
@@ -448,8 +446,24 @@ func (s *syncRun) setWebhooksCondition(ctx context.Context, status metav1.Condit
 		if edit != nil {
 			edit(o.Status.Webhooks)
 		}
-		setCondition(o, erpv1.WebhooksReadyCondition, status, reason, msg)
+		setCondition(o, erpv1.WebhooksReadyCondition, status, reason, s.r.withPace(o, reason, msg))
 	})
+}
+
+// withPace adds to an Active message what the vendor's pace allows, for
+// a vendor whose codec says it cannot deliver within seconds.
+func (r *ErpSyncReconciler) withPace(o *erpv1.ErpSync, reason, msg string) string {
+	if reason != erpv1.ReasonWebhooksActive {
+		return msg
+	}
+	codec, ok := r.Registry.Webhooks(string(o.Spec.Connector.Type))
+	if !ok {
+		return msg
+	}
+	if p, ok := codec.(connectors.WebhookPace); ok && p.Pace() != "" {
+		return msg + "; " + p.Pace()
+	}
+	return msg
 }
 
 // patchQuietly patches the status, logging a failure instead of failing

@@ -35,8 +35,9 @@ import (
 // by SaleID): two requests a document.
 
 var (
-	_ connectors.IDLister  = (*Connector)(nil)
-	_ connectors.DocReader = (*Connector)(nil)
+	_ connectors.IDLister      = (*Connector)(nil)
+	_ connectors.DocReader     = (*Connector)(nil)
+	_ connectors.DocReadCoster = (*Connector)(nil)
 )
 
 // Documents per ReadDocs call: the batch ReadDocs loops over, one request
@@ -92,6 +93,20 @@ func (c *Connector) MaxDocsPerRead(entity model.Kind) int {
 		return docsPerReadSearch
 	default:
 		return docsPerRead
+	}
+}
+
+// RequestsPerDoc implements connectors.DocReadCoster: one request a
+// document (a product's stock rows: one past 1000 rows too rare to
+// count), two for the sale lists (the sale, then its list row).
+func (c *Connector) RequestsPerDoc(entity model.Kind) int {
+	switch s := streamFor(entity); {
+	case s == nil || (s.filter == "" && !s.byProduct):
+		return 0
+	case s.bySearch:
+		return 2
+	default:
+		return 1
 	}
 }
 

@@ -336,6 +336,14 @@ func validID(id string) bool {
 
 // Announces implements connectors.WebhookCoverage: the streams Cin7 Core's
 // events name.
+// Pace implements connectors.WebhookPace: Cin7 Core documents its
+// deliveries about a minute after the change, and its 60 calls a minute
+// (shared with the polls) bound how many targeted syncs can follow one
+// another.
+func (codec) Pace() string {
+	return "Cin7 Core delivers about a minute after a change, and its 60 calls a minute allow about 20 targeted syncs a minute: a change reaches the CRM about a minute after it is made, and in a burst of hundreds of changes a minute some wait up to a minute more"
+}
+
 func (codec) Announces() []model.Kind {
 	return []model.Kind{model.KindSalesOrder, model.KindCreditNote, model.KindCustomer, model.KindSupplier, model.KindProduct, model.KindStockLevel}
 }

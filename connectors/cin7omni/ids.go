@@ -17,8 +17,9 @@ import (
 
 // The connector lists ids for reconciliation and reads chosen documents.
 var (
-	_ connectors.IDLister  = (*Connector)(nil)
-	_ connectors.DocReader = (*Connector)(nil)
+	_ connectors.IDLister      = (*Connector)(nil)
+	_ connectors.DocReader     = (*Connector)(nil)
+	_ connectors.DocReadCoster = (*Connector)(nil)
 )
 
 // listingEndpoint is the request an entity's id listing sends (for docs
@@ -90,6 +91,16 @@ func (c *Connector) MaxDocsPerRead(entity model.Kind) int {
 		return 0
 	}
 	return maxDocsPerRead
+}
+
+// RequestsPerDoc implements connectors.DocReadCoster: one request a
+// document (a product option's adds one, not counted here: its product
+// may serve several options).
+func (c *Connector) RequestsPerDoc(entity model.Kind) int {
+	if s := streamFor(entity); s == nil || !s.modified {
+		return 0
+	}
+	return 1
 }
 
 // ReadDocs implements connectors.DocReader: each id is read with the

@@ -28,8 +28,9 @@ import (
 // nothing smaller), and so is the price listing.
 
 var (
-	_ connectors.IDLister  = (*Connector)(nil)
-	_ connectors.DocReader = (*Connector)(nil)
+	_ connectors.IDLister      = (*Connector)(nil)
+	_ connectors.DocReader     = (*Connector)(nil)
+	_ connectors.DocReadCoster = (*Connector)(nil)
 )
 
 // IDListing implements connectors.IDLister for the incremental entities.
@@ -125,6 +126,16 @@ func (c *Connector) MaxDocsPerRead(entity model.Kind) int {
 	default:
 		return maxDocsPerRead
 	}
+}
+
+// RequestsPerDoc implements connectors.DocReadCoster: one request a
+// document (a stock row's: one for its product's rows in every
+// warehouse); customer prices cost one read of the whole list per call.
+func (c *Connector) RequestsPerDoc(entity model.Kind) int {
+	if s := streamFor(entity); s == nil || !s.modified || s.kind == model.KindPriceRule {
+		return 0
+	}
+	return 1
 }
 
 // ReadDocs implements connectors.DocReader: the documents of entity with

@@ -49,7 +49,7 @@ type TargetedResult struct {
 // the interval poll still catches whatever a webhook missed. r.Company and
 // r.Vendor must be set; r.State gives each entity's last pass's calls, so
 // that an entity whose documents cost more to read by id than by a pass
-// (a window from r.TargetsSince, or a full read) is read by the pass; Full
+// (a window from its watermark, or a full read) is read by the pass; Full
 // and the resume settings are ignored.
 func Targeted(ctx context.Context, r Run, targets []Target) (TargetedResult, error) {
 	r.defaults()
@@ -97,12 +97,12 @@ func Targeted(ctx context.Context, r Run, targets []Target) (TargetedResult, err
 		out.Targets += len(w.ids)
 		size := max(1, rd.MaxDocsPerRead(e.Name))
 		ids := w.ids
-		if x.passIsCheaper(e, state[e.Name], len(ids), size) {
+		if x.passIsCheaper(rd, e, state[e.Name], len(ids), size) {
 			// A pass reads every document the events name in fewer
 			// calls than reads by id (a vendor that reads one document
 			// a request): what is left to read by id are the documents
 			// an event said were deleted, whose absence must be seen.
-			if err := x.targetPass(ctx, e); err != nil {
+			if err := x.targetPass(ctx, e, state[e.Name]); err != nil {
 				return x.targeted(out), err
 			}
 			out.Passes++
@@ -151,33 +151,40 @@ func Targeted(ctx context.Context, r Run, targets []Target) (TargetedResult, err
 }
 
 // passIsCheaper reports whether reading entity e by a pass costs fewer
-// calls than reading n documents by id, size a call: a pass of an entity
-// read in full is estimated by its last pass's calls; a window of an
-// incremental one (from Run.TargetsSince) by its last incremental pass's,
-// which covered a whole interval. Without a figure, or without
-// TargetsSince for an incremental entity, documents are read by id.
-func (x *execution) passIsCheaper(e connectors.EntityInfo, st EntityState, n, size int) bool {
+// requests than reading n documents by id through rd, size a call (or
+// what rd says a document costs, for a vendor that reads one document a
+// request). A pass is estimated by the entity's last pass's calls: for an
+// entity read in full that is its cost; an incremental one is read from
+// its watermark, the window the next poll reads, which the last pass
+// (the one before it, over an interval, or the import) is a fair measure
+// of. Without a figure, or without a watermark for an incremental entity,
+// documents are read by id.
+func (x *execution) passIsCheaper(rd connectors.DocReader, e connectors.EntityInfo, st EntityState, n, size int) bool {
 	byID := int64((n + size - 1) / size)
+	if c, ok := rd.(connectors.DocReadCoster); ok {
+		if per := c.RequestsPerDoc(e.Name); per > 0 {
+			byID = int64(n) * int64(per)
+		}
+	}
 	if st.LastRunCalls <= 0 || byID <= 1 {
 		return false
 	}
-	if e.Incremental && (x.run.TargetsSince.IsZero() || !st.LastRunIncremental) {
+	if e.Incremental && st.Watermark.IsZero() {
 		return false
 	}
 	return st.LastRunCalls < byID
 }
 
-// targetPass reads entity e by a pass and writes what it reads: a window
-// from before the first event arrived (the overlap and a minute more, for
-// clock skew between us and the vendor) for an incremental entity, every
-// document for one read in full. A document changed before that window
-// was read by an earlier sync; one whose change the window misses (a
-// vendor clock behind by more than the margin) is read by the next poll.
-func (x *execution) targetPass(ctx context.Context, e connectors.EntityInfo) error {
+// targetPass reads entity e by a pass and writes what it reads: for an
+// incremental entity, the window from its watermark (vendor time, the
+// overlap already taken off: the window the next poll reads, so whatever
+// changed since the last poll, whatever our clock says); every document
+// for one read in full. The watermark does not move.
+func (x *execution) targetPass(ctx context.Context, e connectors.EntityInfo, st EntityState) error {
 	r := x.run
 	var since time.Time
 	if e.Incremental {
-		since = r.TargetsSince.Add(-r.Overlap - time.Minute)
+		since = st.Watermark
 	}
 	cursor := ""
 	for page := 1; ; page++ {

@@ -187,7 +187,7 @@ func TestTargetedReadsABurstByAWindow(t *testing.T) {
 	if st := stateOf(w.saved, P); !st.LastRunIncremental || st.LastRunCalls != 1 {
 		t.Fatalf("state %+v: want a quiet incremental pass of one call", st)
 	}
-	since := w.clock.Now()
+	watermark := stateOf(w.saved, P).Watermark
 	var targets []Target
 	for i := range 12 {
 		w.erp.Put(P, id(P, i))
@@ -197,8 +197,11 @@ func TestTargetedReadsABurstByAWindow(t *testing.T) {
 	targets = append(targets, Target{Entity: P, ID: id(P, 30), Deleted: true})
 	d := &docFake{Fake: w.erp}
 	w.erp.ResetRequests()
-	res, err := Targeted(context.Background(), Run{Company: "ACME", Vendor: "fake", Connector: d, Sink: w.crm, Now: w.clock.Now,
-		State: w.saved, TargetsSince: since, Log: testr.New(t)}, targets)
+	// Our clock a year ahead of the vendor's: the window is the vendor's
+	// time (the watermark), not ours.
+	ahead := func() time.Time { return w.clock.Now().AddDate(1, 0, 0) }
+	res, err := Targeted(context.Background(), Run{Company: "ACME", Vendor: "fake", Connector: d, Sink: w.crm, Now: ahead,
+		State: w.saved, Log: testr.New(t)}, targets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,19 +217,67 @@ func TestTargetedReadsABurstByAWindow(t *testing.T) {
 		t.Fatalf("reads by id %v: want only the deleted document", d.reads)
 	}
 	for _, req := range w.erp.Requests() {
-		if req.Since.IsZero() || req.Since.After(since) {
-			t.Fatalf("window %v: want one from before the first event (%v)", req.Since, since)
+		if !req.Since.Equal(watermark) {
+			t.Fatalf("window %v: want the entity's watermark %v", req.Since, watermark)
 		}
 	}
+	if st := stateOf(w.saved, P); !st.Watermark.Equal(watermark) {
+		t.Fatalf("watermark %v: a targeted sync moved it from %v", st.Watermark, watermark)
+	}
 
-	// Without a figure for the entity (no state), or without the events'
-	// time, documents are read by id.
-	for _, run := range []Run{{State: nil, TargetsSince: since}, {State: w.saved}} {
-		d := &docFake{Fake: w.erp}
-		run.Company, run.Vendor, run.Connector, run.Sink, run.Now = "ACME", "fake", d, w.crm, w.clock.Now
-		res, err := Targeted(context.Background(), run, targets[:12])
-		if err != nil || res.Passes != 0 || len(d.reads) != 4 {
-			t.Fatalf("err %v, passes %d, reads %d: want 4 reads by id", err, res.Passes, len(d.reads))
+	// Without a figure for the entity (no state), documents are read by id.
+	d = &docFake{Fake: w.erp}
+	res, err = Targeted(context.Background(), Run{Company: "ACME", Vendor: "fake", Connector: d, Sink: w.crm, Now: w.clock.Now, Log: testr.New(t)}, targets[:12])
+	if err != nil || res.Passes != 0 || len(d.reads) != 4 {
+		t.Fatalf("err %v, passes %d, reads %d: want 4 reads by id", err, res.Passes, len(d.reads))
+	}
+}
+
+// costedFake reads one document a request, as Cin7 Core and Unleashed do.
+type costedFake struct{ docFake }
+
+func (c *costedFake) RequestsPerDoc(model.Kind) int { return 1 }
+
+// A vendor that reads one document a request: two events cost two
+// requests by id (one ReadDocs call), more than a window that the import's
+// one-call pass bounds, so they are read by the window; the same events on
+// a vendor that reads many ids a request are read by id.
+func TestTargetedCountsRequestsPerDocument(t *testing.T) {
+	w := newWorld(t)
+	w.seed(P, 5, t0.Add(-time.Hour))
+	res, err := w.run(context.Background(), nil) // the import only
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.saved = res.State
+	if st := stateOf(w.saved, P); st.LastRunIncremental || st.LastRunCalls != 1 {
+		t.Fatalf("state %+v: want an import of one call", st)
+	}
+	w.clock.Advance(time.Minute)
+	w.erp.Put(P, id(P, 1))
+	w.erp.Put(P, id(P, 2))
+	targets := []Target{{Entity: P, ID: id(P, 1)}, {Entity: P, ID: id(P, 2)}}
+	for _, tc := range []struct {
+		name       string
+		conn       interface {
+			connectors.Connector
+			connectors.DocReader
 		}
+		wantPasses int
+	}{
+		{"one request a document", &costedFake{docFake{Fake: w.erp}}, 1},
+		{"many ids a request", &docFake{Fake: w.erp}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Targeted(context.Background(), Run{Company: "ACME", Vendor: "fake", Connector: tc.conn, Sink: w.crm, Now: w.clock.Now,
+				State: w.saved, Log: testr.New(t)}, targets)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Passes != tc.wantPasses || res.Calls != 1 {
+				t.Fatalf("passes %d, calls %d: want %d passes and one call", res.Passes, res.Calls, tc.wantPasses)
+			}
+			w.assertCRMMatchesERP(P)
+		})
 	}
 }

@@ -222,10 +222,6 @@ type Run struct {
 	// approved: their next inferred deletion applies if it is not larger
 	// than the held one by more than a tenth (at least 10 records).
 	ApproveHeld []model.Kind
-	// TargetsSince, for a targeted sync, is when the first event of its
-	// targets arrived (our clock): the start of the window a pass reads
-	// when that is cheaper than reading the documents by id.
-	TargetsSince time.Time
 	Log          logr.Logger
 }
 
