@@ -163,8 +163,12 @@ func WithWaitHook(ctx context.Context, hook WaitHook) context.Context {
 // context's work slot (WithWorkSlot) for a wait of at least
 // MinSlotReleaseWait, so that a sync waiting on a vendor's limit does not
 // keep other companies' syncs from starting. The HTTP layer calls it before
-// every wait of at least MinHookedWait; the engine takes the slot back
-// (ResumeWork) when the vendor call returns, before it writes anything.
+// every wait of at least MinHookedWait and takes the slot back
+// (ResumeWork) before it sends the request, so that no response is read
+// without a slot; the engine calls ResumeWork too after every vendor call,
+// before it writes anything. Nothing may wait for a work slot while it
+// holds what a sync holding a work slot may block on, except the vendor
+// concurrency slots, whose waiters give their work slot back (PauseWork).
 func BeforeWait(ctx context.Context, wait time.Duration) {
 	if wait < MinHookedWait {
 		return
@@ -195,6 +199,14 @@ type workSlotKey struct{}
 // WithWorkSlot returns a context whose long waits give s back.
 func WithWorkSlot(ctx context.Context, s WorkSlot) context.Context {
 	return context.WithValue(ctx, workSlotKey{}, s)
+}
+
+// PauseWork gives back the context's work slot, if any, for a wait whose
+// length is unknown.
+func PauseWork(ctx context.Context) {
+	if s, ok := ctx.Value(workSlotKey{}).(WorkSlot); ok && s != nil {
+		s.Release()
+	}
 }
 
 // ResumeWork takes back the context's work slot if a wait gave it back.

@@ -48,11 +48,16 @@ const (
 
 // Options tune the reconciler; zero values mean the defaults.
 type Options struct {
-	// ConcurrentSyncs bounds the syncs running at once (default 4).
+	// ConcurrentSyncs bounds the syncs working at once (default 4): a
+	// sync gives its work slot back while it waits on a vendor's limit.
 	ConcurrentSyncs int
-	// MaxSyncsPerNamespace bounds the syncs of one namespace running at
-	// once (default 2, at most ConcurrentSyncs); a namespace's syncs beyond
-	// it wait without holding a slot.
+	// MaxSyncsInProgress bounds the syncs in progress at once, working or
+	// waiting on a vendor (default DefaultSyncsInProgressPerSlot per work
+	// slot, at least ConcurrentSyncs).
+	MaxSyncsInProgress int
+	// MaxSyncsPerNamespace bounds the syncs of one namespace in progress
+	// at once (default 2, at most MaxSyncsInProgress); a namespace's syncs
+	// beyond it wait for their turn without holding anything.
 	MaxSyncsPerNamespace int
 	// MaxSyncDuration bounds every sync, a full import or one with a
 	// longer spec.timeout included (default 6h).
@@ -147,7 +152,7 @@ func (r *ErpSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manag
 	if _, ok := r.Recorder.(boundedRecorder); !ok {
 		r.Recorder = boundedRecorder{r.Recorder}
 	}
-	r.tracker = newRunTracker(r.Options.ConcurrentSyncs, r.Options.MaxSyncsPerNamespace)
+	r.tracker = newRunTracker(r.Options.ConcurrentSyncs, r.Options.MaxSyncsPerNamespace, r.Options.MaxSyncsInProgress)
 	r.runDone = make(chan event.GenericEvent, 1024)
 	r.baseCtx = ctx
 

@@ -63,13 +63,11 @@ func (r *ErpSyncReconciler) inBackground(obj *erpv1.ErpSync, logger logr.Logger,
 		if slot.Acquire(ctx) != nil {
 			return
 		}
-		defer slot.Release()
-		// The sync keeps its slot while it waits on a vendor: giving it
-		// back (connectors.WithWorkSlot) let syncs of the same namespace
-		// that hold their slot for minutes (a hostile tenant's slow
-		// hosts, in the e2e) starve the one that gave its slot back, and
-		// a returning sync needs precedence over new ones first (issue 15).
-		work(logr.NewContext(ctx, logger))
+		defer slot.End()
+		// The sync gives its work slot back while it waits on a vendor's
+		// limit and takes one again, before any new sync, when the wait
+		// ends; it keeps its place in its namespace's share meanwhile.
+		work(logr.NewContext(connectors.WithWorkSlot(ctx, slot), logger))
 	}()
 }
 

@@ -31,30 +31,42 @@ const (
 // ErpSync), and cancels the sync through its context; the engine stops at the
 // next page boundary, with its checkpoint saved.
 //
-// Slots: at most `global` syncs run at once (--concurrent-syncs), and at
-// most `perNamespace` of one namespace (--max-syncs-per-namespace), so that
-// one tenant cannot take every slot. A sync waiting because its namespace is
-// at its cap holds no slot: whenever a slot frees, it goes to the waiting
-// sync whose namespace runs the fewest syncs (the longest waiting among
-// those), so other namespaces go first.
+// Slots are for work, not for waiting. A sync in progress (started, not
+// ended) holds a work slot while it works (reads a page, maps it, writes
+// it) and gives it back while it waits on a vendor's limit (syncSlot, via
+// connectors.WithWorkSlot); at most `global` work slots are held at once
+// (--concurrent-syncs: what costs memory and CPU). At most `inProgress`
+// syncs are in progress at once (--max-syncs-in-progress: goroutines and
+// their state), and at most `perNamespace` of one namespace
+// (--max-syncs-per-namespace), so that one tenant cannot take every slot,
+// working or waiting. A freed work slot goes first to a sync coming back
+// from a wait (the oldest such), so that a sync that gave its slot back is
+// never starved by new ones; then to the waiting new sync whose namespace
+// has the fewest syncs in progress (the longest waiting among those), so
+// other namespaces go first. A new sync waiting for its turn holds nothing.
 type runTracker struct {
 	mu   sync.Mutex
 	runs map[types.NamespacedName]*trackedRun
 
-	global, perNamespace int
-	// active counts the slots held, in all and per namespace.
+	global, perNamespace, maxInProgress int
+	// active counts the work slots held, in all and per namespace.
 	active      int
 	activePerNS map[string]int
-	// waiting is the queue of syncs waiting for a slot, oldest first.
+	// progress counts the syncs in progress, in all and per namespace.
+	progress      int
+	progressPerNS map[string]int
+	// waiting is the queue of syncs waiting for a work slot, oldest first.
 	waiting []*slotWaiter
 }
 
-// slotWaiter is one sync waiting for a slot; granted is closed when it has
-// one.
+// slotWaiter is one sync waiting for a work slot; granted is closed when
+// it has one. returning is set for a sync in progress coming back from a
+// wait (it needs a work slot only).
 type slotWaiter struct {
-	ns      string
-	granted chan struct{}
-	done    bool
+	ns        string
+	returning bool
+	granted   chan struct{}
+	done      bool
 }
 
 type trackedRun struct {
@@ -62,16 +74,27 @@ type trackedRun struct {
 	done   chan struct{}
 }
 
-// newRunTracker returns a tracker allowing concurrent syncs at once and
-// perNamespace of one namespace (perNamespace < 1: no cap beyond
-// concurrent).
-func newRunTracker(concurrent, perNamespace int) *runTracker {
+// newRunTracker returns a tracker allowing concurrent work slots at once,
+// inProgress syncs in progress (at least concurrent; < 1: 16 per work
+// slot) and perNamespace of one namespace in progress (< 1: no cap beyond
+// inProgress).
+func newRunTracker(concurrent, perNamespace, inProgress int) *runTracker {
 	concurrent = max(concurrent, 1)
-	if perNamespace < 1 || perNamespace > concurrent {
-		perNamespace = concurrent
+	if inProgress < 1 {
+		inProgress = DefaultSyncsInProgressPerSlot * concurrent
 	}
-	return &runTracker{runs: map[types.NamespacedName]*trackedRun{}, global: concurrent, perNamespace: perNamespace, activePerNS: map[string]int{}}
+	inProgress = max(inProgress, concurrent)
+	if perNamespace < 1 || perNamespace > inProgress {
+		perNamespace = inProgress
+	}
+	return &runTracker{runs: map[types.NamespacedName]*trackedRun{}, global: concurrent, perNamespace: perNamespace, maxInProgress: inProgress,
+		activePerNS: map[string]int{}, progressPerNS: map[string]int{}}
 }
+
+// DefaultSyncsInProgressPerSlot sizes --max-syncs-in-progress when it is
+// not set: this many syncs in progress per work slot. A waiting sync costs
+// a goroutine and its pass's state, not a page.
+const DefaultSyncsInProgressPerSlot = 16
 
 // start registers a run for key and returns its context; false if one is
 // already registered.
@@ -115,10 +138,21 @@ func (t *runTracker) stop(key types.NamespacedName, cause StopCause) <-chan stru
 	return r.done
 }
 
-// acquire takes a sync slot for a sync in namespace ns, waiting for one;
-// false if ctx ends first (then it holds none).
+// acquire starts a sync in namespace ns: it waits for its turn (a place
+// in progress and a work slot) and returns true holding both; false if
+// ctx ends first (then it holds nothing).
 func (t *runTracker) acquire(ctx context.Context, ns string) bool {
-	w := &slotWaiter{ns: ns, granted: make(chan struct{})}
+	return t.wait(ctx, &slotWaiter{ns: ns, granted: make(chan struct{})})
+}
+
+// resume takes a work slot again for a sync in progress that gave its
+// slot back (pause), before any new sync; false if ctx ends first (then it
+// holds no work slot, and is still in progress).
+func (t *runTracker) resume(ctx context.Context, ns string) bool {
+	return t.wait(ctx, &slotWaiter{ns: ns, returning: true, granted: make(chan struct{})})
+}
+
+func (t *runTracker) wait(ctx context.Context, w *slotWaiter) bool {
 	t.mu.Lock()
 	t.waiting = append(t.waiting, w)
 	t.dispatchLocked()
@@ -131,22 +165,37 @@ func (t *runTracker) acquire(ctx context.Context, ns string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if w.done {
-		// Granted while we gave up: hand the slot on.
-		t.releaseLocked(ns)
+		// Granted while we gave up: hand it on.
+		if w.returning {
+			t.pauseLocked(w.ns)
+		} else {
+			t.endLocked(w.ns, true)
+		}
 		return false
 	}
 	t.waiting = slices.DeleteFunc(t.waiting, func(x *slotWaiter) bool { return x == w })
 	return false
 }
 
-// release frees the slot of a sync in namespace ns.
-func (t *runTracker) release(ns string) {
+// pause gives back the work slot of a sync in progress in namespace ns.
+func (t *runTracker) pause(ns string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.releaseLocked(ns)
+	t.pauseLocked(ns)
 }
 
-func (t *runTracker) releaseLocked(ns string) {
+// release ends a sync in namespace ns that holds its work slot.
+func (t *runTracker) release(ns string) { t.end(ns, true) }
+
+// end ends a sync in namespace ns; working says whether it holds its work
+// slot.
+func (t *runTracker) end(ns string, working bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.endLocked(ns, working)
+}
+
+func (t *runTracker) pauseLocked(ns string) {
 	t.active--
 	if t.activePerNS[ns]--; t.activePerNS[ns] <= 0 {
 		delete(t.activePerNS, ns)
@@ -154,19 +203,34 @@ func (t *runTracker) releaseLocked(ns string) {
 	t.dispatchLocked()
 }
 
-// dispatchLocked grants free slots to waiting syncs: each to the waiter
-// whose namespace holds the fewest slots and is below its cap, the oldest
-// such first.
+func (t *runTracker) endLocked(ns string, working bool) {
+	t.progress--
+	if t.progressPerNS[ns]--; t.progressPerNS[ns] <= 0 {
+		delete(t.progressPerNS, ns)
+	}
+	if working {
+		t.pauseLocked(ns)
+		return
+	}
+	t.dispatchLocked()
+}
+
+// dispatchLocked grants free work slots to waiting syncs: first to the
+// oldest returning one; then to the new sync whose namespace has the
+// fewest syncs in progress and is below its cap, the oldest such first,
+// while fewer than maxInProgress are in progress.
 func (t *runTracker) dispatchLocked() {
 	for t.active < t.global {
-		best := -1
-		for i, w := range t.waiting {
-			n := t.activePerNS[w.ns]
-			if n >= t.perNamespace {
-				continue
-			}
-			if best < 0 || n < t.activePerNS[t.waiting[best].ns] {
-				best = i
+		best := slices.IndexFunc(t.waiting, func(w *slotWaiter) bool { return w.returning })
+		if best < 0 && t.progress < t.maxInProgress {
+			for i, w := range t.waiting {
+				n := t.progressPerNS[w.ns]
+				if n >= t.perNamespace {
+					continue
+				}
+				if best < 0 || n < t.progressPerNS[t.waiting[best].ns] {
+					best = i
+				}
 			}
 		}
 		if best < 0 {
@@ -174,6 +238,10 @@ func (t *runTracker) dispatchLocked() {
 		}
 		w := t.waiting[best]
 		t.waiting = slices.Delete(t.waiting, best, best+1)
+		if !w.returning {
+			t.progress++
+			t.progressPerNS[w.ns]++
+		}
 		t.active++
 		t.activePerNS[w.ns]++
 		w.done = true
@@ -181,12 +249,19 @@ func (t *runTracker) dispatchLocked() {
 	}
 }
 
-// slots reports the slots held, in all and by namespace ns (for tests and
-// metrics).
+// slots reports the work slots held, in all and by namespace ns (for
+// tests and metrics).
 func (t *runTracker) slots(ns string) (all, inNamespace int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.active, t.activePerNS[ns]
+}
+
+// inProgress reports the syncs in progress, in all and of namespace ns.
+func (t *runTracker) inProgress(ns string) (all, inNamespace int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.progress, t.progressPerNS[ns]
 }
 
 // stopError is the cancellation cause of a stopped sync.
@@ -203,43 +278,63 @@ func stopCauseOf(ctx context.Context) (StopCause, bool) {
 	return "", false
 }
 
-// syncSlot is one sync's slot as a connectors.WorkSlot: the sync gives it
-// back while it waits on a vendor's limit and takes one again (through the
-// same fair queue) before it works on.
+// syncSlot is one sync's place as a connectors.WorkSlot: Acquire starts
+// the sync (a place in progress and a work slot) or, after a Release,
+// takes a work slot again before any new sync; Release gives the work slot
+// back while the sync waits on a vendor's limit, keeping its place in
+// progress; End ends the sync. A sync's slot is used by its own goroutine
+// only.
 type syncSlot struct {
-	t    *runTracker
-	ns   string
-	mu   sync.Mutex
-	held bool
+	t       *runTracker
+	ns      string
+	mu      sync.Mutex
+	started bool
+	held    bool
 }
 
-// Release gives the slot back, if held.
+// Release gives the work slot back, if held.
 func (s *syncSlot) Release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.held {
 		s.held = false
-		s.t.release(s.ns)
+		s.t.pause(s.ns)
 	}
 }
 
-// Acquire takes a slot, if none is held, waiting for one. A sync's slot
-// is used by its own goroutine only.
+// Acquire takes a work slot, if none is held, waiting for one.
 func (s *syncSlot) Acquire(ctx context.Context) error {
 	s.mu.Lock()
-	held := s.held
+	held, started := s.held, s.started
 	s.mu.Unlock()
 	if held {
 		return nil
 	}
-	if !s.t.acquire(ctx, s.ns) {
+	var ok bool
+	if started {
+		ok = s.t.resume(ctx, s.ns)
+	} else {
+		ok = s.t.acquire(ctx, s.ns)
+	}
+	if !ok {
 		if err := context.Cause(ctx); err != nil {
 			return err
 		}
 		return context.Canceled
 	}
 	s.mu.Lock()
-	s.held = true
+	s.started, s.held = true, true
 	s.mu.Unlock()
 	return nil
+}
+
+// End ends the sync: it gives back its place in progress and its work
+// slot, if held.
+func (s *syncSlot) End() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		s.t.end(s.ns, s.held)
+		s.started, s.held = false, false
+	}
 }

@@ -14,7 +14,7 @@ import (
 func TestSlotsAreSharedFairlyBetweenNamespaces(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tr := newRunTracker(3, 2)
+	tr := newRunTracker(3, 2, 0)
 
 	got := make(chan string, 16)
 	take := func(ns string) {
@@ -72,7 +72,7 @@ func TestSlotsAreSharedFairlyBetweenNamespaces(t *testing.T) {
 }
 
 func TestAWaiterThatGivesUpHoldsNoSlot(t *testing.T) {
-	tr := newRunTracker(1, 1)
+	tr := newRunTracker(1, 1, 0)
 	if !tr.acquire(context.Background(), "a") {
 		t.Fatal("first acquire failed")
 	}
@@ -93,12 +93,22 @@ func TestAWaiterThatGivesUpHoldsNoSlot(t *testing.T) {
 	}
 }
 
-func TestPerNamespaceCapIsAtMostTheGlobalOne(t *testing.T) {
-	if tr := newRunTracker(2, 5); tr.perNamespace != 2 {
-		t.Errorf("cap %d, want it lowered to the global 2", tr.perNamespace)
-	}
-	if tr := newRunTracker(4, 0); tr.perNamespace != 4 {
-		t.Errorf("cap %d, want no cap beyond the global 4 when unset", tr.perNamespace)
+func TestCapsAreConsistent(t *testing.T) {
+	for _, tc := range []struct {
+		concurrent, perNS, inProgress        int
+		wantGlobal, wantPerNS, wantInProgess int
+	}{
+		{2, 5, 0, 2, 5, 2 * DefaultSyncsInProgressPerSlot},
+		{2, 5, 3, 2, 3, 3},   // the namespace cap is at most the in-progress one
+		{4, 0, 0, 4, 64, 64}, // unset: no namespace cap beyond it
+		{8, 2, 3, 8, 2, 8},   // in progress is at least the work slots
+		{0, 0, 0, 1, 16, 16},
+	} {
+		tr := newRunTracker(tc.concurrent, tc.perNS, tc.inProgress)
+		if tr.global != tc.wantGlobal || tr.perNamespace != tc.wantPerNS || tr.maxInProgress != tc.wantInProgess {
+			t.Errorf("newRunTracker(%d, %d, %d): global %d, per namespace %d, in progress %d; want %d, %d, %d", tc.concurrent, tc.perNS, tc.inProgress,
+				tr.global, tr.perNamespace, tr.maxInProgress, tc.wantGlobal, tc.wantPerNS, tc.wantInProgess)
+		}
 	}
 }
 
@@ -106,7 +116,7 @@ func TestPerNamespaceCapIsAtMostTheGlobalOne(t *testing.T) {
 // company's sync runs meanwhile, and the waiting one takes a slot again
 // (through the fair queue) before it works on.
 func TestALongVendorWaitGivesTheSlotBack(t *testing.T) {
-	tr := newRunTracker(1, 1)
+	tr := newRunTracker(1, 1, 0)
 	a := &syncSlot{t: tr, ns: "a"}
 	if err := a.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
@@ -160,5 +170,114 @@ func TestALongVendorWaitGivesTheSlotBack(t *testing.T) {
 	a.Release() // not held: a no-op
 	if all, inA := tr.slots("a"); all != 1 || inA != 0 {
 		t.Fatalf("after a stopped resume: %d held, %d by a", all, inA)
+	}
+}
+
+// The hostile tenant's case: a sync that gave its work slot back during a
+// long wait keeps its place in its namespace's share, so its namespace's
+// other syncs cannot take its place; and a freed work slot goes to it
+// before any new sync, so that syncs holding their slots for minutes
+// cannot starve it.
+func TestAReturningSyncGoesFirst(t *testing.T) {
+	tr := newRunTracker(2, 2, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := func(ns string) *syncSlot {
+		t.Helper()
+		s := &syncSlot{t: tr, ns: ns}
+		if err := s.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	granted := func(s *syncSlot) <-chan error {
+		c := make(chan error, 1)
+		go func() { c <- s.Acquire(ctx) }()
+		return c
+	}
+	pending := func(what string, c <-chan error) {
+		t.Helper()
+		select {
+		case err := <-c:
+			t.Fatalf("%s got a slot (err %v), want it to wait", what, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	got := func(what string, c <-chan error) {
+		t.Helper()
+		select {
+		case err := <-c:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s got no slot", what)
+		}
+	}
+
+	x := start("hostile") // its token is refused: it backs off
+	x.Release()
+	slow := start("hostile") // holds its slot for minutes
+	third := &syncSlot{t: tr, ns: "hostile"}
+	thirdGot := granted(third)
+	pending("the hostile namespace's third sync (x keeps its place)", thirdGot)
+	if all, inNS := tr.inProgress("hostile"); all != 2 || inNS != 2 {
+		t.Fatalf("in progress %d, of hostile %d; want 2 and 2", all, inNS)
+	}
+	other := start("other") // the free work slot serves another tenant
+	newer := &syncSlot{t: tr, ns: "newer"}
+	newerGot := granted(newer)
+	pending("a new sync while every work slot is held", newerGot)
+	xBack := granted(x)
+	pending("x while every work slot is held", xBack)
+	other.End()
+	got("x, before the older new sync", xBack)
+	pending("the new sync", newerGot)
+	x.End()
+	got("the new sync once x ended", newerGot)
+	pending("the hostile namespace's third sync while slow works", thirdGot)
+	slow.End()
+	newer.End()
+	got("the hostile namespace's third sync", thirdGot)
+	third.End()
+	if all, _ := tr.slots(""); all != 0 {
+		t.Fatalf("%d work slots held at the end", all)
+	}
+	if all, _ := tr.inProgress(""); all != 0 {
+		t.Fatalf("%d syncs in progress at the end", all)
+	}
+}
+
+// At most maxInProgress syncs are in progress: a new sync waits while that
+// many wait on vendors, although work slots are free.
+func TestSyncsInProgressAreBounded(t *testing.T) {
+	tr := newRunTracker(1, 0, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var waiting []*syncSlot
+	for _, ns := range []string{"a", "b"} {
+		s := &syncSlot{t: tr, ns: ns}
+		if err := s.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.Release()
+		waiting = append(waiting, s)
+	}
+	c := &syncSlot{t: tr, ns: "c"}
+	done := make(chan error, 1)
+	go func() { done <- c.Acquire(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("a third sync started (err %v) with two in progress, the cap", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	waiting[0].End()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	c.End()
+	waiting[1].End()
+	if all, _ := tr.inProgress(""); all != 0 {
+		t.Fatalf("%d in progress at the end", all)
 	}
 }

@@ -65,6 +65,7 @@ type options struct {
 	namespaceResync      time.Duration
 	concurrentSyncs      int
 	maxSyncsPerNamespace int
+	maxSyncsInProgress   int
 	maxSyncDuration      time.Duration
 	egressAllowHosts     string
 	egressAllowPrivate   bool
@@ -100,8 +101,9 @@ func main() {
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose ErpSyncs and Secrets the manager watches (default: all); with --watch-namespace-selector, the union.")
 	flag.StringVar(&o.watchNSSelector, "watch-namespace-selector", "", "Label selector of the onboarded Namespaces (e.g. 'erpsync.io/tenant=true'): only their ErpSyncs and Secrets are watched. The manager restarts itself when the set changes.")
 	flag.DurationVar(&o.namespaceResync, "watch-namespace-resync", time.Minute, "How often --watch-namespace-selector is re-read.")
-	flag.IntVar(&o.concurrentSyncs, "concurrent-syncs", controllers.DefaultConcurrentSyncs, "Syncs running at once; size it to the number of overlapping syncs. Vendor rate limits are shared by credential regardless.")
-	flag.IntVar(&o.maxSyncsPerNamespace, "max-syncs-per-namespace", controllers.DefaultMaxSyncsPerNamespace, "Syncs of one namespace running at once (within --concurrent-syncs); a namespace's further syncs wait without holding a slot.")
+	flag.IntVar(&o.concurrentSyncs, "concurrent-syncs", controllers.DefaultConcurrentSyncs, "Syncs working at once (reading, mapping, writing: what costs memory and CPU); a sync waiting on a vendor's limit gives its slot back. Vendor rate limits are shared by credential regardless.")
+	flag.IntVar(&o.maxSyncsInProgress, "max-syncs-in-progress", 0, fmt.Sprintf("Syncs in progress at once, working or waiting on a vendor (0: %d per --concurrent-syncs).", controllers.DefaultSyncsInProgressPerSlot))
+	flag.IntVar(&o.maxSyncsPerNamespace, "max-syncs-per-namespace", controllers.DefaultMaxSyncsPerNamespace, "Syncs of one namespace in progress at once (within --max-syncs-in-progress); a namespace's further syncs wait for their turn without holding anything.")
 	flag.DurationVar(&o.maxSyncDuration, "max-sync-duration", controllers.DefaultMaxSyncDuration, "Longest any sync may run, full imports and longer spec.timeout included; an import cut by it resumes from its checkpoint.")
 	flag.StringVar(&o.egressAllowHosts, "egress-allow-hosts", "", "Comma-separated hosts (host or host:port) connectors may call besides the vendors' own: over plain http and at private addresses too (simulators, private endpoints).")
 	flag.BoolVar(&o.egressAllowPrivate, "egress-allow-private", false, "Let every host resolve to private, loopback and link-local addresses. Tests only.")
@@ -293,6 +295,7 @@ func run(ctx context.Context, o options) error {
 		Options: controllers.Options{
 			ConcurrentSyncs:         o.concurrentSyncs,
 			MaxSyncsPerNamespace:    o.maxSyncsPerNamespace,
+			MaxSyncsInProgress:      o.maxSyncsInProgress,
 			MaxSyncDuration:         o.maxSyncDuration,
 			MaxConcurrentReconciles: o.concurrentReconciles,
 			Overlap:                 o.overlap,
@@ -333,7 +336,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("adding the readiness check: %w", err)
 	}
 	log.Info("starting the manager", "leaderElection", o.leaderElect, "lease", leaseID, "watchLabelSelector", o.watchLabelSelector,
-		"concurrentSyncs", o.concurrentSyncs, "maxSyncsPerNamespace", o.maxSyncsPerNamespace, "maxSyncDuration", o.maxSyncDuration,
+		"concurrentSyncs", o.concurrentSyncs, "maxSyncsPerNamespace", o.maxSyncsPerNamespace, "maxSyncsInProgress", o.maxSyncsInProgress, "maxSyncDuration", o.maxSyncDuration,
 		"egressAllowHosts", splitList(o.egressAllowHosts), "claimNamespace", o.claimNamespace,
 		"webhookBindAddress", o.webhookAddr, "webhookPublicURL", publicURL)
 	return mgr.Start(ctx)

@@ -571,6 +571,14 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 		}
 		return nil, err
 	}
+	// A wait may have given the sync's work slot back: no request is
+	// sent, and no response read, without one. (Blocked on a vendor's
+	// concurrency slot, a sync gives its work slot back first, so that one
+	// waiting here while holding that slot never waits on a sync that
+	// waits on it.)
+	if err := connectors.ResumeWork(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", target, err)
+	}
 	for _, l := range counted {
 		if repeated, err := l.save(ctx); err != nil && !repeated {
 			c.log.Error(err, "saving the call quota and rate windows failed; counting goes on in memory", "connector", c.opts.Connector)

@@ -907,7 +907,8 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 // acquireSlots takes one concurrency slot of every capped limiter, in key
 // order, and returns a func that gives them back. When a slot is taken it
 // calls the context's WaitHook (with MinHookedWait: how long the calls in
-// flight take is unknown) before blocking.
+// flight take is unknown) and gives the sync's work slot back before
+// blocking.
 func acquireSlots(ctx context.Context, ls []*limiter) (release func(), err error) {
 	var held []*limiter
 	release = func() {
@@ -926,6 +927,10 @@ func acquireSlots(ctx context.Context, ls []*limiter) (release func(), err error
 		default:
 		}
 		connectors.BeforeWait(ctx, connectors.MinHookedWait)
+		// How long the calls in flight take is unknown, and their
+		// syncs may be waiting for a work slot: give ours back (the
+		// client takes it again before it sends).
+		connectors.PauseWork(ctx)
 		select {
 		case l.sem <- struct{}{}:
 			held = append(held, l)

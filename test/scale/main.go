@@ -17,7 +17,9 @@
 //
 // The steady window starts when every ErpSync was first Ready (or, when
 // that is not reached within -ready-timeout, right then: the figures then
-// describe a manager that fell behind, and say so) and lasts -steady.
+// describe a manager that fell behind, and say so), and not before one
+// -interval after the first creation (when the first syncs come due), and
+// lasts -steady.
 // Lateness is the start's lastSyncStart minus the previous attempt's
 // lastSyncEnd plus the interval (retry delay after a failure), for every
 // sync due in the window; a sync due but not started when the window ends
@@ -322,7 +324,18 @@ func runSize(ctx context.Context, o options, n int, root, binDir, managerBin, er
 		time.Sleep(time.Second)
 	}
 
-	// The steady window.
+	// The steady window, once syncs come due: not before one interval
+	// after the first ErpSync was created (with a long interval the first
+	// imports' next syncs come due only then).
+	if due := t0.Add(o.interval); time.Now().Before(due) {
+		logf("N=%d: waiting until the first syncs come due (%s)", n, due.Format("15:04:05"))
+		for time.Now().Before(due) {
+			if err := alive(ctx, mgr, watchErr); err != nil {
+				return res, err
+			}
+			time.Sleep(time.Second)
+		}
+	}
 	from := time.Now()
 	_, cpu0, err := procSample(mgr.pid())
 	if err != nil {
