@@ -258,8 +258,8 @@ func TestTargetedCountsRequestsPerDocument(t *testing.T) {
 	w.erp.Put(P, id(P, 2))
 	targets := []Target{{Entity: P, ID: id(P, 1)}, {Entity: P, ID: id(P, 2)}}
 	for _, tc := range []struct {
-		name       string
-		conn       interface {
+		name string
+		conn interface {
 			connectors.Connector
 			connectors.DocReader
 		}

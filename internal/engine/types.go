@@ -222,7 +222,7 @@ type Run struct {
 	// approved: their next inferred deletion applies if it is not larger
 	// than the held one by more than a tenth (at least 10 records).
 	ApproveHeld []model.Kind
-	Log          logr.Logger
+	Log         logr.Logger
 }
 
 // DefaultMaxDeleteShare is the mass-deletion guard's default: a pass that
