@@ -536,6 +536,9 @@ func (e *statusWriteError) Unwrap() error { return e.err }
 // patchStatus applies mutate to the in-memory object and patches the
 // difference into the status subresource.
 func (s *syncRun) patchStatus(ctx context.Context, mutate func(*erpv1.ErpSync)) error {
+	// A status write holds no page: the sync's work slot serves another
+	// sync meanwhile, and the next vendor call takes one again.
+	connectors.PauseWork(ctx)
 	mutate(s.obj)
 	if err := s.r.Status().Patch(ctx, s.obj, client.MergeFrom(s.persisted), client.FieldOwner(fieldOwner)); err != nil {
 		return &statusWriteError{err: err}

@@ -556,6 +556,12 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 		return nil, err
 	}
 	defer release()
+	// admit takes the sync's work slot back, if a wait gave it back,
+	// before it counts the call: no request is sent, and no response
+	// read, without one. (Blocked on a vendor's concurrency slot, a sync
+	// gives its work slot back first, so that one waiting for a work slot
+	// while holding that concurrency slot never waits on a sync that waits
+	// on it.)
 	_, counted, err := admit(ctx, c.clock, c.sorted, c.opts.MaxRetryWait)
 	if w := c.clock.Now().Sub(start); w >= time.Millisecond {
 		c.observer.ObserveRateLimitWait(c.opts.Connector, w)
@@ -570,14 +576,6 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 			return nil, &connectors.Error{Kind: connectors.KindRateLimited, Msg: target + " not sent: " + we.Error(), RetryAt: we.until}
 		}
 		return nil, err
-	}
-	// A wait may have given the sync's work slot back: no request is
-	// sent, and no response read, without one. (Blocked on a vendor's
-	// concurrency slot, a sync gives its work slot back first, so that one
-	// waiting here while holding that slot never waits on a sync that
-	// waits on it.)
-	if err := connectors.ResumeWork(ctx); err != nil {
-		return nil, fmt.Errorf("%s: %w", target, err)
 	}
 	for _, l := range counted {
 		if repeated, err := l.save(ctx); err != nil && !repeated {

@@ -824,6 +824,14 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 		if err := ctx.Err(); err != nil {
 			return waited, nil, err
 		}
+		// A call is counted in the windows only when it can be sent at
+		// once: a wait may have given the sync's work slot back, and a
+		// call counted before a wait for the slot would reach the vendor
+		// later than counted, bunched with others (the vendor then
+		// refuses what the windows admitted).
+		if err := connectors.ResumeWork(ctx); err != nil {
+			return waited, nil, err
+		}
 		lockAll(ls)
 		now := clock.Now()
 		var until time.Time
