@@ -72,7 +72,7 @@ func TestCompanies(t *testing.T) {
 		}
 	}
 	// Deterministic: a second fleet derives the same credentials.
-	again := newVendor("katana", ds, 1, 2)
+	again := newVendor("katana", ds, simConfig{timeScale: 1}, 2)
 	if got, want := again.sim.Credentials()["apiKey"], st.Vendors[1].Companies[1].Credentials["apiKey"]; got != want {
 		t.Errorf("katana company 2's key differs between runs: %s, then %s", want, got)
 	}

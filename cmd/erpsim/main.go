@@ -31,6 +31,10 @@
 // webhookKey). GET /vendors/{vendor}/webhooks lists the subscriptions with
 // their delivery counters.
 //
+// With --quota-spent N the credentials of the vendors with a daily quota
+// (Cin7 Omni, Xero) start the day with N calls of it spent (quota.go); the
+// stats count the answers that refused a call for the quota (quotaRefused).
+//
 // With --hostile it also serves what a hostile tenant would run (package
 // internal/hostile): an Unleashed-shaped API over a forged copy of the
 // dataset (the same ids, modified in year 9999, deleted) and answers that
@@ -80,6 +84,7 @@ func main() {
 		timeScale   = flag.Float64("time-scale", 1, "Run the vendors' rate-limit windows this many times faster than real time.")
 		stateFile   = flag.String("state-file", "", "Write the vendors' URLs and credentials as JSON to this file once serving.")
 		onlyVendors = flag.String("vendors", "", "Comma-separated subset of vendors to serve (default all).")
+		quotaSpent  = flag.Int("quota-spent", 0, "Calls of each credential's daily quota (Cin7 Omni, Xero: 5,000) spent before erpsim started: the simulators serve the rest of the day's quota, then refuse as the vendor does (tests of quotas).")
 		companies   = flag.Int("companies", 0, "Serve this many companies per vendor, company k under /companies/k with its own dataset, credentials and limits (0: one company at the root, as before).")
 		hostileOn   = flag.Bool("hostile", false, "Also serve a hostile tenant's Unleashed-shaped API that attacks its caller (tests of tenant isolation only).")
 		hostileInt  = flag.String("hostile-internal-host", "127.0.0.2", "With --hostile: the host of the internal service the hostile redirects aim at (must not be in the manager's egress allow-list).")
@@ -94,7 +99,7 @@ func main() {
 	defer stop()
 
 	fleet, err := start(ctx, config{
-		listen: *listen, basePort: *basePort, adminAddr: *adminAddr, timeScale: *timeScale,
+		listen: *listen, basePort: *basePort, adminAddr: *adminAddr, timeScale: *timeScale, quotaSpent: *quotaSpent,
 		dataset: simkit.Options{Seed: *seed, Products: *products, Customers: *customers, Orders: *orders, Warehouses: *warehouses},
 		vendors: splitList(*onlyVendors), companies: *companies,
 	})
@@ -126,8 +131,10 @@ type config struct {
 	basePort  int
 	adminAddr string
 	timeScale float64
-	dataset   simkit.Options
-	vendors   []string
+	// quotaSpent is --quota-spent (quota.go).
+	quotaSpent int
+	dataset    simkit.Options
+	vendors    []string
 	// companies > 0 serves that many companies per vendor (companies.go).
 	companies int
 }
@@ -172,12 +179,19 @@ type runningVendor struct {
 	// (companies[0] is sim: the admin API's record routes act on company
 	// 1).
 	companies []simulator
+	// quotaRefused counts the answers that refused a call for a daily or
+	// monthly quota (vendors with a daily quota only; see quota.go).
+	quotaRefused atomic.Int64
 }
 
 func start(ctx context.Context, c config) (*fleet, error) {
 	if c.companies < 0 {
 		return nil, fmt.Errorf("--companies %d: want 0 (one company) or more", c.companies)
 	}
+	if err := checkQuotaSpent(c.quotaSpent, c.vendors); err != nil {
+		return nil, err
+	}
+	sc := simConfig{timeScale: c.timeScale, quotaSpent: c.quotaSpent}
 	f := &fleet{}
 	for i, name := range vendorNames {
 		if len(c.vendors) > 0 && !slices.Contains(c.vendors, name) {
@@ -193,11 +207,11 @@ func start(ctx context.Context, c config) (*fleet, error) {
 			sims    []simulator
 		)
 		if c.companies == 0 {
-			v = newVendor(name, c.dataset, c.timeScale, 0)
+			v = newVendor(name, c.dataset, sc, 0)
 			handler = v.sim
 		} else {
 			for k := 1; k <= c.companies; k++ {
-				cv := newVendor(name, c.dataset, c.timeScale, k)
+				cv := newVendor(name, c.dataset, sc, k)
 				if k == 1 {
 					v = cv
 				}
@@ -214,9 +228,13 @@ func start(ctx context.Context, c config) (*fleet, error) {
 			f.shutdown()
 			return nil, fmt.Errorf("listening for %s on %s: %w", v.name, addr, err)
 		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		f.vendors = append(f.vendors, &runningVendor{vendor: v, srv: srv, rootURL: "http://" + ln.Addr().String(), companies: sims})
+		rv := &runningVendor{vendor: v, rootURL: "http://" + ln.Addr().String(), companies: sims}
+		if _, ok := dailyQuotas[name]; ok {
+			handler = countQuotaRefusals(handler, &rv.quotaRefused)
+		}
+		rv.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = rv.srv.Serve(ln) }()
+		f.vendors = append(f.vendors, rv)
 	}
 	ln, err := net.Listen("tcp", c.adminAddr)
 	if err != nil {
@@ -256,9 +274,14 @@ type VendorState struct {
 	Credentials map[string]string `json:"credentials"`
 	Expected    map[string]int    `json:"expected"`
 	Requests    int64             `json:"requests"`
-	Throttled   int64             `json:"throttled"`
-	ByPath      map[string]int64  `json:"byPath,omitempty"`
-	Companies   []CompanyState    `json:"companies,omitempty"`
+	// Served counts the answers 2xx.
+	Served    int64 `json:"served"`
+	Throttled int64 `json:"throttled"`
+	// QuotaRefused counts the refusals for a daily or monthly quota (a
+	// part of Throttled; vendors with a daily quota only).
+	QuotaRefused int64            `json:"quotaRefused"`
+	ByPath       map[string]int64 `json:"byPath,omitempty"`
+	Companies    []CompanyState   `json:"companies,omitempty"`
 	// Webhooks sums the deliveries of the vendor's subscriptions (absent
 	// for a vendor that sends no webhooks; see webhooks.go).
 	Webhooks *WebhookTotals `json:"webhooks,omitempty"`
@@ -319,10 +342,12 @@ func (v *runningVendor) state(withCompanies bool) VendorState {
 		first = 1
 	}
 	cs := v.companyState(v.sim, first)
-	out := VendorState{Vendor: v.name, BaseURL: cs.BaseURL, Credentials: cs.Credentials, Expected: exp, Webhooks: webhookTotals(v.sims())}
+	out := VendorState{Vendor: v.name, BaseURL: cs.BaseURL, Credentials: cs.Credentials, Expected: exp, Webhooks: webhookTotals(v.sims()),
+		QuotaRefused: v.quotaRefused.Load()}
 	for i, sim := range v.sims() {
 		st := sim.Stats()
 		out.Requests += st.Requests.Load()
+		out.Served += st.Served.Load()
 		out.Throttled += st.Throttled.Load()
 		for p, n := range st.ByPath() {
 			if out.ByPath == nil {
@@ -430,6 +455,7 @@ func (f *fleet) adminHandler() http.Handler {
 		for _, sim := range v.sims() {
 			sim.Stats().Reset()
 		}
+		v.quotaRefused.Store(0)
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /hostile", func(w http.ResponseWriter, r *http.Request) {

@@ -50,7 +50,7 @@ var vendorNames = []string{"unleashed", "cin7omni", "cin7core", "xero", "katana"
 func vendors(ds simkit.Options, timeScale float64) []vendor {
 	out := make([]vendor, 0, len(vendorNames))
 	for _, name := range vendorNames {
-		out = append(out, newVendor(name, ds, timeScale, 0))
+		out = append(out, newVendor(name, ds, simConfig{timeScale: timeScale}, 0))
 	}
 	return out
 }
@@ -60,8 +60,10 @@ func vendors(ds simkit.Options, timeScale float64) []vendor {
 // Company k >= 1 (--companies) has a dataset of its own (seed ds.Seed+k)
 // and credentials derived from the vendor's name and k, so that they are
 // the same on every run and differ between companies: each company is its
-// own account at the vendor, metered by its own limits.
-func newVendor(name string, ds simkit.Options, timeScale float64, k int) vendor {
+// own account at the vendor, metered by its own limits (and what
+// sc.quotaSpent says each spent of its daily quota before).
+func newVendor(name string, ds simkit.Options, sc simConfig, k int) vendor {
+	timeScale := sc.timeScale
 	if k > 0 {
 		ds.Seed += uint64(k)
 	}
@@ -78,7 +80,7 @@ func newVendor(name string, ds simkit.Options, timeScale float64, k int) vendor 
 			apiRoot: func(root string) string { return root }}
 	case "cin7omni":
 		return vendor{name: name, sim: cin7omnisim.New(cin7omnisim.Options{Dataset: ds, TimeScale: timeScale,
-			Username: companyUser(k), APIKey: cred("apiKey")}),
+			Username: companyUser(k), APIKey: cred("apiKey"), PerDay: dayLimitLeft(name, sc.quotaSpent)}),
 			apiRoot: func(root string) string { return root + "/api/" }}
 	case "cin7core":
 		return vendor{name: name, sim: cin7coresim.New(cin7coresim.Options{Dataset: ds, TimeScale: timeScale,
@@ -86,7 +88,7 @@ func newVendor(name string, ds simkit.Options, timeScale float64, k int) vendor 
 			apiRoot: func(root string) string { return root + "/ExternalApi/v2/" }}
 	case "xero":
 		return vendor{name: name, sim: xerosim.New(xerosim.Options{Dataset: ds, TimeScale: timeScale,
-			ClientID: upperHex(cred("clientId")), ClientSecret: cred("clientSecret")}),
+			ClientID: upperHex(cred("clientId")), ClientSecret: cred("clientSecret"), DayLimit: dayLimitLeft(name, sc.quotaSpent)}),
 			apiRoot: func(root string) string { return root + xerosim.APIPath },
 			// The app's webhook key, as the developer portal shows it
 			// (what PUT /vendors/xero/webhook sets when it names none):
