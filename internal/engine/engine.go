@@ -543,9 +543,17 @@ func (x *execution) clampFuture(entity model.Kind, p *connectors.Page) {
 }
 
 // hook is the WaitHook of every page request: it saves the pass's progress
-// before the HTTP layer waits, once per stretch of unsaved pages.
-func (x *execution) hook(ctx context.Context, _ time.Duration) {
+// before the HTTP layer waits, once per stretch of unsaved pages. A wait
+// shorter than CheckpointEvery (at most DefaultCheckpointEvery) within
+// CheckpointEvery of the last checkpoint saves nothing: it is no longer than a page's work, which the
+// checkpoint cadence covers, and a sync paced by a vendor's per-second
+// limit (a quiet one included) would otherwise write its status before
+// every call.
+func (x *execution) hook(ctx context.Context, wait time.Duration) {
 	if x.onWait == nil || x.waitErr != nil || ctx.Err() != nil {
+		return
+	}
+	if r := x.run; wait < min(r.CheckpointEvery, DefaultCheckpointEvery) && r.Now().Sub(x.lastCheckpoint) < r.CheckpointEvery {
 		return
 	}
 	if err := x.onWait(ctx); err != nil {

@@ -353,3 +353,31 @@ func (c cursorConn) ListPage(context.Context, connectors.PageRequest) (*connecto
 	return &connectors.Page{More: true, Total: -1, Calls: 1, Next: c.next,
 		Records: []model.Record{{Company: "c", Vendor: "v", Kind: model.KindProduct, VendorID: "p1", Data: &model.Product{}}}}, nil
 }
+
+// A quiet sync paced by a vendor's per-second limit (a wait before every
+// call) writes no checkpoint: its short waits are no longer than a page's
+// work; a long wait still saves (TestCheckpointBeforeALimiterWait).
+func TestShortWaitsOfAQuietSyncSaveNothing(t *testing.T) {
+	const C, S = model.KindCustomer, model.KindSupplier
+	w := newWorld(t, P, C, S)
+	for _, k := range []model.Kind{P, C, S} {
+		w.seed(k, 5, t0.Add(-time.Hour))
+	}
+	if _, err := w.run(context.Background(), nil); err != nil { // the import
+		t.Fatal(err)
+	}
+	w.erp.Latency = 0
+	w.erp.WaitBefore = func(connectors.PageRequest) time.Duration { return 400 * time.Millisecond }
+	w.clock.Advance(time.Minute)
+	w.cps = nil
+	res, err := w.run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Calls != 3 || res.Upserted != 0 {
+		t.Fatalf("calls %d, upserted %d: want a quiet sync of three calls", res.Calls, res.Upserted)
+	}
+	if len(w.cps) != 0 {
+		t.Fatalf("%d checkpoints in a quiet sync whose waits were 400ms: want none", len(w.cps))
+	}
+}
