@@ -10,6 +10,7 @@ package metrics
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,7 +88,7 @@ var (
 
 	setAside = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "erpsync_set_aside_records",
-		Help: "Vendor documents of an ErpSync's entity that the connector could not map, set aside (kept with their reason and raw document) after the entity's last completed pass.",
+		Help: "Vendor documents of an ErpSync's entity that the connector could not map, set aside (kept with their reason and raw document) after the entity's last completed pass; no series while none are.",
 	}, []string{"namespace", "name", "entity"})
 
 	reconcileDrift = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -97,12 +98,12 @@ var (
 
 	heldDeletions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "erpsync_held_deletions",
-		Help: "Records an ErpSync's entity would mark deleted that the mass-deletion guard holds until a person approves or discards them.",
+		Help: "Records an ErpSync's entity would mark deleted that the mass-deletion guard holds until a person approves or discards them; no series while none are held.",
 	}, []string{"namespace", "name", "entity"})
 
 	incomplete = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "erpsync_entity_incomplete",
-		Help: "1 while an ErpSync's entity's last pass read fewer distinct records than the vendor reported (its watermark was kept), else 0.",
+		Help: "1 while an ErpSync's entity's last pass read fewer distinct records than the vendor reported (its watermark was kept); no series otherwise.",
 	}, []string{"namespace", "name", "entity"})
 )
 
@@ -122,8 +123,13 @@ func AddDrift(connector, entity, finding string, n int64) {
 	}
 }
 
-// SetHeldDeletions sets the held-deletion gauge of an ErpSync's entity.
+// SetHeldDeletions sets the held-deletion gauge of an ErpSync's entity;
+// the series exists only while deletions are held (n > 0).
 func SetHeldDeletions(namespace, name, entity string, n int64) {
+	if n <= 0 {
+		heldDeletions.DeleteLabelValues(namespace, name, entity)
+		return
+	}
 	heldDeletions.WithLabelValues(namespace, name, entity).Set(float64(n))
 }
 
@@ -203,26 +209,65 @@ type EntityReport struct {
 	Incomplete bool
 }
 
+// reported remembers the entities each ErpSync's per-entity series were
+// last reported for, so that a report replaces its own series without
+// scanning every ErpSync's (a scan per sync is quadratic in ErpSyncs).
+var reported = struct {
+	sync.Mutex
+	m map[[2]string][]string
+}{m: map[[2]string][]string{}}
+
 // SetEntityReport replaces an ErpSync's per-entity series with entities:
-// the documents set aside and whether the last pass was incomplete, one
-// series each per entity (entities no longer listed, after a source change
-// for instance, lose theirs).
+// the documents set aside and whether the last pass was incomplete. The
+// series are sparse: one exists only while its value is not zero (a
+// thousand quiet ErpSyncs of fourteen entities would otherwise keep 28,000
+// zeros); entities no longer listed, after a source change for instance,
+// lose theirs.
 func SetEntityReport(namespace, name string, entities []EntityReport) {
-	l := prometheus.Labels{"namespace": namespace, "name": name}
-	setAside.DeletePartialMatch(l)
-	incomplete.DeletePartialMatch(l)
+	key := [2]string{namespace, name}
+	reported.Lock()
+	defer reported.Unlock()
+	listed := make(map[string]bool, len(entities))
+	var keep []string
 	for _, e := range entities {
-		setAside.WithLabelValues(namespace, name, e.Entity).Set(float64(e.SetAside))
+		listed[e.Entity] = true
+		sparse(setAside, float64(e.SetAside), namespace, name, e.Entity)
 		v := 0.0
 		if e.Incomplete {
 			v = 1
 		}
-		incomplete.WithLabelValues(namespace, name, e.Entity).Set(v)
+		sparse(incomplete, v, namespace, name, e.Entity)
+		if e.SetAside != 0 || e.Incomplete {
+			keep = append(keep, e.Entity)
+		}
 	}
+	for _, entity := range reported.m[key] {
+		if !listed[entity] {
+			setAside.DeleteLabelValues(namespace, name, entity)
+			incomplete.DeleteLabelValues(namespace, name, entity)
+		}
+	}
+	if len(keep) == 0 {
+		delete(reported.m, key)
+		return
+	}
+	reported.m[key] = keep
+}
+
+// sparse sets a gauge series to v, or deletes it when v is zero.
+func sparse(g *prometheus.GaugeVec, v float64, labels ...string) {
+	if v == 0 {
+		g.DeleteLabelValues(labels...)
+		return
+	}
+	g.WithLabelValues(labels...).Set(v)
 }
 
 // DeleteObject drops every series of a deleted ErpSync.
 func DeleteObject(namespace, name string) {
+	reported.Lock()
+	delete(reported.m, [2]string{namespace, name})
+	reported.Unlock()
 	l := prometheus.Labels{"namespace": namespace, "name": name}
 	lastSuccess.DeletePartialMatch(l)
 	condition.DeletePartialMatch(l)

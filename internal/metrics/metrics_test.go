@@ -124,6 +124,7 @@ func TestDeleteObject(t *testing.T) {
 }
 
 func TestSetEntityReportReplacesTheObjectsSeries(t *testing.T) {
+	SetEntityReport("ns", "report", []EntityReport{{Entity: "stock_levels", SetAside: 2}})
 	SetEntityReport("ns", "report", []EntityReport{
 		{Entity: "invoices", SetAside: 3},
 		{Entity: "stock_levels", Incomplete: true},
@@ -155,11 +156,10 @@ func TestSetEntityReportReplacesTheObjectsSeries(t *testing.T) {
 			seen[mf.GetName()+"/"+l["name"]+"/"+l["entity"]] = m.GetGauge().GetValue()
 		}
 	}
+	// Zeros have no series.
 	want := map[string]float64{
 		"erpsync_set_aside_records/report/products": 1,
-		"erpsync_entity_incomplete/report/products": 0,
 		"erpsync_set_aside_records/other/invoices":  7,
-		"erpsync_entity_incomplete/other/invoices":  0,
 	}
 	for k, v := range want {
 		if got, ok := seen[k]; !ok || got != v {
@@ -174,5 +174,22 @@ func TestSetEntityReportReplacesTheObjectsSeries(t *testing.T) {
 	DeleteObject("ns", "other")
 	if got := testutil.CollectAndCount(setAside); got < 1 {
 		t.Errorf("set aside series %d after deleting another object", got)
+	}
+}
+
+// Held deletions have a series only while some are held.
+func TestHeldDeletionsAreSparse(t *testing.T) {
+	before := testutil.CollectAndCount(heldDeletions)
+	SetHeldDeletions("ns", "held", "products", 0)
+	if got := testutil.CollectAndCount(heldDeletions); got != before {
+		t.Fatalf("a zero made a series: %d, want %d", got, before)
+	}
+	SetHeldDeletions("ns", "held", "products", 12)
+	if got := testutil.ToFloat64(heldDeletions.WithLabelValues("ns", "held", "products")); got != 12 {
+		t.Fatalf("held = %v, want 12", got)
+	}
+	SetHeldDeletions("ns", "held", "products", 0)
+	if got := testutil.CollectAndCount(heldDeletions); got != before {
+		t.Fatalf("the series stayed after the deletions were decided: %d, want %d", got, before)
 	}
 }
