@@ -53,6 +53,7 @@ const bodyBudgetPerSync = 32 << 20
 
 type options struct {
 	metricsAddr          string
+	pprofAddr            string
 	secureMetrics        bool
 	probeAddr            string
 	leaderElect          bool
@@ -90,6 +91,7 @@ type options struct {
 
 func main() {
 	var o options
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of Go's pprof endpoints, for profiling (empty: off). Bind it to localhost and reach it with kubectl port-forward: it is unauthenticated.")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (HTTPS unless --metrics-secure=false); \"0\" disables it.")
 	flag.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authorising each scrape against the API server.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
@@ -227,6 +229,7 @@ func run(ctx context.Context, o options) error {
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.probeAddr,
+		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              leaseID,
 		LeaderElectionNamespace:       o.leaderElectionNS,

@@ -243,7 +243,7 @@ func (r *Registry) limiter(spec Limit, trusted bool) *limiter {
 		if w.Split {
 			w.Limit = splitLimit(w.Limit, r.share)
 		}
-		l.windows = append(l.windows, &window{Window: w, times: make([]time.Time, w.Limit)})
+		l.windows = append(l.windows, &window{Window: w})
 	}
 	if spec.Concurrency > 0 {
 		l.sem = make(chan struct{}, spec.Concurrency)
@@ -286,6 +286,10 @@ type limiter struct {
 }
 
 // window is a ring of the last Limit send times.
+// window is a ring of the send times of the last Limit calls. The ring
+// grows as calls are made, up to Limit: a credential that makes twenty
+// calls a day under a window of 5,000 keeps twenty times, not 5,000 (at
+// 10,000 credentials, the difference is about a gigabyte).
 type window struct {
 	Window
 	times []time.Time
@@ -302,6 +306,13 @@ func (w *window) freeAt() time.Time {
 }
 
 func (w *window) record(t time.Time) {
+	if len(w.times) < w.Limit {
+		// Not full yet: the ring is the prefix, and next is its length.
+		w.times = append(w.times, t)
+		w.n = len(w.times)
+		w.next = w.n % w.Limit
+		return
+	}
 	w.times[w.next] = t
 	w.next = (w.next + 1) % w.Limit
 	if w.n < w.Limit {
@@ -358,7 +369,7 @@ func (w *window) restore(n int64, t time.Time) {
 	if len(all) > w.Limit {
 		all = all[len(all)-w.Limit:]
 	}
-	w.n, w.next = 0, 0
+	w.times, w.n, w.next = w.times[:0], 0, 0
 	for _, x := range all {
 		w.record(x)
 	}

@@ -677,7 +677,7 @@ func TestWindowUsageAndRestore(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			w := &window{Window: Window{Name: "minute", Limit: tc.limit, Per: time.Minute}, times: make([]time.Time, tc.limit)}
+			w := &window{Window: Window{Name: "minute", Limit: tc.limit, Per: time.Minute}}
 			for _, s := range tc.sends {
 				w.record(sec(s))
 			}
@@ -690,5 +690,32 @@ func TestWindowUsageAndRestore(t *testing.T) {
 				t.Errorf("free at %v, want %v", got, tc.wantFree)
 			}
 		})
+	}
+}
+
+// A window's ring holds the calls made, up to its limit, not the limit:
+// ten thousand credentials that made a few calls under a window of 5,000
+// keep a few times each.
+func TestWindowRingGrowsAsCallsAreMade(t *testing.T) {
+	w := &window{Window: Window{Name: "day", Limit: 5000, Per: 24 * time.Hour}}
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		w.record(t0.Add(time.Duration(i) * time.Second))
+	}
+	if cap(w.times) > 16 {
+		t.Fatalf("3 calls keep a ring of %d", cap(w.times))
+	}
+	if u, ok := w.usage(); !ok || u.Used != 3 {
+		t.Fatalf("usage %+v %v, want 3", u, ok)
+	}
+	small := &window{Window: Window{Name: "second", Limit: 3, Per: time.Second}}
+	for i := range 7 {
+		small.record(t0.Add(time.Duration(i) * 100 * time.Millisecond))
+	}
+	if len(small.times) != 3 || small.n != 3 {
+		t.Fatalf("ring %d long, %d counted: want the limit, 3", len(small.times), small.n)
+	}
+	if got, want := small.freeAt(), t0.Add(400*time.Millisecond+time.Second); !got.Equal(want) {
+		t.Fatalf("free at %v, want %v (the oldest of the last three plus a second)", got, want)
 	}
 }

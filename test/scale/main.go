@@ -70,6 +70,8 @@ type options struct {
 	customers       int
 	orders          int
 	keep            bool
+	managerArgs     string
+	gomemlimit      string
 }
 
 func main() {
@@ -86,6 +88,8 @@ func main() {
 	flag.IntVar(&o.products, "products", 60, "Products per company (with stock rows, prices; customers and orders below): about 440 records a company.")
 	flag.IntVar(&o.customers, "customers", 20, "Customers per company.")
 	flag.IntVar(&o.orders, "orders", 40, "Sales orders per company.")
+	flag.StringVar(&o.gomemlimit, "gomemlimit", "518MiB", "The manager's GOMEMLIMIT (config/manager's at --concurrent-syncs=4; empty: none).")
+	flag.StringVar(&o.managerArgs, "manager-args", "", "Extra manager flags, space-separated (e.g. --pprof-bind-address=127.0.0.1:6060).")
 	flag.BoolVar(&o.keep, "keep", false, "Keep each size's work directory (logs, audit log, database).")
 	flag.Parse()
 	for _, s := range strings.Split(sizes, ",") {
@@ -273,8 +277,13 @@ func runSize(ctx context.Context, o options, n int, root, binDir, managerBin, er
 	if o.concurrentSyncs > 0 {
 		args = append(args, "--concurrent-syncs="+strconv.Itoa(o.concurrentSyncs))
 	}
+	args = append(args, strings.Fields(o.managerArgs)...)
 	logf("N=%d: starting the manager: %s", n, strings.Join(args, " "))
-	mgr, err := startProcess("manager", filepath.Join(work, "manager.log"), []string{"KUBECONFIG=" + cp.kubeconfig}, managerBin, args...)
+	env := []string{"KUBECONFIG=" + cp.kubeconfig}
+	if o.gomemlimit != "" {
+		env = append(env, "GOMEMLIMIT="+o.gomemlimit)
+	}
+	mgr, err := startProcess("manager", filepath.Join(work, "manager.log"), env, managerBin, args...)
 	if err != nil {
 		return res, err
 	}
