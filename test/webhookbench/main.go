@@ -10,9 +10,9 @@
 // check; the other three are subscribed by the operator.
 //
 // After the first import and -settle (so that the vendors' per-minute
-// windows hold none of the setup's calls), -changes records of each vendor (of the kinds
-// its webhooks announce, each record once) are edited through erpsim's
-// admin API, spread evenly over -spread, all vendors at once. The latency of
+// windows hold none of the setup's calls), -changes records of each vendor
+// (of the kinds its webhooks announce, each record once) are edited through
+// erpsim's admin API, spread evenly over -spread, all vendors at once. The latency of
 // a change is the synced_at the sink stores with the record's new version
 // (PostgreSQL's now() in the write's transaction) minus the wall-clock time
 // just before erpsim was asked to make the change. It prints, per vendor,
