@@ -240,7 +240,7 @@ spec:
     command:
     - /manager
     args:
-    {{- include "erpsync.args" . | nindent 4 }}
+    {{- include "erpsync.args" . | trim | nindent 4 }}
     env:
     {{- if .Values.sharding.enabled }}
     # The StatefulSet names its pods <name>-<ordinal>: the ordinal is this
