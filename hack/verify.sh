@@ -30,6 +30,10 @@ if ! diff "$tmp/rbac/role.yaml" config/rbac/role.yaml >/dev/null; then
   diff "$tmp/rbac/role.yaml" config/rbac/role.yaml >&2 || true
   stale=1
 fi
+# The Helm chart's copies of the CRD, the manager's RBAC and the alerts.
+if ! hack/verify-chart.sh; then
+  stale=1
+fi
 unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '^hack/k8s/') 2>/dev/null || true)
 if [[ -n $unformatted ]]; then
   echo "verify: not gofmt'ed: $unformatted" >&2
