@@ -134,6 +134,7 @@ func TestKubectlPlugin(t *testing.T) {
 
 	t.Run("sync sets the annotation and --wait sees it handled", func(t *testing.T) {
 		out := must(viaKubectl("sync", name, "-n", ns, "--wait", "--timeout", "2m"))
+		t.Logf("kubectl erpsync sync %s --wait:\n%s", name, out)
 		token := jsonpath(t, ns, "erpsync/"+name, `{.metadata.annotations.erpsync\.io/requestedAt}`)
 		if token == "" || !strings.Contains(out, token) || !strings.Contains(out, "handled by the operator") {
 			t.Fatalf("annotation %q, output:\n%s", token, out)
@@ -144,11 +145,11 @@ func TestKubectlPlugin(t *testing.T) {
 	})
 
 	t.Run("suspend and resume flip spec.suspend", func(t *testing.T) {
-		must(viaKubectl("suspend", name, "-n", ns, "--wait"))
+		t.Logf("kubectl erpsync suspend %s --wait:\n%s", name, must(viaKubectl("suspend", name, "-n", ns, "--wait")))
 		if got := jsonpath(t, ns, "erpsync/"+name, "{.spec.suspend} {.status.phase}"); got != "true Suspended" {
 			t.Fatalf("after suspend: %q", got)
 		}
-		must(viaKubectl("resume", name, "-n", ns, "--wait"))
+		t.Logf("kubectl erpsync resume %s --wait:\n%s", name, must(viaKubectl("resume", name, "-n", ns, "--wait")))
 		if got := jsonpath(t, ns, "erpsync/"+name, "{.spec.suspend}"); got != "false" && got != "" {
 			t.Fatalf("after resume: spec.suspend %q", got)
 		}
@@ -157,8 +158,9 @@ func TestKubectlPlugin(t *testing.T) {
 
 	t.Run("report writes a bundle without secret values", func(t *testing.T) {
 		bundle := filepath.Join(env.work, "plugin-report.tar.gz")
-		must(viaKubectl("report", name, "-n", ns, "-f", bundle))
+		t.Logf("kubectl erpsync report %s:\n%s", name, must(viaKubectl("report", name, "-n", ns, "-f", bundle)))
 		files := untar(t, bundle)
+		t.Logf("README.txt:\n%s", files["erpsync-report-"+ns+"-"+name+"/README.txt"])
 		pre := "erpsync-report-" + ns + "-" + name + "/"
 		for _, f := range []string{"erpsync.yaml", "status.txt", "events.yaml", "quota-configmaps.yaml", "secrets.txt", "README.txt"} {
 			if _, ok := files[pre+f]; !ok {
