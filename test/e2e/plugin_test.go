@@ -175,6 +175,25 @@ func TestKubectlPlugin(t *testing.T) {
 		if !bytes.Contains(files[pre+"README.txt"], []byte("manager logs:")) {
 			t.Errorf("README.txt:\n%s", files[pre+"README.txt"])
 		}
+		// The bundle's log filter against the manager's real log (the
+		// manager runs here as a process, not a pod): it finds the
+		// "sync succeeded" lines of this ErpSync, and none of another.
+		mlog, err := os.ReadFile(env.mgr.Log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		about, err := kubectlplugin.LinesAbout(bytes.NewReader(mlog), ns, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(about, []byte("sync succeeded")) {
+			t.Errorf("the log filter finds no 'sync succeeded' line about %s/%s in the manager's log", ns, name)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(about)), "\n") {
+			if !strings.Contains(l, `"`+name+`"`) && !strings.Contains(l, ns+"/"+name) {
+				t.Errorf("the log filter kept a line about another ErpSync: %s", l)
+			}
+		}
 		// Every value of every sample Secret in the namespace, read here
 		// by the test: none may be in the bundle.
 		values := secretValues(t, ns)
