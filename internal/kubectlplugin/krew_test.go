@@ -23,7 +23,7 @@ func TestKrewManifest(t *testing.T) {
 	tmpl, err := template.New("krew").Funcs(template.FuncMap{
 		"addURIAndSha": func(uri, tag string) string {
 			uri = strings.ReplaceAll(uri, "{{ .TagName }}", tag)
-			return fmt.Sprintf("uri: %s\n    sha256: %064d", uri, 0)
+			return fmt.Sprintf("uri: %s\n    sha256: %s", uri, strings.Repeat("ab", 32))
 		},
 	}).Parse(string(raw))
 	if err != nil {
@@ -41,7 +41,9 @@ func TestKrewManifest(t *testing.T) {
 		} `json:"metadata"`
 		Spec struct {
 			Version          string `json:"version"`
+			Homepage         string `json:"homepage"`
 			ShortDescription string `json:"shortDescription"`
+			Description      string `json:"description"`
 			Platforms        []struct {
 				Selector struct {
 					MatchLabels map[string]string `json:"matchLabels"`
@@ -61,6 +63,9 @@ func TestKrewManifest(t *testing.T) {
 	}
 	if m.APIVersion != "krew.googlecontainertools.github.com/v1alpha2" || m.Kind != "Plugin" || m.Metadata.Name != "erpsync" || m.Spec.Version != "v1.2.3" {
 		t.Errorf("manifest header: %+v", m)
+	}
+	if m.Spec.Homepage == "" || m.Spec.Description == "" {
+		t.Errorf("krew wants a homepage and a description: %+v", m.Spec)
 	}
 	if len(m.Spec.ShortDescription) > 50 {
 		t.Errorf("krew wants a short description under 50 characters: %q", m.Spec.ShortDescription)

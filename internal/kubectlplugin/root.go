@@ -60,8 +60,8 @@ func newCommand(o *Options) *cobra.Command {
 and asks it for syncs with the annotations and fields the README documents.`,
 		SilenceUsage: true,
 	}
-	root.SetOut(streams.Out)
-	root.SetErr(streams.ErrOut)
+	root.SetOut(o.Streams.Out)
+	root.SetErr(o.Streams.ErrOut)
 	o.Config.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&o.ManagerNamespace, "manager-namespace", DefaultManagerNamespace,
 		"namespace of the operator's manager: its quota ConfigMaps (--quota-namespace) and pods")
