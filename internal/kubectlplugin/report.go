@@ -230,7 +230,7 @@ func (b *bundle) write(path, dir string, now time.Time) error {
 		}
 		return nil
 	}
-	file, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600) //nolint:gosec // G304: the path the user named with -f
+	file, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("writing the bundle: %w", err)
 	}

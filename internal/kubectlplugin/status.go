@@ -104,17 +104,22 @@ func (o *Options) statusView(ctx context.Context, ns, name string) (*StatusView,
 		v.EventsNote = "events not readable: " + err.Error()
 	}
 	v.Events = Events(evs, maxStatusEvents)
+	v.Quotas, v.QuotaNote = o.quotas(ctx, es.Spec.Connector.Type)
+	return v, nil
+}
+
+// quotas reads the quota counters of connector's credentials; a failure is
+// the note, since status shows what it can.
+func (o *Options) quotas(ctx context.Context, connector erpsyncv1.ConnectorType) ([]QuotaView, string) {
 	cms, err := o.quotaConfigMaps(ctx)
 	if err != nil {
-		v.QuotaNote = "quota counters not readable: " + err.Error()
-		return v, nil
+		return nil, "quota counters not readable: " + err.Error()
 	}
-	if v.Quotas, err = Quotas(cms, es.Spec.Connector.Type); err != nil {
-		v.QuotaNote = err.Error()
-		return v, nil
+	views, err := Quotas(cms, connector)
+	if err != nil {
+		return nil, err.Error()
 	}
-	v.QuotaNote = quotaNote(v.Quotas, es.Spec.Connector.Type, o.ManagerNamespace)
-	return v, nil
+	return views, quotaNote(views, connector, o.ManagerNamespace)
 }
 
 // events lists the corev1 Events about the ErpSync.
