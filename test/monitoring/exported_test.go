@@ -166,7 +166,7 @@ func readConstructor(call *ast.CallExpr, vec bool) (string, []string, error) {
 		case "Name":
 			s, err := stringLit(kv.Value)
 			if err != nil {
-				return "", nil, fmt.Errorf("Name: %w", err)
+				return "", nil, fmt.Errorf("the Name field: %w", err)
 			}
 			name = s
 		case "Namespace", "Subsystem", "ConstLabels":

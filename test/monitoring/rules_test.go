@@ -348,7 +348,8 @@ func TestPrometheusRuleMatchesAlerts(t *testing.T) {
 		APIVersion string `json:"apiVersion"`
 		Kind       string `json:"kind"`
 		Metadata   struct {
-			Name string `json:"name"`
+			Name   string            `json:"name"`
+			Labels map[string]string `json:"labels"`
 		} `json:"metadata"`
 		Spec struct {
 			Groups []any `json:"groups"`
