@@ -155,7 +155,7 @@ func (c *checker) labels(node parser.Node) labelSet {
 func (c *checker) selector(vs *parser.VectorSelector) labelSet {
 	name := vs.Name
 	for _, m := range vs.LabelMatchers {
-		if m.Name == labels.MetricName && m.Type == labels.MatchEqual {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
 			name = m.Value
 		}
 	}
@@ -172,7 +172,7 @@ func (c *checker) selector(vs *parser.VectorSelector) labelSet {
 		set[l] = true
 	}
 	for _, m := range vs.LabelMatchers {
-		if m.Name != labels.MetricName && !set[m.Name] {
+		if m.Name != model.MetricNameLabel && !set[m.Name] {
 			c.errorf("%s: %s has no label %q (it has %v)", vs, name, m.Name, have)
 		}
 	}
