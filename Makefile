@@ -63,6 +63,10 @@ bench-scale: ## Scale benchmark (not part of test): N ErpSyncs on one manager; K
 build: ## Build the manager binary.
 	CGO_ENABLED=0 go build -trimpath -o bin/manager ./cmd/manager
 
+.PHONY: build-plugin
+build-plugin: ## Build kubectl-erpsync (GOOS/GOARCH pick the platform); put it on PATH for `kubectl erpsync`.
+	CGO_ENABLED=0 go build -trimpath -o bin/kubectl-erpsync$(if $(filter windows,$(GOOS)),.exe) ./cmd/kubectl-erpsync
+
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in your kubeconfig.
 	go run ./cmd/manager
