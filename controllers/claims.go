@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
-	"github.com/erpsync/erpsync-operator/internal/metrics"
 )
 
 // companyIndex indexes ErpSyncs by spec.companyId, across namespaces.
@@ -136,9 +135,7 @@ func (r *ErpSyncReconciler) markClaimed(ctx context.Context, obj *erpv1.ErpSync,
 	if err := r.Status().Patch(ctx, obj, patch, client.FieldOwner(fieldOwner)); err != nil {
 		return fmt.Errorf("recording the refused company claim: %w", err)
 	}
-	for _, c := range obj.Status.Conditions {
-		metrics.SetCondition(obj.Namespace, obj.Name, c.Type, string(c.Status))
-	}
+	exportConditions(obj)
 	log.FromContext(ctx).Info("company claimed by another namespace: not syncing", "company", shown(obj.Spec.CompanyID, 128), "owner", owner)
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, erpv1.ReasonCompanyClaimed, "Claim", "%s", msg)
 	return nil

@@ -233,6 +233,7 @@ func (r *ErpSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	defer leave()
 	metrics.SetSuspended(obj.Namespace, obj.Name, obj.Spec.Suspend)
+	exportIfNew(&obj)
 
 	if obj.Spec.Suspend {
 		if done := r.tracker.stop(req.NamespacedName, StopSuspended); done != nil {
@@ -325,6 +326,7 @@ func (r *ErpSyncReconciler) markSuspended(ctx context.Context, obj *erpv1.ErpSyn
 	if err := r.Status().Patch(ctx, obj, patch, client.FieldOwner(fieldOwner)); err != nil {
 		return fmt.Errorf("recording suspension: %w", err)
 	}
+	exportConditions(obj)
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "Suspended", "Suspend", "sync suspended")
 	return nil
 }

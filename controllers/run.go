@@ -458,9 +458,7 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 		s.log.Error(err, "recording sync result")
 		return
 	}
-	for _, c := range obj.Status.Conditions {
-		metrics.SetCondition(obj.Namespace, obj.Name, c.Type, string(c.Status))
-	}
+	// patchStatus exported the conditions.
 	metrics.SetEntityReport(obj.Namespace, obj.Name, entityMetrics(obj.Status.Entities))
 	if runErr != nil {
 		reason, msg, _ := r.failure(runErr, obj)
@@ -544,6 +542,7 @@ func (s *syncRun) patchStatus(ctx context.Context, mutate func(*erpv1.ErpSync)) 
 		return &statusWriteError{err: err}
 	}
 	s.persisted = s.obj.DeepCopy()
+	exportConditions(s.obj)
 	return nil
 }
 

@@ -159,8 +159,12 @@ func (t *targetedRun) run(ctx context.Context) {
 		// made outside the API): say so now, not at the next poll.
 		setCondition(obj, erpv1.WebhooksReadyCondition, metav1.ConditionTrue, erpv1.ReasonWebhooksActive, "deliveries arrive; the first were read by a targeted sync")
 	}
-	if err := r.Status().Patch(r.baseCtx, obj, client.MergeFrom(base), client.FieldOwner(fieldOwner)); err != nil && !apierrors.IsNotFound(err) {
-		t.log.Error(err, "recording targeted sync")
+	if err := r.Status().Patch(r.baseCtx, obj, client.MergeFrom(base), client.FieldOwner(fieldOwner)); err != nil {
+		if !apierrors.IsNotFound(err) {
+			t.log.Error(err, "recording targeted sync")
+		}
+	} else {
+		exportConditions(obj)
 	}
 	if runErr != nil {
 		reason, msg, _ := r.failure(runErr, obj)

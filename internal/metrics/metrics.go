@@ -9,6 +9,7 @@
 package metrics
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -165,23 +166,106 @@ func ObserveRateLimitWait(connector string, d time.Duration) {
 	rateLimitWait.WithLabelValues(connector).Observe(d.Seconds())
 }
 
-// SetLastSuccess sets the end of an ErpSync's last successful run.
+// Condition is one status condition as erpsync_condition shows it.
+type Condition struct {
+	Type string
+	// Status is "True", "False" or "Unknown"; anything else counts as
+	// Unknown.
+	Status string
+}
+
+// ObjectStatus is what an ErpSync's status records of its gauges, for a
+// process that has not exported them yet.
+type ObjectStatus struct {
+	Connector string
+	// LastSuccess is the end of the last successful sync; zero: none yet.
+	LastSuccess time.Time
+	Conditions  []Condition
+	Entities    []EntityReport
+	// HeldDeletions counts the held deletions by entity.
+	HeldDeletions map[string]int64
+}
+
+// objectSeries is what series of one ErpSync this process exports, beyond
+// erpsync_suspended: the condition types of its erpsync_condition series
+// and the connector of its erpsync_last_success_timestamp_seconds series
+// ("" while it has none).
+type objectSeries struct {
+	conditions []string
+	connector  string
+}
+
+// exported remembers, per ErpSync this process exports series of, the
+// series it exports, so that an update replaces the object's own series
+// and DeleteObject deletes them by their labels, with no scan over every
+// ErpSync's series. An ErpSync is listed from its first export (see
+// SetObjectIfNew) until DeleteObject.
+var exported = struct {
+	sync.Mutex
+	m map[[2]string]*objectSeries
+}{m: map[[2]string]*objectSeries{}}
+
+// seriesOf returns the object's entry, created when missing; the caller
+// holds exported's lock.
+func seriesOf(namespace, name string) *objectSeries {
+	key := [2]string{namespace, name}
+	o := exported.m[key]
+	if o == nil {
+		o = &objectSeries{}
+		exported.m[key] = o
+	}
+	return o
+}
+
+// SetLastSuccess sets the end of an ErpSync's last successful run. A series
+// under another connector (the ErpSync's connector changed) is deleted.
 func SetLastSuccess(namespace, name, connector string, t time.Time) {
+	exported.Lock()
+	defer exported.Unlock()
+	setLastSuccess(seriesOf(namespace, name), namespace, name, connector, t)
+}
+
+func setLastSuccess(o *objectSeries, namespace, name, connector string, t time.Time) {
+	if o.connector != "" && o.connector != connector {
+		lastSuccess.DeleteLabelValues(namespace, name, o.connector)
+	}
+	o.connector = connector
 	lastSuccess.WithLabelValues(namespace, name, connector).Set(float64(t.UnixNano()) / 1e9)
 }
 
 // conditionStatuses are the one-hot values of erpsync_condition.
 var conditionStatuses = []string{"True", "False", "Unknown"}
 
-// SetCondition sets an ErpSync's condition type to status ("True", "False"
-// or "Unknown"; anything else counts as Unknown): the matching series is 1,
-// the other two 0.
-func SetCondition(namespace, name, condType, status string) {
-	known := false
-	for _, s := range conditionStatuses {
-		known = known || s == status
+// SetConditions makes an ErpSync's erpsync_condition series equal its
+// conditions: per condition type, the series of its status is 1 and the
+// other two 0; the series of a type no longer among them (Stalled and
+// Reconciling exist only while True) are deleted, so that an alert on
+// them ends when the condition goes.
+func SetConditions(namespace, name string, conds []Condition) {
+	exported.Lock()
+	defer exported.Unlock()
+	setConditions(seriesOf(namespace, name), namespace, name, conds)
+}
+
+func setConditions(o *objectSeries, namespace, name string, conds []Condition) {
+	types := make([]string, 0, len(conds))
+	for _, c := range conds {
+		setOneHot(namespace, name, c.Type, c.Status)
+		types = append(types, c.Type)
 	}
-	if !known {
+	for _, t := range o.conditions {
+		if !slices.Contains(types, t) {
+			for _, s := range conditionStatuses {
+				condition.DeleteLabelValues(namespace, name, t, s)
+			}
+		}
+	}
+	o.conditions = types
+}
+
+// setOneHot sets the series of one condition type: status's 1, the others 0.
+func setOneHot(namespace, name, condType, status string) {
+	if !slices.Contains(conditionStatuses, status) {
 		status = "Unknown"
 	}
 	for _, s := range conditionStatuses {
@@ -191,6 +275,31 @@ func SetCondition(namespace, name, condType, status string) {
 		}
 		condition.WithLabelValues(namespace, name, condType, s).Set(v)
 	}
+}
+
+// SetObjectIfNew exports an ErpSync's gauges from its status when this
+// process exports none of its series yet: after a start, a leader change,
+// or when its shard came to this replica (the replica it left deleted its
+// series). It reports whether it did; an ErpSync already exported keeps
+// the series its syncs set, which are newer than a cached status may be.
+func SetObjectIfNew(namespace, name string, st ObjectStatus) bool {
+	exported.Lock()
+	key := [2]string{namespace, name}
+	if exported.m[key] != nil {
+		exported.Unlock()
+		return false
+	}
+	o := seriesOf(namespace, name)
+	setConditions(o, namespace, name, st.Conditions)
+	if !st.LastSuccess.IsZero() {
+		setLastSuccess(o, namespace, name, st.Connector, st.LastSuccess)
+	}
+	exported.Unlock()
+	SetEntityReport(namespace, name, st.Entities)
+	for entity, n := range st.HeldDeletions {
+		SetHeldDeletions(namespace, name, entity, n)
+	}
+	return true
 }
 
 // SetSuspended sets whether an ErpSync is suspended.
@@ -263,15 +372,30 @@ func sparse(g *prometheus.GaugeVec, v float64, labels ...string) {
 	g.WithLabelValues(labels...).Set(v)
 }
 
-// DeleteObject drops every series of a deleted ErpSync.
+// DeleteObject drops every series of an ErpSync: it was deleted, or this
+// replica no longer syncs it (its shard moved). The dense series (one or
+// more per ErpSync) are deleted by their labels; the sparse per-entity
+// ones, few, by a partial match.
 func DeleteObject(namespace, name string) {
+	key := [2]string{namespace, name}
 	reported.Lock()
-	delete(reported.m, [2]string{namespace, name})
+	delete(reported.m, key)
 	reported.Unlock()
+	exported.Lock()
+	if o := exported.m[key]; o != nil {
+		for _, t := range o.conditions {
+			for _, s := range conditionStatuses {
+				condition.DeleteLabelValues(namespace, name, t, s)
+			}
+		}
+		if o.connector != "" {
+			lastSuccess.DeleteLabelValues(namespace, name, o.connector)
+		}
+		delete(exported.m, key)
+	}
+	exported.Unlock()
+	suspended.DeleteLabelValues(namespace, name)
 	l := prometheus.Labels{"namespace": namespace, "name": name}
-	lastSuccess.DeletePartialMatch(l)
-	condition.DeletePartialMatch(l)
-	suspended.DeletePartialMatch(l)
 	setAside.DeletePartialMatch(l)
 	incomplete.DeletePartialMatch(l)
 	heldDeletions.DeletePartialMatch(l)

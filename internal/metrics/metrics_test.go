@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestRegisteredOnControllerRuntime(t *testing.T) {
 	ObserveUpstreamRequest("katana", "list", 200, time.Millisecond)
 	ObserveRateLimitWait("katana", time.Second)
 	SetLastSuccess("ns", "registered", "katana", time.Unix(1, 0))
-	SetCondition("ns", "registered", "Ready", "True")
+	SetConditions("ns", "registered", []Condition{{Type: "Ready", Status: "True"}})
 	mfs, err := crmetrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -86,21 +87,156 @@ func TestConditionOneHot(t *testing.T) {
 		{"bogus", map[string]float64{"True": 0, "False": 0, "Unknown": 1}},
 	}
 	for _, tc := range tests {
-		SetCondition("ns", "one-hot", "Ready", tc.status)
+		SetConditions("ns", "one-hot", []Condition{{Type: "Ready", Status: tc.status}})
+		got := objectSeriesValues(t, "ns", "one-hot")
 		for s, want := range tc.want {
-			if got := testutil.ToFloat64(condition.WithLabelValues("ns", "one-hot", "Ready", s)); got != want {
-				t.Errorf("after %s: status %s = %v, want %v", tc.status, s, got, want)
+			if v, ok := got["erpsync_condition{Ready,"+s+"}"]; !ok || v != want {
+				t.Errorf("after %s: status %s = %v (present %v), want %v", tc.status, s, v, ok, want)
 			}
 		}
 	}
 }
 
+// objectSeriesValues gathers the registry's series of one ErpSync, keyed
+// by metric and the values of their other labels in the order type,
+// status, then the rest: erpsync_condition{Ready,True},
+// erpsync_last_success_timestamp_seconds{katana}.
+func objectSeriesValues(t *testing.T, ns, name string) map[string]float64 {
+	t.Helper()
+	mfs, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["namespace"] != ns || l["name"] != name {
+				continue
+			}
+			var rest []string
+			for _, k := range []string{"type", "status", "connector", "entity"} {
+				if v, ok := l[k]; ok {
+					rest = append(rest, v)
+				}
+			}
+			out[mf.GetName()+"{"+strings.Join(rest, ",")+"}"] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+func TestSetConditionsReplacesTheObjectsSeries(t *testing.T) {
+	// Another object's series are left alone throughout.
+	SetConditions("ns", "neighbour", []Condition{{Type: "Stalled", Status: "True"}})
+	steps := []struct {
+		name  string
+		conds []Condition
+		want  map[string]float64
+	}{
+		{"first sync in flight", []Condition{{"Ready", "Unknown"}, {"Reconciling", "True"}}, map[string]float64{
+			"erpsync_condition{Ready,True}": 0, "erpsync_condition{Ready,False}": 0, "erpsync_condition{Ready,Unknown}": 1,
+			"erpsync_condition{Reconciling,True}": 1, "erpsync_condition{Reconciling,False}": 0, "erpsync_condition{Reconciling,Unknown}": 0,
+		}},
+		{"stalled: Reconciling goes, Stalled comes", []Condition{{"Ready", "False"}, {"Stalled", "True"}}, map[string]float64{
+			"erpsync_condition{Ready,True}": 0, "erpsync_condition{Ready,False}": 1, "erpsync_condition{Ready,Unknown}": 0,
+			"erpsync_condition{Stalled,True}": 1, "erpsync_condition{Stalled,False}": 0, "erpsync_condition{Stalled,Unknown}": 0,
+		}},
+		{"fixed: Stalled goes", []Condition{{"Ready", "True"}}, map[string]float64{
+			"erpsync_condition{Ready,True}": 1, "erpsync_condition{Ready,False}": 0, "erpsync_condition{Ready,Unknown}": 0,
+		}},
+		{"none at all", nil, map[string]float64{}},
+	}
+	for _, step := range steps {
+		SetConditions("ns", "replaced", step.conds)
+		got := objectSeriesValues(t, "ns", "replaced")
+		if !maps.Equal(got, step.want) {
+			t.Errorf("%s: series\n%v\nwant\n%v", step.name, got, step.want)
+		}
+	}
+	if got := objectSeriesValues(t, "ns", "neighbour")["erpsync_condition{Stalled,True}"]; got != 1 {
+		t.Errorf("the other object's Stalled=True series = %v, want 1", got)
+	}
+	DeleteObject("ns", "neighbour")
+	DeleteObject("ns", "replaced")
+}
+
+func TestSetLastSuccessFollowsTheConnector(t *testing.T) {
+	SetLastSuccess("ns", "moved", "xero", time.Unix(1700000000, 0))
+	SetLastSuccess("ns", "moved", "katana", time.Unix(1700000600, 500e6))
+	want := map[string]float64{"erpsync_last_success_timestamp_seconds{katana}": 1700000600.5}
+	if got := objectSeriesValues(t, "ns", "moved"); !maps.Equal(got, want) {
+		t.Errorf("series %v, want %v", got, want)
+	}
+	DeleteObject("ns", "moved")
+	if got := objectSeriesValues(t, "ns", "moved"); len(got) != 0 {
+		t.Errorf("series after DeleteObject: %v", got)
+	}
+}
+
+func TestSetObjectIfNewExportsTheStatusOnce(t *testing.T) {
+	st := ObjectStatus{
+		Connector:     "xero",
+		LastSuccess:   time.Unix(1700000000, 0),
+		Conditions:    []Condition{{"Ready", "False"}, {"Stalled", "True"}},
+		Entities:      []EntityReport{{Entity: "invoices", SetAside: 2}, {Entity: "products"}},
+		HeldDeletions: map[string]int64{"customers": 40, "products": 0},
+	}
+	fromStatus := map[string]float64{
+		"erpsync_last_success_timestamp_seconds{xero}": 1700000000,
+		"erpsync_condition{Ready,True}":                0, "erpsync_condition{Ready,False}": 1, "erpsync_condition{Ready,Unknown}": 0,
+		"erpsync_condition{Stalled,True}": 1, "erpsync_condition{Stalled,False}": 0, "erpsync_condition{Stalled,Unknown}": 0,
+		"erpsync_set_aside_records{invoices}": 2,
+		"erpsync_held_deletions{customers}":   40,
+	}
+	newer := map[string]float64{
+		"erpsync_last_success_timestamp_seconds{xero}": 1700000900,
+		"erpsync_condition{Ready,True}":                1, "erpsync_condition{Ready,False}": 0, "erpsync_condition{Ready,Unknown}": 0,
+		"erpsync_set_aside_records{invoices}": 2,
+		"erpsync_held_deletions{customers}":   40,
+	}
+	steps := []struct {
+		name   string
+		do     func() bool
+		wantOK bool
+		want   map[string]float64
+	}{
+		{"first sight: the status", func() bool { return SetObjectIfNew("ns", "seen", st) }, true, fromStatus},
+		{"a sync ends", func() bool {
+			SetConditions("ns", "seen", []Condition{{"Ready", "True"}})
+			SetLastSuccess("ns", "seen", "xero", time.Unix(1700000900, 0))
+			return true
+		}, true, newer},
+		{"seen again: a cached status changes nothing", func() bool { return SetObjectIfNew("ns", "seen", st) }, false, newer},
+		{"the shard moves away", func() bool { DeleteObject("ns", "seen"); return true }, true, map[string]float64{}},
+		{"the shard comes back: the status again", func() bool { return SetObjectIfNew("ns", "seen", st) }, true, fromStatus},
+		{"no success yet: no timestamp", func() bool {
+			DeleteObject("ns", "seen")
+			return SetObjectIfNew("ns", "seen", ObjectStatus{Connector: "xero", Conditions: []Condition{{"Ready", "Unknown"}}})
+		}, true, map[string]float64{"erpsync_condition{Ready,True}": 0, "erpsync_condition{Ready,False}": 0, "erpsync_condition{Ready,Unknown}": 1}},
+	}
+	for _, step := range steps {
+		if ok := step.do(); ok != step.wantOK {
+			t.Errorf("%s: returned %v, want %v", step.name, ok, step.wantOK)
+		}
+		if got := objectSeriesValues(t, "ns", "seen"); !maps.Equal(got, step.want) {
+			t.Errorf("%s: series\n%v\nwant\n%v", step.name, got, step.want)
+		}
+	}
+	DeleteObject("ns", "seen")
+}
+
 func TestDeleteObject(t *testing.T) {
 	SetSuspended("ns", "gone", true)
 	SetSuspended("ns", "stays", false)
-	SetCondition("ns", "gone", "Ready", "True")
+	SetConditions("ns", "gone", []Condition{{Type: "Ready", Status: "True"}, {Type: "Stalled", Status: "True"}})
+	SetHeldDeletions("ns", "gone", "products", 3)
+	SetEntityReport("ns", "gone", []EntityReport{{Entity: "products", SetAside: 1, Incomplete: true}})
 	SetLastSuccess("ns", "gone", "katana", time.Unix(1700000000, 0))
-	if got := testutil.ToFloat64(lastSuccess.WithLabelValues("ns", "gone", "katana")); got != 1700000000 {
+	if got := objectSeriesValues(t, "ns", "gone")["erpsync_last_success_timestamp_seconds{katana}"]; got != 1700000000 {
 		t.Errorf("last success = %v", got)
 	}
 	if got := testutil.ToFloat64(suspended.WithLabelValues("ns", "gone")); got != 1 {
