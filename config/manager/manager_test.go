@@ -5,10 +5,7 @@
 package manager_test
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -21,8 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/erpsync/erpsync-operator/internal/manifests"
 )
 
 // The memory budget the Deployment's comment states: perSyncMiB is what
@@ -34,32 +32,19 @@ const (
 
 func decode[T any](t *testing.T, path, kind string) *T {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	objs, err := manifests.DecodeFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var raw map[string]any
-		if err := d.Decode(&raw); err != nil {
-			if errors.Is(err, io.EOF) {
-				t.Fatalf("%s has no %s", path, kind)
-			}
-			t.Fatalf("%s: %v", path, err)
-		}
-		if raw["kind"] != kind {
-			continue
-		}
-		j, err := yaml.Marshal(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out T
-		if err := yaml.UnmarshalStrict(j, &out); err != nil {
-			t.Fatalf("%s %s: %v", path, kind, err)
-		}
-		return &out
+	u := manifests.First(objs, kind)
+	if u == nil {
+		t.Fatalf("%s has no %s", path, kind)
 	}
+	out, err := manifests.As[T](u)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return out
 }
 
 func TestDeployment(t *testing.T) {

@@ -6,13 +6,10 @@
 package policies_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,12 +25,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/erpsync/erpsync-operator/internal/manifests"
 )
 
 // managerUser is the manager's service account under config/default.
@@ -108,7 +106,7 @@ func readObjects(dir string, namespaced func(*unstructured.Unstructured) bool) (
 	}
 	var out []*unstructured.Unstructured
 	for _, r := range k.Resources {
-		docs, err := decodeFile(filepath.Join(dir, r))
+		docs, err := manifests.DecodeFile(filepath.Join(dir, r))
 		if err != nil {
 			return nil, err
 		}
@@ -120,28 +118,6 @@ func readObjects(dir string, namespaced func(*unstructured.Unstructured) bool) (
 		}
 	}
 	return out, nil
-}
-
-func decodeFile(path string) ([]*unstructured.Unstructured, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*unstructured.Unstructured
-	d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var m map[string]any
-		if err := d.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		if len(m) == 0 {
-			continue
-		}
-		out = append(out, &unstructured.Unstructured{Object: m})
-	}
 }
 
 func isNamespaced(u *unstructured.Unstructured) bool {
@@ -475,7 +451,7 @@ func TestNetworkPolicy(t *testing.T) {
 	if err := admin.Get(ctx, client.ObjectKey{Namespace: managerNS, Name: "erpsync-controller-manager"}, &np); err != nil {
 		t.Fatal(err)
 	}
-	deploy, err := decodeFile(filepath.Join("..", "manager", "manager.yaml"))
+	deploy, err := manifests.DecodeFile(filepath.Join("..", "manager", "manager.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,25 +508,9 @@ func TestNetworkPolicy(t *testing.T) {
 func TestDefaultDeploysWhatThePoliciesName(t *testing.T) {
 	ctx := context.Background()
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join("..", "default"))
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl kustomize config/default: %v: %s", err, errOut.String())
-	}
-	var objs []*unstructured.Unstructured
-	d := utilyaml.NewYAMLOrJSONDecoder(&out, 4096)
-	for {
-		var m map[string]any
-		if err := d.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
-		if len(m) > 0 {
-			objs = append(objs, &unstructured.Unstructured{Object: m})
-		}
+	objs, err := manifests.Kustomize(ctx, kubectl, filepath.Join("..", "default"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	var sa, deploy, pdb bool
 	for _, u := range objs {

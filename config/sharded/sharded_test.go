@@ -9,12 +9,8 @@
 package sharded_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -28,8 +24,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/erpsync/erpsync-operator/internal/manifests"
 )
 
 // render renders a kustomization directory with kubectl's kustomize.
@@ -39,26 +35,11 @@ func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	if assets == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run with KUBEBUILDER_ASSETS=$(hack/build-k8s-binaries.sh) (make test sets it); its kubectl renders the kustomization")
 	}
-	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(context.Background(), filepath.Join(assets, "kubectl"), "kustomize", dir)
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl kustomize %s: %v: %s", dir, err, errOut.String())
+	objs, err := manifests.Kustomize(context.Background(), filepath.Join(assets, "kubectl"), dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var objs []*unstructured.Unstructured
-	d := utilyaml.NewYAMLOrJSONDecoder(&out, 4096)
-	for {
-		var m map[string]any
-		if err := d.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return objs
-			}
-			t.Fatal(err)
-		}
-		if len(m) > 0 {
-			objs = append(objs, &unstructured.Unstructured{Object: m})
-		}
-	}
+	return objs
 }
 
 // all returns the objects of a kind, decoded.
@@ -69,11 +50,11 @@ func all[T any](t *testing.T, objs []*unstructured.Unstructured, kind string) []
 		if o.GetKind() != kind {
 			continue
 		}
-		var v T
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(o.Object, &v, true); err != nil {
-			t.Fatalf("%s %s: %v", kind, o.GetName(), err)
+		v, err := manifests.As[T](o)
+		if err != nil {
+			t.Fatal(err)
 		}
-		out = append(out, &v)
+		out = append(out, v)
 	}
 	return out
 }

@@ -1,8 +1,6 @@
 package localenv
 
 import (
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,12 +8,10 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
 	"github.com/erpsync/erpsync-operator/connectors"
+	"github.com/erpsync/erpsync-operator/internal/manifests"
 )
 
 func TestAllowHosts(t *testing.T) {
@@ -116,33 +112,21 @@ func TestSamplesWebhooks(t *testing.T) {
 	}
 	for _, s := range Samples {
 		t.Run(s.Vendor, func(t *testing.T) {
-			f, err := os.Open(filepath.Join(root, "config", "samples", s.Vendor+".yaml"))
+			objs, err := manifests.DecodeFile(filepath.Join(root, "config", "samples", s.Vendor+".yaml"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer f.Close()
-			dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
 			var (
 				sync   *erpv1.ErpSync
 				secret *corev1.Secret
 			)
-			for {
-				var u unstructured.Unstructured
-				if err := dec.Decode(&u.Object); err != nil {
-					if errors.Is(err, io.EOF) {
-						break
-					}
+			if u := manifests.First(objs, "ErpSync"); u != nil {
+				if sync, err = manifests.As[erpv1.ErpSync](u); err != nil {
 					t.Fatal(err)
 				}
-				switch u.GetKind() {
-				case "ErpSync":
-					sync = &erpv1.ErpSync{}
-					err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sync)
-				case "Secret":
-					secret = &corev1.Secret{}
-					err = runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, secret)
-				}
-				if err != nil {
+			}
+			if u := manifests.First(objs, "Secret"); u != nil {
+				if secret, err = manifests.As[corev1.Secret](u); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -4,16 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 
 	"github.com/erpsync/erpsync-operator/controllers"
+	"github.com/erpsync/erpsync-operator/internal/manifests"
 )
 
 // deployment is what the benchmark takes from the manager's Deployment.
@@ -34,58 +32,49 @@ func readDeployment(path string) (deployment, error) {
 }
 
 func parseDeployment(b []byte) (deployment, error) {
-	d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var raw map[string]any
-		if err := d.Decode(&raw); err != nil {
-			if errors.Is(err, io.EOF) {
-				return deployment{}, errors.New("the manifest has no Deployment")
-			}
-			return deployment{}, fmt.Errorf("parsing the manifest: %w", err)
-		}
-		if raw["kind"] != "Deployment" {
+	objs, err := manifests.Decode(bytes.NewReader(b))
+	if err != nil {
+		return deployment{}, fmt.Errorf("parsing the manifest: %w", err)
+	}
+	u := manifests.First(objs, "Deployment")
+	if u == nil {
+		return deployment{}, errors.New("the manifest has no Deployment")
+	}
+	dep, err := manifests.As[appsv1.Deployment](u)
+	if err != nil {
+		return deployment{}, fmt.Errorf("parsing the Deployment: %w", err)
+	}
+	for _, c := range dep.Spec.Template.Spec.Containers {
+		if c.Name != "manager" {
 			continue
 		}
-		j, err := yaml.Marshal(raw)
-		if err != nil {
-			return deployment{}, err
+		out := deployment{syncs: controllers.DefaultConcurrentSyncs}
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, "--concurrent-syncs="); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil || n <= 0 {
+					return deployment{}, fmt.Errorf("--concurrent-syncs=%q is not a positive number", v)
+				}
+				out.syncs = n
+			}
 		}
-		var dep appsv1.Deployment
-		if err := yaml.Unmarshal(j, &dep); err != nil {
-			return deployment{}, fmt.Errorf("parsing the Deployment: %w", err)
+		lim := c.Resources.Limits.Memory()
+		if lim == nil || lim.IsZero() {
+			return deployment{}, errors.New("the manager container has no memory limit")
 		}
-		for _, c := range dep.Spec.Template.Spec.Containers {
-			if c.Name != "manager" {
+		out.limit = lim.Value()
+		for _, e := range c.Env {
+			if e.Name != "GOMEMLIMIT" {
 				continue
 			}
-			out := deployment{syncs: controllers.DefaultConcurrentSyncs}
-			for _, a := range c.Args {
-				if v, ok := strings.CutPrefix(a, "--concurrent-syncs="); ok {
-					n, err := strconv.Atoi(v)
-					if err != nil || n <= 0 {
-						return deployment{}, fmt.Errorf("--concurrent-syncs=%q is not a positive number", v)
-					}
-					out.syncs = n
-				}
+			v, ok := strings.CutSuffix(e.Value, "MiB")
+			n, err := strconv.ParseInt(v, 10, 64)
+			if !ok || err != nil || n <= 0 {
+				return deployment{}, fmt.Errorf("GOMEMLIMIT %q is not a number of MiB", e.Value)
 			}
-			lim := c.Resources.Limits.Memory()
-			if lim == nil || lim.IsZero() {
-				return deployment{}, errors.New("the manager container has no memory limit")
-			}
-			out.limit = lim.Value()
-			for _, e := range c.Env {
-				if e.Name != "GOMEMLIMIT" {
-					continue
-				}
-				v, ok := strings.CutSuffix(e.Value, "MiB")
-				n, err := strconv.ParseInt(v, 10, 64)
-				if !ok || err != nil || n <= 0 {
-					return deployment{}, fmt.Errorf("GOMEMLIMIT %q is not a number of MiB", e.Value)
-				}
-				out.goMemLimit = n << 20
-			}
-			return out, nil
+			out.goMemLimit = n << 20
 		}
-		return deployment{}, errors.New("the Deployment has no manager container")
+		return out, nil
 	}
+	return deployment{}, errors.New("the Deployment has no manager container")
 }

@@ -10,11 +10,8 @@
 package chart_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,13 +29,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/erpsync/erpsync-operator/internal/manifests"
 )
 
 const (
@@ -179,9 +177,9 @@ func render(ch *chartv2.Chart, vals map[string]any, ns string) ([]*unstructured.
 		if !strings.HasSuffix(name, ".yaml") {
 			continue // NOTES.txt, _helpers.tpl
 		}
-		docs, err := decode(name, []byte(out[name]))
+		docs, err := manifests.Decode(strings.NewReader(out[name]))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		objs = append(objs, docs...)
 	}
@@ -196,24 +194,6 @@ func kubeVersion() (*common.KubeVersion, error) {
 		return nil, fmt.Errorf("the API server's version %q: %w", serverVersion, err)
 	}
 	return kv, nil
-}
-
-func decode(name string, b []byte) ([]*unstructured.Unstructured, error) {
-	var out []*unstructured.Unstructured
-	d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var m map[string]any
-		if err := d.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		if len(m) == 0 {
-			continue
-		}
-		out = append(out, &unstructured.Unstructured{Object: m})
-	}
 }
 
 // namespace creates a release namespace that warns about pods the Pod
@@ -264,11 +244,11 @@ func find[T any](t *testing.T, objs []*unstructured.Unstructured, kind, name str
 	if u == nil {
 		t.Fatalf("no %s %s rendered; got %s", kind, name, inventory(objs))
 	}
-	var out T
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, &out, true); err != nil {
-		t.Fatalf("%s %s: %v", kind, name, err)
+	out, err := manifests.As[T](u)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return &out
+	return out
 }
 
 func lookup(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
@@ -301,11 +281,7 @@ func inventory(objs []*unstructured.Unstructured) string {
 // readObjects reads the objects of a YAML file under config/.
 func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := decode(path, b)
+	objs, err := manifests.DecodeFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
