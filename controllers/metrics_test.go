@@ -13,34 +13,14 @@ import (
 	erpv1 "github.com/erpsync/erpsync-operator/api/v1alpha1"
 	"github.com/erpsync/erpsync-operator/connectors"
 	"github.com/erpsync/erpsync-operator/internal/metrics"
+	"github.com/erpsync/erpsync-operator/internal/metrics/metricstest"
 )
 
 // objectGauges gathers the series of one ErpSync from the manager's
-// registry, keyed by metric and the values of their other labels (type,
-// status, connector, entity, in that order): erpsync_condition{Ready,True},
-// erpsync_last_success_timestamp_seconds{unleashed}, erpsync_suspended{}.
+// registry (keys as metricstest.ObjectSeries makes them).
 func objectGauges(g Gomega, ns, name string) map[string]float64 {
-	mfs, err := crmetrics.Registry.Gather()
+	out, err := metricstest.ObjectSeries(crmetrics.Registry, ns, name)
 	g.Expect(err).NotTo(HaveOccurred())
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, p := range m.GetLabel() {
-				l[p.GetName()] = p.GetValue()
-			}
-			if l["namespace"] != ns || l["name"] != name {
-				continue
-			}
-			var rest []string
-			for _, k := range []string{"type", "status", "connector", "entity"} {
-				if v, ok := l[k]; ok {
-					rest = append(rest, v)
-				}
-			}
-			out[mf.GetName()+"{"+strings.Join(rest, ",")+"}"] = m.GetGauge().GetValue()
-		}
-	}
 	return out
 }
 

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/erpsync/erpsync-operator/internal/metrics/metricstest"
 )
 
 // The collectors are the process's own, shared by every test and every
@@ -97,34 +99,12 @@ func TestConditionOneHot(t *testing.T) {
 	}
 }
 
-// objectSeriesValues gathers the registry's series of one ErpSync, keyed
-// by metric and the values of their other labels in the order type,
-// status, then the rest: erpsync_condition{Ready,True},
-// erpsync_last_success_timestamp_seconds{katana}.
+// objectSeriesValues gathers the registry's series of one ErpSync.
 func objectSeriesValues(t *testing.T, ns, name string) map[string]float64 {
 	t.Helper()
-	mfs, err := crmetrics.Registry.Gather()
+	out, err := metricstest.ObjectSeries(crmetrics.Registry, ns, name)
 	if err != nil {
 		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, p := range m.GetLabel() {
-				l[p.GetName()] = p.GetValue()
-			}
-			if l["namespace"] != ns || l["name"] != name {
-				continue
-			}
-			var rest []string
-			for _, k := range []string{"type", "status", "connector", "entity"} {
-				if v, ok := l[k]; ok {
-					rest = append(rest, v)
-				}
-			}
-			out[mf.GetName()+"{"+strings.Join(rest, ",")+"}"] = m.GetGauge().GetValue()
-		}
 	}
 	return out
 }
