@@ -127,6 +127,16 @@ func TestAnErpSyncsSeriesMoveWithItsShard(t *testing.T) {
 		return got
 	}, 10*time.Second, 50*time.Millisecond).Should(Equal(want))
 
+	// The replica that gains the shard reads the status from its cache;
+	// wait until the cache has this sync's end (a loaded test machine can
+	// lag a second or more; a real move waits for a lease to expire).
+	g.Eventually(func(g Gomega) {
+		var cached erpv1.ErpSync
+		g.Expect(h.reconciler.Get(t.Context(), clientKey(o), &cached)).To(Succeed())
+		g.Expect(cached.Status.LastSuccessfulSyncEnd).To(Equal(o.Status.LastSuccessfulSyncEnd))
+		g.Expect(cached.Status.Conditions).To(HaveLen(1))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+
 	// The shard moves to another replica: this one exports nothing of it.
 	fs.lose(shard)
 	g.Eventually(func(g Gomega) map[string]float64 { return objectGauges(g, h.ns, "acme") }, 10*time.Second, 50*time.Millisecond).Should(BeEmpty())
