@@ -27,6 +27,21 @@ const (
 	RequestedAtAnnotation = "erpsync.io/requestedAt"
 	// FullResyncAtAnnotation asks for a sync that ignores every watermark.
 	FullResyncAtAnnotation = "erpsync.io/fullResyncAt"
+	// FullResyncEntitiesAtAnnotation asks for a sync that reads the
+	// entities FullResyncEntitiesAnnotation names in full (their
+	// watermarks ignored, deletions by absence detected as in a full
+	// resync) and the others incrementally. It is a request of its own,
+	// with its own echo (status.lastHandledFullResyncEntitiesAt), so that
+	// erpsync.io/fullResyncAt always means every entity, whatever entity
+	// list an earlier request left in the annotations.
+	FullResyncEntitiesAtAnnotation = "erpsync.io/fullResyncEntitiesAt"
+	// FullResyncEntitiesAnnotation names the entities of a
+	// FullResyncEntitiesAtAnnotation request, comma-separated (for example
+	// "products,customers"). It is read only when that request is new, and
+	// changing it alone starts nothing. A name the ErpSync does not sync
+	// refuses the whole request: nothing is read or forgotten, and the
+	// sync that carries it fails with reason InvalidConfig.
+	FullResyncEntitiesAnnotation = "erpsync.io/fullResyncEntities"
 	// ReconcileNowAnnotation asks for a reconciliation (a comparison of
 	// the vendor's complete id listing with the CRM) at the next sync.
 	ReconcileNowAnnotation = "erpsync.io/reconcileNowAt"
@@ -504,6 +519,14 @@ type ImportStatus struct {
 	// Upserted records (new or changed) so far, across its syncs.
 	// +optional
 	Upserted int64 `json:"upserted,omitempty"`
+	// Entities, when set, limits the import to these entities (a
+	// requested full resync of some entities): each is read in full once,
+	// the others incrementally. Empty: every entity.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +listType=atomic
+	// +optional
+	Entities []string `json:"entities,omitempty"`
 }
 
 // SourceFingerprint identifies the ERP account the last sync read. When it
@@ -587,6 +610,21 @@ type ErpSyncStatus struct {
 	// never records a request).
 	// +optional
 	LastHandledFullResyncAt string `json:"lastHandledFullResyncAt,omitempty"`
+
+	// LastHandledFullResyncEntitiesAt is the last
+	// erpsync.io/fullResyncEntitiesAt value acted on, recorded when the
+	// sync that honours it starts, in the same write that records the
+	// import of those entities (status.import.entities);
+	// LastHandledFullResyncEntities are the entities that request named.
+	// A request the operator refused is echoed too: the sync that carried
+	// it failed with reason InvalidConfig, saying why.
+	// +optional
+	LastHandledFullResyncEntitiesAt string `json:"lastHandledFullResyncEntitiesAt,omitempty"`
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +listType=atomic
+	// +optional
+	LastHandledFullResyncEntities []string `json:"lastHandledFullResyncEntities,omitempty"`
 
 	// CredentialsVersion is the resource version of the credentials Secret the
 	// last attempt read (empty if it did not exist). A failure the Secret can
