@@ -92,7 +92,8 @@ func Execute(ctx context.Context, r Run) (Result, error) {
 		if err := ctx.Err(); err != nil {
 			return x.result(), fmt.Errorf("before entity %s: %w", e.Name, err)
 		}
-		if st := x.state[e.Name]; !r.SkipCompletedSince.IsZero() && st.Resume == nil && !st.LastCompleted.Before(r.SkipCompletedSince) {
+		if st := x.state[e.Name]; !r.SkipCompletedSince.IsZero() && st.Resume == nil && !st.LastCompleted.Before(r.SkipCompletedSince) &&
+			!slices.Contains(r.FullEntities, e.Name) {
 			continue
 		}
 		resumed := x.state[e.Name].Resume != nil
