@@ -219,7 +219,7 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 	}
 	if why := s.decision.EntityResyncInvalid; why != "" && s.decision.Trigger == TriggerEntityResync {
 		// Refused before anything is read: no watermark is forgotten.
-		return res, &refusedRequest{connectors.Errorf(connectors.KindInvalidConfig, "%s; %s", why, entityResyncRefused)}
+		return res, entityResyncRefused(why)
 	}
 
 	secretKey := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.Connector.CredentialsRef.Name}
@@ -359,9 +359,13 @@ const (
 	importReasonEntities   = "a full resync of %s was requested"
 )
 
-// entityResyncRefused ends the message of a refused entity resync.
-const entityResyncRefused = "the full resync was refused: nothing was read and no watermark forgotten; correct " +
-	erpv1.FullResyncEntitiesAnnotation + " and set a new " + erpv1.FullResyncEntitiesAtAnnotation
+// entityResyncRefused is the message of a refused entity resync, around
+// why it was refused.
+func entityResyncRefused(why string) error {
+	return &refusedRequest{connectors.Errorf(connectors.KindInvalidConfig,
+		"full resync of entities refused, nothing was read and no watermark forgotten: %s; correct %s and set a new %s",
+		why, erpv1.FullResyncEntitiesAnnotation, erpv1.FullResyncEntitiesAtAnnotation)}
+}
 
 // fullEntities returns the entities this sync reads in full for an
 // import of some entities (status.import.entities): those the import has
@@ -410,8 +414,8 @@ func (s *syncRun) fullEntities(ctx context.Context, conn connectors.Connector, e
 			for _, st := range streams {
 				names = append(names, string(st))
 			}
-			return nil, &refusedRequest{connectors.Errorf(connectors.KindInvalidConfig, "%s names %s, which this ErpSync does not sync (it syncs: %s); %s",
-				erpv1.FullResyncEntitiesAnnotation, quoted(unknown), strings.Join(names, ", "), entityResyncRefused)}
+			return nil, entityResyncRefused(fmt.Sprintf("%s names %s, which this ErpSync does not sync (it syncs: %s)",
+				erpv1.FullResyncEntitiesAnnotation, quoted(unknown), strings.Join(names, ", ")))
 		}
 		s.log.Info("an entity of the unfinished import is no longer synced; dropped from it", "entities", unknown)
 	}
