@@ -115,6 +115,7 @@ func TestEntityResyncRefusesUnknownEntities(t *testing.T) {
 		g.Expect(ready.Message).To(ContainSubstring("full resync of entities refused, nothing was read and no watermark forgotten: "))
 		g.Expect(meta.FindStatusCondition(got.Status.Conditions, erpv1.StalledCondition)).To(BeNil(), "a new request fixes it: not Stalled")
 		g.Expect(got.Status.Import).To(BeNil())
+		g.Expect(got.Status.LastHandledFullResyncEntities).To(BeEmpty(), "nothing accepted")
 		g.Expect(h.erp.calls.Load()).To(Equal(calls), "no ERP call for a refused request")
 		for _, e := range got.Status.Entities {
 			g.Expect(e.Watermark).To(Equal(wm[e.Name]), "watermark of %s", e.Name)
@@ -158,7 +159,7 @@ func TestEntityResyncSurvivesARestart(t *testing.T) {
 	o.Status.Phase = erpv1.PhaseSyncing
 	o.Status.LastSyncStart = mtime(time.Now())
 	o.Status.LastHandledFullResyncEntitiesAt = "e1"
-	o.Status.LastHandledFullResyncEntities = []string{"products"}
+	o.Status.LastHandledFullResyncEntities = nil // not yet checked against the connector
 	o.Status.Import = &erpv1.ImportStatus{StartedAt: *mtime(time.Now()), Reason: "a full resync of products was requested", Entities: []string{"products"}, Syncs: 1}
 	g.Expect(k8s.Status().Update(t.Context(), o)).To(Succeed())
 	g.Expect(entityStatus(h.get("acme"), model.KindProduct).Watermark).To(Equal(entityStatus(first, model.KindProduct).Watermark))
@@ -173,6 +174,7 @@ func TestEntityResyncSurvivesARestart(t *testing.T) {
 	g.Expect(entityStatus(mid, model.KindProduct).Watermark).To(BeNil(), "the resumed sync forgot the products' watermark first")
 	g.Expect(entityStatus(mid, model.KindProduct).Checkpoint.Since).To(BeNil(), "a full-read checkpoint")
 	g.Expect(mid.Status.Import).NotTo(BeNil())
+	g.Expect(mid.Status.LastHandledFullResyncEntities).To(Equal([]string{"products"}), "accepted by the resumed sync")
 	for _, req := range h.erp.log()[calls:] {
 		g.Expect(req.Since.IsZero()).To(Equal(req.Entity == model.KindProduct), "products in full, customers incrementally: %+v", req)
 	}

@@ -135,7 +135,13 @@ func (s *syncRun) run(ctx context.Context) {
 		}
 		if v := s.decision.EntityResyncToken; v != "" {
 			o.Status.LastHandledFullResyncEntitiesAt = v
-			o.Status.LastHandledFullResyncEntities = s.decision.EntityResync
+			// Accepted once checked against the connector (see
+			// fullEntities); a sync that reads every entity in full
+			// accepts them now.
+			o.Status.LastHandledFullResyncEntities = nil
+			if s.decision.Trigger != TriggerEntityResync {
+				o.Status.LastHandledFullResyncEntities = s.decision.EntityResync
+			}
 		}
 		s.recordReconcileTokens(o)
 		if w := o.Status.Webhooks; w != nil {
@@ -379,6 +385,13 @@ func entityResyncRefused(why string) error {
 func (s *syncRun) fullEntities(ctx context.Context, conn connectors.Connector, entities []model.Kind) ([]model.Kind, error) {
 	imp := s.obj.Status.Import
 	if s.full || imp == nil || len(imp.Entities) == 0 {
+		if d := s.decision; s.full && d.EntityResyncToken != "" && d.EntityResyncInvalid == "" && len(s.obj.Status.LastHandledFullResyncEntities) == 0 {
+			// A source change turned the sync into a full import: it
+			// honours the request.
+			if err := s.patchStatus(ctx, func(o *erpv1.ErpSync) { o.Status.LastHandledFullResyncEntities = d.EntityResync }); err != nil {
+				return nil, err
+			}
+		}
 		return nil, nil
 	}
 	streams := streamsOf(conn, entities)
@@ -418,6 +431,13 @@ func (s *syncRun) fullEntities(ctx context.Context, conn connectors.Connector, e
 				erpv1.FullResyncEntitiesAnnotation, quoted(unknown), strings.Join(names, ", ")))
 		}
 		s.log.Info("an entity of the unfinished import is no longer synced; dropped from it", "entities", unknown)
+	}
+	if len(s.obj.Status.LastHandledFullResyncEntities) == 0 {
+		// Accepted: say so (kubectl erpsync resync --entity --wait reads
+		// it), before anything is read.
+		if err := s.patchStatus(ctx, func(o *erpv1.ErpSync) { o.Status.LastHandledFullResyncEntities = slices.Clone(known) }); err != nil {
+			return nil, err
+		}
 	}
 	var out []model.Kind
 	since := imp.StartedAt.Time.Truncate(time.Second)

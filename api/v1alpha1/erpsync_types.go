@@ -614,10 +614,12 @@ type ErpSyncStatus struct {
 	// LastHandledFullResyncEntitiesAt is the last
 	// erpsync.io/fullResyncEntitiesAt value acted on, recorded when the
 	// sync that honours it starts, in the same write that records the
-	// import of those entities (status.import.entities);
-	// LastHandledFullResyncEntities are the entities that request named.
-	// A request the operator refused is echoed too: the sync that carried
-	// it failed with reason InvalidConfig, saying why.
+	// import of those entities (status.import.entities).
+	// LastHandledFullResyncEntities are the entities the operator accepted
+	// to read in full for it: set once the sync has checked the names
+	// against the connector (a whole resync or a first sync that honours
+	// the request sets them at its start), and left empty when it refused
+	// them: that sync then failed with reason InvalidConfig, saying why.
 	// +optional
 	LastHandledFullResyncEntitiesAt string `json:"lastHandledFullResyncEntitiesAt,omitempty"`
 	// +kubebuilder:validation:MaxItems=32
