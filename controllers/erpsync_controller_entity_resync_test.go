@@ -97,7 +97,7 @@ func TestEntityResyncRefusesUnknownEntities(t *testing.T) {
 	}
 
 	for i, tc := range []struct{ token, value, says string }{
-		{token: "bad-1", value: "products,prodcuts", says: `names "prodcuts", which this ErpSync does not sync (it syncs: customers, products)`},
+		{token: "bad-1", value: "products,product", says: `names "product", which this ErpSync does not sync (it syncs: customers, products)`},
 		{token: "bad-2", value: "Products", says: `"Products" is not an entity name`},
 	} {
 		calls := h.erp.calls.Load()

@@ -440,11 +440,8 @@ func (s *syncRun) fullEntities(ctx context.Context, conn connectors.Connector, e
 		}
 	}
 	var out []model.Kind
-	since := imp.StartedAt.Time.Truncate(time.Second)
-	for _, e := range known {
-		if st := findEntity(s.obj.Status.Entities, e); st == nil || st.LastCompleted == nil || !st.LastCompleted.Time.After(since) {
-			out = append(out, model.Kind(e))
-		}
+	for _, e := range unfinished(imp, s.obj.Status.Entities, known) {
+		out = append(out, model.Kind(e))
 	}
 	return out, nil
 }
@@ -456,10 +453,16 @@ func unfinishedImportEntities(o *erpv1.ErpSync) []string {
 	if imp == nil || len(imp.Entities) == 0 {
 		return nil
 	}
-	since := imp.StartedAt.Time.Truncate(time.Second)
+	return unfinished(imp, o.Status.Entities, imp.Entities)
+}
+
+// unfinished returns the names that have not completed a pass after imp
+// started (a pass in its first second counts as unfinished).
+func unfinished(imp *erpv1.ImportStatus, entities []erpv1.EntityStatus, names []string) []string {
+	since := imp.StartedAt.Truncate(time.Second)
 	var out []string
-	for _, e := range imp.Entities {
-		if st := findEntity(o.Status.Entities, e); st == nil || st.LastCompleted == nil || !st.LastCompleted.Time.After(since) {
+	for _, e := range names {
+		if st := findEntity(entities, e); st == nil || st.LastCompleted == nil || !st.LastCompleted.After(since) {
 			out = append(out, e)
 		}
 	}

@@ -155,7 +155,7 @@ func TestFullEntitiesUnknown(t *testing.T) {
 	}
 	saved := w.saved
 	w.erp.ResetRequests()
-	res, err := w.run(context.Background(), func(r *Run) { r.FullEntities = []model.Kind{"prodcuts"} })
+	res, err := w.run(context.Background(), func(r *Run) { r.FullEntities = []model.Kind{"product"} })
 	if connectors.KindOf(err) != connectors.KindInvalidConfig {
 		t.Fatalf("err %v, want InvalidConfig", err)
 	}

@@ -203,7 +203,7 @@ func TestEntityResyncCommand(t *testing.T) {
 	// Checked before anything is written: the fixture syncs products and
 	// customers (status.entities).
 	for _, tc := range []struct{ args, says string }{
-		{"prodcuts", `--entity "prodcuts": erpsync/acme-xero does not sync it (status.entities: products, customers)`},
+		{"product", `--entity "product": erpsync/acme-xero does not sync it (status.entities: products, customers)`},
 		{"Products", "lower-case letters and underscores"},
 		{",", "names no entity"},
 	} {

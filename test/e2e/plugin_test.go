@@ -152,8 +152,8 @@ func TestKubectlPlugin(t *testing.T) {
 		}
 		// A name the ErpSync does not sync is refused before anything is
 		// written.
-		if out, err := viaKubectl("resync", name, "-n", ns, "--entity", "prodcuts"); err == nil || !strings.Contains(out, `--entity "prodcuts"`) {
-			t.Errorf("resync --entity prodcuts: %v\n%s", err, out)
+		if out, err := viaKubectl("resync", name, "-n", ns, "--entity", "product"); err == nil || !strings.Contains(out, `--entity "product"`) {
+			t.Errorf("resync --entity product: %v\n%s", err, out)
 		}
 		out := must(viaKubectl("resync", name, "-n", ns, "--entity", "products", "--wait", "--timeout", "2m"))
 		t.Logf("kubectl erpsync resync %s --entity products --wait:\n%s", name, out)
