@@ -109,6 +109,7 @@ func TestEntityResyncRefusesUnknownEntities(t *testing.T) {
 			g.Expect(got.Status.Phase).To(Equal(erpv1.PhaseFailed))
 		}, 20*time.Second, 50*time.Millisecond).Should(Succeed())
 		ready := meta.FindStatusCondition(got.Status.Conditions, erpv1.ReadyCondition)
+		t.Logf("%s=%q: Ready=%s %s: %s", erpv1.FullResyncEntitiesAnnotation, tc.value, ready.Status, ready.Reason, ready.Message)
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
 		g.Expect(ready.Reason).To(Equal(erpv1.ReasonInvalidConf))
 		g.Expect(ready.Message).To(ContainSubstring(tc.says))

@@ -152,10 +152,12 @@ func TestKubectlPlugin(t *testing.T) {
 		}
 		// A name the ErpSync does not sync is refused before anything is
 		// written.
-		if out, err := viaKubectl("resync", name, "-n", ns, "--entity", "product"); err == nil || !strings.Contains(out, `--entity "product"`) {
+		out, err := viaKubectl("resync", name, "-n", ns, "--entity", "product")
+		if err == nil || !strings.Contains(out, `--entity "product"`) {
 			t.Errorf("resync --entity product: %v\n%s", err, out)
 		}
-		out := must(viaKubectl("resync", name, "-n", ns, "--entity", "products", "--wait", "--timeout", "2m"))
+		t.Logf("kubectl erpsync resync %s --entity product:\n%s", name, out)
+		out = must(viaKubectl("resync", name, "-n", ns, "--entity", "products", "--wait", "--timeout", "2m"))
 		t.Logf("kubectl erpsync resync %s --entity products --wait:\n%s", name, out)
 		token := jsonpath(t, ns, "erpsync/"+name, `{.metadata.annotations.erpsync\.io/fullResyncEntitiesAt}`)
 		if token == "" || !strings.Contains(out, token) || !strings.Contains(out, "full resync of products accepted by the operator") {
