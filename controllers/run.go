@@ -95,6 +95,9 @@ type syncRun struct {
 	setAsideBefore int64
 	// prevStart is when the sync before this one started (nil: none).
 	prevStart *metav1.Time
+	// quotaCredentials collects the quotas the sync's requests count
+	// against (see quota_credentials.go).
+	quotaCredentials *quotaCredentialSet
 }
 
 func (s *syncRun) run(ctx context.Context) {
@@ -161,7 +164,7 @@ func (s *syncRun) run(ctx context.Context) {
 		s.importBase = imp.DeepCopy()
 	}
 
-	res, runErr := s.execute(ctx)
+	res, runErr := s.execute(s.trackQuotaCredentials(ctx))
 	end := r.Clock.Now()
 
 	if cause, stopped := stopCauseOf(ctx); stopped && (runErr != nil || cause == StopMoved) {
@@ -390,6 +393,7 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 		o.Status.Entities = fromEngineState(res.State)
 		o.Status.Progress = nil
 		o.Status.LastSyncEnd = mtime(end)
+		s.recordQuotaCredentials(o)
 		removeCondition(o, erpv1.ReconcilingCondition)
 		s.countImport(o, res.Calls, records, res.Upserted)
 		if runErr == nil {
