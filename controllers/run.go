@@ -100,6 +100,9 @@ type syncRun struct {
 	// carried are the unfinished entities of an import of some entities
 	// that this sync's entity resync took over (see fullEntities).
 	carried []string
+	// quotaCredentials collects the quotas the sync's requests count
+	// against (see quota_credentials.go).
+	quotaCredentials *quotaCredentialSet
 }
 
 func (s *syncRun) run(ctx context.Context) {
@@ -190,7 +193,7 @@ func (s *syncRun) run(ctx context.Context) {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, erpv1.ReasonInvalidConf, "Sync", "%s; this sync reads every entity in full anyway", why)
 	}
 
-	res, runErr := s.execute(ctx)
+	res, runErr := s.execute(s.trackQuotaCredentials(ctx))
 	end := r.Clock.Now()
 
 	if cause, stopped := stopCauseOf(ctx); stopped && (runErr != nil || cause == StopMoved) {
@@ -563,6 +566,7 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 		o.Status.Entities = fromEngineState(res.State)
 		o.Status.Progress = nil
 		o.Status.LastSyncEnd = mtime(end)
+		s.recordQuotaCredentials(o)
 		removeCondition(o, erpv1.ReconcilingCondition)
 		s.countImport(o, res.Calls, records, res.Upserted)
 		if runErr == nil {

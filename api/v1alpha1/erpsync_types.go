@@ -649,6 +649,21 @@ type ErpSyncStatus struct {
 	// +optional
 	Source *SourceFingerprint `json:"source,omitempty"`
 
+	// QuotaCredentials names the vendor's daily or monthly quotas the last
+	// sync that sent a request counted against (Xero's and Cin7 Omni's
+	// daily calls, Unleashed's monthly plan): for each, the vendor and a
+	// digest of the limiter key (the credential's id and secret, tenant
+	// and host, hashed), never a secret. The manager counts each in the
+	// ConfigMap erpsync-quota-<credential> of its quota namespace and
+	// exports it as the credential label of the erpsync_quota_* metrics,
+	// so tools can show the quotas this ErpSync spends. Absent for vendors
+	// without such a quota.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=63
+	QuotaCredentials []string `json:"quotaCredentials,omitempty"`
+
 	// Import is the full import under way, absent when none is.
 	// +optional
 	Import *ImportStatus `json:"import,omitempty"`

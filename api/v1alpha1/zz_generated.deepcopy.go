@@ -290,6 +290,11 @@ func (in *ErpSyncStatus) DeepCopyInto(out *ErpSyncStatus) {
 		*out = new(SourceFingerprint)
 		**out = **in
 	}
+	if in.QuotaCredentials != nil {
+		in, out := &in.QuotaCredentials, &out.QuotaCredentials
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Import != nil {
 		in, out := &in.Import, &out.Import
 		*out = new(ImportStatus)

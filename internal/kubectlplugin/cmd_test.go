@@ -438,3 +438,53 @@ func keys(m map[string][]byte) []string {
 	}
 	return out
 }
+
+// TestStatusShowsTheQuotaOfItsCredential: with status.quotaCredentials set,
+// status and report show that credential's counters only, not another
+// credential's of the same connector type.
+func TestStatusShowsTheQuotaOfItsCredential(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	store := &quotastore.ConfigMapStore{Reader: f.c, Writer: f.c, Namespace: DefaultManagerNamespace, Now: func() time.Time { return now }, ID: "r0"}
+	day := []httpapi.QuotaClaim{{Name: "day", Period: httpapi.Daily, PeriodStart: now.Truncate(24 * time.Hour), Limit: 5000}}
+	other := httpapi.Key("cin7omni", "someone-else")
+	if _, err := store.Reserve(ctx, other, day); err != nil {
+		t.Fatal(err)
+	}
+	mine := httpapi.CredentialID(httpapi.Key("cin7omni", "user"))
+	es := f.get(t)
+	es.Status.QuotaCredentials = []string{mine}
+	if err := f.c.Status().Update(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := f.run("status", "acme-xero"); err != nil {
+		t.Fatal(err)
+	}
+	out := f.out.String()
+	if !strings.Contains(out, mine) || !strings.Contains(out, "the quota this ErpSync's last sync counted against") {
+		t.Errorf("status does not show its credential %s:\n%s", mine, out)
+	}
+	if strings.Contains(out, httpapi.CredentialID(other)) {
+		t.Errorf("status shows another credential's quota:\n%s", out)
+	}
+	if err := f.run("status", "acme-xero", "-o", "json"); err != nil {
+		t.Fatal(err)
+	}
+	var v StatusView
+	if err := json.Unmarshal(f.out.Bytes(), &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Quotas) != 1 || v.Quotas[0].Credential != mine || v.Quotas[0].ConfigMap != quotastore.NamePrefix+mine {
+		t.Errorf("json quotas %+v, want %s only", v.Quotas, mine)
+	}
+
+	path := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	if err := f.run("report", "acme-xero", "-f", path); err != nil {
+		t.Fatal(err)
+	}
+	cms := readTarGz(t, path)["erpsync-report-acme-acme-xero/quota-configmaps.yaml"]
+	if !bytes.Contains(cms, []byte(quotastore.NamePrefix+mine)) || bytes.Contains(cms, []byte(quotastore.Name(other))) {
+		t.Errorf("quota-configmaps.yaml holds other credentials' or lacks its own:\n%s", cms)
+	}
+}
