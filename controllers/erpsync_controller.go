@@ -120,7 +120,7 @@ type ErpSyncReconciler struct {
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // SetupWithManager registers the controller. Only a generation change or a
-// change of one of our two request annotations enqueues an ErpSync (labels
+// change of one of our request annotations enqueues an ErpSync (labels
 // and annotations written by GitOps tools never start a sync); Secrets are
 // watched by metadata only and mapped to the ErpSyncs that reference them.
 func (r *ErpSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
@@ -353,7 +353,9 @@ func (requestAnnotationChanged) Update(e event.UpdateEvent) bool {
 		return false
 	}
 	o, n := e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()
-	for _, k := range []string{erpv1.RequestedAtAnnotation, erpv1.FullResyncAtAnnotation, erpv1.ReconcileNowAnnotation,
+	// erpsync.io/fullResyncEntities alone starts nothing: it is read with
+	// a new erpsync.io/fullResyncEntitiesAt.
+	for _, k := range []string{erpv1.RequestedAtAnnotation, erpv1.FullResyncAtAnnotation, erpv1.FullResyncEntitiesAtAnnotation, erpv1.ReconcileNowAnnotation,
 		erpv1.ApproveDeletionsAnnotation, erpv1.DiscardDeletionsAnnotation} {
 		if o[k] != n[k] {
 			return true

@@ -103,6 +103,12 @@ func (e *syncTimedOut) Unwrap() error { return e.err }
 // same, "the ERP could not be reached" with the host, under the reason
 // ERPUnavailable; the detail goes to the log only (see logDetail).
 func (r *ErpSyncReconciler) failure(err error, obj *erpv1.ErpSync) (reason, msg string, stall bool) {
+	var refused *refusedRequest
+	if errors.As(err, &refused) {
+		// A new request fixes it, and the next sync is routine: not
+		// Stalled.
+		return string(connectors.KindInvalidConfig), shown(refused.Error(), maxErrorTextLen), false
+	}
 	var to *syncTimedOut
 	if errors.As(err, &to) {
 		return string(connectors.KindERPUnavailable), "the sync did not finish within its time bound (" + to.bound + "); it resumes from its checkpoint", false
@@ -195,3 +201,11 @@ func logDetail(err error) string {
 	}
 	return shown(err.Error(), maxLoggedErrorLen)
 }
+
+// refusedRequest is a request annotation the operator could not honour (an
+// entity resync naming an entity the ErpSync does not sync): the sync that
+// carried it fails with reason InvalidConfig, never Stalled.
+type refusedRequest struct{ err error }
+
+func (e *refusedRequest) Error() string { return e.err.Error() }
+func (e *refusedRequest) Unwrap() error { return e.err }

@@ -165,8 +165,9 @@ func (s *syncRun) reconcileDue(now time.Time, approve []model.Kind, state []engi
 		return "resuming an interrupted reconciliation"
 	case obj.Spec.Reconcile != nil && obj.Spec.Reconcile.Disabled:
 		return ""
-	case obj.Status.LastSuccessfulSyncEnd == nil || obj.Status.Import != nil:
-		// The import that just ended read everything.
+	case obj.Status.LastSuccessfulSyncEnd == nil || (obj.Status.Import != nil && len(obj.Status.Import.Entities) == 0):
+		// The import that just ended read everything (an import of some
+		// entities leaves the schedule to the others).
 		return ""
 	case rs == nil || rs.NextAt == nil:
 		return ""

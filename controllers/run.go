@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -95,6 +97,12 @@ type syncRun struct {
 	setAsideBefore int64
 	// prevStart is when the sync before this one started (nil: none).
 	prevStart *metav1.Time
+	// carried are the unfinished entities of an import of some entities
+	// that this sync's entity resync took over (see fullEntities).
+	carried []string
+	// quotaCredentials collects the quotas the sync's requests count
+	// against (see quota_credentials.go).
+	quotaCredentials *quotaCredentialSet
 }
 
 func (s *syncRun) run(ctx context.Context) {
@@ -128,6 +136,16 @@ func (s *syncRun) run(ctx context.Context) {
 		if v := s.decision.FullResyncToken; v != "" {
 			o.Status.LastHandledFullResyncAt = v
 		}
+		if v := s.decision.EntityResyncToken; v != "" {
+			o.Status.LastHandledFullResyncEntitiesAt = v
+			// Accepted once checked against the connector (see
+			// fullEntities); a sync that reads every entity in full
+			// accepts them now.
+			o.Status.LastHandledFullResyncEntities = nil
+			if s.decision.Trigger != TriggerEntityResync {
+				o.Status.LastHandledFullResyncEntities = s.decision.EntityResync
+			}
+		}
 		s.recordReconcileTokens(o)
 		if w := o.Status.Webhooks; w != nil {
 			// This sync reads every change made before it started,
@@ -140,6 +158,15 @@ func (s *syncRun) run(ctx context.Context) {
 			// import: the pages those read predate the request.
 			o.Status.Entities = forgetPositions(o.Status.Entities)
 			o.Status.Import = &erpv1.ImportStatus{StartedAt: metav1.NewTime(start.UTC()), Reason: importReasonFullResync}
+		case s.decision.Trigger == TriggerEntityResync && s.decision.EntityResyncInvalid == "":
+			// The import of these entities is recorded with the token,
+			// so a sync interrupted before it forgot their watermarks
+			// still reads them in full (see fullEntities). An unfinished
+			// import of other entities carries over into it.
+			s.carried = unfinishedImportEntities(o)
+			names := mergeNames(s.carried, s.decision.EntityResync)
+			o.Status.Import = &erpv1.ImportStatus{StartedAt: metav1.NewTime(start.UTC()), Entities: names,
+				Reason: fmt.Sprintf(importReasonEntities, strings.Join(names, ", "))}
 		case o.Status.Import == nil && o.Status.LastSuccessfulSyncEnd == nil:
 			o.Status.Import = &erpv1.ImportStatus{StartedAt: metav1.NewTime(start.UTC()), Reason: importReasonFirst}
 		}
@@ -160,8 +187,13 @@ func (s *syncRun) run(ctx context.Context) {
 	if imp := obj.Status.Import; imp != nil {
 		s.importBase = imp.DeepCopy()
 	}
+	if why := s.decision.EntityResyncInvalid; why != "" && s.decision.Trigger != TriggerEntityResync {
+		// A whole resync or a first sync reads every entity in full: it
+		// honours the request anyway, and says what was wrong with it.
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, erpv1.ReasonInvalidConf, "Sync", "%s; this sync reads every entity in full anyway", why)
+	}
 
-	res, runErr := s.execute(ctx)
+	res, runErr := s.execute(s.trackQuotaCredentials(ctx))
 	end := r.Clock.Now()
 
 	if cause, stopped := stopCauseOf(ctx); stopped && (runErr != nil || cause == StopMoved) {
@@ -193,6 +225,10 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		return res, err
 	} else if owner != obj.Namespace {
 		return res, connectors.Errorf(kindCompanyClaimed, "%s", claimedMessage(obj.Spec.CompanyID, owner))
+	}
+	if why := s.decision.EntityResyncInvalid; why != "" && s.decision.Trigger == TriggerEntityResync {
+		// Refused before anything is read: no watermark is forgotten.
+		return res, entityResyncRefused(why)
 	}
 
 	secretKey := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.Connector.CredentialsRef.Name}
@@ -236,6 +272,10 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		return res, err
 	}
 	typ := string(obj.Spec.Connector.Type)
+	fullEntities, err := s.fullEntities(ctx, conn, entities)
+	if err != nil {
+		return res, err
+	}
 	s.tendWebhooks(ctx, conn, secret.Data, streamsOf(conn, entities))
 
 	d, bound := r.syncBound(obj)
@@ -254,6 +294,7 @@ func (s *syncRun) execute(ctx context.Context) (engine.Result, error) {
 		Sink:               r.Sink,
 		Entities:           entities,
 		Full:               s.full,
+		FullEntities:       fullEntities,
 		State:              state,
 		Overlap:            r.Options.Overlap,
 		BatchSize:          r.Options.BatchSize,
@@ -324,7 +365,141 @@ func (r *ErpSyncReconciler) connectorFor(ctx context.Context, obj *erpv1.ErpSync
 const (
 	importReasonFirst      = "first import"
 	importReasonFullResync = "a full resync was requested"
+	importReasonEntities   = "a full resync of %s was requested"
 )
+
+// entityResyncRefused is the message of a refused entity resync, around
+// why it was refused.
+func entityResyncRefused(why string) error {
+	return &refusedRequest{connectors.Errorf(connectors.KindInvalidConfig,
+		"full resync of entities refused, nothing was read and no watermark forgotten: %s; correct %s and set a new %s",
+		why, erpv1.FullResyncEntitiesAnnotation, erpv1.FullResyncEntitiesAtAnnotation)}
+}
+
+// fullEntities returns the entities this sync reads in full for an
+// import of some entities (status.import.entities): those the import has
+// not finished, that is, not completed a pass after the import started
+// (status times have second precision, so a pass completed in the
+// import's first second is read again: once too often, never too
+// seldom). A name the sync's streams lack refuses the request that named
+// it: it is taken out of the import, and the sync fails with
+// InvalidConfig before anything is read. nil when the sync reads every
+// entity in full anyway, or no such import runs.
+func (s *syncRun) fullEntities(ctx context.Context, conn connectors.Connector, entities []model.Kind) ([]model.Kind, error) {
+	imp := s.obj.Status.Import
+	if s.full || imp == nil || len(imp.Entities) == 0 {
+		if d := s.decision; s.full && d.EntityResyncToken != "" && d.EntityResyncInvalid == "" && len(s.obj.Status.LastHandledFullResyncEntities) == 0 {
+			// A source change turned the sync into a full import: it
+			// honours the request.
+			if err := s.patchStatus(ctx, func(o *erpv1.ErpSync) { o.Status.LastHandledFullResyncEntities = d.EntityResync }); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
+	streams := streamsOf(conn, entities)
+	var known, unknown []string
+	for _, e := range imp.Entities {
+		if slices.Contains(streams, model.Kind(e)) {
+			known = append(known, e)
+		} else {
+			unknown = append(unknown, e)
+		}
+	}
+	if len(unknown) > 0 {
+		requested := s.decision.Trigger == TriggerEntityResync && slices.ContainsFunc(unknown, func(e string) bool { return slices.Contains(s.decision.EntityResync, e) })
+		if requested {
+			// Refuse this request; keep what an earlier import left.
+			known = slices.DeleteFunc(slices.Clone(s.carried), func(e string) bool { return !slices.Contains(streams, model.Kind(e)) })
+		}
+		if err := s.patchStatus(ctx, func(o *erpv1.ErpSync) {
+			if len(known) == 0 {
+				o.Status.Import = nil
+				return
+			}
+			o.Status.Import.Entities = known
+			o.Status.Import.Reason = fmt.Sprintf(importReasonEntities, strings.Join(known, ", "))
+		}); err != nil {
+			return nil, err
+		}
+		if s.obj.Status.Import == nil {
+			s.importBase = nil
+		}
+		if requested {
+			var names []string
+			for _, st := range streams {
+				names = append(names, string(st))
+			}
+			return nil, entityResyncRefused(fmt.Sprintf("%s names %s, which this ErpSync does not sync (it syncs: %s)",
+				erpv1.FullResyncEntitiesAnnotation, quoted(unknown), strings.Join(names, ", ")))
+		}
+		s.log.Info("an entity of the unfinished import is no longer synced; dropped from it", "entities", unknown)
+	}
+	if len(s.obj.Status.LastHandledFullResyncEntities) == 0 {
+		// Accepted: say so (kubectl erpsync resync --entity --wait reads
+		// it), before anything is read.
+		if err := s.patchStatus(ctx, func(o *erpv1.ErpSync) { o.Status.LastHandledFullResyncEntities = slices.Clone(known) }); err != nil {
+			return nil, err
+		}
+	}
+	var out []model.Kind
+	for _, e := range unfinished(imp, s.obj.Status.Entities, known) {
+		out = append(out, model.Kind(e))
+	}
+	return out, nil
+}
+
+// unfinishedImportEntities returns the entities of an import of some
+// entities under way that it has not finished (see fullEntities).
+func unfinishedImportEntities(o *erpv1.ErpSync) []string {
+	imp := o.Status.Import
+	if imp == nil || len(imp.Entities) == 0 {
+		return nil
+	}
+	return unfinished(imp, o.Status.Entities, imp.Entities)
+}
+
+// unfinished returns the names that have not completed a pass after imp
+// started (a pass in its first second counts as unfinished).
+func unfinished(imp *erpv1.ImportStatus, entities []erpv1.EntityStatus, names []string) []string {
+	since := imp.StartedAt.Truncate(time.Second)
+	var out []string
+	for _, e := range names {
+		if st := findEntity(entities, e); st == nil || st.LastCompleted == nil || !st.LastCompleted.After(since) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// findEntity returns the status of entity name, or nil.
+func findEntity(in []erpv1.EntityStatus, name string) *erpv1.EntityStatus {
+	for i := range in {
+		if in[i].Name == name {
+			return &in[i]
+		}
+	}
+	return nil
+}
+
+// mergeNames returns a followed by the names of b it lacks.
+func mergeNames(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, n := range b {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func quoted(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
+}
 
 // syncTimeout bounds one sync of obj by its spec: a full import
 // (status.import set: a first import, a requested full resync, the import
@@ -386,10 +561,12 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 	report := reportOf(res.State)
 	var summary erpv1.SyncSummary
 	var readyMsg string
+	finishedImport := false
 	err := s.patchStatus(ctx, func(o *erpv1.ErpSync) {
 		o.Status.Entities = fromEngineState(res.State)
 		o.Status.Progress = nil
 		o.Status.LastSyncEnd = mtime(end)
+		s.recordQuotaCredentials(o)
 		removeCondition(o, erpv1.ReconcilingCondition)
 		s.countImport(o, res.Calls, records, res.Upserted)
 		if runErr == nil {
@@ -404,9 +581,14 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 				if imp.Syncs > 1 {
 					summary.Syncs = imp.Syncs
 				}
-				if imp.Reason != "" && imp.Reason != importReasonFirst {
+				switch {
+				case len(imp.Entities) > 0:
+					// The others were read incrementally.
+					what = "sync with a full resync of " + strings.Join(imp.Entities, ", ")
+				case imp.Reason != "" && imp.Reason != importReasonFirst:
 					why = "; imported in full because " + imp.Reason
 				}
+				finishedImport = true
 				o.Status.Import = nil
 			}
 			summary.SetAside = report.setAside
@@ -473,7 +655,7 @@ func (s *syncRun) finish(res engine.Result, runErr error, mode erpv1.SyncMode, s
 	// import's end; documents set aside and incomplete passes after every
 	// sync that ends with them, as warnings (the recorder folds repeats into
 	// one series).
-	if firstSync || !wasReady || s.full || summary.Syncs > 1 {
+	if firstSync || !wasReady || s.full || finishedImport || summary.Syncs > 1 {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "SyncSucceeded", "Sync", "%s", readyMsg)
 	}
 	if report.setAside > 0 {

@@ -1,6 +1,9 @@
 package controllers
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -25,6 +28,9 @@ const (
 	TriggerGeneration Trigger = "generation"
 	// TriggerFullResync: a new erpsync.io/fullResyncAt value.
 	TriggerFullResync Trigger = "fullResync"
+	// TriggerEntityResync: a new erpsync.io/fullResyncEntitiesAt value: the
+	// entities it names are read in full, the others incrementally.
+	TriggerEntityResync Trigger = "entityResync"
 	// TriggerRequested: a new erpsync.io/requestedAt value.
 	TriggerRequested Trigger = "requested"
 	// TriggerCredentials: the last attempt failed on credentials and the
@@ -73,6 +79,15 @@ type Decision struct {
 	// and a token the sync does not honour stays pending. Empty: none.
 	RequestToken    string
 	FullResyncToken string
+	// EntityResyncToken is the pending erpsync.io/fullResyncEntitiesAt
+	// value this sync honours, EntityResync the entities the
+	// erpsync.io/fullResyncEntities annotation names (parsed), and
+	// EntityResyncInvalid why that list cannot be honoured ("" when it
+	// can). A whole resync or a first sync honours the request too: it
+	// reads every entity in full.
+	EntityResyncToken   string
+	EntityResync        []string
+	EntityResyncInvalid string
 	// ReconcileToken, ApproveToken and DiscardToken are the pending
 	// erpsync.io/reconcileNowAt, approveDeletionsAt and discardDeletionsAt
 	// values; every sync honours them (see Due).
@@ -130,20 +145,35 @@ func due(obj *erpv1.ErpSync, secretVersion string, now time.Time) Decision {
 	st := &obj.Status
 	full := pendingToken(obj, erpv1.FullResyncAtAnnotation, st.LastHandledFullResyncAt)
 	req := pendingToken(obj, erpv1.RequestedAtAnnotation, st.LastHandledReconcileAt)
+	ent := pendingToken(obj, erpv1.FullResyncEntitiesAtAnnotation, st.LastHandledFullResyncEntitiesAt)
+	// withEntities adds a pending entity resync to a sync that honours it.
+	withEntities := func(d Decision) Decision {
+		if ent != "" {
+			d.EntityResyncToken = ent
+			d.EntityResync, d.EntityResyncInvalid = ParseResyncEntities(obj.Annotations[erpv1.FullResyncEntitiesAnnotation], obj.Spec.Connector.Entities)
+		}
+		return d
+	}
 	switch {
 	case st.Phase == erpv1.PhaseSyncing && full != "":
-		return Decision{Trigger: TriggerFullResync, Full: true, FullResyncToken: full, RequestToken: req}
+		return withEntities(Decision{Trigger: TriggerFullResync, Full: true, FullResyncToken: full, RequestToken: req})
+	case st.Phase == erpv1.PhaseSyncing && ent != "":
+		// Like a requested sync, it continues the interrupted passes of
+		// the other entities from their checkpoints.
+		return withEntities(Decision{Trigger: TriggerEntityResync, RequestToken: req})
 	case st.Phase == erpv1.PhaseSyncing && req != "":
 		return Decision{Trigger: TriggerRequested, RequestToken: req}
 	case st.Phase == erpv1.PhaseSyncing:
 		return Decision{Trigger: TriggerResume, SkipCompletedSince: skipBoundary(st)}
 	case st.LastSyncEnd == nil:
-		// The first sync reads everything: it honours both requests.
-		return Decision{Trigger: TriggerInitial, Full: full != "", FullResyncToken: full, RequestToken: req}
+		// The first sync reads everything: it honours every request.
+		return withEntities(Decision{Trigger: TriggerInitial, Full: full != "", FullResyncToken: full, RequestToken: req})
 	case full != "":
 		// A full resync reads everything now: it honours a pending
-		// requestedAt too.
-		return Decision{Trigger: TriggerFullResync, Full: true, FullResyncToken: full, RequestToken: req}
+		// requestedAt and entity resync too.
+		return withEntities(Decision{Trigger: TriggerFullResync, Full: true, FullResyncToken: full, RequestToken: req})
+	case ent != "":
+		return withEntities(Decision{Trigger: TriggerEntityResync, RequestToken: req})
 	case req != "":
 		return Decision{Trigger: TriggerRequested, RequestToken: req}
 	}
@@ -196,6 +226,58 @@ func skipBoundary(st *erpv1.ErpSyncStatus) time.Time {
 		at = st.Import.StartedAt.Time
 	}
 	return at
+}
+
+// Bounds of an erpsync.io/fullResyncEntities list, as the CRD bounds
+// spec.connector.entities.
+const (
+	maxResyncEntities   = 32
+	maxResyncEntityName = 64
+)
+
+// ParseResyncEntities reads an erpsync.io/fullResyncEntities value: entity
+// names separated by commas (spaces around them ignored, repeats dropped),
+// in the order given. It returns why the list cannot be honoured when it is
+// empty, holds a name that is not an entity name, or names an entity
+// outside specEntities (spec.connector.entities, when set). Whether the
+// connector offers each entity is checked when the sync has built it.
+func ParseResyncEntities(value string, specEntities []string) ([]string, string) {
+	var out []string
+	for _, f := range strings.Split(value, ",") {
+		name := strings.TrimSpace(f)
+		if name == "" || slices.Contains(out, name) {
+			continue
+		}
+		if !validEntityName(name) {
+			return nil, fmt.Sprintf("%s: %q is not an entity name (lower-case letters and underscores, at most %d)",
+				erpv1.FullResyncEntitiesAnnotation, shown(name, maxResyncEntityName), maxResyncEntityName)
+		}
+		if len(specEntities) > 0 && !slices.Contains(specEntities, name) {
+			return nil, fmt.Sprintf("%s names %q, which spec.connector.entities does not sync (it syncs: %s)",
+				erpv1.FullResyncEntitiesAnnotation, name, strings.Join(specEntities, ", "))
+		}
+		if len(out) == maxResyncEntities {
+			return nil, fmt.Sprintf("%s names more than %d entities", erpv1.FullResyncEntitiesAnnotation, maxResyncEntities)
+		}
+		out = append(out, name)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Sprintf("%s is empty or absent: it must name the entities to read in full (for every entity, use %s)",
+			erpv1.FullResyncEntitiesAnnotation, erpv1.FullResyncAtAnnotation)
+	}
+	return out, ""
+}
+
+func validEntityName(s string) bool {
+	if s == "" || len(s) > maxResyncEntityName {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // pendingToken returns the annotation's value when it is a request not yet

@@ -27,6 +27,21 @@ const (
 	RequestedAtAnnotation = "erpsync.io/requestedAt"
 	// FullResyncAtAnnotation asks for a sync that ignores every watermark.
 	FullResyncAtAnnotation = "erpsync.io/fullResyncAt"
+	// FullResyncEntitiesAtAnnotation asks for a sync that reads the
+	// entities FullResyncEntitiesAnnotation names in full (their
+	// watermarks ignored, deletions by absence detected as in a full
+	// resync) and the others incrementally. It is a request of its own,
+	// with its own echo (status.lastHandledFullResyncEntitiesAt), so that
+	// erpsync.io/fullResyncAt always means every entity, whatever entity
+	// list an earlier request left in the annotations.
+	FullResyncEntitiesAtAnnotation = "erpsync.io/fullResyncEntitiesAt"
+	// FullResyncEntitiesAnnotation names the entities of a
+	// FullResyncEntitiesAtAnnotation request, comma-separated (for example
+	// "products,customers"). It is read only when that request is new, and
+	// changing it alone starts nothing. A name the ErpSync does not sync
+	// refuses the whole request: nothing is read or forgotten, and the
+	// sync that carries it fails with reason InvalidConfig.
+	FullResyncEntitiesAnnotation = "erpsync.io/fullResyncEntities"
 	// ReconcileNowAnnotation asks for a reconciliation (a comparison of
 	// the vendor's complete id listing with the CRM) at the next sync.
 	ReconcileNowAnnotation = "erpsync.io/reconcileNowAt"
@@ -504,6 +519,14 @@ type ImportStatus struct {
 	// Upserted records (new or changed) so far, across its syncs.
 	// +optional
 	Upserted int64 `json:"upserted,omitempty"`
+	// Entities, when set, limits the import to these entities (a
+	// requested full resync of some entities): each is read in full once,
+	// the others incrementally. Empty: every entity.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +listType=atomic
+	// +optional
+	Entities []string `json:"entities,omitempty"`
 }
 
 // SourceFingerprint identifies the ERP account the last sync read. When it
@@ -588,6 +611,23 @@ type ErpSyncStatus struct {
 	// +optional
 	LastHandledFullResyncAt string `json:"lastHandledFullResyncAt,omitempty"`
 
+	// LastHandledFullResyncEntitiesAt is the last
+	// erpsync.io/fullResyncEntitiesAt value acted on, recorded when the
+	// sync that honours it starts, in the same write that records the
+	// import of those entities (status.import.entities).
+	// LastHandledFullResyncEntities are the entities the operator accepted
+	// to read in full for it: set once the sync has checked the names
+	// against the connector (a whole resync or a first sync that honours
+	// the request sets them at its start), and left empty when it refused
+	// them: that sync then failed with reason InvalidConfig, saying why.
+	// +optional
+	LastHandledFullResyncEntitiesAt string `json:"lastHandledFullResyncEntitiesAt,omitempty"`
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +listType=atomic
+	// +optional
+	LastHandledFullResyncEntities []string `json:"lastHandledFullResyncEntities,omitempty"`
+
 	// CredentialsVersion is the resource version of the credentials Secret the
 	// last attempt read (empty if it did not exist). A failure the Secret can
 	// fix is retried as soon as the Secret changes.
@@ -608,6 +648,21 @@ type ErpSyncStatus struct {
 	// SourceFingerprint.
 	// +optional
 	Source *SourceFingerprint `json:"source,omitempty"`
+
+	// QuotaCredentials names the vendor's daily or monthly quotas the last
+	// sync that sent a request counted against (Xero's and Cin7 Omni's
+	// daily calls, Unleashed's monthly plan): for each, the vendor and a
+	// digest of the limiter key (the credential's id and secret, tenant
+	// and host, hashed), never a secret. The manager counts each in the
+	// ConfigMap erpsync-quota-<credential> of its quota namespace and
+	// exports it as the credential label of the erpsync_quota_* metrics,
+	// so tools can show the quotas this ErpSync spends. Absent for vendors
+	// without such a quota.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=63
+	QuotaCredentials []string `json:"quotaCredentials,omitempty"`
 
 	// Import is the full import under way, absent when none is.
 	// +optional

@@ -202,7 +202,7 @@ func New(opts Options) (*Client, error) {
 			continue
 		}
 		seen[l.Key] = true
-		c.ordered = append(c.ordered, reg.limiter(l, opts.DefaultHost))
+		c.ordered = append(c.ordered, reg.limiter(l, opts.DefaultHost, opts.Connector, c.observer))
 	}
 	c.sorted = slices.Clone(c.ordered)
 	slices.SortFunc(c.sorted, func(a, b *limiter) int { return strings.Compare(a.key, b.key) })
@@ -531,6 +531,7 @@ func (c *Client) do(ctx context.Context, op string, req *http.Request, decode Bo
 // A *connectors.Error result is final; other errors are retriable transport
 // failures (already stripped of the URL).
 func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body []byte, target string, decode BodyDecoder) (*Response, error) {
+	recordQuotaCredentials(ctx, c.sorted)
 	for _, l := range c.sorted {
 		l.touch(l.wall())
 		if err := l.load(ctx, c.clock.Now()); err != nil {

@@ -183,6 +183,9 @@ func (r *Registry) pruneLocked(now time.Time) int {
 			continue
 		}
 		delete(r.limiters, k)
+		if l.qobs != nil {
+			l.qobs.ForgetCredential(l.connector, l.credential)
+		}
 		n++
 	}
 	return n
@@ -218,8 +221,11 @@ func (r *Registry) QuotaUsage(key string) map[string]QuotaUsage {
 // process; quota limits follow the latest spec (a plan change). trusted is
 // whether what the vendor says (its quota blocks) may be persisted: only
 // for a vendor's default host. Keys carry the host, so one key has one
-// answer.
-func (r *Registry) limiter(spec Limit, trusted bool) *limiter {
+// answer. connector and obs are the creating Client's: when obs is a
+// QuotaObserver, the limiter reports its quotas to it (the first Client
+// with one wins).
+func (r *Registry) limiter(spec Limit, trusted bool, connector string, obs Observer) *limiter {
+	qobs, _ := obs.(QuotaObserver)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -231,10 +237,14 @@ func (r *Registry) limiter(spec Limit, trusted bool) *limiter {
 		l.mu.Lock()
 		l.quotas = slices.Clone(spec.Quotas)
 		l.trusted = l.trusted && trusted
+		if l.qobs == nil && qobs != nil {
+			l.qobs, l.connector = qobs, connector
+		}
 		l.mu.Unlock()
 		return l
 	}
-	l := &limiter{key: spec.Key, store: r.store, quotas: slices.Clone(spec.Quotas), trusted: trusted, wall: r.now}
+	l := &limiter{key: spec.Key, store: r.store, quotas: slices.Clone(spec.Quotas), trusted: trusted, wall: r.now,
+		credential: CredentialID(spec.Key), connector: connector, qobs: qobs}
 	if rs, ok := r.store.(QuotaReserver); ok {
 		l.shared = rs
 	}
@@ -257,6 +267,8 @@ type limiter struct {
 	key   string
 	store QuotaStore
 	sem   chan struct{}
+	// credential is CredentialID(key): how metrics and status name it.
+	credential string
 	// lastUsed is the wall time (UnixNano) of the latest request or
 	// Client of the limiter, for Registry.Prune; wall reads it.
 	lastUsed atomic.Int64
@@ -273,7 +285,11 @@ type limiter struct {
 	// logged once rather than on every call. Guarded by saveMu.
 	saveFailing bool
 
-	mu          sync.Mutex
+	mu sync.Mutex
+	// qobs receives the quotas after every change (nil: nobody);
+	// connector names the vendor in what it receives.
+	qobs        QuotaObserver
+	connector   string
 	windows     []*window
 	quotas      []Quota
 	pausedUntil time.Time
@@ -485,6 +501,7 @@ func (l *limiter) load(ctx context.Context, now time.Time) error {
 		}
 	}
 	l.loaded = true
+	l.publishLocked(now)
 	return nil
 }
 
@@ -564,6 +581,25 @@ func (l *limiter) rollLocked(q Quota, now time.Time) QuotaUsage {
 	return u
 }
 
+// publishLocked reports every quota of the limiter, in its period at now,
+// to the limiter's QuotaObserver: a count of an earlier period reads as 0
+// in the current one (the count itself rolls at the next call). l.mu must
+// be held.
+func (l *limiter) publishLocked(now time.Time) {
+	if l.qobs == nil {
+		return
+	}
+	for _, q := range l.quotas {
+		ps := periodStart(now, q.Period)
+		u := l.usage[q.Name]
+		used := u.Used
+		if !u.PeriodStart.Equal(ps) {
+			used = 0
+		}
+		l.qobs.ObserveQuota(l.connector, l.credential, q.Name, used, q.Limit, periodEnd(ps, q.Period))
+	}
+}
+
 // countLocked adds one call to every quota. l.mu must be held.
 func (l *limiter) countLocked(now time.Time) bool {
 	if len(l.quotas) == 0 {
@@ -641,6 +677,7 @@ func (l *limiter) reserve(ctx context.Context, now time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.viewLocked(views, now, true)
+	l.publishLocked(now)
 	return nil
 }
 
@@ -708,6 +745,7 @@ func (l *limiter) block(name string, t, now time.Time) time.Time {
 		}
 		l.usage[n] = u
 	}
+	l.publishLocked(now)
 	return latest
 }
 
@@ -850,6 +888,8 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 		for _, l := range ls {
 			reserve := l.refreshLocked(now)
 			if name, t, blocked := l.quotaBlockLocked(now); blocked {
+				// What the store merged in, or a period reset, shows.
+				l.publishLocked(now)
 				unlockAll(ls)
 				return waited, nil, &quotaError{key: l.key, name: name, until: t}
 			}
@@ -902,6 +942,7 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 				} else if l.countLocked(now) || len(l.windows) > 0 {
 					counted = append(counted, l)
 				}
+				l.publishLocked(now)
 			}
 			unlockAll(ls)
 			return waited, counted, nil

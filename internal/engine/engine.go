@@ -62,10 +62,20 @@ func Execute(ctx context.Context, r Run) (Result, error) {
 		x.res.State = r.State
 		return x.res, err
 	}
-	if r.Full {
+	for _, want := range r.FullEntities {
+		if !slices.ContainsFunc(entities, func(e connectors.EntityInfo) bool { return e.Name == want }) {
+			x.res.State = r.State
+			return x.res, connectors.Errorf(connectors.KindInvalidConfig, "entity %q to read in full is not one of the run's entities", want)
+		}
+	}
+	if r.Full || len(r.FullEntities) > 0 {
 		// A full resync forgets the watermarks first, and persists that, so a
 		// run interrupted part-way still reads the remaining entities in full.
+		// A checkpoint of a full read (no Since) is kept: the pass resumes.
 		for _, e := range entities {
+			if !r.Full && !slices.Contains(r.FullEntities, e.Name) {
+				continue
+			}
 			st := x.state[e.Name]
 			st.Watermark = time.Time{}
 			if st.Resume != nil && !st.Resume.Since.IsZero() {
@@ -82,7 +92,8 @@ func Execute(ctx context.Context, r Run) (Result, error) {
 		if err := ctx.Err(); err != nil {
 			return x.result(), fmt.Errorf("before entity %s: %w", e.Name, err)
 		}
-		if st := x.state[e.Name]; !r.SkipCompletedSince.IsZero() && st.Resume == nil && !st.LastCompleted.Before(r.SkipCompletedSince) {
+		if st := x.state[e.Name]; !r.SkipCompletedSince.IsZero() && st.Resume == nil && !st.LastCompleted.Before(r.SkipCompletedSince) &&
+			!slices.Contains(r.FullEntities, e.Name) {
 			continue
 		}
 		resumed := x.state[e.Name].Resume != nil

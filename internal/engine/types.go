@@ -187,6 +187,12 @@ type Run struct {
 	Entities []model.Kind
 	// Full ignores every watermark: each entity is read in full.
 	Full bool
+	// FullEntities ignores the watermarks of these entities only (a full
+	// resync of some entities): they are read in full, with the absence
+	// detection of a full pass, and the others incrementally. Each must be
+	// one of the run's streams, and none is skipped by SkipCompletedSince.
+	// Full covers every entity.
+	FullEntities []model.Kind
 	// SkipCompletedSince, when set, skips the entities that completed a pass
 	// at or after it and have no interrupted pass: resuming an interrupted
 	// run does not read again what it had finished.

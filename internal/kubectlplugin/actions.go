@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -38,11 +41,94 @@ func NewToken(now time.Time) string {
 
 // RequestPatch is the merge patch setting one request annotation.
 func RequestPatch(annotation, token string) ([]byte, error) {
-	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{annotation: token}}})
+	return AnnotationsPatch(map[string]string{annotation: token})
+}
+
+// AnnotationsPatch is the merge patch setting annotations, in one write.
+func AnnotationsPatch(annotations map[string]string) ([]byte, error) {
+	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
 	if err != nil {
 		return nil, fmt.Errorf("encoding the patch: %w", err)
 	}
 	return b, nil
+}
+
+// EntityResyncPatch is the merge patch asking for a full resync of some
+// entities: the list and a new token, in one write (the operator reads the
+// list when it sees the token).
+func EntityResyncPatch(entities []string, token string) ([]byte, error) {
+	return AnnotationsPatch(map[string]string{
+		erpsyncv1.FullResyncEntitiesAnnotation:   strings.Join(entities, ","),
+		erpsyncv1.FullResyncEntitiesAtAnnotation: token,
+	})
+}
+
+// CheckResyncEntities checks the entities of resync --entity before
+// anything is written: names as the CRD allows them (lower-case letters
+// and underscores), repeats dropped, and each one the ErpSync syncs, as
+// far as the object tells (spec.connector.entities when set, else the
+// entities in status, when it has any). The operator checks them again
+// against its connector, and refuses what it does not sync.
+func CheckResyncEntities(es *erpsyncv1.ErpSync, entities []string) ([]string, error) {
+	var out []string
+	for _, e := range entities {
+		e = strings.TrimSpace(e)
+		if e == "" || slices.Contains(out, e) {
+			continue
+		}
+		if len(e) > 64 || strings.Trim(e, "abcdefghijklmnopqrstuvwxyz_") != "" {
+			return nil, fmt.Errorf("--entity %q: an entity name is lower-case letters and underscores (products, sales_orders)", e)
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--entity names no entity")
+	}
+	if len(out) > 32 {
+		return nil, fmt.Errorf("--entity names %d entities, at most 32", len(out))
+	}
+	known, from := es.Spec.Connector.Entities, "spec.connector.entities"
+	if len(known) == 0 {
+		from = "status.entities"
+		for _, st := range es.Status.Entities {
+			known = append(known, st.Name)
+		}
+	}
+	if len(known) == 0 {
+		return out, nil
+	}
+	for _, e := range out {
+		if !slices.Contains(known, e) {
+			return nil, fmt.Errorf("--entity %q: erpsync/%s does not sync it (%s: %s)", e, es.Name, from, strings.Join(known, ", "))
+		}
+	}
+	return out, nil
+}
+
+// EntityResyncOutcome reads the operator's verdict on the entity resync
+// with token: accepted (status.lastHandledFullResyncEntities set, once the
+// operator checked the names), refused or not started (the sync that
+// echoed the token ended without accepting them: err says why, from the
+// Ready condition), or not yet known (done false).
+func EntityResyncOutcome(es *erpsyncv1.ErpSync, token string) (done bool, err error) {
+	st := &es.Status
+	if st.LastHandledFullResyncEntitiesAt != token {
+		return false, nil
+	}
+	if len(st.LastHandledFullResyncEntities) > 0 {
+		return true, nil
+	}
+	if st.Phase == erpsyncv1.PhaseSyncing {
+		return false, nil
+	}
+	reason, msg := "-", "-"
+	if c := meta.FindStatusCondition(st.Conditions, erpsyncv1.ReadyCondition); c != nil {
+		reason, msg = c.Reason, c.Message
+	}
+	if reason == erpsyncv1.ReasonInvalidConf {
+		return true, fmt.Errorf("the operator refused the full resync: %s", msg)
+	}
+	return true, fmt.Errorf("the sync that took the request ended before it started the full resync (%s: %s); the operator retries it with the next sync", reason, msg)
 }
 
 // SuspendPatch is the merge patch setting spec.suspend.
@@ -61,6 +147,8 @@ func Handled(es *erpsyncv1.ErpSync, annotation, token string) bool {
 		return es.Status.LastHandledReconcileAt == token
 	case erpsyncv1.FullResyncAtAnnotation:
 		return es.Status.LastHandledFullResyncAt == token
+	case erpsyncv1.FullResyncEntitiesAtAnnotation:
+		return es.Status.LastHandledFullResyncEntitiesAt == token
 	}
 	return false
 }
@@ -91,22 +179,89 @@ func (o *Options) syncCommand() *cobra.Command {
 
 func (o *Options) resyncCommand() *cobra.Command {
 	var f actionFlags
-	var entity string
+	var entities []string
 	cmd := &cobra.Command{
-		Use:   "resync NAME",
-		Short: "Ask for a full resync that ignores every watermark (annotation " + erpsyncv1.FullResyncAtAnnotation + ")",
-		Args:  cobra.ExactArgs(1),
+		Use:   "resync NAME [--entity E]...",
+		Short: "Ask for a full resync that ignores the watermarks of every entity, or of the --entity ones",
+		Long: `Without --entity: a full resync of every entity (annotation ` + erpsyncv1.FullResyncAtAnnotation + `, echoed in
+status.lastHandledFullResyncAt).
+
+With --entity (repeated, or comma-separated): the named entities are read in full, with what a full
+pass enables (deletions inferred from records absent from it, under the mass-deletion guard), and the
+others incrementally in the same sync (annotations ` + erpsyncv1.FullResyncEntitiesAnnotation + ` and
+` + erpsyncv1.FullResyncEntitiesAtAnnotation + `, echoed in status.lastHandledFullResyncEntitiesAt; the entities the
+operator accepted in status.lastHandledFullResyncEntities). --wait waits until the operator has accepted
+the entities, and fails if it refused them.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if entity != "" {
-				return fmt.Errorf("--entity %s: the operator has no per-entity resync; %s resyncs every entity of the ErpSync (run resync without --entity)",
-					entity, erpsyncv1.FullResyncAtAnnotation)
+			if cmd.Flags().Changed("entity") {
+				return o.entityResync(cmd.Context(), args[0], entities, &f)
 			}
 			return o.request(cmd.Context(), args[0], erpsyncv1.FullResyncAtAnnotation, "full resync", &f)
 		},
 	}
-	f.add(cmd, "status.lastHandledFullResyncAt echoes the request")
-	cmd.Flags().StringVar(&entity, "entity", "", "not supported by the operator: a full resync covers every entity")
+	f.add(cmd, "the operator echoes the request; with --entity, it accepted the entities")
+	cmd.Flags().StringSliceVar(&entities, "entity", nil, "an entity to read in full (repeat it, or separate names with commas); the others stay incremental")
 	return cmd
+}
+
+// entityResync asks for a full resync of some entities and, with --wait,
+// waits for the operator's verdict on them.
+func (o *Options) entityResync(ctx context.Context, name string, entities []string, f *actionFlags) error {
+	if err := o.clients(); err != nil {
+		return err
+	}
+	ns, err := o.namespace()
+	if err != nil {
+		return err
+	}
+	es, err := o.get(ctx, ns, name)
+	if err != nil {
+		return err
+	}
+	entities, err = CheckResyncEntities(es, entities)
+	if err != nil {
+		return err
+	}
+	token := NewToken(o.now())
+	patch, err := EntityResyncPatch(entities, token)
+	if err != nil {
+		return err
+	}
+	if err := o.Client.Patch(ctx, es, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(f.fieldManager)); err != nil {
+		return fmt.Errorf("annotating ErpSync %s/%s: %w", ns, name, err)
+	}
+	what := "full resync of " + strings.Join(entities, ", ")
+	fmt.Fprintf(o.Streams.Out, "erpsync/%s: %s requested (%s=%s, %s=%s)\n", name, what,
+		erpsyncv1.FullResyncEntitiesAnnotation, strings.Join(entities, ","), erpsyncv1.FullResyncEntitiesAtAnnotation, token)
+	if es.Spec.Suspend {
+		fmt.Fprintf(o.Streams.ErrOut, "erpsync/%s is suspended: the operator ignores requests until it is resumed\n", name)
+	}
+	if !f.wait {
+		return nil
+	}
+	if es.Spec.Suspend {
+		return fmt.Errorf("not waiting: erpsync/%s is suspended", name)
+	}
+	var verdict error
+	got, err := o.waitFor(ctx, ns, name, f.timeout, func(es *erpsyncv1.ErpSync) bool {
+		done, v := EntityResyncOutcome(es, token)
+		verdict = v
+		return done
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the operator to handle the %s: %w", what, err)
+	}
+	if verdict != nil {
+		return fmt.Errorf("erpsync/%s: %w", name, verdict)
+	}
+	started := "-"
+	if got.Status.LastSyncStart != nil {
+		started = got.Status.LastSyncStart.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(o.Streams.Out, "erpsync/%s: full resync of %s accepted by the operator (sync started %s, phase %s)\n", name,
+		strings.Join(got.Status.LastHandledFullResyncEntities, ", "), started, dash(string(got.Status.Phase)))
+	return nil
 }
 
 func (o *Options) suspendCommand(suspend bool) *cobra.Command {

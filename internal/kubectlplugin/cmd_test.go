@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -162,10 +163,6 @@ func TestRequestCommands(t *testing.T) {
 		t.Errorf("sync --wait: %s", f.out)
 	}
 
-	if err := f.run("resync", "acme-xero", "--entity", "products"); err == nil || !strings.Contains(err.Error(), "no per-entity resync") {
-		t.Errorf("resync --entity: %v", err)
-	}
-
 	if err := f.run("suspend", "acme-xero"); err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +195,117 @@ func echoRequests(ctx context.Context, c client.Client) {
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestEntityResyncCommand(t *testing.T) {
+	f := newFixture(t)
+	// Checked before anything is written: the fixture syncs products and
+	// customers (status.entities).
+	for _, tc := range []struct{ args, says string }{
+		{"product", `--entity "product": erpsync/acme-xero does not sync it (status.entities: products, customers)`},
+		{"Products", "lower-case letters and underscores"},
+		{",", "names no entity"},
+	} {
+		if err := f.run("resync", "acme-xero", "--entity", tc.args); err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("--entity %s: %v, want %q", tc.args, err, tc.says)
+		}
+	}
+	if a := f.get(t).Annotations; a[erpsyncv1.FullResyncEntitiesAtAnnotation] != "" {
+		t.Fatalf("a refused --entity wrote %v", a)
+	}
+
+	// Repeated and comma-separated: both annotations in one write, the
+	// whole-resync annotation untouched.
+	if err := f.run("resync", "acme-xero", "--entity", "products", "--entity", "customers,products"); err != nil {
+		t.Fatal(err)
+	}
+	a := f.get(t).Annotations
+	if a[erpsyncv1.FullResyncEntitiesAnnotation] != "products,customers" || a[erpsyncv1.FullResyncEntitiesAtAnnotation] != NewToken(now) || a[erpsyncv1.FullResyncAtAnnotation] != "" {
+		t.Fatalf("annotations %v", a)
+	}
+
+	// An operator that accepts: --wait reports the entities it accepted.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); echoEntityResync(ctx, f.c, "") }()
+	f.o.Now = func() time.Time { return now.Add(time.Second) }
+	if err := f.run("resync", "acme-xero", "--entity", "customers", "--wait", "--timeout", "10s"); err != nil {
+		t.Fatal(err)
+	}
+	if out := f.out.String(); !strings.Contains(out, "full resync of customers accepted by the operator") {
+		t.Errorf("--wait output:\n%s", out)
+	}
+	cancel()
+	<-stopped // no accepting operator left
+
+	// An operator that refuses: --wait fails with its reason.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go echoEntityResync(ctx, f.c, "full resync of entities refused, nothing was read and no watermark forgotten: no such entity")
+	f.o.Now = func() time.Time { return now.Add(2 * time.Second) }
+	err := f.run("resync", "acme-xero", "--entity", "products", "--wait", "--timeout", "10s")
+	if err == nil || !strings.Contains(err.Error(), "the operator refused the full resync: full resync of entities refused") {
+		t.Errorf("--wait on a refusal: %v", err)
+	}
+}
+
+// echoEntityResync plays the operator for resync --entity: it echoes a new
+// token and accepts the entities, or, when refusal is set, fails the sync
+// with reason InvalidConfig and accepts nothing.
+func echoEntityResync(ctx context.Context, c client.Client, refusal string) {
+	for ctx.Err() == nil {
+		var es erpsyncv1.ErpSync
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "acme", Name: "acme-xero"}, &es); err == nil {
+			if tok := es.Annotations[erpsyncv1.FullResyncEntitiesAtAnnotation]; tok != es.Status.LastHandledFullResyncEntitiesAt {
+				es.Status.LastHandledFullResyncEntitiesAt = tok
+				es.Status.LastHandledFullResyncEntities = nil
+				if refusal == "" {
+					es.Status.Phase = erpsyncv1.PhaseSyncing
+					es.Status.LastHandledFullResyncEntities = strings.Split(es.Annotations[erpsyncv1.FullResyncEntitiesAnnotation], ",")
+				} else {
+					es.Status.Phase = erpsyncv1.PhaseFailed
+					meta.SetStatusCondition(&es.Status.Conditions, metav1.Condition{Type: erpsyncv1.ReadyCondition, Status: metav1.ConditionFalse,
+						Reason: erpsyncv1.ReasonInvalidConf, Message: refusal})
+				}
+				_ = c.Status().Update(ctx, &es)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestEntityResyncOutcome(t *testing.T) {
+	es := &erpsyncv1.ErpSync{}
+	es.Status.LastHandledFullResyncEntitiesAt = "t"
+	for _, tc := range []struct {
+		name     string
+		token    string
+		phase    erpsyncv1.Phase
+		accepted []string
+		reason   string
+		done     bool
+		err      string
+	}{
+		{name: "another token", token: "u", phase: erpsyncv1.PhaseSucceeded},
+		{name: "echoed, not yet checked", token: "t", phase: erpsyncv1.PhaseSyncing},
+		{name: "accepted", token: "t", phase: erpsyncv1.PhaseSyncing, accepted: []string{"products"}, done: true},
+		{name: "accepted, sync over", token: "t", phase: erpsyncv1.PhaseSucceeded, accepted: []string{"products"}, done: true},
+		{name: "refused", token: "t", phase: erpsyncv1.PhaseFailed, reason: erpsyncv1.ReasonInvalidConf, done: true, err: "refused"},
+		{name: "the sync failed first", token: "t", phase: erpsyncv1.PhaseFailed, reason: "SecretNotFound", done: true, err: "retries it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			es.Status.Phase, es.Status.LastHandledFullResyncEntities = tc.phase, tc.accepted
+			es.Status.Conditions = nil
+			if tc.reason != "" {
+				es.Status.Conditions = []metav1.Condition{{Type: erpsyncv1.ReadyCondition, Status: metav1.ConditionFalse, Reason: tc.reason, Message: "m"}}
+			}
+			done, err := EntityResyncOutcome(es, tc.token)
+			if done != tc.done || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("done %t err %v; want done %t err %q", done, err, tc.done, tc.err)
+			}
+		})
 	}
 }
 
@@ -285,8 +393,12 @@ func TestPatches(t *testing.T) {
 		}
 	}
 	es.Status.LastHandledFullResyncAt = "a"
-	if !Handled(es, erpsyncv1.FullResyncAtAnnotation, "a") || Handled(es, erpsyncv1.RequestedAtAnnotation, "a") {
+	if !Handled(es, erpsyncv1.FullResyncAtAnnotation, "a") || Handled(es, erpsyncv1.RequestedAtAnnotation, "a") || Handled(es, erpsyncv1.FullResyncEntitiesAtAnnotation, "a") {
 		t.Error("Handled reads the wrong echo")
+	}
+	p, err = EntityResyncPatch([]string{"products", "customers"}, "tok")
+	if err != nil || string(p) != `{"metadata":{"annotations":{"erpsync.io/fullResyncEntities":"products,customers","erpsync.io/fullResyncEntitiesAt":"tok"}}}` {
+		t.Errorf("entity resync patch %s %v", p, err)
 	}
 }
 
@@ -325,4 +437,54 @@ func keys(m map[string][]byte) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestStatusShowsTheQuotaOfItsCredential: with status.quotaCredentials set,
+// status and report show that credential's counters only, not another
+// credential's of the same connector type.
+func TestStatusShowsTheQuotaOfItsCredential(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	store := &quotastore.ConfigMapStore{Reader: f.c, Writer: f.c, Namespace: DefaultManagerNamespace, Now: func() time.Time { return now }, ID: "r0"}
+	day := []httpapi.QuotaClaim{{Name: "day", Period: httpapi.Daily, PeriodStart: now.Truncate(24 * time.Hour), Limit: 5000}}
+	other := httpapi.Key("cin7omni", "someone-else")
+	if _, err := store.Reserve(ctx, other, day); err != nil {
+		t.Fatal(err)
+	}
+	mine := httpapi.CredentialID(httpapi.Key("cin7omni", "user"))
+	es := f.get(t)
+	es.Status.QuotaCredentials = []string{mine}
+	if err := f.c.Status().Update(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := f.run("status", "acme-xero"); err != nil {
+		t.Fatal(err)
+	}
+	out := f.out.String()
+	if !strings.Contains(out, mine) || !strings.Contains(out, "the quota this ErpSync's last sync counted against") {
+		t.Errorf("status does not show its credential %s:\n%s", mine, out)
+	}
+	if strings.Contains(out, httpapi.CredentialID(other)) {
+		t.Errorf("status shows another credential's quota:\n%s", out)
+	}
+	if err := f.run("status", "acme-xero", "-o", "json"); err != nil {
+		t.Fatal(err)
+	}
+	var v StatusView
+	if err := json.Unmarshal(f.out.Bytes(), &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Quotas) != 1 || v.Quotas[0].Credential != mine || v.Quotas[0].ConfigMap != quotastore.NamePrefix+mine {
+		t.Errorf("json quotas %+v, want %s only", v.Quotas, mine)
+	}
+
+	path := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	if err := f.run("report", "acme-xero", "-f", path); err != nil {
+		t.Fatal(err)
+	}
+	cms := readTarGz(t, path)["erpsync-report-acme-acme-xero/quota-configmaps.yaml"]
+	if !bytes.Contains(cms, []byte(quotastore.NamePrefix+mine)) || bytes.Contains(cms, []byte(quotastore.Name(other))) {
+		t.Errorf("quota-configmaps.yaml holds other credentials' or lacks its own:\n%s", cms)
+	}
 }

@@ -28,9 +28,12 @@ const (
 // QuotaView is one quota of one credential, as its ConfigMap stores it.
 type QuotaView struct {
 	// ConfigMap is the ConfigMap's name; Key the limiter key it counts
-	// (the vendor and a digest of the credential's id: no secret).
-	ConfigMap string `json:"configMap"`
-	Key       string `json:"key"`
+	// (the vendor and a digest of the credential's id: no secret);
+	// Credential its httpapi.CredentialID, as ErpSync
+	// status.quotaCredentials and the erpsync_quota_* metrics name it.
+	ConfigMap  string `json:"configMap"`
+	Key        string `json:"key"`
+	Credential string `json:"credential"`
 	// Quota is the quota's name (day, month).
 	Quota       string    `json:"quota"`
 	PeriodStart time.Time `json:"periodStart"`
@@ -103,7 +106,7 @@ func Quotas(cms []corev1.ConfigMap, connector erpsyncv1.ConnectorType) ([]QuotaV
 			if strings.HasPrefix(name, httpapi.WindowUsagePrefix) {
 				continue
 			}
-			v := QuotaView{ConfigMap: cm.Name, Key: key, Quota: name, PeriodStart: e.PeriodStart.UTC(), Used: e.Used, WrittenAt: written}
+			v := QuotaView{ConfigMap: cm.Name, Key: key, Credential: httpapi.CredentialID(key), Quota: name, PeriodStart: e.PeriodStart.UTC(), Used: e.Used, WrittenAt: written}
 			for _, h := range e.Held {
 				v.Reserved += max(0, h)
 			}
@@ -127,21 +130,66 @@ func Quotas(cms []corev1.ConfigMap, connector erpsyncv1.ConnectorType) ([]QuotaV
 	return out, nil
 }
 
-// quotaNote says how the quotas shown relate to the ErpSync: the operator
-// keys them by a digest of the credential's id, which the plugin cannot
-// compute without reading the Secret, so it shows every credential of the
-// connector type.
-func quotaNote(views []QuotaView, connector erpsyncv1.ConnectorType, ns string) string {
+// QuotaConfigMapsOf picks, of the quota store's ConfigMaps, those an
+// ErpSync spends: the ones its status.quotaCredentials names (attributed
+// is then true, and missing lists the credentials without a ConfigMap).
+// An ErpSync whose status names none (its manager predates the field, or
+// no sync of it has sent a request yet) gets every ConfigMap of its
+// connector type, unattributed.
+func QuotaConfigMapsOf(cms []corev1.ConfigMap, es *erpsyncv1.ErpSync) (mine []corev1.ConfigMap, attributed bool, missing []string) {
+	creds := es.Status.QuotaCredentials
+	if len(creds) == 0 {
+		for _, cm := range cms {
+			if QuotaVendor(cm.Annotations[quotaKeyAnnotation]) == string(es.Spec.Connector.Type) {
+				mine = append(mine, cm)
+			}
+		}
+		return mine, false, nil
+	}
+	for _, cred := range creds {
+		i := slices.IndexFunc(cms, func(cm corev1.ConfigMap) bool { return cm.Name == quotastore.NamePrefix+cred })
+		if i < 0 {
+			missing = append(missing, cred)
+			continue
+		}
+		mine = append(mine, cms[i])
+	}
+	return mine, true, missing
+}
+
+// quotaNote says how the quotas shown relate to the ErpSync.
+func quotaNote(views []QuotaView, es *erpsyncv1.ErpSync, attributed bool, missing []string, ns string) string {
+	if !attributed {
+		return unattributedNote(views, es.Spec.Connector.Type, ns)
+	}
+	n := len(es.Status.QuotaCredentials)
+	what := "the quota this ErpSync's last sync counted against (status.quotaCredentials)"
+	if n > 1 {
+		what = fmt.Sprintf("the %d quota credentials this ErpSync's last sync counted against (status.quotaCredentials)", n)
+	}
+	if len(missing) == 0 {
+		return what
+	}
+	return fmt.Sprintf("%s; no counters in %s for %s (the manager counts in memory with --quota-file or without a quota store, and deletes counters unused for a period)",
+		what, ns, strings.Join(missing, ", "))
+}
+
+// unattributedNote says how the quotas of every credential of a connector
+// type relate to an ErpSync whose status names none: the operator keys them
+// by a digest of the credential, which the plugin cannot compute without
+// reading the Secret.
+func unattributedNote(views []QuotaView, connector erpsyncv1.ConnectorType, ns string) string {
 	keys := map[string]bool{}
 	for _, v := range views {
 		keys[v.Key] = true
 	}
+	const why = "status.quotaCredentials is not set (no sync sent a request yet, or the manager predates it)"
 	switch len(keys) {
 	case 0:
 		return fmt.Sprintf("no %s quota counters in namespace %s (the manager keeps them there with its quota store; not with --quota-file, nor for vendors without a daily or monthly quota)", connector, ns)
 	case 1:
-		return fmt.Sprintf("the one %s credential with quota counters in %s", connector, ns)
+		return fmt.Sprintf("the one %s credential with quota counters in %s; %s", connector, ns, why)
 	default:
-		return fmt.Sprintf("%d %s credentials have quota counters in %s; which one this ErpSync spends is a digest of its Secret, which the plugin does not read", len(keys), connector, ns)
+		return fmt.Sprintf("%d %s credentials have quota counters in %s; which one this ErpSync spends is unknown: %s", len(keys), connector, ns, why)
 	}
 }

@@ -2,6 +2,8 @@ package kubectlplugin
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,8 +84,11 @@ func TestQuotasReadTheStoresConfigMaps(t *testing.T) {
 	if len(un) != 1 || un[0].Quota != "month" || un[0].Limit != nil || un[0].Left != nil {
 		t.Errorf("unleashed's plan quota is per account (in the Secret): no limit may be invented: %+v", un)
 	}
-	if note := quotaNote(un, erpsyncv1.ConnectorUnleashed, DefaultManagerNamespace); note != "the one unleashed credential with quota counters in erpsync-system" {
+	if note := unattributedNote(un, erpsyncv1.ConnectorUnleashed, DefaultManagerNamespace); !strings.HasPrefix(note, "the one unleashed credential with quota counters in erpsync-system; status.quotaCredentials is not set") {
 		t.Errorf("note %q", note)
+	}
+	if q.Credential != httpapi.CredentialID(omniKey) || q.ConfigMap != quotastore.NamePrefix+q.Credential {
+		t.Errorf("credential %q, want the metrics' and status's %q", q.Credential, httpapi.CredentialID(omniKey))
 	}
 	if all, _ := Quotas(list.Items, ""); len(all) != 2 {
 		t.Errorf("every connector: %+v", all)
@@ -96,5 +101,70 @@ func TestQuotasReadTheStoresConfigMaps(t *testing.T) {
 	bad.Data["usage.json"] = "{not json"
 	if _, err := Quotas([]corev1.ConfigMap{*bad}, ""); err == nil {
 		t.Error("an undecodable ConfigMap is not reported")
+	}
+}
+
+// TestQuotaConfigMapsOfAnErpSync: status.quotaCredentials picks the
+// ConfigMaps of the credentials the ErpSync spends, among others of the
+// same connector type; without it, every one of the type is shown and the
+// note says the attribution is unknown.
+func TestQuotaConfigMapsOfAnErpSync(t *testing.T) {
+	ctx := context.Background()
+	s, err := Scheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := fake.NewClientBuilder().WithScheme(s).Build()
+	store := &quotastore.ConfigMapStore{Reader: c, Writer: c, Namespace: DefaultManagerNamespace, Now: func() time.Time { return now }, ID: "r0"}
+	day := []httpapi.QuotaClaim{{Name: "day", Period: httpapi.Daily, PeriodStart: now.Truncate(24 * time.Hour), Limit: 5000}}
+	mine, theirs, xero := httpapi.Key("cin7omni", "mine"), httpapi.Key("cin7omni", "theirs"), httpapi.Key("xero", "client", "tenant")
+	for _, k := range []string{mine, theirs, xero} {
+		if _, err := store.Reserve(ctx, k, day); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var list corev1.ConfigMapList
+	if err := c.List(ctx, &list, client.InNamespace(DefaultManagerNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	gone := httpapi.CredentialID(httpapi.Key("cin7omni", "collected"))
+	for _, tc := range []struct {
+		name       string
+		creds      []string
+		want       []string // ConfigMap names
+		attributed bool
+		missing    []string
+		note       string
+	}{
+		{name: "one credential named", creds: []string{httpapi.CredentialID(mine)}, want: []string{quotastore.Name(mine)}, attributed: true,
+			note: "the quota this ErpSync's last sync counted against (status.quotaCredentials)"},
+		{name: "the other one of the same type", creds: []string{httpapi.CredentialID(theirs)}, want: []string{quotastore.Name(theirs)}, attributed: true,
+			note: "the quota this ErpSync's last sync counted against (status.quotaCredentials)"},
+		{name: "a named credential without counters", creds: []string{httpapi.CredentialID(mine), gone}, want: []string{quotastore.Name(mine)}, attributed: true, missing: []string{gone},
+			note: "the 2 quota credentials this ErpSync's last sync counted against (status.quotaCredentials); no counters in erpsync-system for " + gone},
+		{name: "not recorded: every credential of the type", want: []string{quotastore.Name(mine), quotastore.Name(theirs)},
+			note: "2 cin7omni credentials have quota counters in erpsync-system; which one this ErpSync spends is unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			es := &erpsyncv1.ErpSync{Spec: erpsyncv1.ErpSyncSpec{Connector: erpsyncv1.ConnectorSpec{Type: erpsyncv1.ConnectorCin7Omni}},
+				Status: erpsyncv1.ErpSyncStatus{QuotaCredentials: tc.creds}}
+			cms, attributed, missing := QuotaConfigMapsOf(list.Items, es)
+			var names []string
+			for _, cm := range cms {
+				names = append(names, cm.Name)
+			}
+			slices.Sort(names)
+			want := slices.Sorted(slices.Values(tc.want))
+			if !slices.Equal(names, want) || attributed != tc.attributed || !slices.Equal(missing, tc.missing) {
+				t.Errorf("got %v attributed %v missing %v, want %v %v %v", names, attributed, missing, want, tc.attributed, tc.missing)
+			}
+			views, err := Quotas(cms, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if note := quotaNote(views, es, attributed, missing, DefaultManagerNamespace); !strings.HasPrefix(note, tc.note) {
+				t.Errorf("note %q, want it to start %q", note, tc.note)
+			}
+		})
 	}
 }

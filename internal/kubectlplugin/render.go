@@ -251,7 +251,7 @@ func (p *printer) quotas(list []QuotaView, note string, now time.Time) {
 			if q.BlockedUntil != nil && q.BlockedUntil.After(now) {
 				blocked = q.BlockedUntil.Format(time.RFC3339)
 			}
-			rows = append(rows, []string{q.Key, q.Quota, q.PeriodStart.Format(time.RFC3339), strconv.FormatInt(q.Used, 10),
+			rows = append(rows, []string{q.Credential, q.Quota, q.PeriodStart.Format(time.RFC3339), strconv.FormatInt(q.Used, 10),
 				strconv.FormatInt(q.Reserved, 10), optIntOr(q.Limit, "per account"), optIntOr(q.Left, "?"), blocked})
 		}
 		p.table(rows)

@@ -37,7 +37,8 @@ func (o *Options) reportCommand() *cobra.Command {
 		Use:   "report NAME",
 		Short: "Write a support bundle: the ErpSync, its events, the quota ConfigMaps and the manager's log lines about it",
 		Long: `report writes a support bundle (a .tar.gz, or a directory when -f names no .tar.gz/.tgz) with the ErpSync,
-its status as 'status' shows it, its events, the quota ConfigMaps of its connector type, and the lines of the
+its status as 'status' shows it, its events, the quota ConfigMaps it spends (status.quotaCredentials; those of its
+connector type when that is not set), and the lines of the
 manager pods' recent logs that name the ErpSync. Secrets are never read: the bundle names the credentials Secret
 and holds none of its values. What could not be read (no access, no manager pods) is listed in README.txt.`,
 		Args: cobra.ExactArgs(1),
@@ -105,12 +106,9 @@ func (o *Options) runReport(ctx context.Context, name string, f *reportFlags) er
 	}
 	b.note("quota: %s", v.QuotaNote)
 	if cms, err := o.quotaConfigMaps(ctx); err == nil {
-		var mine []corev1.ConfigMap
-		for _, cm := range cms {
-			if QuotaVendor(cm.Annotations[quotaKeyAnnotation]) == string(es.Spec.Connector.Type) {
-				cm.ManagedFields = nil
-				mine = append(mine, cm)
-			}
+		mine, _, _ := QuotaConfigMapsOf(cms, es)
+		for i := range mine {
+			mine[i].ManagedFields = nil
 		}
 		b.addYAML("quota-configmaps.yaml", mine)
 	}

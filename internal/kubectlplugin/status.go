@@ -20,8 +20,9 @@ func (o *Options) statusCommand() *cobra.Command {
 		Use:   "status [NAME]",
 		Short: "Show one ErpSync's state, or one line per ErpSync sorted by what needs attention",
 		Long: `status NAME shows, per entity, the mode, records, API calls and watermark of its last pass, drift and
-deletions where the status has them, the checkpoint of a running pass, the next sync, the quota counters of the
-connector's credentials, the webhooks and the last events.
+deletions where the status has them, the checkpoint of a running pass, the next sync, the quota used and left of
+the credentials its last sync spent (status.quotaCredentials; every credential of its connector type when that is
+not set), the webhooks and the last events.
 
 Without NAME, or with -A, it lists one line per ErpSync: not Ready first, then stale (no success for three
 intervals), then the rest.`,
@@ -104,22 +105,24 @@ func (o *Options) statusView(ctx context.Context, ns, name string) (*StatusView,
 		v.EventsNote = "events not readable: " + err.Error()
 	}
 	v.Events = Events(evs, maxStatusEvents)
-	v.Quotas, v.QuotaNote = o.quotas(ctx, es.Spec.Connector.Type)
+	v.Quotas, v.QuotaNote = o.quotas(ctx, es)
 	return v, nil
 }
 
-// quotas reads the quota counters of connector's credentials; a failure is
-// the note, since status shows what it can.
-func (o *Options) quotas(ctx context.Context, connector erpsyncv1.ConnectorType) ([]QuotaView, string) {
+// quotas reads the quota counters of the credentials es spends (see
+// QuotaConfigMapsOf); a failure is the note, since status shows what it
+// can.
+func (o *Options) quotas(ctx context.Context, es *erpsyncv1.ErpSync) ([]QuotaView, string) {
 	cms, err := o.quotaConfigMaps(ctx)
 	if err != nil {
 		return nil, "quota counters not readable: " + err.Error()
 	}
-	views, err := Quotas(cms, connector)
+	mine, attributed, missing := QuotaConfigMapsOf(cms, es)
+	views, err := Quotas(mine, "")
 	if err != nil {
 		return nil, err.Error()
 	}
-	return views, quotaNote(views, connector, o.ManagerNamespace)
+	return views, quotaNote(views, es, attributed, missing, o.ManagerNamespace)
 }
 
 // events lists the corev1 Events about the ErpSync.

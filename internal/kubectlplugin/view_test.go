@@ -144,8 +144,8 @@ func TestRenderStatus(t *testing.T) {
 	o := fullStatus()
 	limit, left := int64(5000), int64(4893)
 	v := &StatusView{Summary: Summarize(o, now), ErpSync: o,
-		Quotas:    []QuotaView{{Key: "xero:abc", Quota: "day", PeriodStart: now.Truncate(24 * time.Hour), Used: 7, Reserved: 100, Limit: &limit, Left: &left}},
-		QuotaNote: "the one xero credential with quota counters in erpsync-system",
+		Quotas:    []QuotaView{{Key: "xero:abc", Credential: "xero-0123abcd", Quota: "day", PeriodStart: now.Truncate(24 * time.Hour), Used: 7, Reserved: 100, Limit: &limit, Left: &left}},
+		QuotaNote: "the quota this ErpSync's last sync counted against (status.quotaCredentials)",
 		Events:    []EventView{{Time: now.Add(-time.Hour), Type: "Normal", Reason: "SyncSucceeded", Count: 1, Message: "synced 42\nrecords"}},
 	}
 	var buf bytes.Buffer
@@ -164,7 +164,7 @@ func TestRenderStatus(t *testing.T) {
 		"Deletions:",
 		"last event 30s ago, accepted 12, rejected 1",
 		"lag 2.3s",
-		"xero:abc", "4893",
+		"xero-0123abcd", "4893", "status.quotaCredentials",
 		"SyncSucceeded", "synced 42 records",
 	} {
 		if !strings.Contains(out, want) {

@@ -110,7 +110,7 @@ var (
 
 // Collectors lists every metric of the package.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{syncDuration, syncsTotal, recordsTotal, upstreamRequests, upstreamDuration, rateLimitWait, lastSuccess, condition, suspended, setAside, incomplete, reconcileDrift, heldDeletions}
+	return []prometheus.Collector{syncDuration, syncsTotal, recordsTotal, upstreamRequests, upstreamDuration, rateLimitWait, lastSuccess, condition, suspended, setAside, incomplete, reconcileDrift, heldDeletions, quotaUsed, quotaLimit, quotaReset}
 }
 
 func init() {

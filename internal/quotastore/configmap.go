@@ -6,8 +6,6 @@ package quotastore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -688,24 +686,21 @@ func retention(usage map[string]httpapi.QuotaUsage) time.Duration {
 
 var notDNS = regexp.MustCompile(`[^a-z0-9-]+`)
 
-// Name is the ConfigMap name for a limiter key: a DNS label made of the
-// key's vendor prefix (the part before ":", for people) and a digest of the
-// whole key. Keys differ in a secret's digest and a host at their end, so
-// cutting a key to fit 63 characters, or folding its punctuation, could
-// give two credentials one ConfigMap: the digest never does.
+// Name is the ConfigMap name for a limiter key: "erpsync-quota-" and
+// httpapi.CredentialID(key), a DNS label made of the key's vendor prefix
+// (the part before ":", for people) and a digest of the whole key. Keys
+// differ in a secret's digest and a host at their end, so cutting a key
+// to fit 63 characters, or folding its punctuation, could give two
+// credentials one ConfigMap: the digest never does. The same ID is the
+// credential label of the erpsync_quota_* metrics and what ErpSync
+// status.quotaCredentials lists.
 func Name(key string) string {
-	prefix, _, _ := strings.Cut(key, ":")
-	prefix = strings.Trim(notDNS.ReplaceAllString(strings.ToLower(prefix), "-"), "-")
-	if len(prefix) > 16 {
-		prefix = strings.TrimRight(prefix[:16], "-")
-	}
-	sum := sha256.Sum256([]byte(key))
-	n := "erpsync-quota-"
-	if prefix != "" {
-		n += prefix + "-"
-	}
-	return n + hex.EncodeToString(sum[:16])
+	return NamePrefix + httpapi.CredentialID(key)
 }
+
+// NamePrefix starts the name of every quota ConfigMap; the rest is the
+// credential's httpapi.CredentialID.
+const NamePrefix = "erpsync-quota-"
 
 func clone(in map[string]httpapi.QuotaUsage) map[string]httpapi.QuotaUsage {
 	out := make(map[string]httpapi.QuotaUsage, len(in))

@@ -144,6 +144,50 @@ func TestKubectlPlugin(t *testing.T) {
 		}
 	})
 
+	t.Run("resync --entity reads that entity in full and --wait sees it accepted", func(t *testing.T) {
+		// The entities' modes before: those read incrementally stay so.
+		var before kubectlplugin.StatusView
+		if err := json.Unmarshal([]byte(must(direct("status", name, "-n", ns, "-o", "json"))), &before); err != nil {
+			t.Fatal(err)
+		}
+		// A name the ErpSync does not sync is refused before anything is
+		// written.
+		out, err := viaKubectl("resync", name, "-n", ns, "--entity", "product")
+		if err == nil || !strings.Contains(out, `--entity "product"`) {
+			t.Errorf("resync --entity product: %v\n%s", err, out)
+		}
+		t.Logf("kubectl erpsync resync %s --entity product:\n%s", name, out)
+		out = must(viaKubectl("resync", name, "-n", ns, "--entity", "products", "--wait", "--timeout", "2m"))
+		t.Logf("kubectl erpsync resync %s --entity products --wait:\n%s", name, out)
+		token := jsonpath(t, ns, "erpsync/"+name, `{.metadata.annotations.erpsync\.io/fullResyncEntitiesAt}`)
+		if token == "" || !strings.Contains(out, token) || !strings.Contains(out, "full resync of products accepted by the operator") {
+			t.Fatalf("annotation %q, output:\n%s", token, out)
+		}
+		if got := jsonpath(t, ns, "erpsync/"+name, "{.status.lastHandledFullResyncEntitiesAt} {.status.lastHandledFullResyncEntities}"); got != token+` ["products"]` {
+			t.Errorf("status echoes %q, the plugin set %q", got, token)
+		}
+		eventually(t, 2*time.Minute, "the sync with the full resync of products to end", func() bool {
+			return jsonpath(t, ns, "erpsync/"+name, "{.status.phase} {.status.import}") == "Succeeded"
+		})
+		var after kubectlplugin.StatusView
+		if err := json.Unmarshal([]byte(must(direct("status", name, "-n", ns, "-o", "json"))), &after); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("kubectl erpsync status %s after it:\n%s", name, must(viaKubectl("status", name, "-n", ns)))
+		modes := map[string]string{}
+		for _, e := range before.ErpSync.Status.Entities {
+			modes[e.Name] = string(e.LastRunMode)
+		}
+		for _, e := range after.ErpSync.Status.Entities {
+			switch {
+			case e.Name == "products" && e.LastRunMode != "full":
+				t.Errorf("products were read %s, want full", e.LastRunMode)
+			case e.Name != "products" && modes[e.Name] == "incremental" && e.LastRunMode != "incremental":
+				t.Errorf("%s was read %s, want incremental as before", e.Name, e.LastRunMode)
+			}
+		}
+	})
+
 	t.Run("suspend and resume flip spec.suspend", func(t *testing.T) {
 		t.Logf("kubectl erpsync suspend %s --wait:\n%s", name, must(viaKubectl("suspend", name, "-n", ns, "--wait")))
 		if got := jsonpath(t, ns, "erpsync/"+name, "{.spec.suspend} {.status.phase}"); got != "true Suspended" {

@@ -160,6 +160,24 @@ func (t *tracker) latenessSince(from, to time.Time) []lateness {
 	return out
 }
 
+// overdueAt counts the ErpSyncs that are not running and whose next sync
+// was due more than slack before now: the backlog a manager that fell
+// behind (say, after a long import) still has to catch up.
+func (t *tracker) overdueAt(now time.Time, slack time.Duration) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, s := range t.objs {
+		if s.end.IsZero() || s.end.Before(s.start) {
+			continue // never ended, or running
+		}
+		if t.due(s.end, s.failures).Add(slack).Before(now) {
+			n++
+		}
+	}
+	return n
+}
+
 // percentile returns the p-th percentile (0 < p <= 100, nearest rank) of
 // ds; 0 for none.
 func percentile(ds []time.Duration, p float64) time.Duration {

@@ -185,3 +185,26 @@ func TestProcParsing(t *testing.T) {
 		t.Error("a short stat was not an error")
 	}
 }
+
+func TestTrackerOverdue(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	tr := newTracker(4, time.Minute, time.Minute)
+	tr.observe("a", status(at(0), at(10), 0, true), at(10))      // due at 70
+	tr.observe("b", status(at(0), at(30), 0, true), at(30))      // due at 90
+	tr.observe("c", status(at(80), at(10), 0, true), at(80))     // running
+	tr.observe("d", status(at(0), at(5), 1, false), at(5))       // retry due at 65
+	tr.observe("e", status(at(0), time.Time{}, 0, false), at(0)) // never ended
+	for _, tc := range []struct {
+		now, want int
+	}{
+		{60, 0},  // nothing due yet
+		{72, 1},  // d is 7 s late; a is 2 s late, within the slack
+		{80, 2},  // a and d
+		{100, 3}, // a, b and d; c runs, e never ended
+	} {
+		if got := tr.overdueAt(at(tc.now), 5*time.Second); got != tc.want {
+			t.Errorf("overdue at %d s = %d, want %d", tc.now, got, tc.want)
+		}
+	}
+}
