@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strings"
@@ -563,7 +564,7 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 	// gives its work slot back first, so that one waiting for a work slot
 	// while holding that concurrency slot never waits on a sync that waits
 	// on it.)
-	_, counted, err := admit(ctx, c.clock, c.sorted, c.opts.MaxRetryWait)
+	_, counted, admitted, err := admit(ctx, c.clock, c.sorted, c.opts.MaxRetryWait)
 	if w := c.clock.Now().Sub(start); w >= time.Millisecond {
 		c.observer.ObserveRateLimitWait(c.opts.Connector, w)
 	}
@@ -598,6 +599,15 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 		}
 		r.Body = b
 	}
+	// The windows counted the call when admit admitted it; what comes
+	// between (the counters' write to the store, a connection dialled)
+	// can take a while under load, and the vendor counts the call when it
+	// arrives: calls admitted a second apart could arrive closer together
+	// and be refused. The windows therefore count it from when it got its
+	// connection, which only ever delays later calls.
+	r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { c.restamp(&admitted) },
+	}))
 	c.calls.Add(1)
 	sent := time.Now()
 	hr, err := c.hc.Do(r)
@@ -629,6 +639,26 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 		return nil, &bodyError{cause: stripURL(err)}
 	}
 	return &Response{StatusCode: hr.StatusCode, Header: hr.Header, Body: b, ServerTime: ServerTime(hr.Header), ReceivedAt: c.clock.Now()}, nil
+}
+
+// restampAfter is the least delay between a call's admission and its
+// connection that moves its send time in the windows: shorter delays are
+// within every window's guard, and not worth the locks.
+const restampAfter = 20 * time.Millisecond
+
+// restamp moves the call recorded at *admitted in c's windows to now, when
+// now is restampAfter or more later, and keeps the new time in *admitted
+// (a redirect gets a connection again). GotConn runs on the goroutine of
+// the request, one connection at a time.
+func (c *Client) restamp(admitted *time.Time) {
+	now := c.clock.Now()
+	if now.Sub(*admitted) < restampAfter {
+		return
+	}
+	for _, l := range c.sorted {
+		l.restamp(*admitted, now)
+	}
+	*admitted = now
 }
 
 // stream runs decode over body under the body budget and the body cap, and

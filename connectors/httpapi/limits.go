@@ -336,6 +336,40 @@ func (w *window) record(t time.Time) {
 	}
 }
 
+// restamp moves the newest send recorded at old to at (later than old),
+// keeping the ring in time order: a call counted when it was admitted but
+// sent later (its counters written to the store first, or a connection
+// dialled) then counts from when it left. Moving a send later only ever
+// delays the calls after it, never lets one through early. A send no
+// longer in the ring (Limit newer sends overwrote it) is left alone.
+func (w *window) restamp(old, at time.Time) {
+	if !at.After(old) {
+		return
+	}
+	idx := func(i int) int { return (w.next - w.n + i + 2*w.Limit) % w.Limit }
+	i := w.n - 1
+	for i >= 0 && !w.times[idx(i)].Equal(old) {
+		i--
+	}
+	if i < 0 {
+		return
+	}
+	for ; i+1 < w.n && w.times[idx(i+1)].Before(at); i++ {
+		w.times[idx(i)] = w.times[idx(i+1)]
+	}
+	w.times[idx(i)] = at
+}
+
+// restamp moves the send this process recorded at old in every window of
+// the limiter to at (see window.restamp).
+func (l *limiter) restamp(old, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, w := range l.windows {
+		w.restamp(old, at)
+	}
+}
+
 // usageName is the name under which the window is kept in the store.
 func (w *window) usageName() string {
 	return WindowUsagePrefix + w.Name + "@" + w.Per.String()
@@ -859,19 +893,20 @@ func (e *waitError) Error() string {
 }
 
 // admit waits until every limiter (sorted by key) admits one call now, then
-// records it in their windows and quotas. It returns how long it waited and
+// records it in their windows and quotas. It returns how long it waited,
 // the limiters whose state changed (those with windows or quotas), which the
-// caller saves. A wait longer than maxWait fails at once with a *waitError;
+// caller saves, and the time the call was recorded at in the windows (which
+// the caller moves to when the call really leaves: limiter.restamp). A wait longer than maxWait fails at once with a *waitError;
 // a wait of at least connectors.MinHookedWait calls the context's WaitHook
 // first. Concurrency slots must already be held.
 //
 // A limiter whose store is a QuotaReserver spends reserved calls: when the
 // windows admit the call but the limiter holds no reserved call, admit
 // reserves (outside the locks: it is a write to the store) and looks again.
-func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duration) (waited time.Duration, counted []*limiter, err error) {
+func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duration) (waited time.Duration, counted []*limiter, at time.Time, err error) {
 	for {
 		if err := ctx.Err(); err != nil {
-			return waited, nil, err
+			return waited, nil, time.Time{}, err
 		}
 		// A call is counted in the windows only when it can be sent at
 		// once: a wait may have given the sync's work slot back, and a
@@ -879,7 +914,7 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 		// later than counted, bunched with others (the vendor then
 		// refuses what the windows admitted).
 		if err := connectors.ResumeWork(ctx); err != nil {
-			return waited, nil, err
+			return waited, nil, time.Time{}, err
 		}
 		lockAll(ls)
 		now := clock.Now()
@@ -891,7 +926,7 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 				// What the store merged in, or a period reset, shows.
 				l.publishLocked(now)
 				unlockAll(ls)
-				return waited, nil, &quotaError{key: l.key, name: name, until: t}
+				return waited, nil, time.Time{}, &quotaError{key: l.key, name: name, until: t}
 			}
 			if reserve {
 				short = append(short, l)
@@ -911,7 +946,7 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 			unlockAll(ls)
 			for _, l := range short {
 				if err := l.reserve(ctx, now); err != nil {
-					return waited, nil, err
+					return waited, nil, time.Time{}, err
 				}
 			}
 			continue
@@ -945,19 +980,19 @@ func admit(ctx context.Context, clock Clock, ls []*limiter, maxWait time.Duratio
 				l.publishLocked(now)
 			}
 			unlockAll(ls)
-			return waited, counted, nil
+			return waited, counted, now, nil
 		}
 		unlockAll(ls)
 		d := until.Sub(now)
 		if d > maxWait {
-			return waited, nil, &waitError{until: until}
+			return waited, nil, time.Time{}, &waitError{until: until}
 		}
 		// Let the caller save its work before blocking (no lock is held);
 		// the time the hook took is part of the wait.
 		connectors.BeforeWait(ctx, d)
 		if d = until.Sub(clock.Now()); d > 0 {
 			if err := clock.Sleep(ctx, d); err != nil {
-				return waited, nil, err
+				return waited, nil, time.Time{}, err
 			}
 		}
 		waited += clock.Now().Sub(now)
