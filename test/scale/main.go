@@ -167,8 +167,9 @@ type result struct {
 	cpuPerSync    float64
 	writesPerSync float64
 	writes        writeCounts
-	catchUp       time.Duration // from all Ready (and due) to a backlog under 1%
-	backlog       int           // overdue ErpSyncs when the window started
+	notReady      map[string]int // never Ready by the window's end, by Ready reason
+	catchUp       time.Duration  // from all Ready (and due) to a backlog under 1%
+	backlog       int            // overdue ErpSyncs when the window started
 	ended         int
 	refused       int64
 	refusedBy     map[string]int64
@@ -192,6 +193,9 @@ func (r result) print(w *os.File) {
 	fmt.Fprintf(w, "BENCH %svendor_refusals %d answers\n", p, r.refused)
 	if r.refused > 0 {
 		fmt.Fprintf(w, "NOTE %svendor refusals by vendor: %v\n", p, r.refusedBy)
+	}
+	if len(r.notReady) > 0 {
+		fmt.Fprintf(w, "NOTE %snever Ready by the steady window's end, by the Ready reason (none: the first sync had not ended): %v\n", p, r.notReady)
 	}
 	fmt.Fprintf(w, "NOTE %scatch-up before the steady window: %s (backlog at its start: %d overdue by more than %s)\n", p, r.catchUp.Round(time.Second), r.backlog, overdueSlack)
 	fmt.Fprintf(w, "NOTE %ssteady window %s: %d sync attempts ended (%.1f a second; %.1f due a second at this interval), %d lateness samples (%d still overdue at its end; 1 s resolution); manager writes in it: %s; vendor requests over the run: %d\n",
@@ -407,6 +411,7 @@ func runSize(ctx context.Context, o options, n int, root, binDir, managerBin, er
 		}
 	}
 	res.samples = len(ds)
+	res.notReady = tr.neverReady()
 	res.p50, res.p99 = percentile(ds, 50), percentile(ds, 99)
 	if res.ended > 0 {
 		res.cpuPerSync = (cpu1 - cpu0).Seconds() / float64(res.ended)

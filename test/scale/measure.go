@@ -43,6 +43,9 @@ type syncState struct {
 	start, end time.Time
 	failures   int64
 	ready      bool
+	// reason is the Ready condition's reason as last seen ("" while the
+	// condition is absent: the first sync has not ended).
+	reason string
 }
 
 // lateness is one sync start: when it was due and how late it started.
@@ -103,6 +106,10 @@ func (t *tracker) observe(key string, st *erpv1.ErpSyncStatus, now time.Time) {
 		s.failures = st.ConsecutiveFailures
 		t.ends = append(t.ends, s.end)
 	}
+	s.reason = ""
+	if c := meta.FindStatusCondition(st.Conditions, erpv1.ReadyCondition); c != nil {
+		s.reason = c.Reason
+	}
 	// Ready once is enough: the initial sync is done. (Ready may turn
 	// False later, after a failed sync; that is lateness's business.)
 	if !s.ready && meta.IsStatusConditionTrue(st.Conditions, erpv1.ReadyCondition) {
@@ -156,6 +163,28 @@ func (t *tracker) latenessSince(from, to time.Time) []lateness {
 		if !due.Before(from) && due.Before(to) {
 			out = append(out, lateness{due: due, late: to.Sub(due), overdue: true})
 		}
+	}
+	return out
+}
+
+// neverReady counts the ErpSyncs that have not been Ready yet, by the
+// reason of their Ready condition ("none": the first sync has not ended).
+func (t *tracker) neverReady() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]int{}
+	for _, s := range t.objs {
+		if s.ready {
+			continue
+		}
+		r := s.reason
+		if r == "" {
+			r = "none"
+		}
+		out[r]++
+	}
+	if n := t.want - len(t.objs); n > 0 {
+		out["none"] += n // never seen by the watch
 	}
 	return out
 }

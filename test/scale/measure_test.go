@@ -208,3 +208,17 @@ func TestTrackerOverdue(t *testing.T) {
 		}
 	}
 }
+
+func TestTrackerNeverReady(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	tr := newTracker(4, time.Minute, time.Minute)
+	tr.observe("a", status(t0, t0, 0, true), t0)
+	failed := status(t0, t0, 1, false)
+	failed.Conditions = []metav1.Condition{{Type: erpv1.ReadyCondition, Status: metav1.ConditionFalse, Reason: "RateLimited"}}
+	tr.observe("b", failed, t0)
+	tr.observe("c", status(t0, time.Time{}, 0, false), t0)
+	got := tr.neverReady()
+	if len(got) != 2 || got["RateLimited"] != 1 || got["none"] != 2 {
+		t.Errorf("never Ready %v, want RateLimited:1 none:2 (one running, one never seen)", got)
+	}
+}
