@@ -208,14 +208,7 @@ the entities, and fails if it refused them.`,
 // entityResync asks for a full resync of some entities and, with --wait,
 // waits for the operator's verdict on them.
 func (o *Options) entityResync(ctx context.Context, name string, entities []string, f *actionFlags) error {
-	if err := o.clients(); err != nil {
-		return err
-	}
-	ns, err := o.namespace()
-	if err != nil {
-		return err
-	}
-	es, err := o.get(ctx, ns, name)
+	ns, es, err := o.target(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -228,20 +221,14 @@ func (o *Options) entityResync(ctx context.Context, name string, entities []stri
 	if err != nil {
 		return err
 	}
-	if err := o.Client.Patch(ctx, es, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(f.fieldManager)); err != nil {
-		return fmt.Errorf("annotating ErpSync %s/%s: %w", ns, name, err)
+	if err := o.patch(ctx, es, patch, f, "annotating"); err != nil {
+		return err
 	}
 	what := "full resync of " + strings.Join(entities, ", ")
 	fmt.Fprintf(o.Streams.Out, "erpsync/%s: %s requested (%s=%s, %s=%s)\n", name, what,
 		erpsyncv1.FullResyncEntitiesAnnotation, strings.Join(entities, ","), erpsyncv1.FullResyncEntitiesAtAnnotation, token)
-	if es.Spec.Suspend {
-		fmt.Fprintf(o.Streams.ErrOut, "erpsync/%s is suspended: the operator ignores requests until it is resumed\n", name)
-	}
-	if !f.wait {
-		return nil
-	}
-	if es.Spec.Suspend {
-		return fmt.Errorf("not waiting: erpsync/%s is suspended", name)
+	if wait, err := o.waitForRequest(es, f); !wait || err != nil {
+		return err
 	}
 	var verdict error
 	got, err := o.waitFor(ctx, ns, name, f.timeout, func(es *erpsyncv1.ErpSync) bool {
@@ -285,14 +272,7 @@ func (o *Options) suspendCommand(suspend bool) *cobra.Command {
 // request sets a request annotation to a new token and, with --wait, waits
 // for its echo in status.
 func (o *Options) request(ctx context.Context, name, annotation, what string, f *actionFlags) error {
-	if err := o.clients(); err != nil {
-		return err
-	}
-	ns, err := o.namespace()
-	if err != nil {
-		return err
-	}
-	es, err := o.get(ctx, ns, name)
+	ns, es, err := o.target(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -301,18 +281,12 @@ func (o *Options) request(ctx context.Context, name, annotation, what string, f 
 	if err != nil {
 		return err
 	}
-	if err := o.Client.Patch(ctx, es, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(f.fieldManager)); err != nil {
-		return fmt.Errorf("annotating ErpSync %s/%s: %w", ns, name, err)
+	if err := o.patch(ctx, es, patch, f, "annotating"); err != nil {
+		return err
 	}
 	fmt.Fprintf(o.Streams.Out, "erpsync/%s: %s requested (%s=%s)\n", name, what, annotation, token)
-	if es.Spec.Suspend {
-		fmt.Fprintf(o.Streams.ErrOut, "erpsync/%s is suspended: the operator ignores requests until it is resumed\n", name)
-	}
-	if !f.wait {
-		return nil
-	}
-	if es.Spec.Suspend {
-		return fmt.Errorf("not waiting: erpsync/%s is suspended", name)
+	if wait, err := o.waitForRequest(es, f); !wait || err != nil {
+		return err
 	}
 	got, err := o.waitFor(ctx, ns, name, f.timeout, func(es *erpsyncv1.ErpSync) bool { return Handled(es, annotation, token) })
 	if err != nil {
@@ -328,14 +302,7 @@ func (o *Options) request(ctx context.Context, name, annotation, what string, f 
 
 // setSuspend sets spec.suspend and, with --wait, waits for the phase.
 func (o *Options) setSuspend(ctx context.Context, name string, suspend bool, f *actionFlags) error {
-	if err := o.clients(); err != nil {
-		return err
-	}
-	ns, err := o.namespace()
-	if err != nil {
-		return err
-	}
-	es, err := o.get(ctx, ns, name)
+	ns, es, err := o.target(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -350,8 +317,8 @@ func (o *Options) setSuspend(ctx context.Context, name string, suspend bool, f *
 		if err != nil {
 			return err
 		}
-		if err := o.Client.Patch(ctx, es, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(f.fieldManager)); err != nil {
-			return fmt.Errorf("setting spec.suspend of ErpSync %s/%s: %w", ns, name, err)
+		if err := o.patch(ctx, es, patch, f, "setting spec.suspend of"); err != nil {
+			return err
 		}
 		fmt.Fprintf(o.Streams.Out, "erpsync/%s %s (spec.suspend: %t; keep it in Git if Git applies this object)\n", name, verb, suspend)
 	}
@@ -364,6 +331,48 @@ func (o *Options) setSuspend(ctx context.Context, name string, suspend bool, f *
 	}
 	fmt.Fprintf(o.Streams.Out, "erpsync/%s: the operator has acted (phase %s)\n", name, dash(string(got.Status.Phase)))
 	return nil
+}
+
+// target returns the namespace and the ErpSync name names, once the
+// clients are set up.
+func (o *Options) target(ctx context.Context, name string) (string, *erpsyncv1.ErpSync, error) {
+	if err := o.clients(); err != nil {
+		return "", nil, err
+	}
+	ns, err := o.namespace()
+	if err != nil {
+		return "", nil, err
+	}
+	es, err := o.get(ctx, ns, name)
+	if err != nil {
+		return "", nil, err
+	}
+	return ns, es, nil
+}
+
+// patch applies a merge patch to es under the --field-manager; doing says
+// what it does, for the error.
+func (o *Options) patch(ctx context.Context, es *erpsyncv1.ErpSync, patch []byte, f *actionFlags, doing string) error {
+	if err := o.Client.Patch(ctx, es, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(f.fieldManager)); err != nil {
+		return fmt.Errorf("%s ErpSync %s/%s: %w", doing, es.Namespace, es.Name, err)
+	}
+	return nil
+}
+
+// waitForRequest warns that a suspended ErpSync ignores requests and says
+// whether to wait for the operator to handle one: with --wait, and not
+// while suspended (an error then).
+func (o *Options) waitForRequest(es *erpsyncv1.ErpSync, f *actionFlags) (bool, error) {
+	if es.Spec.Suspend {
+		fmt.Fprintf(o.Streams.ErrOut, "erpsync/%s is suspended: the operator ignores requests until it is resumed\n", es.Name)
+	}
+	if !f.wait {
+		return false, nil
+	}
+	if es.Spec.Suspend {
+		return false, fmt.Errorf("not waiting: erpsync/%s is suspended", es.Name)
+	}
+	return true, nil
 }
 
 // errTimeout says --wait ran out.
