@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -72,12 +73,7 @@ func (s *QuotaCredentials) List() []string {
 	if len(s.ids) == 0 {
 		return nil
 	}
-	out := make([]string, 0, len(s.ids))
-	for id := range s.ids {
-		out = append(out, id)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(s.ids))
 }
 
 // recordQuotaCredentials adds the credentials of the limiters with quotas

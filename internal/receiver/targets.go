@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"maps"
 	"slices"
 	"unicode/utf8"
 
@@ -98,10 +99,5 @@ func (s *targetSet) overflowList() []string {
 	if len(s.overflow) == 0 {
 		return nil
 	}
-	out := make([]string, 0, len(s.overflow))
-	for e := range s.overflow {
-		out = append(out, e)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(s.overflow))
 }
