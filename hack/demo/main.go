@@ -141,7 +141,9 @@ func run(ctx context.Context, once bool, products int, interval string) error {
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--egress-allow-hosts="+strings.Join(allow, ","),
 		"--sink=sqlite", "--sink-sqlite-path="+crm,
-		"--quota-file="+filepath.Join(work, "quota.json"),
+		// Quotas and company claims in the cluster, as a deployed manager
+		// keeps them (kubectl erpsync status shows the quota ConfigMaps).
+		"--quota-namespace=default", "--claim-namespace=default",
 		"--webhook-bind-address="+hookAddr, "--webhook-public-url="+hookURL)
 	if err != nil {
 		return err
