@@ -96,6 +96,11 @@ func run(ctx context.Context, once bool, products int, interval string) error {
 	if _, err := kubectl("wait", "--for=condition=Established", "crd/erpsyncs.erpsync.io", "--timeout=60s"); err != nil {
 		return err
 	}
+	// The manager's namespace, as config/default names it: its Leases and
+	// quota ConfigMaps live there (kubectl erpsync looks there too).
+	if _, err := kubectl("create", "namespace", "erpsync-system"); err != nil {
+		return err
+	}
 
 	step("starting erpsim: the five vendors' simulators with %d products each, changing a few records a minute", products)
 	stateFile := filepath.Join(work, "erpsim.json")
@@ -137,13 +142,13 @@ func run(ctx context.Context, once bool, products int, interval string) error {
 	step("starting the manager with the embedded SQLite sink (bin/demo/crm.db), allowed to call erpsim (--egress-allow-hosts), its webhook receiver at %s (--webhook-bind-address, --webhook-public-url)", hookURL)
 	crm := filepath.Join(work, "crm.db")
 	mgr, err := localenv.Start("manager", filepath.Join(work, "manager.log"), []string{"KUBECONFIG=" + cp.Kubeconfig}, manager,
-		"--leader-elect", "--leader-election-namespace=default",
+		"--leader-elect", "--leader-election-namespace=erpsync-system",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--egress-allow-hosts="+strings.Join(allow, ","),
 		"--sink=sqlite", "--sink-sqlite-path="+crm,
 		// Quotas and company claims in the cluster, as a deployed manager
 		// keeps them (kubectl erpsync status shows the quota ConfigMaps).
-		"--quota-namespace=default", "--claim-namespace=default",
+		"--quota-namespace=erpsync-system", "--claim-namespace=erpsync-system",
 		"--webhook-bind-address="+hookAddr, "--webhook-public-url="+hookURL)
 	if err != nil {
 		return err
