@@ -584,6 +584,11 @@ func (c *Client) attempt(ctx context.Context, op string, req *http.Request, body
 			c.log.Error(err, "saving the call quota and rate windows failed; counting goes on in memory", "connector", c.opts.Connector)
 		}
 	}
+	for _, l := range counted {
+		if qe, blocked := l.sharedBlock(c.clock.Now()); blocked {
+			return nil, &connectors.Error{Kind: connectors.KindQuotaExhausted, Msg: target + " not sent: " + qe.Error(), RetryAt: qe.until}
+		}
+	}
 
 	actx, cancel := context.WithTimeout(ctx, c.opts.AttemptTimeout)
 	defer cancel()

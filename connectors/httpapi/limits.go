@@ -580,6 +580,26 @@ func (l *limiter) save(ctx context.Context) (repeated bool, err error) {
 	return false, nil
 }
 
+// sharedBlock reports a vendor block of one of the limiter's quotas that
+// its QuotaReserver learned of (another process saved it) after the call
+// was admitted: the save of the call's counters may have read it. The call
+// is then not sent; it stays counted, which errs on the safe side.
+func (l *limiter) sharedBlock(now time.Time) (*quotaError, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.shared == nil || len(l.quotas) == 0 || !l.trusted {
+		return nil, false
+	}
+	views, _ := l.shared.View(l.key, l.claimsLocked(now))
+	l.viewLocked(views, now, false)
+	for _, q := range l.quotas {
+		if u := l.usage[q.Name]; u.BlockedUntil.After(now) {
+			return &quotaError{key: l.key, name: q.Name, until: u.BlockedUntil}, true
+		}
+	}
+	return nil, false
+}
+
 // quotaBlockLocked returns, for the first quota that is used up or blocked
 // at now, its name and when it resets. It rolls counters into the current
 // period as a side effect. l.mu must be held.

@@ -26,7 +26,8 @@ func TestQuotasReadTheStoresConfigMaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := fake.NewClientBuilder().WithScheme(s).Build()
-	store := &quotastore.ConfigMapStore{Reader: c, Writer: c, Namespace: DefaultManagerNamespace, Now: func() time.Time { return now }, ID: "replica-0"}
+	at := now
+	store := &quotastore.ConfigMapStore{Reader: c, Writer: c, Namespace: DefaultManagerNamespace, Now: func() time.Time { return at }, ID: "replica-0"}
 
 	omniKey := httpapi.Key("cin7omni", "user@example.com")
 	day := []httpapi.QuotaClaim{{Name: "day", Period: httpapi.Daily, PeriodStart: now.Truncate(24 * time.Hour), Limit: 5000}}
@@ -44,7 +45,12 @@ func TestQuotasReadTheStoresConfigMaps(t *testing.T) {
 			t.Fatal("spending a reserved call failed")
 		}
 	}
-	store.FlushAll(ctx)
+	// The spent calls are written with the key's next write: the save of
+	// a call FlushEvery later.
+	at = now.Add(10 * time.Second)
+	if err := store.Save(ctx, omniKey, map[string]httpapi.QuotaUsage{}); err != nil {
+		t.Fatal(err)
+	}
 
 	unleashedKey := httpapi.Key("unleashed", "api-id")
 	month := []httpapi.QuotaClaim{{Name: "month", Period: httpapi.Monthly, PeriodStart: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), Limit: 15000}}

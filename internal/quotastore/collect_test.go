@@ -81,28 +81,45 @@ func TestCollectDeletesUnusedCounters(t *testing.T) {
 		t.Errorf("a ConfigMap of someone else was touched: %v", err)
 	}
 
-	// Counters pending in the store are kept, and a deleted key that is
-	// used again is written afresh.
+	// Windows pending in the store are older than their span once the
+	// ConfigMap expired: they go with it, and the store forgets them (its
+	// close writes nothing back). A vendor block pending keeps the
+	// ConfigMap until a flush writes it.
 	clock.Set(t0)
 	s2 := api.store(clock)
 	s2.FlushEvery = time.Hour
-	if err := s2.Save(ctx, "busy", map[string]httpapi.QuotaUsage{"window:minute@1m0s": {Used: 1, Last: t0}}); err != nil {
-		t.Fatal(err)
+	minute := func(n int64) map[string]httpapi.QuotaUsage {
+		return map[string]httpapi.QuotaUsage{"window:minute@1m0s": {Used: n, Last: clock.Now()}}
+	}
+	for _, k := range []string{"pending", "blocked-pending"} {
+		if err := s2.Save(ctx, k, minute(1)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	clock.Set(t0.Add(30 * time.Minute)) // within FlushEvery: pending
-	if err := s2.Save(ctx, "busy", map[string]httpapi.QuotaUsage{"window:minute@1m0s": {Used: 2, Last: clock.Now()}}); err != nil {
+	if err := s2.Save(ctx, "pending", minute(2)); err != nil {
 		t.Fatal(err)
 	}
-	clock.Set(t0.Add(3 * time.Hour)) // the ConfigMap's write is old
-	if _, err := s2.Collect(ctx); err != nil {
+	blocked := minute(2)
+	blocked["day"] = httpapi.QuotaUsage{PeriodStart: day, BlockedUntil: t0.Add(31 * time.Minute)}
+	if err := s2.Save(ctx, "blocked-pending", blocked); err != nil {
 		t.Fatal(err)
 	}
-	if !exists("busy") {
-		t.Fatal("a key with pending counters was deleted")
+	clock.Set(t0.Add(3 * time.Hour)) // the ConfigMaps' writes are old
+	if n, err := s2.Collect(ctx); err != nil || n != 1 || exists("pending") || !exists("blocked-pending") {
+		t.Fatalf("Collect = %d, %v; want the expired key with windows pending deleted, the one with a block pending kept", n, err)
 	}
-	s2.FlushAll(ctx)
-	clock.Set(t0.Add(6 * time.Hour))
-	if n, err := s2.Collect(ctx); err != nil || n != 1 || exists("busy") {
+	s2.FlushAll(ctx) // writes the block
+	s2.Close(ctx)
+	if exists("pending") {
+		t.Error("the close wrote a collected key back")
+	}
+	clock.Set(t0.Add(30 * time.Hour)) // a day and more after the block's write
+	if n, err := s2.Collect(ctx); err != nil || n != 1 || exists("blocked-pending") {
 		t.Fatalf("Collect = %d, %v; want the flushed, then unused, key deleted", n, err)
+	}
+	// A collected key used again is written afresh.
+	if err := s2.Save(ctx, "pending", minute(1)); err != nil || !exists("pending") {
+		t.Fatalf("a collected key used again: %v, exists %v", err, exists("pending"))
 	}
 }

@@ -60,16 +60,23 @@ const maxWriteAttempts = 20
 // A process sends a call of an enforced quota only out of calls it
 // reserved before (httpapi.ReservationSize at a time, one write per
 // reservation): so replicas together never pass a quota's limit, whatever
-// the interleaving. Reserved calls not spent are returned at the first
-// flush after the key went idle, and when the store closes; those of a
-// process that crashed count as spent until the quota's period ends. Each
-// write also refreshes this process's view of the others' spending.
+// the interleaving. A process keeps its reserved calls between its syncs
+// while at least a quarter of the quota is claimed by no one, and returns
+// them at the first flush after the key went idle once it has read that
+// the quota runs low, and when the store closes; those of a process that
+// crashed (one block at most) count as spent until the quota's period
+// ends. Each write also refreshes this process's view of the others'
+// spending and of vendor blocks.
 //
 // Rate windows stay per process: each writes its own recent calls (the
 // last writer's are what a restarted process loads). Saves are coalesced:
-// a key is written at most every FlushEvery (and once more when the
-// manager stops), so a busy credential costs one write every few seconds
-// and one per reservation, rather than one per call.
+// a save writes only when the key's last write is FlushEvery old, and the
+// calls after it are covered by it (see below) until the manager stops and
+// writes them. So a sync of a few calls costs one write (its first call's,
+// which also carries the previous sync's spent calls), a busy credential
+// one every FlushEvery, and a quota one per reservation, rather than one
+// per call. The flush loop writes only vendor blocks, failed writes and
+// returned reservations.
 //
 // The final write of a stopping store marks each ConfigMap closed, and a
 // restarted manager then resumes the windows exactly. A ConfigMap left open
@@ -110,6 +117,9 @@ type ConfigMapStore struct {
 	open map[string]bool
 	// keys holds the quota reservations and counts of this process.
 	keys map[string]*keyState
+	// urgent holds the keys whose pending counters carry a vendor block
+	// in force: the next flush writes them.
+	urgent map[string]bool
 }
 
 var _ httpapi.QuotaReserver = (*ConfigMapStore)(nil)
@@ -218,12 +228,23 @@ func (s *ConfigMapStore) Save(ctx context.Context, key string, usage map[string]
 		s.pending = map[string]map[string]httpapi.QuotaUsage{}
 	}
 	s.pending[key] = clone(usage)
-	due := s.now().Sub(s.lastFlush[key]) >= s.flushEvery()
+	now := s.now()
+	for n, u := range usage {
+		if !strings.HasPrefix(n, httpapi.WindowUsagePrefix) && u.BlockedUntil.After(now) {
+			// A vendor's block: the other replicas learn of it from
+			// the ConfigMap, so the next flush writes it.
+			if s.urgent == nil {
+				s.urgent = map[string]bool{}
+			}
+			s.urgent[key] = true
+		}
+	}
+	due := now.Sub(s.lastFlush[key]) >= s.flushEvery()
 	s.mu.Unlock()
 	if !due {
 		return nil
 	}
-	_, err := s.write(ctx, key, nil, writeFlush)
+	_, err := s.write(ctx, key, nil, writeSave)
 	return err
 }
 
@@ -271,7 +292,7 @@ func (s *ConfigMapStore) Start(ctx context.Context) error {
 // store may be used again after it (the next write reopens the key, the
 // next call reserves again).
 func (s *ConfigMapStore) Close(ctx context.Context) {
-	for _, k := range s.busyKeys(true) {
+	for _, k := range s.openKeys() {
 		if _, err := s.write(ctx, k, nil, writeFinal); err != nil {
 			log.FromContext(ctx).Error(err, "saving quota counters", "configmap", Name(k))
 		}
@@ -281,19 +302,58 @@ func (s *ConfigMapStore) Close(ctx context.Context) {
 // NeedLeaderElection is false: every replica counts the calls it makes.
 func (s *ConfigMapStore) NeedLeaderElection() bool { return false }
 
-// FlushAll writes every key with something pending: windows, spent calls,
-// or reserved calls of a key idle since the last flush, which it returns.
+// FlushAll writes what cannot wait for a key's next write: a vendor block
+// the other replicas must learn of, a write that failed, and the reserved
+// calls of a key idle since the previous FlushAll whose quota runs low,
+// which it returns. Windows pending are not written: the last write covers
+// them (see Load), and Close writes them when the manager stops. So a
+// quiet credential costs no write between its syncs, and a sync one write
+// (its first call's Save) besides its reservations.
 func (s *ConfigMapStore) FlushAll(ctx context.Context) {
-	for _, k := range s.busyKeys(false) {
+	s.mu.Lock()
+	var keys []string
+	for k, ks := range s.keys {
+		idle := !ks.active
+		ks.active = false
+		release := func(q *quotaState) bool { return idle && !q.keep() }
+		if s.needsFlushLocked(k, ks, release) {
+			keys = append(keys, k)
+		}
+	}
+	for k := range s.urgent {
+		if s.keys[k] == nil {
+			keys = append(keys, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range keys {
 		if _, err := s.write(ctx, k, nil, writeFlush); err != nil {
 			log.FromContext(ctx).Error(err, "saving quota counters", "configmap", Name(k))
 		}
 	}
 }
 
-// busyKeys returns the keys with something to write, and with open the
-// keys this store wrote and has not closed.
-func (s *ConfigMapStore) busyKeys(open bool) []string {
+// needsFlushLocked reports whether a flush must write key: a vendor block
+// pending, a write that failed, or a reservation of the ConfigMap that
+// release says to return. s.mu must be held.
+func (s *ConfigMapStore) needsFlushLocked(key string, ks *keyState, release func(*quotaState) bool) bool {
+	if s.urgent[key] || ks.unsure {
+		return true
+	}
+	if !ks.inConfigMap {
+		return false
+	}
+	for _, q := range ks.quotas {
+		if (q.held > 0 || q.unflushed > 0) && release(q) {
+			return true
+		}
+	}
+	return false
+}
+
+// openKeys returns the keys the final write must carry: those this store
+// wrote and has not closed, and those with anything pending or held.
+func (s *ConfigMapStore) openKeys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seen := map[string]bool{}
@@ -304,10 +364,8 @@ func (s *ConfigMapStore) busyKeys(open bool) []string {
 			keys = append(keys, k)
 		}
 	}
-	if open {
-		for k := range s.open {
-			add(k)
-		}
+	for k := range s.open {
+		add(k)
 	}
 	for k := range s.pending {
 		add(k)
@@ -324,9 +382,13 @@ func (s *ConfigMapStore) busyKeys(open bool) []string {
 type writeMode int
 
 const (
-	// writeFlush carries what is pending, and returns the reserved calls
-	// of a key idle since the last write.
+	// writeFlush is FlushAll's: it writes only what cannot wait for the
+	// key's next write (see needsFlushLocked), and returns the reserved
+	// calls of a key idle since the last flush whose quota runs low.
 	writeFlush writeMode = iota
+	// writeSave carries what is pending: Save's, when the key's last
+	// write is FlushEvery old.
+	writeSave
 	// writeReserve carries what is pending and reserves calls.
 	writeReserve
 	// writeFinal carries what is pending, returns every reserved call and
@@ -343,9 +405,11 @@ type taken struct {
 
 // write merges this process's news of key into its ConfigMap: the windows
 // and vendor blocks pending, the calls spent (added to the stored count),
-// this process's reservation (returned when idle or final, raised by the
-// claims of writeReserve). A conflict with another writer reads again and
-// reapplies. It returns the views of the claims.
+// this process's reservation (returned when final, or by a flush of a key
+// idle since the last one whose quota runs low; raised by the claims of
+// writeReserve). A flush writes only what cannot wait (see needsFlush). A
+// conflict with another writer reads again and reapplies. It returns the
+// views of the claims.
 func (s *ConfigMapStore) write(ctx context.Context, key string, claims []httpapi.QuotaClaim, mode writeMode) ([]httpapi.QuotaView, error) {
 	me := s.holderID()
 	s.mu.Lock()
@@ -356,22 +420,48 @@ func (s *ConfigMapStore) write(ctx context.Context, key string, claims []httpapi
 
 	now := s.now()
 	s.mu.Lock()
+	for _, c := range claims {
+		ks.quotaLocked(c)
+	}
+	// A flush returns the reservations of a key idle since the previous
+	// flush (FlushAll clears active) whose quota runs low; the final write
+	// returns every one.
+	release := func(q *quotaState) bool {
+		return mode == writeFinal || (mode == writeFlush && !ks.active && !q.keep())
+	}
 	usage, pending := s.pending[key]
+	var needed bool
+	switch mode {
+	case writeFlush:
+		needed = s.needsFlushLocked(key, ks, release)
+	default:
+		needed = pending || (mode == writeFinal && (ks.inConfigMap || s.open[key]))
+		for _, q := range ks.quotas {
+			needed = needed || q.unflushed > 0
+		}
+	}
+	wants := map[string]int64{}
+	for _, c := range claims {
+		if q := ks.quotas[c.Name]; c.Limit > 0 && q.held == 0 && q.period.Equal(c.PeriodStart) {
+			wants[c.Name] = c.Limit
+			needed = true
+		}
+	}
+	if !needed {
+		s.mu.Unlock()
+		return s.views(ks, claims, nil), nil
+	}
 	if pending {
 		delete(s.pending, key)
+		delete(s.urgent, key)
 	}
 	if s.lastFlush == nil {
 		s.lastFlush = map[string]time.Time{}
 	}
 	s.lastFlush[key] = now
-	for _, c := range claims {
-		ks.quotaLocked(c)
-	}
-	release := mode == writeFinal || (mode == writeFlush && !ks.active)
-	ks.active = false
 	var takes []taken
 	for name, q := range ks.quotas {
-		if release {
+		if release(q) {
 			q.held = 0
 		}
 		if q.unflushed > 0 {
@@ -380,17 +470,7 @@ func (s *ConfigMapStore) write(ctx context.Context, key string, claims []httpapi
 			q.unflushed = 0
 		}
 	}
-	wants := map[string]int64{}
-	for _, c := range claims {
-		if q := ks.quotas[c.Name]; c.Limit > 0 && q.held == 0 && q.period.Equal(c.PeriodStart) {
-			wants[c.Name] = c.Limit
-		}
-	}
-	needed := pending || len(takes) > 0 || len(wants) > 0 || (release && ks.inConfigMap) || (mode == writeFinal && s.open[key])
 	s.mu.Unlock()
-	if !needed {
-		return s.views(ks, claims, nil), nil
-	}
 
 	grants, closed, err := s.apply(ctx, key, ks, me, usage, takes, wants, mode == writeFinal)
 	s.mu.Lock()
@@ -403,10 +483,10 @@ func (s *ConfigMapStore) write(ctx context.Context, key string, claims []httpapi
 		}
 	}
 	if err != nil {
-		// The reservation in the ConfigMap is unknown now: the next
-		// write sets it right. The windows go out with the next flush,
-		// unless newer ones arrived meanwhile.
-		ks.inConfigMap = true
+		// The reservation in the ConfigMap is unknown now, and the
+		// windows pending may be newer than the last write covers: the
+		// next flush writes them, unless newer ones arrived meanwhile.
+		ks.inConfigMap, ks.unsure = true, true
 		if _, newer := s.pending[key]; pending && !newer {
 			s.pending[key] = usage
 		}
@@ -536,7 +616,7 @@ func (s *ConfigMapStore) apply(ctx context.Context, key string, ks *keyState, me
 			return nil, false, fmt.Errorf("writing quota counters %s: %w", name, err)
 		}
 		s.mu.Lock()
-		ks.inConfigMap = false
+		ks.inConfigMap, ks.unsure = false, false
 		for qn, q := range ks.quotas {
 			e, ok := entries[qn]
 			if !ok || !e.PeriodStart.Equal(q.period) {
@@ -598,10 +678,13 @@ const collectMargin = time.Hour
 // than the longest period they count (a window's span, a day, a month: see
 // retention) and that hold no vendor block still running, so that the
 // counters of credentials, hosts and tenants gone do not pile up. A
-// ConfigMap with counters pending in this store, or calls it reserved, is
-// kept. Deletes are
-// conditional on the version read, so a replica writing at the same time
-// wins. It returns how many it deleted.
+// ConfigMap this store must still write (a vendor block, a failed write)
+// is kept. What this store keeps of an expired one is of no use: its
+// windows pending are older than their span (a call FlushEvery after the
+// last write writes again), its reservations are of a period that ended
+// (a reservation is written in its period), so they go with it. Deletes
+// are conditional on the version read, so a replica writing at the same
+// time wins. It returns how many it deleted.
 func (s *ConfigMapStore) Collect(ctx context.Context) (int, error) {
 	var list corev1.ConfigMapList
 	if err := s.Reader.List(ctx, &list, client.InNamespace(s.Namespace), client.MatchingLabels{LabelKey: "true"}); err != nil {
@@ -614,16 +697,13 @@ func (s *ConfigMapStore) Collect(ctx context.Context) (int, error) {
 		cm := &list.Items[i]
 		k := cm.Annotations["erpsync.io/quota-key"]
 		s.mu.Lock()
-		_, pending := s.pending[k]
-		if ks := s.keys[k]; ks != nil && ks.busy() {
-			pending = true
-		}
+		ks := s.keys[k]
+		hot := s.urgent[k] || (ks != nil && ks.unsure)
 		s.mu.Unlock()
-		if pending || !s.expired(cm, now) {
+		if hot || !s.expired(cm, now) {
 			continue
 		}
-		rv := cm.ResourceVersion
-		err := s.Writer.Delete(ctx, cm, client.Preconditions{ResourceVersion: &rv})
+		err := s.collect(ctx, cm, k, ks)
 		switch {
 		case err == nil:
 			deleted++
@@ -634,6 +714,28 @@ func (s *ConfigMapStore) Collect(ctx context.Context) (int, error) {
 		}
 	}
 	return deleted, errors.Join(errs...)
+}
+
+// collect deletes cm, the ConfigMap of key (ks: this store's state of it,
+// or nil), if no one wrote it since it was read, and forgets what this
+// store kept of it. It holds the key's writes off meanwhile.
+func (s *ConfigMapStore) collect(ctx context.Context, cm *corev1.ConfigMap, key string, ks *keyState) error {
+	if ks != nil {
+		ks.io.Lock()
+		defer ks.io.Unlock()
+	}
+	rv := cm.ResourceVersion
+	if err := s.Writer.Delete(ctx, cm, client.Preconditions{ResourceVersion: &rv}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pending, key)
+	delete(s.open, key)
+	if ks != nil {
+		ks.quotas, ks.inConfigMap = nil, false
+	}
+	return nil
 }
 
 // expired reports whether cm was last written longer ago than its

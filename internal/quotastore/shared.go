@@ -96,16 +96,21 @@ type keyState struct {
 	io     sync.Mutex
 	quotas map[string]*quotaState
 	// active is set when a call was spent or calls were reserved since
-	// the last write: an idle key returns its reserved calls.
+	// the last FlushAll: only an idle key returns its reserved calls.
 	active bool
 	// inConfigMap is set when the ConfigMap may hold a reservation of
 	// this process that a write must still set right.
 	inConfigMap bool
+	// unsure is set when the last write failed: what the ConfigMap holds
+	// is unknown, and the next flush writes.
+	unsure bool
 }
 
 // quotaState is one quota of a key in this process.
 type quotaState struct {
 	period time.Time
+	// limit is the quota's limit as last claimed (0: not enforced).
+	limit int64
 	// held is the calls this process reserved and has not spent;
 	// unflushed the calls it spent that no write has taken yet; inflight
 	// those a write is carrying.
@@ -127,6 +132,21 @@ func (q *quotaState) view(name string, limit int64) httpapi.QuotaView {
 		v.Used, v.Held = max(v.Used, limit), 0
 	}
 	return v
+}
+
+// keep reports whether this process keeps its reserved calls of the quota
+// while it does not spend them: while at least a quarter of the limit is
+// claimed by no process, as last read, so that the others always find
+// calls to reserve. Keeping them saves two writes a sync (the return and
+// the next reservation) at the cost of a crash: a crashed process's
+// reservation counts as spent until the period ends, and a kept one is at
+// most a fiftieth of the limit (httpapi.ReservationSize).
+func (q *quotaState) keep() bool {
+	if q.limit <= 0 || q.stale {
+		return false
+	}
+	free := q.limit - q.used - q.others - q.held - q.unflushed - q.inflight
+	return free >= q.limit/4
 }
 
 // busy reports whether the key has anything a write must still carry.
@@ -153,6 +173,7 @@ func (ks *keyState) quotaLocked(c httpapi.QuotaClaim) *quotaState {
 		}
 		ks.quotas[c.Name] = q
 	}
+	q.limit = c.Limit
 	return q
 }
 

@@ -340,9 +340,12 @@ func TestReplicasOnARealAPIServer(t *testing.T) {
 	}
 }
 
-// TestIdleReplicaReturnsItsReservation: a replica's unspent reserved calls
-// are the others' once it has been idle for a flush, and when it stops.
-func TestIdleReplicaReturnsItsReservation(t *testing.T) {
+// TestIdleReplicaKeepsItsReservationWhileTheQuotaLasts: a replica keeps
+// its unspent reserved calls between its syncs while at least a quarter of
+// the quota is claimed by no one, so a quiet sync costs no reservation and
+// no return; once it has read that the quota runs low, its next idle flush
+// returns them to the others; stopping returns them at once.
+func TestIdleReplicaKeepsItsReservationWhileTheQuotaLasts(t *testing.T) {
 	ctx := context.Background()
 	api := newAPIServer()
 	clock := httpapi.NewFakeClock(t0)
@@ -358,37 +361,86 @@ func TestIdleReplicaReturnsItsReservation(t *testing.T) {
 	if left, _, _ := b.client.QuotaLeft(); left != 1000-20-1 {
 		t.Errorf("b's QuotaLeft = %d, want %d", left, 1000-20-1)
 	}
-	// a's first flush writes its call (it was busy); the next one, idle,
-	// returns the 19 others.
-	a.store.FlushAll(ctx)
-	if e := storedDay(t, api, "erpsync-system"); e.Used != 1 || e.Held["a"] != 19 {
-		t.Errorf("after a busy flush: %+v, want 1 used and 19 held by a", e)
-	}
-	a.store.FlushAll(ctx)
-	if e := storedDay(t, api, "erpsync-system"); e.Held["a"] != 0 || a.held() != 0 {
-		t.Errorf("after an idle flush: %+v, a holds %d; want a's reservation returned", e, a.held())
-	}
+	// Idle flushes of a key whose quota has plenty left write nothing:
+	// a keeps its 19 calls (and its spent one is written with its next
+	// write).
 	writes := api.writes.Load()
+	for range 3 {
+		a.store.FlushAll(ctx)
+		clock.Advance(time.Second)
+	}
+	if n := api.writes.Load() - writes; n != 0 || a.held() != 19 {
+		t.Errorf("idle flushes with plenty left: %d writes, a holds %d; want none and 19", n, a.held())
+	}
+	// b spends until less than a quarter is free.
+	b.spend(t, v.srv.URL, 2, 1000-20-1-240)
+	// a's next sync: its first call's save writes (a's last write is
+	// FlushEvery old), carrying its 2 calls and reading b's spending.
+	a.spend(t, v.srv.URL, 1, 1)
+	if e := storedDay(t, api, "erpsync-system"); e.Used < 2 || e.Held["a"] != 18 {
+		t.Errorf("after a's next call: %+v, want a's 2 calls written and 18 held by a", e)
+	}
+	a.store.FlushAll(ctx) // a was busy since the last flush: it keeps them
+	if a.held() != 18 {
+		t.Errorf("a busy flush returned a's reservation: a holds %d", a.held())
+	}
+	a.store.FlushAll(ctx) // idle now, and the quota runs low: returned
+	if e := storedDay(t, api, "erpsync-system"); e.Held["a"] != 0 || a.held() != 0 {
+		t.Errorf("after an idle flush with the quota low: %+v, a holds %d; want a's reservation returned", e, a.held())
+	}
+	writes = api.writes.Load()
 	a.store.FlushAll(ctx)
 	if api.writes.Load() != writes {
 		t.Error("an idle key with nothing held was written again")
 	}
-	// b's view is refreshed at its own flush: it sees a's call, not its
-	// reservation.
-	b.spend(t, v.srv.URL, 1, 1)
-	b.store.FlushAll(ctx)
-	b.spend(t, v.srv.URL, 1, 1)
-	if left, _, _ := b.client.QuotaLeft(); left != 1000-1-3 {
-		t.Errorf("b's QuotaLeft = %d, want %d", left, 1000-1-3)
-	}
-	// Stopping returns the rest at once; a's next call reserves again.
+	// Stopping returns the rest at once and writes every call.
 	b.store.Close(ctx)
-	if e := storedDay(t, api, "erpsync-system"); len(e.Held) != 0 || e.Used != 4 {
-		t.Errorf("after b stopped: %+v, want 4 used and nothing held", e)
+	a.store.Close(ctx)
+	sent := v.served.Load()
+	if e := storedDay(t, api, "erpsync-system"); len(e.Held) != 0 || e.Used != sent {
+		t.Errorf("after both stopped: %+v, want %d used and nothing held", e, sent)
 	}
+	// a's next call reserves again: a quarter of what is free at most.
 	a.spend(t, v.srv.URL, 1, 1)
-	if e := storedDay(t, api, "erpsync-system"); e.Held["a"] != 20 {
-		t.Errorf("a's next call: %+v, want a new block of 20", e)
+	if e, want := storedDay(t, api, "erpsync-system"), httpapi.ReservationSize(1000, 1000-sent); e.Held["a"] != want {
+		t.Errorf("a's next call: %+v, want a new block of %d", e, want)
+	}
+}
+
+// TestQuietSyncsWriteOnce: a credential with Xero's limits (60 calls a
+// minute, 5,000 a day) whose syncs make a few calls every 15 minutes costs
+// one API write a sync (its first call's, carrying the last sync's calls)
+// and one per reservation of 100 calls, whatever the flushes between; the
+// counts written are exact once the manager stops.
+func TestQuietSyncsWriteOnce(t *testing.T) {
+	ctx := context.Background()
+	api := newAPIServer()
+	clock := httpapi.NewFakeClock(t0)
+	v := newVendor(t, clock)
+	s := api.store(clock)
+	lim := httpapi.Limit{Key: sharedKey, Windows: []httpapi.Window{{Name: "minute", Limit: 60, Per: 61 * time.Second}},
+		Quotas: []httpapi.Quota{{Name: "day", Limit: 5000, Period: httpapi.Daily}}}
+	c, err := httpapi.New(httpapi.Options{Registry: httpapi.NewRegistry(s), Clock: clock, Limits: []httpapi.Limit{lim}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const syncs, perSync = 30, 6
+	for range syncs {
+		call(t, c, v.srv.URL, perSync)
+		for range 4 { // the flush loop runs on between syncs
+			clock.Advance(5 * time.Second)
+			s.FlushAll(ctx)
+		}
+		clock.Advance(15*time.Minute - 20*time.Second)
+	}
+	// 30 first calls, 2 reservations (180 calls in blocks of 100).
+	if w := api.writes.Load(); w != syncs+1 {
+		t.Errorf("%d quiet syncs of %d calls cost %d API writes, want %d (one a sync, and one more reservation)", syncs, perSync, w, syncs+1)
+	}
+	t.Logf("BENCH quota_writes_per_quiet_sync %.2f", float64(api.writes.Load())/syncs)
+	s.Close(ctx)
+	if e := storedDay(t, api, "erpsync-system"); e.Used != syncs*perSync || len(e.Held) != 0 {
+		t.Errorf("stored %+v after the close, want %d used and nothing held", e, syncs*perSync)
 	}
 }
 
@@ -410,8 +462,10 @@ func TestVendorBlockReachesTheOtherReplicas(t *testing.T) {
 	if connectors.KindOf(err) != connectors.KindQuotaExhausted {
 		t.Fatalf("a: %v, want QuotaExhausted", err)
 	}
-	a.store.FlushAll(ctx)
-	b.store.FlushAll(ctx) // b reads the ConfigMap
+	a.store.FlushAll(ctx) // a block is written at once
+	// b learns of it at its next write: its next sync's first call,
+	// which it does not send.
+	clock.Advance(time.Second)
 	refused := v.refused.Load()
 	_, err = b.client.Get(ctx, "op", v.srv.URL, nil)
 	if connectors.KindOf(err) != connectors.KindQuotaExhausted || v.refused.Load() != refused {
