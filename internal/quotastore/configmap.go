@@ -43,6 +43,13 @@ const (
 	flushKey   = "flushEvery"
 )
 
+// KeepIdle is how long a process keeps the reserved calls of a credential
+// it does not spend: longer than the interval of routine syncs (15m by
+// default), so that they reserve once for many syncs; short enough that a
+// credential whose ErpSyncs moved to another replica, or were deleted,
+// does not hold calls the others need until its quota's period ends.
+const KeepIdle = time.Hour
+
 // LabelKey marks the ConfigMaps this store owns.
 const LabelKey = "erpsync.io/quota"
 
@@ -311,11 +318,15 @@ func (s *ConfigMapStore) NeedLeaderElection() bool { return false }
 // (its first call's Save) besides its reservations.
 func (s *ConfigMapStore) FlushAll(ctx context.Context) {
 	s.mu.Lock()
+	now := s.now()
 	var keys []string
 	for k, ks := range s.keys {
-		idle := !ks.active
+		if ks.active || ks.lastActive.IsZero() {
+			ks.lastActive = now
+		}
+		idle, unused := !ks.active, now.Sub(ks.lastActive) >= KeepIdle
 		ks.active = false
-		release := func(q *quotaState) bool { return idle && !q.keep() }
+		release := func(q *quotaState) bool { return idle && (unused || !q.keep()) }
 		if s.needsFlushLocked(k, ks, release) {
 			keys = append(keys, k)
 		}
@@ -426,8 +437,9 @@ func (s *ConfigMapStore) write(ctx context.Context, key string, claims []httpapi
 	// A flush returns the reservations of a key idle since the previous
 	// flush (FlushAll clears active) whose quota runs low; the final write
 	// returns every one.
+	unused := now.Sub(ks.lastActive) >= KeepIdle
 	release := func(q *quotaState) bool {
-		return mode == writeFinal || (mode == writeFlush && !ks.active && !q.keep())
+		return mode == writeFinal || (mode == writeFlush && !ks.active && (unused || !q.keep()))
 	}
 	usage, pending := s.pending[key]
 	var needed bool

@@ -98,6 +98,10 @@ type keyState struct {
 	// active is set when a call was spent or calls were reserved since
 	// the last FlushAll: only an idle key returns its reserved calls.
 	active bool
+	// lastActive is when a FlushAll last found the key active: a key
+	// idle for KeepIdle returns its reserved calls (its ErpSyncs moved to
+	// another replica, or went).
+	lastActive time.Time
 	// inConfigMap is set when the ConfigMap may hold a reservation of
 	// this process that a write must still set right.
 	inConfigMap bool
@@ -137,7 +141,7 @@ func (q *quotaState) view(name string, limit int64) httpapi.QuotaView {
 // keep reports whether this process keeps its reserved calls of the quota
 // while it does not spend them: while at least a quarter of the limit is
 // claimed by no process, as last read, so that the others always find
-// calls to reserve. Keeping them saves two writes a sync (the return and
+// calls to reserve (and while the key is in use: see KeepIdle). Keeping them saves two writes a sync (the return and
 // the next reservation) at the cost of a crash: a crashed process's
 // reservation counts as spent until the period ends, and a kept one is at
 // most a fiftieth of the limit (httpapi.ReservationSize).

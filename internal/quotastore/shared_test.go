@@ -407,6 +407,35 @@ func TestIdleReplicaKeepsItsReservationWhileTheQuotaLasts(t *testing.T) {
 	}
 }
 
+// TestUnusedKeyReturnsItsReservation: a credential this replica no longer
+// spends (its ErpSyncs moved to another replica) has its reserved calls
+// returned once it has been idle for KeepIdle, though the quota has plenty
+// left.
+func TestUnusedKeyReturnsItsReservation(t *testing.T) {
+	ctx := context.Background()
+	api := newAPIServer()
+	clock := httpapi.NewFakeClock(t0)
+	v := newQuotaVendor(t, 1000)
+	a := newReplica(t, api, "erpsync-system", "a", clock, 1000, false)
+	a.spend(t, v.srv.URL, 1, 1)
+	for _, step := range []struct {
+		after time.Duration
+		held  int64
+	}{{5 * time.Second, 19}, {KeepIdle / 2, 19}, {KeepIdle - 10*time.Second, 19}, {KeepIdle + 5*time.Second, 0}} {
+		clock.Set(t0.Add(step.after))
+		a.store.FlushAll(ctx)
+		if e := storedDay(t, api, "erpsync-system"); e.Held["a"] != step.held && !(step.held == 19 && e.Held["a"] == 20) {
+			t.Errorf("+%v: stored %+v, want a's reservation of 19 (20 before its call is written) kept, or 0", step.after, e)
+		}
+		if a.held() != step.held {
+			t.Errorf("+%v: a holds %d, want %d", step.after, a.held(), step.held)
+		}
+	}
+	if e := storedDay(t, api, "erpsync-system"); e.Used != 1 || len(e.Held) != 0 {
+		t.Errorf("after the return: %+v, want a's call used and nothing held", e)
+	}
+}
+
 // TestQuietSyncsWriteOnce: a credential with Xero's limits (60 calls a
 // minute, 5,000 a day) whose syncs make a few calls every 15 minutes costs
 // one API write a sync (its first call's, carrying the last sync's calls)
